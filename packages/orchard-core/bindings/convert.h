@@ -1,0 +1,33 @@
+// Conversions from Python arguments to orchard types, shared by the binding files.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include "orchard/orchard.h"
+
+namespace orchard::bindings {
+
+namespace py = pybind11;
+
+// dtype from an orchard dtype, a name ("float32"), a numpy dtype or type, or a
+// torch dtype; throws TypeError naming the value.
+DType to_dtype(py::handle obj);
+// Device from an orchard device or a string; throws ValueError naming the value.
+Device to_device(py::handle obj);
+// A Python bool, int or float (numpy scalars included); throws TypeError.
+Scalar to_scalar(py::handle obj);
+py::object scalar_to_python(const Scalar& value);
+// Sizes given as f(2, 3), f((2, 3)) or f([2, 3]).
+Shape to_shape(const py::args& args);
+Shape to_shape_sequence(py::handle sequence);
+
+// Zero-copy tensor from a DLPack producer or capsule; throws naming what is wrong.
+Tensor from_dlpack(py::handle obj);
+
+void bind_tensor(py::module_& m);
+void bind_indexing(py::class_<Tensor>& cls);
+void bind_numpy(py::module_& m, py::class_<Tensor>& cls);
+void bind_dlpack(py::module_& m, py::class_<Tensor>& cls);
+void bind_profile(py::module_& m);
+
+}  // namespace orchard::bindings

@@ -1,0 +1,84 @@
+// Basic indexing: ints, slices with a positive step, None and Ellipsis.
+#include "convert.h"
+
+namespace orchard::bindings {
+
+namespace {
+
+bool is_index_int(py::handle item) {
+  return !py::isinstance<py::bool_>(item) && py::hasattr(item, "__index__") && !py::isinstance<Tensor>(item);
+}
+
+int64_t index_value(py::handle item) {
+  try {
+    return item.cast<int64_t>();
+  } catch (const py::cast_error&) {
+    fail<IndexError>("index ", std::string(py::str(item)), " does not fit in int64");
+  }
+}
+
+std::optional<int64_t> slice_bound(py::handle bound) {
+  if (bound.is_none()) return std::nullopt;
+  if (!is_index_int(bound)) fail<TypeError>("slice bounds must be integers or None, got ", std::string(py::repr(bound)));
+  return index_value(bound);
+}
+
+Tensor index(const Tensor& self, py::handle key) {
+  const py::tuple items = py::isinstance<py::tuple>(key) ? py::reinterpret_borrow<py::tuple>(key) : py::make_tuple(key);
+  int64_t consumed = 0;  // dims of self the items address
+  bool seen_ellipsis = false;
+  for (py::handle item : items) {
+    if (item.is(py::ellipsis())) {
+      if (seen_ellipsis) fail<IndexError>("an index can only have a single ellipsis ('...')");
+      seen_ellipsis = true;
+    } else if (!item.is_none()) {
+      ++consumed;
+    }
+  }
+  if (consumed > self.ndim()) {
+    fail<IndexError>("too many indices for a tensor of dimension ", self.ndim(), ": got ", consumed);
+  }
+  Tensor result = self;
+  int64_t dim = 0;
+  for (py::handle item : items) {
+    if (is_index_int(item)) {
+      result = result.select(dim, index_value(item));
+    } else if (py::isinstance<py::slice>(item)) {
+      const auto step = slice_bound(item.attr("step"));
+      if (step && *step <= 0) fail<ValueError>("slice step must be positive, got ", *step);
+      result = result.slice(dim, slice_bound(item.attr("start")), slice_bound(item.attr("stop")), step.value_or(1));
+      ++dim;
+    } else if (item.is_none()) {
+      result = result.unsqueeze(dim);
+      ++dim;
+    } else if (item.is(py::ellipsis())) {
+      dim += self.ndim() - consumed;
+    } else {
+      fail<TypeError>("unsupported index ", std::string(py::repr(item)),
+                      ": only integers, slices with a positive step, None and ... are supported");
+    }
+  }
+  return result;
+}
+
+}  // namespace
+
+void bind_indexing(py::class_<Tensor>& cls) {
+  cls.def("__getitem__", &index, py::arg("key"))
+      .def(
+          "__setitem__",
+          [](const Tensor& self, py::handle key, py::handle value) {
+            const Tensor target = index(self, key);
+            if (py::isinstance<Tensor>(value)) {
+              target.copy_(value.cast<Tensor>());
+            } else if (py::isinstance<py::sequence>(value) || py::hasattr(value, "__array__")) {
+              const py::object converted = py::module_::import("orchard_core").attr("tensor")(value);
+              target.copy_(converted.cast<Tensor>());
+            } else {
+              target.fill_(to_scalar(value));
+            }
+          },
+          py::arg("key"), py::arg("value"));
+}
+
+}  // namespace orchard::bindings

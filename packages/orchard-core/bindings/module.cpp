@@ -1,0 +1,76 @@
+// The _core extension module: exception mapping, dtypes, devices, and the
+// pieces bound in the other files of this folder.
+#include <pybind11/stl.h>
+
+#include "convert.h"
+
+namespace orchard::bindings {
+
+namespace {
+
+void bind_dtypes(py::module_& m) {
+  py::enum_<DType> dtype(m, "dtype", "Element type of a tensor.");
+  for (DType value : kAllDTypes) {
+    dtype.value(dtype_name(value), value);
+    m.attr(dtype_name(value)) = value;
+  }
+  dtype.def_property_readonly("itemsize", [](DType d) { return itemsize(d); })
+      .def_property_readonly("is_floating_point", [](DType d) { return is_floating(d); })
+      .def("__repr__", [](DType d) { return std::string("orchard_core.") + dtype_name(d); })
+      .def("__str__", [](DType d) { return std::string("orchard_core.") + dtype_name(d); });
+}
+
+void bind_devices(py::module_& m) {
+  py::class_<Device>(m, "device", "A device: 'cpu', 'metal' or 'cuda:N'.")
+      .def(py::init([](py::handle spec) { return to_device(spec); }), py::arg("spec"))
+      .def_property_readonly("type", [](const Device& d) { return device_type_name(d.type); })
+      .def_property_readonly("index", [](const Device& d) { return d.index; })
+      .def("__str__", &Device::str)
+      .def("__repr__", [](const Device& d) { return "device('" + d.str() + "')"; })
+      .def("__eq__",
+           [](const Device& d, py::handle other) {
+             if (py::isinstance<Device>(other)) return d == other.cast<Device>();
+             if (py::isinstance<py::str>(other)) return d.str() == other.cast<std::string>() ||
+                                                        (d.index == 0 && device_type_name(d.type) == other.cast<std::string>());
+             return false;
+           })
+      .def("__hash__", [](const Device& d) { return py::hash(py::str(d.str())); });
+  m.def("devices", &available_devices, "The devices this build and host can use now.");
+  m.def(
+      "device_description", [](py::handle d) { return runtime(to_device(d)).description(); },
+      py::arg("device"), "What backs a device, e.g. 'host CPU'.");
+}
+
+}  // namespace
+
+}  // namespace orchard::bindings
+
+PYBIND11_MODULE(_core, m) {
+  namespace py = pybind11;
+  using namespace orchard;
+  using namespace orchard::bindings;
+
+  m.doc() = "orchard-core native module (Tensor v0)";
+  m.attr("__version__") = orchard::version();
+  m.attr("_built_against_version") = ORCHARD_CORE_VERSION;
+
+  py::register_exception<OutOfMemoryError>(m, "OutOfMemoryError", PyExc_RuntimeError);
+  py::register_exception_translator([](std::exception_ptr error) {
+    try {
+      if (error) std::rethrow_exception(error);
+    } catch (const ValueError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const TypeError& e) {
+      PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const IndexError& e) {
+      PyErr_SetString(PyExc_IndexError, e.what());
+    } catch (const RuntimeError& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+  });
+
+  bind_dtypes(m);
+  bind_devices(m);
+  bind_tensor(m);
+  bind_profile(m);
+}

@@ -1,0 +1,183 @@
+// The Tensor class: creation functions, geometry, views and copies.
+#include <pybind11/stl.h>
+
+#include <cmath>
+
+#include "convert.h"
+
+namespace orchard::bindings {
+
+namespace {
+
+DType dtype_or(py::handle obj, DType fallback) { return obj.is_none() ? fallback : to_dtype(obj); }
+Device device_or_cpu(py::handle obj) { return obj.is_none() ? Device{} : to_device(obj); }
+
+// Tensor.to(...) accepts a device, a dtype, or both, positionally or by keyword.
+Tensor convert_to(const Tensor& t, const py::args& args, const py::kwargs& kwargs) {
+  std::optional<Device> device;
+  std::optional<DType> dtype;
+  auto take = [&](py::handle arg) {
+    if (arg.is_none()) return;
+    if (py::isinstance<Device>(arg)) {
+      device = arg.cast<Device>();
+    } else if (py::isinstance<py::str>(arg)) {
+      const auto text = arg.cast<std::string>();
+      bool is_dtype = false;
+      for (DType d : kAllDTypes) is_dtype = is_dtype || text == dtype_name(d);
+      if (is_dtype) {
+        dtype = dtype_from_name(text);
+      } else {
+        device = Device::parse(text);
+      }
+    } else {
+      dtype = to_dtype(arg);
+    }
+  };
+  if (args.size() > 2) fail<TypeError>("to() takes at most a device and a dtype, got ", args.size(), " arguments");
+  for (py::handle arg : args) take(arg);
+  for (auto [key, value] : kwargs) {
+    const auto name = key.cast<std::string>();
+    if (name == "device") {
+      device = device_or_cpu(value);
+    } else if (name == "dtype") {
+      dtype = to_dtype(value);
+    } else {
+      fail<TypeError>("to() got an unexpected keyword argument '", name, "'");
+    }
+  }
+  Tensor result = t;
+  if (dtype) result = result.to(*dtype);
+  if (device) result = result.to(*device);
+  return result;
+}
+
+std::vector<int64_t> to_dims(const py::args& args) { return to_shape(args); }
+
+py::tuple to_tuple(const Shape& shape) {
+  py::tuple result(shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) result[i] = shape[i];
+  return result;
+}
+
+Tensor make_empty(const py::args& size, py::handle dtype, py::handle device) {
+  return Tensor::empty(to_shape(size), dtype_or(dtype, DType::Float32), device_or_cpu(device));
+}
+
+// arange(end), arange(start, end), arange(start, end, step), like torch.
+Tensor make_arange(const py::args& args, py::handle dtype, py::handle device) {
+  if (args.empty() || args.size() > 3) fail<TypeError>("arange takes 1 to 3 numbers, got ", args.size());
+  std::vector<Scalar> numbers;
+  bool all_integral = true;
+  for (py::handle arg : args) {
+    numbers.push_back(to_scalar(arg));
+    all_integral = all_integral && !numbers.back().is_floating();
+  }
+  const double start = numbers.size() > 1 ? numbers[0].to<double>() : 0.0;
+  const double end = numbers.size() > 1 ? numbers[1].to<double>() : numbers[0].to<double>();
+  const double step = numbers.size() > 2 ? numbers[2].to<double>() : 1.0;
+  const DType inferred = all_integral ? DType::Int64 : DType::Float32;
+  return Tensor::arange(start, end, step, dtype_or(dtype, inferred), device_or_cpu(device));
+}
+
+DType default_dtype_for(const Scalar& value) {
+  if (value.is_bool()) return DType::Bool;
+  return value.is_integral() ? DType::Int64 : DType::Float32;
+}
+
+}  // namespace
+
+void bind_tensor(py::module_& m) {
+  py::class_<Tensor> cls(m, "Tensor", "A strided view of device memory.");
+
+  m.def("empty", &make_empty, py::kw_only(), py::arg("dtype") = py::none(), py::arg("device") = py::none(),
+        "Uninitialised tensor of the given size.");
+  m.def(
+      "zeros",
+      [](const py::args& size, py::handle dtype, py::handle device) {
+        return Tensor::zeros(to_shape(size), dtype_or(dtype, DType::Float32), device_or_cpu(device));
+      },
+      py::kw_only(), py::arg("dtype") = py::none(), py::arg("device") = py::none());
+  m.def(
+      "ones",
+      [](const py::args& size, py::handle dtype, py::handle device) {
+        return Tensor::ones(to_shape(size), dtype_or(dtype, DType::Float32), device_or_cpu(device));
+      },
+      py::kw_only(), py::arg("dtype") = py::none(), py::arg("device") = py::none());
+  m.def(
+      "full",
+      [](py::handle size, py::handle fill_value, py::handle dtype, py::handle device) {
+        const Scalar value = to_scalar(fill_value);
+        return Tensor::full(to_shape_sequence(size), value, dtype_or(dtype, default_dtype_for(value)),
+                            device_or_cpu(device));
+      },
+      py::arg("size"), py::arg("fill_value"), py::kw_only(), py::arg("dtype") = py::none(),
+      py::arg("device") = py::none());
+  m.def("arange", &make_arange, py::kw_only(), py::arg("dtype") = py::none(), py::arg("device") = py::none(),
+        "Evenly spaced values in [start, end), like torch.arange.");
+
+  cls.def_property_readonly("shape", [](const Tensor& t) { return to_tuple(t.shape()); })
+      .def_property_readonly("dtype", &Tensor::dtype)
+      .def_property_readonly("device", &Tensor::device)
+      .def_property_readonly("ndim", &Tensor::ndim)
+      .def_property_readonly("itemsize", &Tensor::itemsize)
+      .def_property_readonly("nbytes", &Tensor::nbytes)
+      .def_property_readonly("T", &Tensor::T)
+      .def_property_readonly("mT", &Tensor::mT)
+      .def("dim", &Tensor::ndim)
+      .def("numel", &Tensor::numel)
+      .def("element_size", &Tensor::itemsize)
+      .def(
+          "size",
+          [](const Tensor& t, std::optional<int64_t> dim) -> py::object {
+            if (dim) return py::int_(t.size(*dim));
+            return to_tuple(t.shape());
+          },
+          py::arg("dim") = py::none())
+      .def(
+          "stride",
+          [](const Tensor& t, std::optional<int64_t> dim) -> py::object {
+            if (dim) return py::int_(t.stride(*dim));
+            return to_tuple(t.strides());
+          },
+          py::arg("dim") = py::none())
+      .def("storage_offset", &Tensor::storage_offset)
+      .def("data_ptr", [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()); })
+      .def("is_contiguous", &Tensor::is_contiguous)
+      .def("is_alias_of", &Tensor::is_alias_of, py::arg("other"))
+      .def("_storage_id", [](const Tensor& t) { return t.storage()->id(); })
+      .def("_storage_nbytes", [](const Tensor& t) { return t.storage()->nbytes(); })
+      .def("view", [](const Tensor& t, const py::args& shape) { return t.view(to_shape(shape)); })
+      .def("reshape", [](const Tensor& t, const py::args& shape) { return t.reshape(to_shape(shape)); })
+      .def("transpose", &Tensor::transpose, py::arg("dim0"), py::arg("dim1"))
+      .def("permute", [](const Tensor& t, const py::args& dims) { return t.permute(to_dims(dims)); })
+      .def("expand", [](const Tensor& t, const py::args& shape) { return t.expand(to_shape(shape)); })
+      .def(
+          "squeeze",
+          [](const Tensor& t, std::optional<int64_t> dim) { return dim ? t.squeeze(*dim) : t.squeeze(); },
+          py::arg("dim") = py::none())
+      .def("unsqueeze", &Tensor::unsqueeze, py::arg("dim"))
+      .def("contiguous", &Tensor::contiguous)
+      .def("clone", &Tensor::clone)
+      .def("detach", &Tensor::detach)
+      .def("to", &convert_to, "Copy to a device and/or dtype; returns self when nothing changes.")
+      .def("cpu", [](const Tensor& t) { return t.to(Device{}); })
+      .def(
+          "fill_", [](const Tensor& t, py::handle value) { return t.fill_(to_scalar(value)); },
+          py::arg("value"))
+      .def("zero_", [](const Tensor& t) { return t.fill_(Scalar(int64_t{0})); })
+      .def("copy_", &Tensor::copy_, py::arg("src"))
+      .def("item", [](const Tensor& t) { return scalar_to_python(t.item()); })
+      .def("__float__", [](const Tensor& t) { return t.item().to<double>(); })
+      .def("__int__", [](const Tensor& t) { return t.item().to<int64_t>(); })
+      .def("__bool__", [](const Tensor& t) { return t.item().to<bool>(); })
+      .def("__len__", [](const Tensor& t) {
+        if (t.ndim() == 0) fail<TypeError>("len() of a 0-d tensor");
+        return t.shape()[0];
+      });
+
+  bind_indexing(cls);
+  bind_numpy(m, cls);
+  bind_dlpack(m, cls);
+}
+
+}  // namespace orchard::bindings

@@ -1,0 +1,13 @@
+// Everything an extension needs to build against orchard-core.
+#pragma once
+
+#include "orchard/allocator.h"
+#include "orchard/device.h"
+#include "orchard/dtype.h"
+#include "orchard/error.h"
+#include "orchard/kernels.h"
+#include "orchard/profile.h"
+#include "orchard/scalar.h"
+#include "orchard/storage.h"
+#include "orchard/tensor.h"
+#include "orchard/version.h"

@@ -1,0 +1,42 @@
+// Storage: one reference-counted block of device memory shared by tensor views.
+#pragma once
+
+#include <cstdint>
+
+#include "orchard/allocator.h"
+#include "orchard/device.h"
+#include "orchard/dtype.h"
+#include "orchard/intrusive_ptr.h"
+
+namespace orchard {
+
+class StorageImpl final : public RefCounted {
+ public:
+  // Fresh memory from the device's allocator.
+  static IntrusivePtr<StorageImpl> allocate(size_t nbytes, Device device, DType dtype);
+  // Wraps memory owned elsewhere; `deleter` runs when the last view is gone.
+  static IntrusivePtr<StorageImpl> wrap(void* data, size_t nbytes, Device device, DType dtype,
+                                        DataPtr::Deleter deleter);
+
+  void* data() const { return data_.get(); }
+  size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+  DType dtype() const { return dtype_; }  // the dtype it was created for (profiling)
+  uint64_t id() const { return id_; }
+
+ private:
+  friend class IntrusivePtr<StorageImpl>;
+  StorageImpl(DataPtr data, size_t nbytes, Device device, DType dtype);
+  ~StorageImpl() override;
+
+  DataPtr data_;
+  size_t nbytes_;
+  Device device_;
+  DType dtype_;
+  uint64_t id_;
+  bool logged_;  // whether creation was logged, so release logs iff creation did
+};
+
+using Storage = IntrusivePtr<StorageImpl>;
+
+}  // namespace orchard

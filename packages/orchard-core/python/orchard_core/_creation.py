@@ -1,0 +1,50 @@
+"""``orchard_core.tensor``: a copy of Python data, with torch's dtype inference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _core
+
+_NUMPY_KEEPS = {"float16", "float32", "float64", "int32", "int64", "bool"}
+
+
+def _inferred_dtype(data: Any, array: np.ndarray) -> _core.dtype:
+    kind = array.dtype.kind
+    if kind == "b":
+        return _core.bool
+    if kind in "iu":
+        return _core.int64 if array.dtype.name not in _NUMPY_KEEPS else _core.dtype.__members__[array.dtype.name]
+    if kind == "f":
+        # Python floats default to float32 as in torch; numpy data keeps its precision.
+        if isinstance(data, np.ndarray | np.generic) and array.dtype.name in _NUMPY_KEEPS:
+            return _core.dtype.__members__[array.dtype.name]
+        return _core.float32
+    raise TypeError(f"tensor() cannot hold data of numpy dtype {array.dtype} (from {type(data).__name__})")
+
+
+def tensor(data: Any, dtype: Any = None, device: Any = None) -> _core.Tensor:
+    """A new tensor holding a copy of ``data`` (nested sequences, numbers, arrays, tensors).
+
+    Without ``dtype``: bools give bool, integers int64, Python floats float32
+    (numpy arrays keep their dtype), as in ``torch.tensor``.
+    """
+    if isinstance(data, _core.Tensor):
+        result = data.clone()
+    else:
+        try:
+            array = np.asarray(data)
+        except ValueError as error:
+            raise ValueError(f"tensor() needs rectangular data: {error}") from None
+        if array.dtype == object:
+            raise TypeError(f"tensor() cannot convert {type(data).__name__} data with non-numeric elements")
+        inferred = _inferred_dtype(data, array)
+        staging = inferred.name if inferred.name in _NUMPY_KEEPS else "float32"
+        result = _core.from_numpy(np.array(array, dtype=staging, order="C", copy=True)).to(inferred)
+    if dtype is not None:
+        result = result.to(dtype)
+    if device is not None:
+        result = result.to(device)
+    return result

@@ -1,0 +1,55 @@
+"""Methods written in Python: printing, and conversion to Python lists and numpy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _core
+
+
+def _host_array(t: _core.Tensor) -> np.ndarray:
+    """A numpy view (or copy, off the CPU or for bfloat16) of the tensor's values."""
+    if t.dtype == _core.bfloat16:
+        t = t.to(_core.float32)
+    return t.to("cpu").numpy()
+
+
+def _repr(t: _core.Tensor) -> str:
+    body = np.array2string(_host_array(t), separator=", ", prefix="tensor(", threshold=1000, edgeitems=3)
+    extras = []
+    if t.dtype not in (_core.float32, _core.int64, _core.bool):
+        extras.append(f"dtype={t.dtype!r}")
+    if t.device != "cpu":
+        extras.append(f"device='{t.device}'")
+    if t.numel() == 0:
+        extras.append(f"size={t.shape}")
+    return "tensor(" + ", ".join([body, *extras]) + ")"
+
+
+def _tolist(t: _core.Tensor) -> Any:
+    return _host_array(t).tolist()
+
+
+def _array(t: _core.Tensor, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+    zero_copy = t.device == "cpu" and t.dtype != _core.bfloat16
+    if copy is False and not zero_copy:
+        raise ValueError(f"a {t.dtype!r} tensor on '{t.device}' cannot become a numpy array without a copy")
+    array = _host_array(t)
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    return array.copy() if copy else array
+
+
+def _dtype_repr(d: _core.dtype) -> str:
+    return f"orchard_core.{d.name}"
+
+
+def install(cls: type) -> None:
+    _core.dtype.__repr__ = _dtype_repr
+    _core.dtype.__str__ = _dtype_repr
+    cls.__repr__ = _repr
+    cls.__str__ = _repr
+    cls.tolist = _tolist
+    cls.__array__ = _array

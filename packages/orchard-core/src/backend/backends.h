@@ -1,0 +1,24 @@
+// The runtimes each backend folder defines; device.cpp chooses among them.
+#pragma once
+
+#include "orchard/device.h"
+#include "orchard/kernels.h"
+
+namespace orchard::backend {
+
+DeviceRuntime& cpu_runtime();
+const Kernels& cpu_kernels();
+
+// A "metal" device backed by host memory (ORCHARD_METAL_FALLBACK=cpu).
+DeviceRuntime& metal_host_fallback_runtime();
+#ifdef ORCHARD_WITH_METAL
+// The real Metal device, or nullptr when the host has none.
+DeviceRuntime* metal_runtime();
+#endif
+#ifdef ORCHARD_WITH_CUDA
+// The CUDA device `index`, or nullptr when it does not exist.
+DeviceRuntime* cuda_runtime(int index);
+int cuda_device_count();
+#endif
+
+}  // namespace orchard::backend

@@ -1,0 +1,7 @@
+#include "orchard/version.h"
+
+namespace orchard {
+
+const char* version() { return ORCHARD_CORE_VERSION; }
+
+}  // namespace orchard
