@@ -12,15 +12,15 @@ _NUMPY_KEEPS = {"float16", "float32", "float64", "int32", "int64", "bool"}
 
 
 def _inferred_dtype(data: Any, array: np.ndarray) -> _core.dtype:
-    kind = array.dtype.kind
+    kind, name = array.dtype.kind, array.dtype.name
     if kind == "b":
         return _core.bool
     if kind in "iu":
-        return _core.int64 if array.dtype.name not in _NUMPY_KEEPS else _core.dtype.__members__[array.dtype.name]
+        return _core.dtype.__members__[name] if name in _NUMPY_KEEPS else _core.int64
     if kind == "f":
         # Python floats default to float32 as in torch; numpy data keeps its precision.
-        if isinstance(data, np.ndarray | np.generic) and array.dtype.name in _NUMPY_KEEPS:
-            return _core.dtype.__members__[array.dtype.name]
+        if isinstance(data, np.ndarray | np.generic) and name in _NUMPY_KEEPS:
+            return _core.dtype.__members__[name]
         return _core.float32
     raise TypeError(f"tensor() cannot hold data of numpy dtype {array.dtype} (from {type(data).__name__})")
 

@@ -1,0 +1,81 @@
+"""Orchard's sessions. The test command is `nox -s tests` (see README.md).
+
+Packages build in dependency order; orchard-flash compiles against the
+orchard-core wheel built just before it, found through --find-links, exactly as
+a user's `pip install --find-links dist orchard-flash` would.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+PACKAGES = ["orchard-core", "orchard-flash", "orchard-torch-bridge"]  # each builds against those before it
+DIST = ROOT / "dist"
+LINT_TOOLS = ["ruff==0.17.6", "clang-format==23.1.5"]
+CPP_SUFFIXES = {".h", ".cpp", ".mm", ".cu", ".cuh"}
+
+nox.options.sessions = ["lint", "tests"]
+
+
+def torch_constraints() -> list[str]:
+    """Pins the CPU build of torch on Linux (an unpinned torch pulls CUDA wheels)."""
+    if sys.platform.startswith("linux"):
+        return ["--constraint", str(ROOT / "ci" / "constraints-linux-cpu.txt")]
+    return []
+
+
+def build_wheels(session: nox.Session, wheel_dir: Path) -> list[Path]:
+    """One wheel per package into `wheel_dir`, each built in an isolated environment."""
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    for stale in wheel_dir.glob("orchard_*.whl"):
+        stale.unlink()
+    for package in PACKAGES:
+        session.log(f"building {package}")
+        session.run(
+            "python", "-m", "pip", "wheel", "--no-deps", "--find-links", str(wheel_dir),
+            "--wheel-dir", str(wheel_dir), str(ROOT / "packages" / package),
+        )  # fmt: skip
+    return sorted(wheel_dir.glob("orchard_*.whl"))
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Write a wheel per package to dist/."""
+    session.install("pip>=23")
+    for wheel in build_wheels(session, DIST):
+        session.log(f"wrote {wheel.relative_to(ROOT)}")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Build the three packages, install them into a fresh venv and run every package's tests."""
+    wheel_dir = Path(session.create_tmp()) / "wheels"
+    wheels = build_wheels(session, wheel_dir)
+    session.install(*torch_constraints(), "numpy", "torch", "pytest", "hypothesis")
+    session.install("--no-deps", "--force-reinstall", *map(str, wheels))
+    session.run("python", "-m", "pip", "check")
+    test_dirs = [str(ROOT / "packages" / package / "tests") for package in PACKAGES]
+    session.run("python", "-m", "pytest", *test_dirs, *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff for Python, clang-format for C++ (check only; `nox -s lint -- --fix` rewrites)."""
+    fix = "--fix" in session.posargs
+    session.install(*LINT_TOOLS)
+    session.run("ruff", "check", *(["--fix"] if fix else []), ".")
+    session.run("ruff", "format", *([] if fix else ["--check"]), ".")
+    sources = [str(p) for p in sorted((ROOT / "packages").rglob("*")) if p.suffix in CPP_SUFFIXES]
+    session.run("clang-format", *(["-i"] if fix else ["--dry-run", "--Werror"]), *sources)
+
+
+@nox.session(python=False)
+def clean(session: nox.Session) -> None:
+    """Remove build outputs (dist/, build/)."""
+    for path in (DIST, ROOT / "build"):
+        shutil.rmtree(path, ignore_errors=True)
