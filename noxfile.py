@@ -51,16 +51,33 @@ def build(session: nox.Session) -> None:
         session.log(f"wrote {wheel.relative_to(ROOT)}")
 
 
+def install_packages(session: nox.Session, *extras: str) -> None:
+    """Build the three packages and install them, torch and `extras` into the session's venv."""
+    wheels = build_wheels(session, Path(session.create_tmp()) / "wheels")
+    session.install(*torch_constraints(), "numpy", "torch", *extras)
+    session.install("--no-deps", "--force-reinstall", *map(str, wheels))
+    session.run("python", "-m", "pip", "check")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Build the three packages, install them into a fresh venv and run every package's tests."""
-    wheel_dir = Path(session.create_tmp()) / "wheels"
-    wheels = build_wheels(session, wheel_dir)
-    session.install(*torch_constraints(), "numpy", "torch", "pytest", "hypothesis")
-    session.install("--no-deps", "--force-reinstall", *map(str, wheels))
-    session.run("python", "-m", "pip", "check")
+    install_packages(session, "pytest", "hypothesis")
     test_dirs = [str(ROOT / "packages" / package / "tests") for package in PACKAGES]
     session.run("python", "-m", "pytest", *test_dirs, *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against torch and numpy in the same run; tables go to docs/benchmarks/."""
+    install_packages(session)
+    out = ROOT / "docs" / "benchmarks"
+    session.run(
+        "python",
+        str(ROOT / "packages/orchard-core/benchmarks/bench_storage.py"),
+        "--out",
+        str(out / "storage.md"),
+    )
 
 
 @nox.session

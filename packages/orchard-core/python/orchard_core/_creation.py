@@ -41,8 +41,14 @@ def tensor(data: Any, dtype: Any = None, device: Any = None) -> _core.Tensor:
         if array.dtype == object:
             raise TypeError(f"tensor() cannot convert {type(data).__name__} data with non-numeric elements")
         inferred = _inferred_dtype(data, array)
-        staging = inferred.name if inferred.name in _NUMPY_KEEPS else "float32"
-        result = _core.from_numpy(np.array(array, dtype=staging, order="C", copy=True)).to(inferred)
+        # Stage in the data's own precision (Python floats are float64) and cast once to the
+        # target, so tensor([0.1], dtype=float64) is not rounded through float32 first.
+        if array.dtype.name in _NUMPY_KEEPS:
+            staging = array.dtype.name
+        else:
+            staging = inferred.name if inferred.name in _NUMPY_KEEPS else "float32"
+        staged = _core.from_numpy(np.array(array, dtype=staging, order="C", copy=True))
+        result = staged.to(inferred if dtype is None else dtype)
     if dtype is not None:
         result = result.to(dtype)
     if device is not None:
