@@ -17,10 +17,14 @@ int64_t index_value(py::handle item) {
   }
 }
 
-std::optional<int64_t> slice_bound(py::handle bound) {
-  if (bound.is_none()) return std::nullopt;
-  if (!is_index_int(bound)) fail<TypeError>("slice bounds must be integers or None, got ", std::string(py::repr(bound)));
-  return index_value(bound);
+// Applies a Python slice to one dim; bounds clamp like Python's, steps must be positive.
+Tensor apply_slice(const Tensor& t, int64_t dim, py::handle item) {
+  Py_ssize_t start = 0;
+  Py_ssize_t stop = 0;
+  Py_ssize_t step = 0;
+  if (PySlice_Unpack(item.ptr(), &start, &stop, &step) < 0) throw py::error_already_set();
+  if (step <= 0) fail<ValueError>("slice step must be positive, got ", step);
+  return t.slice(dim, start, stop, step);
 }
 
 Tensor index(const Tensor& self, py::handle key) {
@@ -44,9 +48,7 @@ Tensor index(const Tensor& self, py::handle key) {
     if (is_index_int(item)) {
       result = result.select(dim, index_value(item));
     } else if (py::isinstance<py::slice>(item)) {
-      const auto step = slice_bound(item.attr("step"));
-      if (step && *step <= 0) fail<ValueError>("slice step must be positive, got ", *step);
-      result = result.slice(dim, slice_bound(item.attr("start")), slice_bound(item.attr("stop")), step.value_or(1));
+      result = apply_slice(result, dim, item);
       ++dim;
     } else if (item.is_none()) {
       result = result.unsqueeze(dim);
