@@ -19,7 +19,7 @@ DIST = ROOT / "dist"
 LINT_TOOLS = ["ruff==0.17.6", "clang-format==23.1.5"]
 CPP_SUFFIXES = {".h", ".cpp", ".mm", ".cu", ".cuh"}
 
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "devbuild"]
 
 
 def torch_constraints() -> list[str]:
@@ -89,6 +89,16 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", *([] if fix else ["--check"]), ".")
     sources = [str(p) for p in sorted((ROOT / "packages").rglob("*")) if p.suffix in CPP_SUFFIXES]
     session.run("clang-format", *(["-i"] if fix else ["--dry-run", "--Werror"]), *sources)
+
+
+@nox.session
+def devbuild(session: nox.Session) -> None:
+    """Configure and compile the top-level development build of all three packages."""
+    session.install("meson>=1.3", "ninja", "pybind11>=2.12", "numpy")
+    build_dir = Path(session.create_tmp()) / "devbuild"
+    shutil.rmtree(build_dir, ignore_errors=True)
+    session.run("meson", "setup", str(build_dir), str(ROOT))
+    session.run("ninja", "-C", str(build_dir))
 
 
 @nox.session(python=False)
