@@ -62,9 +62,12 @@ def install_packages(session: nox.Session, *extras: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Build the three packages, install them into a fresh venv and run every package's tests."""
-    install_packages(session, "pytest", "hypothesis")
+    install_packages(session, "pytest", "hypothesis", "mypy")
     test_dirs = [str(ROOT / "packages" / package / "tests") for package in PACKAGES]
     session.run("python", "-m", "pytest", *test_dirs, *session.posargs)
+    # The type stub of the native module must match what it really exports.
+    allowlist = ROOT / "packages" / "orchard-core" / "stubtest-allowlist.txt"
+    session.run("python", "-m", "mypy.stubtest", "orchard_core._core", "--allowlist", str(allowlist))
 
 
 @nox.session

@@ -25,9 +25,10 @@ Device to_device(py::handle obj) {
 }
 
 Scalar to_scalar(py::handle obj) {
-  if (py::isinstance<py::bool_>(obj) || py::isinstance(obj, py::module_::import("numpy").attr("bool_"))) {
-    return Scalar(obj.cast<bool>());
-  }
+  const py::handle type = py::type::of(obj);
+  const bool numpy_bool = type.attr("__name__").cast<std::string>() == "bool" &&
+                          type.attr("__module__").cast<std::string>() == "numpy";
+  if (py::isinstance<py::bool_>(obj) || numpy_bool) return Scalar(obj.cast<bool>());
   if (py::hasattr(obj, "__index__")) {
     try {
       return Scalar(obj.cast<int64_t>());

@@ -15,9 +15,7 @@ void bind_dtypes(py::module_& m) {
     m.attr(dtype_name(value)) = value;
   }
   dtype.def_property_readonly("itemsize", [](DType d) { return itemsize(d); })
-      .def_property_readonly("is_floating_point", [](DType d) { return is_floating(d); })
-      .def("__repr__", [](DType d) { return std::string("orchard_core.") + dtype_name(d); })
-      .def("__str__", [](DType d) { return std::string("orchard_core.") + dtype_name(d); });
+      .def_property_readonly("is_floating_point", [](DType d) { return is_floating(d); });
 }
 
 void bind_devices(py::module_& m) {
@@ -27,12 +25,13 @@ void bind_devices(py::module_& m) {
       .def_property_readonly("index", [](const Device& d) { return d.index; })
       .def("__str__", &Device::str)
       .def("__repr__", [](const Device& d) { return "device('" + d.str() + "')"; })
+      // Equal to another device, or to its own canonical name ("cpu", "metal",
+      // "cuda:0"), which is also what it hashes as.
       .def("__eq__",
-           [](const Device& d, py::handle other) {
-             if (py::isinstance<Device>(other)) return d == other.cast<Device>();
-             if (py::isinstance<py::str>(other)) return d.str() == other.cast<std::string>() ||
-                                                        (d.index == 0 && device_type_name(d.type) == other.cast<std::string>());
-             return false;
+           [](const Device& d, py::handle other) -> py::object {
+             if (py::isinstance<Device>(other)) return py::bool_(d == other.cast<Device>());
+             if (py::isinstance<py::str>(other)) return py::bool_(d.str() == other.cast<std::string>());
+             return py::reinterpret_borrow<py::object>(Py_NotImplemented);
            })
       .def("__hash__", [](const Device& d) { return py::hash(py::str(d.str())); });
   m.def("devices", &available_devices, "The devices this build and host can use now.");

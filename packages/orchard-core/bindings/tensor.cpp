@@ -38,9 +38,9 @@ Tensor convert_to(const Tensor& t, const py::args& args, const py::kwargs& kwarg
   for (auto [key, value] : kwargs) {
     const auto name = key.cast<std::string>();
     if (name == "device") {
-      device = device_or_cpu(value);
+      if (!value.is_none()) device = to_device(value);
     } else if (name == "dtype") {
-      dtype = to_dtype(value);
+      if (!value.is_none()) dtype = to_dtype(value);
     } else {
       fail<TypeError>("to() got an unexpected keyword argument '", name, "'");
     }

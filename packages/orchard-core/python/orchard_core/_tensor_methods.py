@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -46,10 +47,15 @@ def _dtype_repr(d: _core.dtype) -> str:
     return f"orchard_core.{d.name}"
 
 
+def _iter(t: _core.Tensor) -> Iterator[_core.Tensor]:
+    if t.ndim == 0:
+        raise TypeError("iteration over a 0-d tensor")
+    return (t[i] for i in range(len(t)))
+
+
 def install(cls: type) -> None:
-    _core.dtype.__repr__ = _dtype_repr
-    _core.dtype.__str__ = _dtype_repr
-    cls.__repr__ = _repr
-    cls.__str__ = _repr
-    cls.tolist = _tolist
-    cls.__array__ = _array
+    methods = {"__repr__": _repr, "__str__": _repr, "tolist": _tolist, "__array__": _array, "__iter__": _iter}
+    for name, method in methods.items():
+        setattr(cls, name, method)
+    setattr(_core.dtype, "__repr__", _dtype_repr)  # noqa: B010 - assigning to a class of the extension
+    setattr(_core.dtype, "__str__", _dtype_repr)  # noqa: B010
