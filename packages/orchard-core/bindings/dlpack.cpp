@@ -82,8 +82,13 @@ Managed* export_tensor(const Tensor& tensor) {
   owner->shape = tensor.shape();
   owner->strides = tensor.strides();
   Managed& m = owner->managed;
-  m.dl_tensor = DLTensor{tensor.data_ptr(), to_dl(tensor.device()), static_cast<int32_t>(tensor.ndim()),
-                         to_dl(tensor.dtype()), owner->shape.data(), owner->strides.data(), 0};
+  m.dl_tensor = DLTensor{tensor.data_ptr(),
+                         to_dl(tensor.device()),
+                         static_cast<int32_t>(tensor.ndim()),
+                         to_dl(tensor.dtype()),
+                         owner->shape.data(),
+                         owner->strides.data(),
+                         0};
   m.manager_ctx = owner.get();
   m.deleter = &Export<Managed>::deleter;
   if constexpr (std::is_same_v<Managed, DLManagedTensorVersioned>) m.version = {kMajorVersion, kMinorVersion};
@@ -117,10 +122,11 @@ py::object dlpack(const Tensor& tensor, py::handle stream, py::handle max_versio
   const bool versioned = !max_version.is_none() && max_version.cast<std::pair<int, int>>().first >= 1;
   if (versioned) {
     return py::reinterpret_steal<py::object>(PyCapsule_New(export_tensor<DLManagedTensorVersioned>(exported),
-                                                           kVersionedName, &destroy_unconsumed<DLManagedTensorVersioned>));
+                                                           kVersionedName,
+                                                           &destroy_unconsumed<DLManagedTensorVersioned>));
   }
-  return py::reinterpret_steal<py::object>(
-      PyCapsule_New(export_tensor<DLManagedTensor>(exported), kLegacyName, &destroy_unconsumed<DLManagedTensor>));
+  return py::reinterpret_steal<py::object>(PyCapsule_New(export_tensor<DLManagedTensor>(exported),
+                                                         kLegacyName, &destroy_unconsumed<DLManagedTensor>));
 }
 
 // Wraps a consumed DLPack tensor; `release` runs the producer's deleter.
@@ -201,8 +207,9 @@ Tensor from_capsule(py::handle capsule) {
     auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(cap, kLegacyName));
     return consume(cap, managed, "used_dltensor");
   }
-  fail<ValueError>("expected an unused DLPack capsule ('dltensor' or 'dltensor_versioned'); "
-                   "a capsule can be consumed only once");
+  fail<ValueError>(
+      "expected an unused DLPack capsule ('dltensor' or 'dltensor_versioned'); "
+      "a capsule can be consumed only once");
 }
 
 }  // namespace
@@ -225,8 +232,9 @@ Tensor from_dlpack(py::handle obj) {
 }
 
 void bind_dlpack(py::module_& m, py::class_<Tensor>& cls) {
-  cls.def("__dlpack__", &dlpack, py::kw_only(), py::arg("stream") = py::none(), py::arg("max_version") = py::none(),
-          py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
+  cls.def("__dlpack__", &dlpack, py::kw_only(), py::arg("stream") = py::none(),
+          py::arg("max_version") = py::none(), py::arg("dl_device") = py::none(),
+          py::arg("copy") = py::none())
       .def("__dlpack_device__", [](const Tensor& t) {
         const DLDevice d = to_dl(t.device());
         return py::make_tuple(d.device_type, d.device_id);

@@ -28,7 +28,8 @@ Tensor apply_slice(const Tensor& t, int64_t dim, py::handle item) {
 }
 
 Tensor index(const Tensor& self, py::handle key) {
-  const py::tuple items = py::isinstance<py::tuple>(key) ? py::reinterpret_borrow<py::tuple>(key) : py::make_tuple(key);
+  const py::tuple items =
+      py::isinstance<py::tuple>(key) ? py::reinterpret_borrow<py::tuple>(key) : py::make_tuple(key);
   int64_t consumed = 0;  // dims of self the items address
   bool seen_ellipsis = false;
   for (py::handle item : items) {
@@ -73,7 +74,9 @@ void bind_indexing(py::class_<Tensor>& cls) {
             const Tensor target = index(self, key);
             if (py::isinstance<Tensor>(value)) {
               target.copy_(value.cast<Tensor>());
-            } else if (py::isinstance<py::sequence>(value) || py::hasattr(value, "__array__")) {
+            } else if ((py::isinstance<py::sequence>(value) && !py::isinstance<py::str>(value) &&
+                        !py::isinstance<py::bytes>(value)) ||
+                       py::hasattr(value, "__array__")) {
               const py::object converted = py::module_::import("orchard_core").attr("tensor")(value);
               target.copy_(converted.cast<Tensor>());
             } else {

@@ -34,10 +34,12 @@ Tensor from_numpy(py::handle obj) {
   auto a = py::reinterpret_borrow<py::array>(obj);
   const DType dtype = dtype_of(a.dtype());
   if (a.dtype().byteorder() == '>' || (a.dtype().byteorder() == '<' && !PY_LITTLE_ENDIAN)) {
-    fail<ValueError>("from_numpy: ", describe(a), " has non-native byte order; use a.astype(a.dtype.newbyteorder('='))");
+    fail<ValueError>("from_numpy: ", describe(a),
+                     " has non-native byte order; use a.astype(a.dtype.newbyteorder('='))");
   }
   if (!a.writeable()) {
-    fail<ValueError>("from_numpy: the ", describe(a), " is read-only, so it cannot be shared zero-copy; "
+    fail<ValueError>("from_numpy: the ", describe(a),
+                     " is read-only, so it cannot be shared zero-copy; "
                      "pass a.copy() or use orchard_core.tensor(a)");
   }
   const auto item = static_cast<py::ssize_t>(itemsize(dtype));
@@ -76,7 +78,8 @@ Tensor from_numpy(py::handle obj) {
 py::array to_numpy(py::handle self) {
   const auto& t = self.cast<const Tensor&>();
   if (t.device().type != DeviceType::CPU) {
-    fail<TypeError>("numpy() needs a CPU tensor, this one is on '", t.device().str(), "'; call .to('cpu') first");
+    fail<TypeError>("numpy() needs a CPU tensor, this one is on '", t.device().str(),
+                    "'; call .to('cpu') first");
   }
   if (t.dtype() == DType::BFloat16) {
     fail<TypeError>("numpy has no bfloat16 dtype; call .to(orchard_core.float32) first");
@@ -84,7 +87,8 @@ py::array to_numpy(py::handle self) {
   std::vector<py::ssize_t> strides;
   for (int64_t s : t.strides()) strides.push_back(static_cast<py::ssize_t>(s * t.itemsize()));
   const std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
-  if (t.data_ptr() == nullptr) return py::array(py::dtype(dtype_name(t.dtype())), shape, strides);  // no elements
+  if (t.data_ptr() == nullptr)
+    return py::array(py::dtype(dtype_name(t.dtype())), shape, strides);  // no elements
   // `self` is the array's base: it keeps the storage alive as long as the array.
   return py::array(py::dtype(dtype_name(t.dtype())), shape, strides, t.data_ptr(), self);
 }

@@ -33,7 +33,8 @@ Tensor convert_to(const Tensor& t, const py::args& args, const py::kwargs& kwarg
       dtype = to_dtype(arg);
     }
   };
-  if (args.size() > 2) fail<TypeError>("to() takes at most a device and a dtype, got ", args.size(), " arguments");
+  if (args.size() > 2)
+    fail<TypeError>("to() takes at most a device and a dtype, got ", args.size(), " arguments");
   for (py::handle arg : args) take(arg);
   for (auto [key, value] : kwargs) {
     const auto name = key.cast<std::string>();

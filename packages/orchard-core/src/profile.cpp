@@ -101,8 +101,8 @@ std::vector<LiveTensor> live_tensors() {
   std::vector<LiveTensor> result;
   result.reserve(s.tensors.size());
   for (const TensorImpl* t : s.tensors) {
-    result.push_back(LiveTensor{t->id(), t->storage()->id(), t->shape(), t->dtype(),
-                                t->storage()->device(), t->storage()->nbytes()});
+    result.push_back(LiveTensor{t->id(), t->storage()->id(), t->shape(), t->dtype(), t->storage()->device(),
+                                t->storage()->nbytes()});
   }
   return result;
 }

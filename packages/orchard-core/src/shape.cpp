@@ -52,8 +52,8 @@ Shape contiguous_strides(const Shape& shape) {
 int64_t wrap_dim(int64_t dim, int64_t ndim) {
   const int64_t rank = std::max<int64_t>(ndim, 1);  // a 0-d tensor accepts dim 0 and -1
   if (dim < -rank || dim >= rank) {
-    fail<IndexError>("dimension ", dim, " is out of range for a tensor with ", ndim,
-                     " dimensions (expected ", -rank, "..", rank - 1, ")");
+    fail<IndexError>("dimension ", dim, " is out of range for a tensor with ", ndim, " dimensions (expected ",
+                     -rank, "..", rank - 1, ")");
   }
   return dim < 0 ? dim + rank : dim;
 }
@@ -83,8 +83,7 @@ Shape infer_size(const Shape& shape, int64_t numel) {
   return result;
 }
 
-std::optional<Shape> view_strides(const Shape& old_shape, const Shape& old_strides,
-                                  const Shape& new_shape) {
+std::optional<Shape> view_strides(const Shape& old_shape, const Shape& old_strides, const Shape& new_shape) {
   if (checked_numel(old_shape) == 0) return contiguous_strides(new_shape);
   // Treat a 0-d tensor as one element of stride 1.
   const Shape sizes = old_shape.empty() ? Shape{1} : old_shape;
@@ -123,8 +122,8 @@ Shape broadcast(const Shape& a, const Shape& b) {
     const int64_t x = i < ndim - a.size() ? 1 : a[i - (ndim - a.size())];
     const int64_t y = i < ndim - b.size() ? 1 : b[i - (ndim - b.size())];
     if (x != y && x != 1 && y != 1) {
-      fail<ValueError>("shapes ", str(a), " and ", str(b), " cannot be broadcast together (dimension ",
-                       i, ": ", x, " vs ", y, ")");
+      fail<ValueError>("shapes ", str(a), " and ", str(b), " cannot be broadcast together (dimension ", i,
+                       ": ", x, " vs ", y, ")");
     }
     result[i] = x == 1 ? y : x;
   }

@@ -19,8 +19,7 @@ int64_t wrap_dim(int64_t dim, int64_t ndim);
 // Replaces one -1 by what makes the element count `numel`; throws ValueError.
 Shape infer_size(const Shape& shape, int64_t numel);
 // Strides that view (old_shape, old_strides) as new_shape without a copy, if any.
-std::optional<Shape> view_strides(const Shape& old_shape, const Shape& old_strides,
-                                  const Shape& new_shape);
+std::optional<Shape> view_strides(const Shape& old_shape, const Shape& old_strides, const Shape& new_shape);
 // The shape both broadcast to, numpy rules; throws ValueError naming both.
 Shape broadcast(const Shape& a, const Shape& b);
 

@@ -32,8 +32,8 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   const int64_t numel = shape::checked_numel(shape);
   const size_t nbytes = shape::checked_nbytes(numel, dtype, shape);
   Storage storage = StorageImpl::allocate(nbytes, device, dtype);
-  return Tensor(IntrusivePtr<TensorImpl>::make(std::move(storage), dtype, shape,
-                                               shape::contiguous_strides(shape), 0));
+  return Tensor(
+      IntrusivePtr<TensorImpl>::make(std::move(storage), dtype, shape, shape::contiguous_strides(shape), 0));
 }
 
 Tensor Tensor::full(const Shape& shape, const Scalar& value, DType dtype, Device device) {
@@ -51,7 +51,8 @@ Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) {
 }
 
 Tensor Tensor::arange(double start, double end, double step, DType dtype, Device device) {
-  if (step == 0 || !std::isfinite(step)) fail<ValueError>("arange step must be finite and nonzero, got ", step);
+  if (step == 0 || !std::isfinite(step))
+    fail<ValueError>("arange step must be finite and nonzero, got ", step);
   if (!std::isfinite(start) || !std::isfinite(end)) {
     fail<ValueError>("arange bounds must be finite, got start=", start, " end=", end);
   }
@@ -70,8 +71,8 @@ Tensor Tensor::arange(double start, double end, double step, DType dtype, Device
   return host.to(device);
 }
 
-Tensor Tensor::from_data(void* data, size_t nbytes, const Shape& shape, const Shape& strides,
-                         DType dtype, Device device, DataPtr::Deleter deleter) {
+Tensor Tensor::from_data(void* data, size_t nbytes, const Shape& shape, const Shape& strides, DType dtype,
+                         Device device, DataPtr::Deleter deleter) {
   Storage storage = StorageImpl::wrap(data, nbytes, device, dtype, std::move(deleter));
   return from_storage(std::move(storage), dtype, shape, strides, 0);
 }
@@ -87,9 +88,11 @@ Tensor Tensor::from_storage(Storage storage, DType dtype, const Shape& shape, co
     // The furthest element the view reaches must lie inside the storage.
     int64_t last = offset;
     for (size_t i = 0; i < shape.size(); ++i) {
-      if (strides[i] < 0) fail<ValueError>("negative stride ", strides[i], " in strides ", shape::str(strides));
+      if (strides[i] < 0)
+        fail<ValueError>("negative stride ", strides[i], " in strides ", shape::str(strides));
       int64_t reach = 0;
-      if (__builtin_mul_overflow(shape[i] - 1, strides[i], &reach) || __builtin_add_overflow(last, reach, &last)) {
+      if (__builtin_mul_overflow(shape[i] - 1, strides[i], &reach) ||
+          __builtin_add_overflow(last, reach, &last)) {
         fail<ValueError>("a view with shape ", shape::str(shape), " and strides ", shape::str(strides),
                          " reaches past int64");
       }
@@ -194,7 +197,9 @@ Tensor Tensor::expand(const Shape& requested) const {
   for (size_t i = 0; i < requested.size(); ++i) {
     const int64_t want = requested[i];
     if (i < lead) {
-      if (want < 0) fail<ValueError>("expand", shape::str(requested), ": new leading dimension ", i, " must be >= 0, got ", want);
+      if (want < 0)
+        fail<ValueError>("expand", shape::str(requested), ": new leading dimension ", i,
+                         " must be >= 0, got ", want);
       sizes[i] = want;
       continue;
     }
@@ -234,6 +239,10 @@ Tensor Tensor::squeeze(int64_t dim) const {
 }
 
 Tensor Tensor::unsqueeze(int64_t dim) const {
+  if (dim < -ndim() - 1 || dim > ndim()) {  // wrap_dim's message would count ndim() + 1 dimensions
+    fail<IndexError>("unsqueeze dimension ", dim, " is out of range for a tensor with ", ndim(),
+                     " dimensions (expected ", -ndim() - 1, "..", ndim(), ")");
+  }
   const int64_t d = shape::wrap_dim(dim, ndim() + 1);
   Shape sizes = shape();
   Shape steps = strides();
@@ -275,9 +284,10 @@ Tensor Tensor::slice(int64_t dim, std::optional<int64_t> start, std::optional<in
   const int64_t last = std::max(clamp(stop, size), first);
   Shape sizes = shape();
   Shape steps = strides();
-  sizes[d] = (last - first + step - 1) / step;
+  sizes[d] = last == first ? 0 : (last - first - 1) / step + 1;  // no overflow for huge steps
   const int64_t offset = storage_offset() + (sizes[d] > 0 ? first * steps[d] : 0);
-  steps[d] *= step;
+  // Only a dim of size 0 or 1, whose stride is never used, can overflow here (huge steps).
+  if (int64_t scaled = 0; !__builtin_mul_overflow(steps[d], step, &scaled)) steps[d] = scaled;
   return as_strided(sizes, steps, offset);
 }
 
@@ -288,7 +298,8 @@ Tensor Tensor::T() const {
 }
 
 Tensor Tensor::mT() const {
-  if (ndim() < 2) fail<ValueError>("mT needs at least 2 dimensions, got a tensor of shape ", shape::str(shape()));
+  if (ndim() < 2)
+    fail<ValueError>("mT needs at least 2 dimensions, got a tensor of shape ", shape::str(shape()));
   return transpose(-2, -1);
 }
 

@@ -1,8 +1,7 @@
 // orchard_flash._flash: compiled against orchard-core's installed headers and
 // linked against its library. The FlashAttention kernels land here next.
-#include <pybind11/pybind11.h>
-
 #include <orchard/orchard.h>
+#include <pybind11/pybind11.h>
 
 PYBIND11_MODULE(_flash, m) {
   m.doc() = "orchard-flash native module";

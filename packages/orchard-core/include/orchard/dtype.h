@@ -12,9 +12,8 @@ namespace orchard {
 
 enum class DType : uint8_t { Float32, Float64, BFloat16, Float16, Int32, Int64, Bool };
 
-inline constexpr DType kAllDTypes[] = {DType::Float32, DType::Float64, DType::BFloat16,
-                                       DType::Float16, DType::Int32,   DType::Int64,
-                                       DType::Bool};
+inline constexpr DType kAllDTypes[] = {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16,
+                                       DType::Int32,   DType::Int64,   DType::Bool};
 
 size_t itemsize(DType dtype);
 const char* dtype_name(DType dtype);

@@ -10,10 +10,10 @@ namespace orchard {
 
 class Scalar {
  public:
-  Scalar(double value) : value_(value) {}    // NOLINT: numbers convert implicitly
-  Scalar(int64_t value) : value_(value) {}   // NOLINT
+  Scalar(double value) : value_(value) {}        // NOLINT: numbers convert implicitly
+  Scalar(int64_t value) : value_(value) {}       // NOLINT
   Scalar(int value) : value_(int64_t{value}) {}  // NOLINT
-  Scalar(bool value) : value_(value) {}      // NOLINT
+  Scalar(bool value) : value_(value) {}          // NOLINT
 
   bool is_bool() const { return std::holds_alternative<bool>(value_); }
   bool is_integral() const { return std::holds_alternative<int64_t>(value_); }

@@ -53,11 +53,11 @@ class Tensor {
   static Tensor arange(double start, double end, double step, DType dtype, Device device = {});
   // Zero-copy view of memory owned elsewhere; `deleter` runs when the last view
   // is gone. `nbytes` is the extent of the memory the view may touch.
-  static Tensor from_data(void* data, size_t nbytes, const Shape& shape, const Shape& strides,
-                          DType dtype, Device device, DataPtr::Deleter deleter);
+  static Tensor from_data(void* data, size_t nbytes, const Shape& shape, const Shape& strides, DType dtype,
+                          Device device, DataPtr::Deleter deleter);
   // A view of `storage` with explicit geometry, checked against its size.
-  static Tensor from_storage(Storage storage, DType dtype, const Shape& shape,
-                             const Shape& strides, int64_t offset);
+  static Tensor from_storage(Storage storage, DType dtype, const Shape& shape, const Shape& strides,
+                             int64_t offset);
 
   // Geometry.
   bool defined() const { return static_cast<bool>(impl_); }

@@ -1,5 +1,8 @@
 // Operators that move or convert data: they dispatch to the device's kernels
 // and runtime, so every backend gets them by implementing the two interfaces.
+#include <cstdint>
+#include <utility>
+
 #include "orchard/error.h"
 #include "orchard/kernels.h"
 #include "orchard/tensor.h"
@@ -26,6 +29,20 @@ void blit(const Tensor& src, const Tensor& dst) {
     runtime(from).copy_to_host(staging.data_ptr(), src.data_ptr(), nbytes);
     runtime(to).copy_from_host(dst.data_ptr(), staging.data_ptr(), nbytes);
   }
+}
+
+// Whether two views on one device may touch common bytes (their address ranges meet).
+bool may_overlap(const Tensor& a, const Tensor& b) {
+  if (a.device() != b.device() || a.numel() == 0 || b.numel() == 0) return false;
+  auto range = [](const Tensor& t) {
+    int64_t reach = 0;  // strides are never negative
+    for (int64_t i = 0; i < t.ndim(); ++i) reach += (t.shape()[i] - 1) * t.strides()[i];
+    const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+    return std::pair{begin, begin + static_cast<uintptr_t>(reach + 1) * t.itemsize()};
+  };
+  const auto [a_begin, a_end] = range(a);
+  const auto [b_begin, b_end] = range(b);
+  return a_begin < b_end && b_begin < a_end;
 }
 
 }  // namespace
@@ -65,15 +82,18 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
                      " cannot be broadcast to destination shape ", shape::str(shape()));
   }
   if (numel() == 0) return *this;
-  const Tensor source = src.device() == device() ? src : src.to(device());
+  // A source overlapping this tensor's memory (t[1:] = t[:-1], t[...] = t.T) would be read
+  // after the kernel's own writes: copy it first, so the result is numpy's.
+  const Tensor unaliased = may_overlap(src, *this) ? src.clone() : src;
+  const Tensor source = unaliased.device() == device() ? unaliased : unaliased.to(device());
   kernels_for(*this).copy(source.expand(shape()), *this);
   return *this;
 }
 
 Scalar Tensor::item() const {
   if (numel() != 1) {
-    fail<ValueError>("item() needs a tensor with exactly one element, got ", numel(),
-                     " elements (shape ", shape::str(shape()), ")");
+    fail<ValueError>("item() needs a tensor with exactly one element, got ", numel(), " elements (shape ",
+                     shape::str(shape()), ")");
   }
   const Tensor host = to(Device{});
   return visit_dtype(dtype(), [&](auto tag) -> Scalar {

@@ -45,7 +45,8 @@ void copy_typed(const Tensor& src, const Tensor& dst) {
   }
   cpu::for_each_row(dst.shape(), dst.strides(), src.strides(),
                     [&](int64_t d, int64_t s, int64_t count, int64_t d_step, int64_t s_step) {
-                      for (int64_t i = 0; i < count; ++i) out[d + i * d_step] = convert<Dst>(in[s + i * s_step]);
+                      for (int64_t i = 0; i < count; ++i)
+                        out[d + i * d_step] = convert<Dst>(in[s + i * s_step]);
                     });
 }
 
@@ -69,9 +70,8 @@ class CpuKernels final : public Kernels {
 
   void copy(const Tensor& src, const Tensor& dst) const override {
     visit_dtype(dst.dtype(), [&](auto dst_tag) {
-      visit_dtype(src.dtype(), [&](auto src_tag) {
-        copy_typed<decltype(dst_tag), decltype(src_tag)>(src, dst);
-      });
+      visit_dtype(src.dtype(),
+                  [&](auto src_tag) { copy_typed<decltype(dst_tag), decltype(src_tag)>(src, dst); });
     });
   }
 };

@@ -52,7 +52,7 @@ class MetalRuntime final : public DeviceRuntime {
 }  // namespace
 
 DeviceRuntime* metal_runtime() {
-  static MetalRuntime* const runtime = [] () -> MetalRuntime* {
+  static MetalRuntime* const runtime = []() -> MetalRuntime* {
     id<MTLDevice> device = MTLCreateSystemDefaultDevice();
     if (device == nil) return nullptr;
     static MetalRuntime instance(device);
