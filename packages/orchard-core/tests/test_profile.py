@@ -238,28 +238,38 @@ def test_tensors_made_without_profiling_are_not_dumped(monkeypatch):
     del view
 
 
-def test_python_threads_stress(profile_log, device):
-    """10,000 tensors and 30,000 views made and dropped from 4 Python threads."""
-    start = profile.live_count()
-    threads_n, iterations = 4, 2500
+def _run_in_threads(work, count: int) -> None:
+    """Runs work(k) on `count` threads at once and re-raises the first error in this thread."""
     errors = []
 
-    def work(seed):
+    def guarded(k):
         try:
-            for i in range(iterations):
-                t = oc.empty((i + seed) % 7 + 1, 3, device=device)
-                views = (t.T, t[1:], t.reshape(-1))
-                del t
-                assert all(v.numel() >= 0 for v in views)
+            work(k)
         except Exception as error:  # reported from the main thread below
             errors.append(error)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(threads_n)]
+    threads = [threading.Thread(target=guarded, args=(k,)) for k in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert not errors
+    if errors:
+        raise errors[0]
+
+
+def test_python_threads_stress(profile_log, device):
+    """10,000 tensors and 30,000 views made and dropped from 4 Python threads."""
+    start = profile.live_count()
+    threads_n, iterations = 4, 2500
+
+    def work(seed):
+        for i in range(iterations):
+            t = oc.empty((i + seed) % 7 + 1, 3, device=device)
+            views = (t.T, t[1:], t.reshape(-1))
+            del t
+            assert all(v.numel() >= 0 for v in views)
+
+    _run_in_threads(work, threads_n)
     assert profile.counts() == {"alloc": threads_n * iterations, "free": threads_n * iterations}
     assert profile.live_count() == start
     events = _events(profile_log)
@@ -271,25 +281,16 @@ def test_python_threads_stress(profile_log, device):
 def test_wrapped_numpy_memory_across_threads(profile_log):
     """Storages over numpy arrays, made and dropped from several threads, release their arrays."""
     threads_n, iterations = 4, 500
-    errors = []
 
     def work(seed):
-        try:
-            for i in range(iterations):
-                array = np.full((i % 5 + 1, 3), seed, dtype=np.int32)
-                t = oc.from_numpy(array)[:, 1:]
-                back = t.numpy()  # an array viewing a tensor viewing an array
-                del t
-                assert (back == seed).all()
-        except Exception as error:
-            errors.append(error)
+        for i in range(iterations):
+            array = np.full((i % 5 + 1, 3), seed, dtype=np.int32)
+            t = oc.from_numpy(array)[:, 1:]
+            back = t.numpy()  # an array viewing a tensor viewing an array
+            del t
+            assert (back == seed).all()
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(threads_n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    _run_in_threads(work, threads_n)
     assert profile.counts() == {"alloc": threads_n * iterations, "free": threads_n * iterations}
     _check_symmetric(_events(profile_log))
 

@@ -2,7 +2,7 @@
 #include <cstring>
 
 #include "backend/backends.h"
-#include "backend/cpu/host_memory.h"
+#include "backend/cpu/host_runtime.h"
 #include "orchard/error.h"
 
 namespace orchard::backend {
@@ -19,32 +19,21 @@ DataPtr allocate_host(size_t nbytes, const char* device_name) {
   return DataPtr(data, [](void* p) { std::free(p); });
 }
 
-namespace {
+HostRuntime::HostRuntime(Device device, std::string description)
+    : device_(device), description_(std::move(description)), allocator_(device.str()) {}
 
-class CpuAllocator final : public Allocator {
- public:
-  DataPtr allocate(size_t nbytes) override { return allocate_host(nbytes, "cpu"); }
-};
+const Kernels& HostRuntime::kernels() const { return cpu_kernels(); }
 
-class CpuRuntime final : public DeviceRuntime {
- public:
-  Device device() const override { return Device{DeviceType::CPU, 0}; }
-  std::string description() const override { return "host CPU"; }
-  Allocator& allocator() override { return allocator_; }
-  const Kernels& kernels() const override { return cpu_kernels(); }
-  bool host_accessible() const override { return true; }
-  void copy_to_host(void* dst, const void* src, size_t nbytes) override { std::memcpy(dst, src, nbytes); }
-  void copy_from_host(void* dst, const void* src, size_t nbytes) override { std::memcpy(dst, src, nbytes); }
-  void copy_on_device(void* dst, const void* src, size_t nbytes) override { std::memcpy(dst, src, nbytes); }
+void HostRuntime::copy_to_host(void* dst, const void* src, size_t nbytes) { std::memcpy(dst, src, nbytes); }
 
- private:
-  CpuAllocator allocator_;
-};
+void HostRuntime::copy_from_host(void* dst, const void* src, size_t nbytes) { std::memcpy(dst, src, nbytes); }
 
-}  // namespace
+void HostRuntime::copy_on_device(void* dst, const void* src, size_t nbytes) {
+  std::memmove(dst, src, nbytes);
+}
 
 DeviceRuntime& cpu_runtime() {
-  static CpuRuntime runtime;
+  static HostRuntime runtime(Device{DeviceType::CPU, 0}, "host CPU");
   return runtime;
 }
 
