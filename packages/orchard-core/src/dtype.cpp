@@ -32,6 +32,25 @@ bool is_floating(DType dtype) {
          dtype == DType::Float16;
 }
 
+DType promote_types(DType a, DType b) {
+  if (a == b) return a;
+  // Order within kinds; a 16-bit float pair that differs meets in float32.
+  auto rank = [](DType d) {
+    switch (d) {
+      case DType::Bool: return 0;
+      case DType::Int32: return 1;
+      case DType::Int64: return 2;
+      case DType::Float16:
+      case DType::BFloat16: return 3;
+      case DType::Float32: return 4;
+      case DType::Float64: return 5;
+    }
+    return 0;
+  };
+  if (rank(a) == 3 && rank(b) == 3) return DType::Float32;
+  return rank(a) > rank(b) ? a : b;
+}
+
 Float16::Float16(float value) {
   const uint32_t f = float_bits(value);
   const uint32_t sign = (f >> 16) & 0x8000u;

@@ -19,6 +19,9 @@ size_t itemsize(DType dtype);
 const char* dtype_name(DType dtype);
 DType dtype_from_name(std::string_view name);  // throws TypeError naming `name`
 bool is_floating(DType dtype);
+// The dtype two operands compute in, by torch's rules: bool < integers < floats;
+// within a kind the wider wins; float16 with bfloat16 gives float32.
+DType promote_types(DType a, DType b);
 
 inline uint32_t float_bits(float value) {
   uint32_t bits;

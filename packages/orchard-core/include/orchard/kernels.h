@@ -1,20 +1,14 @@
-// The kernel interface a backend implements; operators call only this.
+// The kernels a backend implements: one interface per op family (one header
+// each under orchard/kernels/), handed out together. Operators reach them
+// through runtime(device).kernels() and never name a backend.
 #pragma once
 
-#include "orchard/scalar.h"
+#include "orchard/kernels/copy.h"
 
 namespace orchard {
 
-class Tensor;
-
-class Kernels {
- public:
-  virtual ~Kernels() = default;
-  // Sets every element of `dst` (any strides) to `value` cast to dst's dtype.
-  virtual void fill(const Tensor& dst, const Scalar& value) const = 0;
-  // Elementwise dst = cast(src); shapes are equal, src may have zero strides
-  // (broadcast), dtypes may differ. Both live on this backend's device.
-  virtual void copy(const Tensor& src, const Tensor& dst) const = 0;
+struct Kernels {
+  const CopyKernels& copy;
 };
 
 }  // namespace orchard

@@ -12,7 +12,7 @@ namespace orchard {
 
 namespace {
 
-const Kernels& kernels_for(const Tensor& t) { return runtime(t.device()).kernels(); }
+const CopyKernels& kernels_for(const Tensor& t) { return runtime(t.device()).kernels().copy; }
 
 // Byte copy between two contiguous tensors of equal size on different devices.
 void blit(const Tensor& src, const Tensor& dst) {

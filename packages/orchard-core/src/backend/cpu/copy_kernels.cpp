@@ -1,4 +1,4 @@
-// CPU kernels for fill and copy-with-cast over any strides.
+// CPU copy-family kernels: fill and copy-with-cast over any strides.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -50,7 +50,7 @@ void copy_typed(const Tensor& src, const Tensor& dst) {
                     });
 }
 
-class CpuKernels final : public Kernels {
+class CpuCopyKernels final : public CopyKernels {
  public:
   void fill(const Tensor& dst, const Scalar& value) const override {
     visit_dtype(dst.dtype(), [&](auto tag) {
@@ -78,8 +78,8 @@ class CpuKernels final : public Kernels {
 
 }  // namespace
 
-const Kernels& cpu_kernels() {
-  static const CpuKernels kernels;
+const CopyKernels& cpu_copy_kernels() {
+  static const CpuCopyKernels kernels;
   return kernels;
 }
 
