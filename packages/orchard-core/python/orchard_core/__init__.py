@@ -30,6 +30,7 @@ from ._core import (
     full,
     int32,
     int64,
+    matmul,
     ones,
     zeros,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "get_lib",
     "int32",
     "int64",
+    "matmul",
     "ones",
     "profile",
     "tensor",

@@ -1,0 +1,189 @@
+// CPU matrix products through the platform BLAS: OpenBLAS (the scipy-openblas32 wheel,
+// whose symbols carry a scipy_ prefix) on Linux, Accelerate on macOS.
+#include <algorithm>
+#include <climits>
+#include <optional>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "backend/backends.h"
+#include "orchard/tensor.h"
+
+#ifdef ORCHARD_BLAS_ACCELERATE
+#include <Accelerate/Accelerate.h>
+#else
+#include <cblas.h>
+#endif
+
+namespace orchard::backend {
+
+namespace {
+
+// Below this many elements a parallel conversion loop costs more than it saves.
+constexpr int64_t kParallelElements = int64_t{1} << 15;
+
+// Row-major C = op(A) @ op(B), the only form of gemm this file needs.
+void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const float* a, int lda,
+          const float* b, int ldb, float* c, int ldc) {
+#ifdef ORCHARD_BLAS_ACCELERATE
+  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+#else
+  scipy_cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+#endif
+}
+
+void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const double* a, int lda,
+          const double* b, int ldb, double* c, int ldc) {
+#ifdef ORCHARD_BLAS_ACCELERATE
+  cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
+#else
+  scipy_cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
+#endif
+}
+
+// One matrix of a batch: element (i, j) lies at i * row_stride + j * col_stride.
+struct MatrixView {
+  int64_t rows;
+  int64_t cols;
+  int64_t row_stride;
+  int64_t col_stride;
+};
+
+// How BLAS reads a matrix in place: as stored (row-major) or transposed, with a leading dim.
+struct BlasOperand {
+  CBLAS_TRANSPOSE trans;
+  int ld;
+};
+
+// The in-place reading of `m`, or nothing when its strides need a copy first. Strides of
+// size-1 dims do not matter; zero strides (expanded matrices) always need a copy.
+std::optional<BlasOperand> blas_operand(const MatrixView& m) {
+  const int64_t dense_row_ld = std::max<int64_t>(1, m.cols);
+  const int64_t row_ld = m.rows == 1 ? dense_row_ld : m.row_stride;
+  if ((m.col_stride == 1 || m.cols == 1) && row_ld >= dense_row_ld && row_ld <= INT_MAX)
+    return BlasOperand{CblasNoTrans, static_cast<int>(row_ld)};
+  const int64_t dense_col_ld = std::max<int64_t>(1, m.rows);
+  const int64_t col_ld = m.cols == 1 ? dense_col_ld : m.col_stride;
+  if ((m.row_stride == 1 || m.rows == 1) && col_ld >= dense_col_ld && col_ld <= INT_MAX)
+    return BlasOperand{CblasTrans, static_cast<int>(col_ld)};
+  return std::nullopt;
+}
+
+// Copies a strided matrix into a dense row-major buffer, converting the element type.
+template <class Dst, class Src>
+const Dst* pack(const Src* src, const MatrixView& m, std::vector<Dst>& buffer) {
+  buffer.resize(static_cast<size_t>(m.rows * m.cols));
+  Dst* __restrict dst = buffer.data();
+  const int64_t cols = m.cols, rs = m.row_stride, cs = m.col_stride;
+#pragma omp parallel for if (m.rows * m.cols >= kParallelElements)
+  for (int64_t i = 0; i < m.rows; ++i) {
+    for (int64_t j = 0; j < cols; ++j) dst[i * cols + j] = static_cast<Dst>(src[i * rs + j * cs]);
+  }
+  return buffer.data();
+}
+
+// Element offsets of every matrix of a batch, batch index in row-major order.
+std::vector<int64_t> batch_offsets(const Shape& batch, const Shape& strides) {
+  std::vector<int64_t> offsets{0};
+  for (size_t d = 0; d < batch.size(); ++d) {
+    std::vector<int64_t> next;
+    next.reserve(offsets.size() * static_cast<size_t>(batch[d]));
+    for (int64_t base : offsets) {
+      for (int64_t i = 0; i < batch[d]; ++i) next.push_back(base + i * strides[d]);
+    }
+    offsets = std::move(next);
+  }
+  return offsets;
+}
+
+MatrixView matrix_of(const Tensor& t) {
+  const int64_t n = t.ndim();
+  return {t.shape()[n - 2], t.shape()[n - 1], t.strides()[n - 2], t.strides()[n - 1]};
+}
+
+// Scratch buffers reused across the matrices of one batch.
+template <class T>
+struct Scratch {
+  std::vector<T> a, b, out;
+};
+
+// out (dense m x n) = a @ b for float or double, reading a and b in place where BLAS can.
+template <class T>
+void product(const T* a, const MatrixView& av, const T* b, const MatrixView& bv, T* out, Scratch<T>& scratch) {
+  std::optional<BlasOperand> a_op = blas_operand(av);
+  if (!a_op) {
+    a = pack(a, av, scratch.a);
+    a_op = BlasOperand{CblasNoTrans, static_cast<int>(std::max<int64_t>(1, av.cols))};
+  }
+  std::optional<BlasOperand> b_op = blas_operand(bv);
+  if (!b_op) {
+    b = pack(b, bv, scratch.b);
+    b_op = BlasOperand{CblasNoTrans, static_cast<int>(std::max<int64_t>(1, bv.cols))};
+  }
+  gemm(a_op->trans, b_op->trans, static_cast<int>(av.rows), static_cast<int>(bv.cols), static_cast<int>(av.cols),
+       a, a_op->ld, b, b_op->ld, out, static_cast<int>(std::max<int64_t>(1, bv.cols)));
+}
+
+// bfloat16: both operands widen to float, sgemm accumulates in float, one rounding at the end.
+void product(const BFloat16* a, const MatrixView& av, const BFloat16* b, const MatrixView& bv, BFloat16* out,
+             Scratch<float>& scratch) {
+  const float* a32 = pack(a, av, scratch.a);
+  const float* b32 = pack(b, bv, scratch.b);
+  scratch.out.resize(static_cast<size_t>(av.rows * bv.cols));
+  const int lda = static_cast<int>(std::max<int64_t>(1, av.cols));
+  const int ldb = static_cast<int>(std::max<int64_t>(1, bv.cols));
+  gemm(CblasNoTrans, CblasNoTrans, static_cast<int>(av.rows), static_cast<int>(bv.cols),
+       static_cast<int>(av.cols), a32, lda, b32, ldb, scratch.out.data(), ldb);
+  const float* __restrict wide = scratch.out.data();
+  const int64_t count = av.rows * bv.cols;
+#pragma omp parallel for if (count >= kParallelElements)
+  for (int64_t i = 0; i < count; ++i) out[i] = BFloat16(wide[i]);
+}
+
+template <class T>
+void matmul_typed(const Tensor& a, const Tensor& b, const Tensor& out) {
+  const MatrixView av = matrix_of(a), bv = matrix_of(b);
+  const int64_t m = av.rows, k = av.cols, n = bv.cols;
+  if (out.numel() == 0) return;
+  auto* result = static_cast<T*>(out.data_ptr());
+  if (k == 0) {  // an empty sum: BLAS may leave the output untouched
+    std::fill_n(result, out.numel(), T(0.0f));
+    return;
+  }
+  for (int64_t size : {m, n, k}) {
+    if (size > INT_MAX)
+      fail<ValueError>("matmul: matrix dim ", size, " exceeds the BLAS limit of ", INT_MAX);
+  }
+  const Shape batch(out.shape().begin(), out.shape().end() - 2);
+  const std::vector<int64_t> a_offsets = batch_offsets(batch, a.strides());
+  const std::vector<int64_t> b_offsets = batch_offsets(batch, b.strides());
+  const auto* a_data = static_cast<const T*>(a.data_ptr());
+  const auto* b_data = static_cast<const T*>(b.data_ptr());
+  std::conditional_t<std::is_same_v<T, BFloat16>, Scratch<float>, Scratch<T>> scratch;
+  for (size_t i = 0; i < a_offsets.size(); ++i) {
+    product(a_data + a_offsets[i], av, b_data + b_offsets[i], bv, result + static_cast<int64_t>(i) * m * n,
+            scratch);
+  }
+}
+
+class CpuLinalgKernels final : public LinalgKernels {
+ public:
+  void matmul(const Tensor& a, const Tensor& b, const Tensor& out) const override {
+    switch (out.dtype()) {
+      case DType::Float32: return matmul_typed<float>(a, b, out);
+      case DType::Float64: return matmul_typed<double>(a, b, out);
+      case DType::BFloat16: return matmul_typed<BFloat16>(a, b, out);
+      default: fail<TypeError>("matmul: no CPU kernel for dtype ", dtype_name(out.dtype()));
+    }
+  }
+};
+
+}  // namespace
+
+const LinalgKernels& cpu_matmul_kernels() {
+  static const CpuLinalgKernels kernels;
+  return kernels;
+}
+
+}  // namespace orchard::backend
