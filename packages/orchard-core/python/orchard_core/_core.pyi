@@ -246,7 +246,7 @@ def arange(
     dtype: _DTypeLike = None,
     device: _DeviceLike | None = None,
 ) -> Tensor: ...
-def matmul(input: Tensor, other: Tensor) -> Tensor:
+def matmul(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002 - torch.matmul's name
     """Matrix product with torch.matmul's rules for 1-D operands and broadcast batch dims."""
 
 def from_numpy(array: npt.NDArray[Any]) -> Tensor:

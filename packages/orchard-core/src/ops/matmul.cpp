@@ -16,15 +16,16 @@ bool has_matmul_kernel(DType dtype) {
 
 void check_operands(const Tensor& a, const Tensor& b) {
   if (a.ndim() == 0 || b.ndim() == 0) {
-    fail<ValueError>("matmul: both arguments need at least 1 dim, got shapes ", shape::str(a.shape()), " and ",
-                     shape::str(b.shape()));
+    fail<ValueError>("matmul: both arguments need at least 1 dim, got shapes ", shape::str(a.shape()),
+                     " and ", shape::str(b.shape()));
   }
   if (a.dtype() != b.dtype()) {
     fail<TypeError>("matmul: operands must have the same dtype, got ", dtype_name(a.dtype()), " and ",
                     dtype_name(b.dtype()));
   }
   if (!has_matmul_kernel(a.dtype())) {
-    fail<TypeError>("matmul: dtype ", dtype_name(a.dtype()), " is not supported (float32, float64, bfloat16)");
+    fail<TypeError>("matmul: dtype ", dtype_name(a.dtype()),
+                    " is not supported (float32, float64, bfloat16)");
   }
   if (a.device() != b.device()) {
     fail<ValueError>("matmul: operands are on different devices, ", a.device().str(), " and ",

@@ -110,7 +110,8 @@ struct Scratch {
 
 // out (dense m x n) = a @ b for float or double, reading a and b in place where BLAS can.
 template <class T>
-void product(const T* a, const MatrixView& av, const T* b, const MatrixView& bv, T* out, Scratch<T>& scratch) {
+void product(const T* a, const MatrixView& av, const T* b, const MatrixView& bv, T* out,
+             Scratch<T>& scratch) {
   std::optional<BlasOperand> a_op = blas_operand(av);
   if (!a_op) {
     a = pack(a, av, scratch.a);
@@ -121,8 +122,9 @@ void product(const T* a, const MatrixView& av, const T* b, const MatrixView& bv,
     b = pack(b, bv, scratch.b);
     b_op = BlasOperand{CblasNoTrans, static_cast<int>(std::max<int64_t>(1, bv.cols))};
   }
-  gemm(a_op->trans, b_op->trans, static_cast<int>(av.rows), static_cast<int>(bv.cols), static_cast<int>(av.cols),
-       a, a_op->ld, b, b_op->ld, out, static_cast<int>(std::max<int64_t>(1, bv.cols)));
+  gemm(a_op->trans, b_op->trans, static_cast<int>(av.rows), static_cast<int>(bv.cols),
+       static_cast<int>(av.cols), a, a_op->ld, b, b_op->ld, out,
+       static_cast<int>(std::max<int64_t>(1, bv.cols)));
 }
 
 // bfloat16: both operands widen to float, sgemm accumulates in float, one rounding at the end.
@@ -152,8 +154,7 @@ void matmul_typed(const Tensor& a, const Tensor& b, const Tensor& out) {
     return;
   }
   for (int64_t size : {m, n, k}) {
-    if (size > INT_MAX)
-      fail<ValueError>("matmul: matrix dim ", size, " exceeds the BLAS limit of ", INT_MAX);
+    if (size > INT_MAX) fail<ValueError>("matmul: matrix dim ", size, " exceeds the BLAS limit of ", INT_MAX);
   }
   const Shape batch(out.shape().begin(), out.shape().end() - 2);
   const std::vector<int64_t> a_offsets = batch_offsets(batch, a.strides());
