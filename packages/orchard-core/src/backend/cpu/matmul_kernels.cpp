@@ -70,17 +70,27 @@ std::optional<BlasOperand> blas_operand(const MatrixView& m) {
   return std::nullopt;
 }
 
-// Copies a strided matrix into a dense row-major buffer, converting the element type.
+// A dense row-major copy of a strided matrix, remembering which matrix it holds: a
+// broadcast operand is the same matrix for every batch index and is copied once.
+template <class T>
+struct Packed {
+  std::vector<T> data;
+  const void* source = nullptr;
+};
+
+// Copies `src` into `packed` (converting the element type) unless it already holds it.
 template <class Dst, class Src>
-const Dst* pack(const Src* src, const MatrixView& m, std::vector<Dst>& buffer) {
-  buffer.resize(static_cast<size_t>(m.rows * m.cols));
-  Dst* __restrict dst = buffer.data();
+const Dst* pack(const Src* src, const MatrixView& m, Packed<Dst>& packed) {
+  if (packed.source == src) return packed.data.data();
+  packed.data.resize(static_cast<size_t>(m.rows * m.cols));
+  packed.source = src;
+  Dst* __restrict dst = packed.data.data();
   const int64_t cols = m.cols, rs = m.row_stride, cs = m.col_stride;
 #pragma omp parallel for if (m.rows * m.cols >= kParallelElements)
   for (int64_t i = 0; i < m.rows; ++i) {
     for (int64_t j = 0; j < cols; ++j) dst[i * cols + j] = static_cast<Dst>(src[i * rs + j * cs]);
   }
-  return buffer.data();
+  return dst;
 }
 
 // Element offsets of every matrix of a batch, batch index in row-major order.
@@ -105,7 +115,8 @@ MatrixView matrix_of(const Tensor& t) {
 // Scratch buffers reused across the matrices of one batch.
 template <class T>
 struct Scratch {
-  std::vector<T> a, b, out;
+  Packed<T> a, b;
+  std::vector<T> out;
 };
 
 // out (dense m x n) = a @ b for float or double, reading a and b in place where BLAS can.
