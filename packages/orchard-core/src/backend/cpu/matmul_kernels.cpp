@@ -42,6 +42,25 @@ void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const dou
 #endif
 }
 
+// Row-major y = op(A) @ x for A stored rows x cols: matrix-vector products skip gemm's packing.
+void gemv(CBLAS_TRANSPOSE ta, int rows, int cols, const float* a, int lda, const float* x, int incx,
+          float* y) {
+#ifdef ORCHARD_BLAS_ACCELERATE
+  cblas_sgemv(CblasRowMajor, ta, rows, cols, 1.0f, a, lda, x, incx, 0.0f, y, 1);
+#else
+  scipy_cblas_sgemv(CblasRowMajor, ta, rows, cols, 1.0f, a, lda, x, incx, 0.0f, y, 1);
+#endif
+}
+
+void gemv(CBLAS_TRANSPOSE ta, int rows, int cols, const double* a, int lda, const double* x, int incx,
+          double* y) {
+#ifdef ORCHARD_BLAS_ACCELERATE
+  cblas_dgemv(CblasRowMajor, ta, rows, cols, 1.0, a, lda, x, incx, 0.0, y, 1);
+#else
+  scipy_cblas_dgemv(CblasRowMajor, ta, rows, cols, 1.0, a, lda, x, incx, 0.0, y, 1);
+#endif
+}
+
 // One matrix of a batch: element (i, j) lies at i * row_stride + j * col_stride.
 struct MatrixView {
   int64_t rows;
@@ -119,37 +138,58 @@ struct Scratch {
   std::vector<T> out;
 };
 
-// out (dense m x n) = a @ b for float or double, reading a and b in place where BLAS can.
+// The distance between consecutive elements of a matrix with a single row or column.
+int vector_step(const BlasOperand& op, bool column) {
+  return (op.trans == CblasNoTrans) == column ? op.ld : 1;
+}
+
+// out (dense m x n) = a @ b where BLAS reads both in place: gemv when either is a vector.
+template <class T>
+void multiply(int m, int n, int k, const T* a, BlasOperand a_op, const T* b, BlasOperand b_op, T* out) {
+  if (n == 1) {  // out = op(A) @ (b's column)
+    const bool stored = a_op.trans == CblasNoTrans;
+    gemv(a_op.trans, stored ? m : k, stored ? k : m, a, a_op.ld, b, vector_step(b_op, true), out);
+  } else if (m == 1) {  // out = op(B)^T @ (a's row)
+    const bool stored = b_op.trans == CblasNoTrans;
+    gemv(stored ? CblasTrans : CblasNoTrans, stored ? k : n, stored ? n : k, b, b_op.ld, a,
+         vector_step(a_op, false), out);
+  } else {
+    gemm(a_op.trans, b_op.trans, m, n, k, a, a_op.ld, b, b_op.ld, out, n);
+  }
+}
+
+BlasOperand dense_operand(const MatrixView& m) {
+  return {CblasNoTrans, static_cast<int>(std::max<int64_t>(1, m.cols))};
+}
+
+// out = a @ b for float or double, reading a and b in place where BLAS can.
 template <class T>
 void product(const T* a, const MatrixView& av, const T* b, const MatrixView& bv, T* out,
              Scratch<T>& scratch) {
   std::optional<BlasOperand> a_op = blas_operand(av);
   if (!a_op) {
     a = pack(a, av, scratch.a);
-    a_op = BlasOperand{CblasNoTrans, static_cast<int>(std::max<int64_t>(1, av.cols))};
+    a_op = dense_operand(av);
   }
   std::optional<BlasOperand> b_op = blas_operand(bv);
   if (!b_op) {
     b = pack(b, bv, scratch.b);
-    b_op = BlasOperand{CblasNoTrans, static_cast<int>(std::max<int64_t>(1, bv.cols))};
+    b_op = dense_operand(bv);
   }
-  gemm(a_op->trans, b_op->trans, static_cast<int>(av.rows), static_cast<int>(bv.cols),
-       static_cast<int>(av.cols), a, a_op->ld, b, b_op->ld, out,
-       static_cast<int>(std::max<int64_t>(1, bv.cols)));
+  multiply(static_cast<int>(av.rows), static_cast<int>(bv.cols), static_cast<int>(av.cols), a, *a_op, b,
+           *b_op, out);
 }
 
-// bfloat16: both operands widen to float, sgemm accumulates in float, one rounding at the end.
+// bfloat16: both operands widen to float, BLAS accumulates in float, one rounding at the end.
 void product(const BFloat16* a, const MatrixView& av, const BFloat16* b, const MatrixView& bv, BFloat16* out,
              Scratch<float>& scratch) {
   const float* a32 = pack(a, av, scratch.a);
   const float* b32 = pack(b, bv, scratch.b);
-  scratch.out.resize(static_cast<size_t>(av.rows * bv.cols));
-  const int lda = static_cast<int>(std::max<int64_t>(1, av.cols));
-  const int ldb = static_cast<int>(std::max<int64_t>(1, bv.cols));
-  gemm(CblasNoTrans, CblasNoTrans, static_cast<int>(av.rows), static_cast<int>(bv.cols),
-       static_cast<int>(av.cols), a32, lda, b32, ldb, scratch.out.data(), ldb);
-  const float* __restrict wide = scratch.out.data();
   const int64_t count = av.rows * bv.cols;
+  scratch.out.resize(static_cast<size_t>(count));
+  multiply(static_cast<int>(av.rows), static_cast<int>(bv.cols), static_cast<int>(av.cols), a32,
+           dense_operand(av), b32, dense_operand(bv), scratch.out.data());
+  const float* __restrict wide = scratch.out.data();
 #pragma omp parallel for if (count >= kParallelElements)
   for (int64_t i = 0; i < count; ++i) out[i] = BFloat16(wide[i]);
 }
