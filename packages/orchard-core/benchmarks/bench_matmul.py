@@ -28,29 +28,34 @@ import torch
 Case = tuple[str, Callable[[], object], Callable[[], object], Callable[[], object] | None]
 
 
-def per_call_ms(fn: Callable[[], object], budget_s: float) -> float:
-    """Median time per call, in milliseconds, over repeats of an auto-sized loop."""
+def loop_size(fn: Callable[[], object], budget_s: float) -> int:
+    """Calls per timed loop so that one loop takes about budget_s / 10."""
     fn()  # warm-up: BLAS thread pools and first-touch allocations
     loops = 1
     while True:
         start = time.perf_counter()
         for _ in range(loops):
             fn()
-        elapsed = time.perf_counter() - start
-        if elapsed > budget_s / 10:
-            break
+        if time.perf_counter() - start > budget_s / 10:
+            return loops
         loops *= 2
-    samples = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        samples.append((time.perf_counter() - start) / loops * 1e3)
-    return statistics.median(samples)
 
 
-def square(rng: np.random.Generator, n: int, dtype: type = np.float32) -> np.ndarray:
-    return rng.standard_normal((n, n)).astype(dtype)
+def per_call_ms(fns: list[Callable[[], object]], budget_s: float, repeats: int = 5) -> list[float]:
+    """Median time per call of each function, in milliseconds.
+
+    The functions take turns within every repeat, so a change in the machine's load
+    (it is shared) falls on all of them alike.
+    """
+    loops = [loop_size(fn, budget_s) for fn in fns]
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, count, times in zip(fns, loops, samples, strict=True):
+            start = time.perf_counter()
+            for _ in range(count):
+                fn()
+            times.append((time.perf_counter() - start) / count * 1e3)
+    return [statistics.median(times) for times in samples]
 
 
 def operands(rng: np.random.Generator, shape_a, shape_b, dtype: str):
@@ -96,8 +101,8 @@ def main() -> None:
 
     rows = []
     for name, ours, theirs, numpys in cases():
-        o, t = per_call_ms(ours, args.budget), per_call_ms(theirs, args.budget)
-        n = per_call_ms(numpys, args.budget) if numpys else None
+        o, t, *rest = per_call_ms([ours, theirs] + ([numpys] if numpys else []), args.budget)
+        n = rest[0] if rest else None
         rows.append((name, o, t, n))
         print(
             f"{name:40s} orchard {o:9.3f} ms  orchard/torch {o / t:5.2f}"

@@ -23,6 +23,18 @@ namespace {
 // Below this many elements a parallel conversion loop costs more than it saves.
 constexpr int64_t kParallelElements = int64_t{1} << 15;
 
+// Runs body(i) for i in [0, count), over threads when `parallel`, else in a plain loop:
+// an OpenMP region costs about a microsecond even when it runs on a single thread.
+template <class Body>
+void for_range(int64_t count, bool parallel, Body&& body) {
+  if (parallel) {
+#pragma omp parallel for
+    for (int64_t i = 0; i < count; ++i) body(i);
+  } else {
+    for (int64_t i = 0; i < count; ++i) body(i);
+  }
+}
+
 // Row-major C = op(A) @ op(B), the only form of gemm this file needs.
 void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const float* a, int lda,
           const float* b, int ldb, float* c, int ldc) {
@@ -105,10 +117,9 @@ const Dst* pack(const Src* src, const MatrixView& m, Packed<Dst>& packed) {
   packed.source = src;
   Dst* __restrict dst = packed.data.data();
   const int64_t cols = m.cols, rs = m.row_stride, cs = m.col_stride;
-#pragma omp parallel for if (m.rows * m.cols >= kParallelElements)
-  for (int64_t i = 0; i < m.rows; ++i) {
+  for_range(m.rows, m.rows * m.cols >= kParallelElements, [=](int64_t i) {
     for (int64_t j = 0; j < cols; ++j) dst[i * cols + j] = static_cast<Dst>(src[i * rs + j * cs]);
-  }
+  });
   return dst;
 }
 
@@ -190,8 +201,7 @@ void product(const BFloat16* a, const MatrixView& av, const BFloat16* b, const M
   multiply(static_cast<int>(av.rows), static_cast<int>(bv.cols), static_cast<int>(av.cols), a32,
            dense_operand(av), b32, dense_operand(bv), scratch.out.data());
   const float* __restrict wide = scratch.out.data();
-#pragma omp parallel for if (count >= kParallelElements)
-  for (int64_t i = 0; i < count; ++i) out[i] = BFloat16(wide[i]);
+  for_range(count, count >= kParallelElements, [=](int64_t i) { out[i] = BFloat16(wide[i]); });
 }
 
 template <class T>
