@@ -41,7 +41,7 @@ def loop_size(fn: Callable[[], object], budget_s: float) -> int:
         loops *= 2
 
 
-def per_call_ms(fns: list[Callable[[], object]], budget_s: float, repeats: int = 5) -> list[float]:
+def per_call_ms(fns: list[Callable[[], object]], budget_s: float, repeats: int) -> list[float]:
     """Median time per call of each function, in milliseconds.
 
     The functions take turns within every repeat, so a change in the machine's load
@@ -96,12 +96,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement (default 1)")
+    parser.add_argument("--repeats", type=int, default=11, help="timed loops per library (default 11)")
     parser.add_argument("--out", type=Path, help="write a markdown table here")
     args = parser.parse_args()
 
     rows = []
     for name, ours, theirs, numpys in cases():
-        o, t, *rest = per_call_ms([ours, theirs] + ([numpys] if numpys else []), args.budget)
+        o, t, *rest = per_call_ms([ours, theirs] + ([numpys] if numpys else []), args.budget, args.repeats)
         n = rest[0] if rest else None
         rows.append((name, o, t, n))
         print(
@@ -120,7 +121,9 @@ def main() -> None:
             f"numpy {np.__version__} (OpenBLAS, its default threads), orchard-core {oc.__version__} "
             "(scipy-openblas32 with its default threads; OpenMP loops with the default "
             f"{os.environ.get('OMP_NUM_THREADS', os.cpu_count())} threads).  ",
-            "Ratios below 1 mean orchard-core is faster; all timed in the same run. "
+            f"Load average while it ran: {os.getloadavg()[0]:.1f} (a shared machine).  ",
+            "Ratios below 1 mean orchard-core is faster; all timed in the same run, the libraries "
+            f"taking turns, median of {args.repeats} timed loops. "
             "Target: float32 1024² and 2048² within 1.1x of numpy.",
             "",
             "| operation | orchard ms | torch ms | numpy ms | orchard/torch | orchard/numpy |",
