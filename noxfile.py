@@ -54,7 +54,8 @@ def build(session: nox.Session) -> None:
 def install_packages(session: nox.Session, *extras: str) -> None:
     """Build the three packages and install them, torch and `extras` into the session's venv."""
     wheels = build_wheels(session, Path(session.create_tmp()) / "wheels")
-    session.install(*torch_constraints(), "numpy", "torch", *extras)
+    # scipy-openblas32: orchard-core's BLAS on Linux, a run requirement the --no-deps install skips.
+    session.install(*torch_constraints(), "numpy", "scipy-openblas32", "torch", *extras)
     session.install("--no-deps", "--force-reinstall", *map(str, wheels))
     session.run("python", "-m", "pip", "check")
 
@@ -81,6 +82,8 @@ def bench(session: nox.Session) -> None:
         "--out",
         str(out / "storage.md"),
     )
+    bench_matmul = ROOT / "packages/orchard-core/benchmarks/bench_matmul.py"
+    session.run("python", str(bench_matmul), "--out", str(out / "matmul.md"))
 
 
 @nox.session
@@ -97,7 +100,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def devbuild(session: nox.Session) -> None:
     """Configure and compile the top-level development build of all three packages."""
-    session.install("meson>=1.3", "ninja", "pybind11>=2.12", "numpy")
+    session.install("meson>=1.3", "ninja", "pybind11>=2.12", "numpy", "scipy-openblas32")
     build_dir = Path(session.create_tmp()) / "devbuild"
     shutil.rmtree(build_dir, ignore_errors=True)
     session.run("meson", "setup", str(build_dir), str(ROOT))

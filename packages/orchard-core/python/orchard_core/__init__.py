@@ -8,7 +8,13 @@ build against the headers and library this package ships; see
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+if sys.platform != "darwin":
+    # liborchard_core links OpenBLAS from the scipy-openblas32 wheel. The installed library
+    # finds it through its rpath; importing the wheel first loads it for build-tree imports too.
+    import scipy_openblas32  # noqa: F401
 
 from . import _core, profile
 from ._core import (
@@ -30,6 +36,7 @@ from ._core import (
     full,
     int32,
     int64,
+    matmul,
     ones,
     zeros,
 )
@@ -75,6 +82,7 @@ __all__ = [
     "get_lib",
     "int32",
     "int64",
+    "matmul",
     "ones",
     "profile",
     "tensor",

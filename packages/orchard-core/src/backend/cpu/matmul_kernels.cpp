@@ -1,0 +1,251 @@
+// CPU matrix products through the platform BLAS: OpenBLAS (the scipy-openblas32 wheel,
+// whose symbols carry a scipy_ prefix) on Linux, Accelerate on macOS.
+#include <algorithm>
+#include <climits>
+#include <optional>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "backend/backends.h"
+#include "orchard/tensor.h"
+
+#ifdef ORCHARD_BLAS_ACCELERATE
+#include <Accelerate/Accelerate.h>
+#else
+#include <cblas.h>
+#endif
+
+namespace orchard::backend {
+
+namespace {
+
+// Below this many elements a parallel conversion loop costs more than it saves.
+constexpr int64_t kParallelElements = int64_t{1} << 15;
+
+// Runs body(i) for i in [0, count), over threads when `parallel`, else in a plain loop:
+// an OpenMP region costs about a microsecond even when it runs on a single thread.
+template <class Body>
+void for_range(int64_t count, bool parallel, Body&& body) {
+  if (parallel) {
+#pragma omp parallel for
+    for (int64_t i = 0; i < count; ++i) body(i);
+  } else {
+    for (int64_t i = 0; i < count; ++i) body(i);
+  }
+}
+
+// Row-major C = op(A) @ op(B), the only form of gemm this file needs.
+void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const float* a, int lda,
+          const float* b, int ldb, float* c, int ldc) {
+#ifdef ORCHARD_BLAS_ACCELERATE
+  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+#else
+  scipy_cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+#endif
+}
+
+void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const double* a, int lda,
+          const double* b, int ldb, double* c, int ldc) {
+#ifdef ORCHARD_BLAS_ACCELERATE
+  cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
+#else
+  scipy_cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
+#endif
+}
+
+// Row-major y = op(A) @ x for A stored rows x cols: matrix-vector products skip gemm's packing.
+void gemv(CBLAS_TRANSPOSE ta, int rows, int cols, const float* a, int lda, const float* x, int incx,
+          float* y) {
+#ifdef ORCHARD_BLAS_ACCELERATE
+  cblas_sgemv(CblasRowMajor, ta, rows, cols, 1.0f, a, lda, x, incx, 0.0f, y, 1);
+#else
+  scipy_cblas_sgemv(CblasRowMajor, ta, rows, cols, 1.0f, a, lda, x, incx, 0.0f, y, 1);
+#endif
+}
+
+void gemv(CBLAS_TRANSPOSE ta, int rows, int cols, const double* a, int lda, const double* x, int incx,
+          double* y) {
+#ifdef ORCHARD_BLAS_ACCELERATE
+  cblas_dgemv(CblasRowMajor, ta, rows, cols, 1.0, a, lda, x, incx, 0.0, y, 1);
+#else
+  scipy_cblas_dgemv(CblasRowMajor, ta, rows, cols, 1.0, a, lda, x, incx, 0.0, y, 1);
+#endif
+}
+
+// One matrix of a batch: element (i, j) lies at i * row_stride + j * col_stride.
+struct MatrixView {
+  int64_t rows;
+  int64_t cols;
+  int64_t row_stride;
+  int64_t col_stride;
+};
+
+// How BLAS reads a matrix in place: as stored (row-major) or transposed, with a leading dim.
+struct BlasOperand {
+  CBLAS_TRANSPOSE trans;
+  int ld;
+};
+
+// The in-place reading of `m`, or nothing when its strides need a copy first. Strides of
+// size-1 dims do not matter; zero strides (expanded matrices) always need a copy.
+std::optional<BlasOperand> blas_operand(const MatrixView& m) {
+  const int64_t dense_row_ld = std::max<int64_t>(1, m.cols);
+  const int64_t row_ld = m.rows == 1 ? dense_row_ld : m.row_stride;
+  if ((m.col_stride == 1 || m.cols == 1) && row_ld >= dense_row_ld && row_ld <= INT_MAX)
+    return BlasOperand{CblasNoTrans, static_cast<int>(row_ld)};
+  const int64_t dense_col_ld = std::max<int64_t>(1, m.rows);
+  const int64_t col_ld = m.cols == 1 ? dense_col_ld : m.col_stride;
+  if ((m.row_stride == 1 || m.rows == 1) && col_ld >= dense_col_ld && col_ld <= INT_MAX)
+    return BlasOperand{CblasTrans, static_cast<int>(col_ld)};
+  return std::nullopt;
+}
+
+// A dense row-major copy of a strided matrix, remembering which matrix it holds: a
+// broadcast operand is the same matrix for every batch index and is copied once.
+template <class T>
+struct Packed {
+  std::vector<T> data;
+  const void* source = nullptr;
+};
+
+// Copies `src` into `packed` (converting the element type) unless it already holds it.
+template <class Dst, class Src>
+const Dst* pack(const Src* src, const MatrixView& m, Packed<Dst>& packed) {
+  if (packed.source == src) return packed.data.data();
+  packed.data.resize(static_cast<size_t>(m.rows * m.cols));
+  packed.source = src;
+  Dst* __restrict dst = packed.data.data();
+  const int64_t cols = m.cols, rs = m.row_stride, cs = m.col_stride;
+  for_range(m.rows, m.rows * m.cols >= kParallelElements, [=](int64_t i) {
+    for (int64_t j = 0; j < cols; ++j) dst[i * cols + j] = static_cast<Dst>(src[i * rs + j * cs]);
+  });
+  return dst;
+}
+
+// Element offsets of every matrix of a batch, batch index in row-major order.
+std::vector<int64_t> batch_offsets(const Shape& batch, const Shape& strides) {
+  std::vector<int64_t> offsets{0};
+  for (size_t d = 0; d < batch.size(); ++d) {
+    std::vector<int64_t> next;
+    next.reserve(offsets.size() * static_cast<size_t>(batch[d]));
+    for (int64_t base : offsets) {
+      for (int64_t i = 0; i < batch[d]; ++i) next.push_back(base + i * strides[d]);
+    }
+    offsets = std::move(next);
+  }
+  return offsets;
+}
+
+MatrixView matrix_of(const Tensor& t) {
+  const int64_t n = t.ndim();
+  return {t.shape()[n - 2], t.shape()[n - 1], t.strides()[n - 2], t.strides()[n - 1]};
+}
+
+// Scratch buffers reused across the matrices of one batch.
+template <class T>
+struct Scratch {
+  Packed<T> a, b;
+  std::vector<T> out;
+};
+
+// The distance between consecutive elements of a matrix with a single row or column.
+int vector_step(const BlasOperand& op, bool column) {
+  return (op.trans == CblasNoTrans) == column ? op.ld : 1;
+}
+
+// out (dense m x n) = a @ b where BLAS reads both in place: gemv when either is a vector.
+template <class T>
+void multiply(int m, int n, int k, const T* a, BlasOperand a_op, const T* b, BlasOperand b_op, T* out) {
+  if (n == 1) {  // out = op(A) @ (b's column)
+    const bool stored = a_op.trans == CblasNoTrans;
+    gemv(a_op.trans, stored ? m : k, stored ? k : m, a, a_op.ld, b, vector_step(b_op, true), out);
+  } else if (m == 1) {  // out = op(B)^T @ (a's row)
+    const bool stored = b_op.trans == CblasNoTrans;
+    gemv(stored ? CblasTrans : CblasNoTrans, stored ? k : n, stored ? n : k, b, b_op.ld, a,
+         vector_step(a_op, false), out);
+  } else {
+    gemm(a_op.trans, b_op.trans, m, n, k, a, a_op.ld, b, b_op.ld, out, n);
+  }
+}
+
+BlasOperand dense_operand(const MatrixView& m) {
+  return {CblasNoTrans, static_cast<int>(std::max<int64_t>(1, m.cols))};
+}
+
+// out = a @ b for float or double, reading a and b in place where BLAS can.
+template <class T>
+void product(const T* a, const MatrixView& av, const T* b, const MatrixView& bv, T* out,
+             Scratch<T>& scratch) {
+  std::optional<BlasOperand> a_op = blas_operand(av);
+  if (!a_op) {
+    a = pack(a, av, scratch.a);
+    a_op = dense_operand(av);
+  }
+  std::optional<BlasOperand> b_op = blas_operand(bv);
+  if (!b_op) {
+    b = pack(b, bv, scratch.b);
+    b_op = dense_operand(bv);
+  }
+  multiply(static_cast<int>(av.rows), static_cast<int>(bv.cols), static_cast<int>(av.cols), a, *a_op, b,
+           *b_op, out);
+}
+
+// bfloat16: both operands widen to float, BLAS accumulates in float, one rounding at the end.
+void product(const BFloat16* a, const MatrixView& av, const BFloat16* b, const MatrixView& bv, BFloat16* out,
+             Scratch<float>& scratch) {
+  const float* a32 = pack(a, av, scratch.a);
+  const float* b32 = pack(b, bv, scratch.b);
+  const int64_t count = av.rows * bv.cols;
+  scratch.out.resize(static_cast<size_t>(count));
+  multiply(static_cast<int>(av.rows), static_cast<int>(bv.cols), static_cast<int>(av.cols), a32,
+           dense_operand(av), b32, dense_operand(bv), scratch.out.data());
+  const float* __restrict wide = scratch.out.data();
+  for_range(count, count >= kParallelElements, [=](int64_t i) { out[i] = BFloat16(wide[i]); });
+}
+
+template <class T>
+void matmul_typed(const Tensor& a, const Tensor& b, const Tensor& out) {
+  const MatrixView av = matrix_of(a), bv = matrix_of(b);
+  const int64_t m = av.rows, k = av.cols, n = bv.cols;
+  if (out.numel() == 0) return;
+  auto* result = static_cast<T*>(out.data_ptr());
+  if (k == 0) {  // an empty sum: BLAS may leave the output untouched
+    std::fill_n(result, out.numel(), T(0.0f));
+    return;
+  }
+  for (int64_t size : {m, n, k}) {
+    if (size > INT_MAX) fail<ValueError>("matmul: matrix dim ", size, " exceeds the BLAS limit of ", INT_MAX);
+  }
+  const Shape batch(out.shape().begin(), out.shape().end() - 2);
+  const std::vector<int64_t> a_offsets = batch_offsets(batch, a.strides());
+  const std::vector<int64_t> b_offsets = batch_offsets(batch, b.strides());
+  const auto* a_data = static_cast<const T*>(a.data_ptr());
+  const auto* b_data = static_cast<const T*>(b.data_ptr());
+  std::conditional_t<std::is_same_v<T, BFloat16>, Scratch<float>, Scratch<T>> scratch;
+  for (size_t i = 0; i < a_offsets.size(); ++i) {
+    product(a_data + a_offsets[i], av, b_data + b_offsets[i], bv, result + static_cast<int64_t>(i) * m * n,
+            scratch);
+  }
+}
+
+class CpuLinalgKernels final : public LinalgKernels {
+ public:
+  void matmul(const Tensor& a, const Tensor& b, const Tensor& out) const override {
+    switch (out.dtype()) {
+      case DType::Float32: return matmul_typed<float>(a, b, out);
+      case DType::Float64: return matmul_typed<double>(a, b, out);
+      case DType::BFloat16: return matmul_typed<BFloat16>(a, b, out);
+      default: fail<TypeError>("matmul: no CPU kernel for dtype ", dtype_name(out.dtype()));
+    }
+  }
+};
+
+}  // namespace
+
+const LinalgKernels& cpu_matmul_kernels() {
+  static const CpuLinalgKernels kernels;
+  return kernels;
+}
+
+}  // namespace orchard::backend

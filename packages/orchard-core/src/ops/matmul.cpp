@@ -1,0 +1,70 @@
+// matmul with torch's semantics: 1-D operands become matrices (and their dim is dropped
+// again), batch dims broadcast, and the device's kernel multiplies the batch.
+#include "orchard/ops/matmul.h"
+
+#include "orchard/error.h"
+#include "orchard/kernels.h"
+#include "shape.h"
+
+namespace orchard {
+
+namespace {
+
+bool has_matmul_kernel(DType dtype) {
+  return dtype == DType::Float32 || dtype == DType::Float64 || dtype == DType::BFloat16;
+}
+
+void check_operands(const Tensor& a, const Tensor& b) {
+  if (a.ndim() == 0 || b.ndim() == 0) {
+    fail<ValueError>("matmul: both arguments need at least 1 dim, got shapes ", shape::str(a.shape()),
+                     " and ", shape::str(b.shape()));
+  }
+  if (a.dtype() != b.dtype()) {
+    fail<TypeError>("matmul: operands must have the same dtype, got ", dtype_name(a.dtype()), " and ",
+                    dtype_name(b.dtype()));
+  }
+  if (!has_matmul_kernel(a.dtype())) {
+    fail<TypeError>("matmul: dtype ", dtype_name(a.dtype()),
+                    " is not supported (float32, float64, bfloat16)");
+  }
+  if (a.device() != b.device()) {
+    fail<ValueError>("matmul: operands are on different devices, ", a.device().str(), " and ",
+                     b.device().str());
+  }
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_operands(a, b);
+  // A vector on the left is a 1 x K row, on the right a K x 1 column.
+  const Tensor left = a.ndim() == 1 ? a.unsqueeze(0) : a;
+  const Tensor right = b.ndim() == 1 ? b.unsqueeze(1) : b;
+  const int64_t m = left.size(-2), k = left.size(-1), n = right.size(-1);
+  if (right.size(-2) != k) {
+    fail<ValueError>("matmul: shapes ", shape::str(a.shape()), " and ", shape::str(b.shape()),
+                     " cannot be multiplied (", k, " != ", right.size(-2), ")");
+  }
+  const Shape a_batch(left.shape().begin(), left.shape().end() - 2);
+  const Shape b_batch(right.shape().begin(), right.shape().end() - 2);
+  Shape batch;
+  try {
+    batch = shape::broadcast(a_batch, b_batch);
+  } catch (const ValueError&) {
+    fail<ValueError>("matmul: batch dims of shapes ", shape::str(a.shape()), " and ", shape::str(b.shape()),
+                     " do not broadcast");
+  }
+  Shape a_full = batch, b_full = batch, out_shape = batch;
+  a_full.insert(a_full.end(), {m, k});
+  b_full.insert(b_full.end(), {k, n});
+  out_shape.insert(out_shape.end(), {m, n});
+  const Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+  runtime(a.device()).kernels().matmul.matmul(left.expand(a_full), right.expand(b_full), out);
+  // Drop the dims the 1-D operands gained.
+  Shape result_shape = batch;
+  if (a.ndim() > 1) result_shape.push_back(m);
+  if (b.ndim() > 1) result_shape.push_back(n);
+  return out.view(result_shape);
+}
+
+}  // namespace orchard
