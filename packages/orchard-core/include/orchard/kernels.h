@@ -4,11 +4,13 @@
 #pragma once
 
 #include "orchard/kernels/copy.h"
+#include "orchard/kernels/elementwise.h"
 
 namespace orchard {
 
 struct Kernels {
   const CopyKernels& copy;
+  const ElementwiseKernels& elementwise;
 };
 
 }  // namespace orchard
