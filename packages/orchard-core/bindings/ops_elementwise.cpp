@@ -38,22 +38,19 @@ constexpr BinaryName kBinaryFunctions[] = {
     {"gt", BinaryOp::Gt},   {"ge", BinaryOp::Ge},
 };
 constexpr BinaryName kOperators[] = {
-    {"__add__", BinaryOp::Add}, {"__sub__", BinaryOp::Sub},     {"__mul__", BinaryOp::Mul},
+    {"__add__", BinaryOp::Add},     {"__sub__", BinaryOp::Sub}, {"__mul__", BinaryOp::Mul},
     {"__truediv__", BinaryOp::Div}, {"__pow__", BinaryOp::Pow}, {"__eq__", BinaryOp::Eq},
-    {"__ne__", BinaryOp::Ne},   {"__lt__", BinaryOp::Lt},       {"__le__", BinaryOp::Le},
-    {"__gt__", BinaryOp::Gt},   {"__ge__", BinaryOp::Ge},
+    {"__ne__", BinaryOp::Ne},       {"__lt__", BinaryOp::Lt},   {"__le__", BinaryOp::Le},
+    {"__gt__", BinaryOp::Gt},       {"__ge__", BinaryOp::Ge},
 };
 // other <op> tensor, when other is a number.
 constexpr BinaryName kReflected[] = {
-    {"__radd__", BinaryOp::Add},
-    {"__rsub__", BinaryOp::Sub},
-    {"__rmul__", BinaryOp::Mul},
-    {"__rtruediv__", BinaryOp::Div},
-    {"__rpow__", BinaryOp::Pow},
+    {"__radd__", BinaryOp::Add},     {"__rsub__", BinaryOp::Sub}, {"__rmul__", BinaryOp::Mul},
+    {"__rtruediv__", BinaryOp::Div}, {"__rpow__", BinaryOp::Pow},
 };
 constexpr BinaryName kInPlace[] = {
-    {"add_", BinaryOp::Add},     {"sub_", BinaryOp::Sub},      {"mul_", BinaryOp::Mul},
-    {"div_", BinaryOp::Div},     {"__iadd__", BinaryOp::Add},  {"__isub__", BinaryOp::Sub},
+    {"add_", BinaryOp::Add},     {"sub_", BinaryOp::Sub},         {"mul_", BinaryOp::Mul},
+    {"div_", BinaryOp::Div},     {"__iadd__", BinaryOp::Add},     {"__isub__", BinaryOp::Sub},
     {"__imul__", BinaryOp::Mul}, {"__itruediv__", BinaryOp::Div},
 };
 
@@ -105,7 +102,8 @@ void bind_elementwise(py::module_& m, py::class_<Tensor>& cls) {
   cls.def("__hash__", [](py::handle self) { return reinterpret_cast<intptr_t>(self.ptr()); });
 
   m.def(
-      "pow", [](py::handle input, py::handle exponent) { return pow(to_operand(input), to_operand(exponent)); },
+      "pow",
+      [](py::handle input, py::handle exponent) { return pow(to_operand(input), to_operand(exponent)); },
       py::arg("input"), py::arg("exponent"));
   cls.def(
       "pow", [](const Tensor& self, py::handle exponent) { return pow(self, to_operand(exponent)); },
@@ -166,12 +164,16 @@ void bind_elementwise(py::module_& m, py::class_<Tensor>& cls) {
       py::arg("min") = py::none(), py::arg("max") = py::none());
 
   m.def(
-      "promote_types", [](py::handle type1, py::handle type2) { return promote_types(to_dtype(type1), to_dtype(type2)); },
+      "promote_types",
+      [](py::handle type1, py::handle type2) { return promote_types(to_dtype(type1), to_dtype(type2)); },
       py::arg("type1"), py::arg("type2"), "The smallest dtype both promote to, like torch.promote_types.");
   m.def(
       "result_type",
-      [](py::handle tensor, py::handle other) { return result_type({to_operand(tensor), to_operand(other)}); },
-      py::arg("tensor"), py::arg("other"), "The dtype an operation on both would produce, like torch.result_type.");
+      [](py::handle tensor, py::handle other) {
+        return result_type({to_operand(tensor), to_operand(other)});
+      },
+      py::arg("tensor"), py::arg("other"),
+      "The dtype an operation on both would produce, like torch.result_type.");
 }
 
 }  // namespace orchard::bindings

@@ -15,14 +15,14 @@ namespace {
 const ElementwiseKernels& kernels_for(Device device) { return runtime(device).kernels().elementwise; }
 
 const char* op_name(BinaryOp op) {
-  constexpr const char* names[] = {"add",     "sub", "mul", "div", "pow", "maximum", "minimum",
-                                   "eq",      "ne",  "lt",  "le",  "gt",  "ge"};
+  constexpr const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",
+                                   "eq",  "ne",  "lt",  "le",  "gt",  "ge"};
   return names[static_cast<int>(op)];
 }
 
 const char* op_name(UnaryOp op) {
-  constexpr const char* names[] = {"neg", "abs", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu", "gelu",
-                                   "gelu"};
+  constexpr const char* names[] = {"neg",  "abs",     "exp",  "log",  "sqrt", "rsqrt",
+                                   "tanh", "sigmoid", "relu", "gelu", "gelu"};
   return names[static_cast<int>(op)];
 }
 
@@ -87,7 +87,8 @@ DType compute_dtype(BinaryOp op, DType promoted) {
 void check_integer_power(const Operand& exponent, DType dtype) {
   if (is_floating(dtype) || exponent.is_tensor() || !exponent.scalar().is_integral()) return;
   const int64_t value = exponent.scalar().to<int64_t>();
-  if (value < 0) fail<ValueError>("pow: integers to negative integer powers are not allowed, got exponent ", value);
+  if (value < 0)
+    fail<ValueError>("pow: integers to negative integer powers are not allowed, got exponent ", value);
 }
 
 }  // namespace
@@ -121,7 +122,8 @@ Tensor binary(BinaryOp op, const Operand& input, const Operand& other) {
   const Shape shape = shape::broadcast(shape_of(input), shape_of(other));
   Tensor out = Tensor::empty(shape, is_comparison(op) ? DType::Bool : dtype, device);
   if (out.numel() == 0) return out;
-  kernels_for(device).binary(op, prepare(input, dtype, shape, device), prepare(other, dtype, shape, device), out);
+  kernels_for(device).binary(op, prepare(input, dtype, shape, device), prepare(other, dtype, shape, device),
+                             out);
   return out;
 }
 

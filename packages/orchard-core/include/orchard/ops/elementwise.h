@@ -46,9 +46,15 @@ inline Tensor sub(const Operand& input, const Operand& other) { return binary(Bi
 inline Tensor mul(const Operand& input, const Operand& other) { return binary(BinaryOp::Mul, input, other); }
 // True division: integers divide as float32; x / 0 is inf or nan for that element only.
 inline Tensor div(const Operand& input, const Operand& other) { return binary(BinaryOp::Div, input, other); }
-inline Tensor pow(const Operand& input, const Operand& exponent) { return binary(BinaryOp::Pow, input, exponent); }
-inline Tensor maximum(const Tensor& input, const Tensor& other) { return binary(BinaryOp::Maximum, input, other); }
-inline Tensor minimum(const Tensor& input, const Tensor& other) { return binary(BinaryOp::Minimum, input, other); }
+inline Tensor pow(const Operand& input, const Operand& exponent) {
+  return binary(BinaryOp::Pow, input, exponent);
+}
+inline Tensor maximum(const Tensor& input, const Tensor& other) {
+  return binary(BinaryOp::Maximum, input, other);
+}
+inline Tensor minimum(const Tensor& input, const Tensor& other) {
+  return binary(BinaryOp::Minimum, input, other);
+}
 inline Tensor eq(const Operand& input, const Operand& other) { return binary(BinaryOp::Eq, input, other); }
 inline Tensor ne(const Operand& input, const Operand& other) { return binary(BinaryOp::Ne, input, other); }
 inline Tensor lt(const Operand& input, const Operand& other) { return binary(BinaryOp::Lt, input, other); }

@@ -206,7 +206,8 @@ void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& o
       if constexpr (std::is_floating_point_v<A>) {
         return run_binary<T, T>([](A x, A y) { return x / y; }, a, b, out);
       } else {
-        fail<TypeError>("div kernel got integer dtype ", dtype_name(a.dtype()), "; the operator must promote it");
+        fail<TypeError>("div kernel got integer dtype ", dtype_name(a.dtype()),
+                        "; the operator must promote it");
       }
     case BinaryOp::Pow:
       if constexpr (std::is_floating_point_v<A>) {
