@@ -20,12 +20,6 @@ const char* op_name(BinaryOp op) {
   return names[static_cast<int>(op)];
 }
 
-const char* op_name(UnaryOp op) {
-  constexpr const char* names[] = {"neg",  "abs",     "exp",  "log",  "sqrt", "rsqrt",
-                                   "tanh", "sigmoid", "relu", "gelu", "gelu"};
-  return names[static_cast<int>(op)];
-}
-
 // A number's dtype when it meets tensors: torch's default for its kind.
 DType scalar_dtype(const Scalar& value) {
   if (value.is_bool()) return DType::Bool;
