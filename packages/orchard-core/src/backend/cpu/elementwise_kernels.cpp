@@ -2,6 +2,7 @@
 // coalesced dims, split across OpenMP threads for large tensors.
 #include <array>
 #include <cmath>
+#include <functional>
 #include <type_traits>
 #include <vector>
 
@@ -195,13 +196,27 @@ A int_pow(A base, A exponent) {
   }
 }
 
+// Integer add/sub/mul wrap around like torch's: computed unsigned, where overflow is defined.
+template <class A, class F>
+A wrapping(A x, A y, F f) {
+  if constexpr (std::is_integral_v<A> && !std::is_same_v<A, bool>) {
+    using U = std::make_unsigned_t<A>;
+    return static_cast<A>(f(static_cast<U>(x), static_cast<U>(y)));
+  } else {
+    return static_cast<A>(f(x, y));
+  }
+}
+
 template <class T>
 void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
   using A = Acc<T>;
   switch (op) {
-    case BinaryOp::Add: return run_binary<T, T>([](A x, A y) { return static_cast<A>(x + y); }, a, b, out);
-    case BinaryOp::Sub: return run_binary<T, T>([](A x, A y) { return static_cast<A>(x - y); }, a, b, out);
-    case BinaryOp::Mul: return run_binary<T, T>([](A x, A y) { return static_cast<A>(x * y); }, a, b, out);
+    case BinaryOp::Add:
+      return run_binary<T, T>([](A x, A y) { return wrapping(x, y, std::plus<>()); }, a, b, out);
+    case BinaryOp::Sub:
+      return run_binary<T, T>([](A x, A y) { return wrapping(x, y, std::minus<>()); }, a, b, out);
+    case BinaryOp::Mul:
+      return run_binary<T, T>([](A x, A y) { return wrapping(x, y, std::multiplies<>()); }, a, b, out);
     case BinaryOp::Div:
       if constexpr (std::is_floating_point_v<A>) {
         return run_binary<T, T>([](A x, A y) { return x / y; }, a, b, out);
