@@ -355,6 +355,7 @@ def test_scalar_only_and_bad_inputs_raise_naming_the_value(device):
             lambda: ints.mul_(oc.ones(3, dtype=oc.float64, device=device)),
         ),
         (ValueError, r"\[2, 3\].*\[3\]", lambda: oc.ones(3, device=device).add_(a)),
+        (ValueError, r"stride 0 in dim 0 of shape \[4, 3\]", lambda: flags.expand(4, 3).add_(True)),
         (TypeError, "sub.*bool", lambda: flags - flags),
         (TypeError, "neg.*bool", lambda: -flags),
         (TypeError, "expected a number.*'x'", lambda: oc.add(a, "x")),

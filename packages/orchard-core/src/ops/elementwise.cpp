@@ -203,6 +203,12 @@ const Tensor& binary_(BinaryOp op, const Tensor& self, const Operand& other) {
                      " cannot be broadcast to the in-place tensor's shape ", shape::str(self.shape()));
   }
   if (self.numel() == 0) return self;
+  for (int64_t d = 0; d < self.ndim(); ++d) {
+    if (self.strides()[d] == 0 && self.shape()[d] > 1) {
+      fail<ValueError>(name, "_: the tensor has several elements at one memory location (stride 0 in dim ", d,
+                       " of shape ", shape::str(self.shape()), "); clone() it first");
+    }
+  }
   if (dtype != self.dtype()) return self.copy_(binary(op, self, other));
   // Reading other while writing self is safe only element for element on the same view.
   const bool same_view = other.is_tensor() && other.tensor().data_ptr() == self.data_ptr() &&
