@@ -1,8 +1,9 @@
 """Elementwise operators of orchard-core next to torch (and numpy), measured in one run.
 
 Each case times the same operation in each library (median over repeats of a timed
-loop) and reports microseconds per call and the ratios torch/orchard and numpy/orchard
-(above 1: orchard is faster). torch keeps its default thread count and orchard-core
+loop, the libraries taking turns in every repeat so that load from other processes falls
+on all of them alike) and reports microseconds per call and the ratios torch/orchard and
+numpy/orchard (above 1: orchard is faster). torch keeps its default thread count and orchard-core
 uses OpenMP; both thread counts are printed and written to the table.
 
     python bench_elementwise.py --out docs/benchmarks/elementwise.md
@@ -13,16 +14,42 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import orchard_core as oc
 import torch
-from bench_storage import per_call_us
 
 Case = tuple[str, Callable[[], object], Callable[[], object], Callable[[], object] | None]
+
+
+def loops_for(fn: Callable[[], object], budget_s: float) -> int:
+    """Calls per timed loop so that one loop takes about budget_s / 20."""
+    loops = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        if time.perf_counter() - start > budget_s / 20:
+            return loops
+        loops *= 2
+
+
+def interleaved_us(fns: list[Callable[[], object]], budget_s: float, repeats: int = 9) -> list[float]:
+    """Median microseconds per call of each function, timed in turns within every repeat."""
+    loops = [loops_for(fn, budget_s) for fn in fns]
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, count, out in zip(fns, loops, samples, strict=True):
+            start = time.perf_counter()
+            for _ in range(count):
+                fn()
+            out.append((time.perf_counter() - start) / count * 1e6)
+    return [statistics.median(s) for s in samples]
 
 
 def cases(side: int) -> list[Case]:
@@ -67,8 +94,8 @@ def main() -> None:
 
     rows = []
     for name, ours, theirs, numpys in cases(args.side):
-        o, t = per_call_us(ours, args.budget), per_call_us(theirs, args.budget)
-        n = per_call_us(numpys, args.budget) if numpys else None
+        o, t, *rest = interleaved_us([ours, theirs, *([numpys] if numpys else [])], args.budget)
+        n = rest[0] if rest else None
         rows.append((name, o, t, n))
         print(
             f"{name:45s} orchard {o:10.2f} us  torch/orchard {t / o:5.2f}"
