@@ -90,7 +90,8 @@ def main() -> None:
     args = parser.parse_args()
     threads = torch.get_num_threads()  # torch's default; orchard's OpenMP uses OMP_NUM_THREADS or all cores
     omp = os.environ.get("OMP_NUM_THREADS", f"default ({os.cpu_count()} cores)")
-    print(f"torch threads {threads}, orchard OpenMP threads {omp}")
+    load = os.getloadavg()[0]
+    print(f"torch threads {threads}, orchard OpenMP threads {omp}, load average {load:.1f}")
 
     rows = []
     for name, ours, theirs, numpys in cases(args.side):
@@ -111,7 +112,11 @@ def main() -> None:
             f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} cores; "
             f"torch {torch.__version__} ({threads} threads, its default), orchard-core {oc.__version__} "
             f"(OpenMP threads: {omp}), numpy {np.__version__} (single-threaded).  ",
-            "Ratios above 1 mean orchard-core is faster; all timed in the same run.",
+            "Ratios above 1 mean orchard-core is faster; all timed in the same run.  ",
+            f"Load average when the run began: {load:.1f} on {os.cpu_count()} cores (other jobs share them).",
+            "",
+            "A fresh 64 MB result is first-touch page faults more than arithmetic: orchard-core and torch",
+            "both take 4 KiB pages (compare the in-place row), while numpy asks for transparent huge pages.",
             "",
             "| operation | orchard µs | torch µs | numpy µs | torch/orchard | numpy/orchard |",
             "|---|---|---|---|---|---|",
