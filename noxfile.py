@@ -76,14 +76,10 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against torch and numpy in the same run; tables go to docs/benchmarks/."""
     install_packages(session)
     out = ROOT / "docs" / "benchmarks"
-    session.run(
-        "python",
-        str(ROOT / "packages/orchard-core/benchmarks/bench_storage.py"),
-        "--out",
-        str(out / "storage.md"),
-    )
-    bench_matmul = ROOT / "packages/orchard-core/benchmarks/bench_matmul.py"
-    session.run("python", str(bench_matmul), "--out", str(out / "matmul.md"))
+    # Every packages/*/benchmarks/bench_NAME.py writes docs/benchmarks/NAME.md.
+    for script in sorted(ROOT.glob("packages/*/benchmarks/bench_*.py")):
+        name = script.stem.removeprefix("bench_")
+        session.run("python", str(script), "--out", str(out / f"{name}.md"))
 
 
 @nox.session

@@ -180,6 +180,7 @@ void bind_tensor(py::module_& m) {
   bind_numpy(m, cls);
   bind_dlpack(m, cls);
   bind_matmul(m, cls);
+  bind_elementwise(m, cls);
 }
 
 }  // namespace orchard::bindings

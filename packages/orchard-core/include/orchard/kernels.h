@@ -4,6 +4,7 @@
 #pragma once
 
 #include "orchard/kernels/copy.h"
+#include "orchard/kernels/elementwise.h"
 #include "orchard/kernels/matmul.h"
 
 namespace orchard {
@@ -11,6 +12,7 @@ namespace orchard {
 struct Kernels {
   const CopyKernels& copy;
   const LinalgKernels& matmul;
+  const ElementwiseKernels& elementwise;
 };
 
 }  // namespace orchard

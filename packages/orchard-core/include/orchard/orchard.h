@@ -6,6 +6,7 @@
 #include "orchard/dtype.h"
 #include "orchard/error.h"
 #include "orchard/kernels.h"
+#include "orchard/ops/elementwise.h"
 #include "orchard/ops/matmul.h"
 #include "orchard/profile.h"
 #include "orchard/scalar.h"

@@ -4,7 +4,7 @@
 namespace orchard::backend {
 
 const Kernels& cpu_kernels() {
-  static const Kernels kernels{cpu_copy_kernels(), cpu_matmul_kernels()};
+  static const Kernels kernels{cpu_copy_kernels(), cpu_matmul_kernels(), cpu_elementwise_kernels()};
   return kernels;
 }
 

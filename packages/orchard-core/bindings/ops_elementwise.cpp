@@ -1,0 +1,179 @@
+// Elementwise operators as functions, Tensor methods and Python operators. Each
+// binding calls the C++ operator directly: the path from Python to kernel stays short.
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
+
+#include "convert.h"
+
+namespace orchard::bindings {
+
+namespace {
+
+Operand to_operand(py::handle obj) {
+  if (py::isinstance<Tensor>(obj)) return obj.cast<Tensor>();
+  return to_scalar(obj);
+}
+
+// For Python operators: anything but a tensor or a number gives NotImplemented.
+std::optional<Operand> operand_or_none(py::handle obj) {
+  if (py::isinstance<Tensor>(obj)) return obj.cast<Tensor>();
+  if (py::hasattr(obj, "__index__") || py::hasattr(obj, "__float__")) return to_scalar(obj);
+  return std::nullopt;
+}
+
+std::optional<Operand> optional_operand(py::handle obj) {
+  if (obj.is_none()) return std::nullopt;
+  return to_operand(obj);
+}
+
+struct BinaryName {
+  const char* name;
+  BinaryOp op;
+};
+constexpr BinaryName kBinaryFunctions[] = {
+    {"add", BinaryOp::Add}, {"sub", BinaryOp::Sub}, {"mul", BinaryOp::Mul}, {"div", BinaryOp::Div},
+    {"eq", BinaryOp::Eq},   {"ne", BinaryOp::Ne},   {"lt", BinaryOp::Lt},   {"le", BinaryOp::Le},
+    {"gt", BinaryOp::Gt},   {"ge", BinaryOp::Ge},
+};
+constexpr BinaryName kOperators[] = {
+    {"__add__", BinaryOp::Add},     {"__sub__", BinaryOp::Sub}, {"__mul__", BinaryOp::Mul},
+    {"__truediv__", BinaryOp::Div}, {"__pow__", BinaryOp::Pow}, {"__eq__", BinaryOp::Eq},
+    {"__ne__", BinaryOp::Ne},       {"__lt__", BinaryOp::Lt},   {"__le__", BinaryOp::Le},
+    {"__gt__", BinaryOp::Gt},       {"__ge__", BinaryOp::Ge},
+};
+// other <op> tensor, when other is a number.
+constexpr BinaryName kReflected[] = {
+    {"__radd__", BinaryOp::Add},     {"__rsub__", BinaryOp::Sub}, {"__rmul__", BinaryOp::Mul},
+    {"__rtruediv__", BinaryOp::Div}, {"__rpow__", BinaryOp::Pow},
+};
+constexpr BinaryName kInPlace[] = {
+    {"add_", BinaryOp::Add},     {"sub_", BinaryOp::Sub},         {"mul_", BinaryOp::Mul},
+    {"div_", BinaryOp::Div},     {"__iadd__", BinaryOp::Add},     {"__isub__", BinaryOp::Sub},
+    {"__imul__", BinaryOp::Mul}, {"__itruediv__", BinaryOp::Div},
+};
+
+struct UnaryName {
+  const char* name;
+  UnaryOp op;
+};
+constexpr UnaryName kUnary[] = {
+    {"neg", UnaryOp::Neg},   {"abs", UnaryOp::Abs},         {"exp", UnaryOp::Exp},
+    {"log", UnaryOp::Log},   {"sqrt", UnaryOp::Sqrt},       {"rsqrt", UnaryOp::Rsqrt},
+    {"tanh", UnaryOp::Tanh}, {"sigmoid", UnaryOp::Sigmoid}, {"relu", UnaryOp::Relu},
+};
+
+}  // namespace
+
+void bind_elementwise(py::module_& m, py::class_<Tensor>& cls) {
+  for (const auto& [name, op] : kBinaryFunctions) {
+    m.def(
+        name, [op](const Tensor& input, py::handle other) { return binary(op, input, to_operand(other)); },
+        py::arg("input"), py::arg("other"));
+    cls.def(
+        name, [op](const Tensor& self, py::handle other) { return binary(op, self, to_operand(other)); },
+        py::arg("other"));
+  }
+  for (const auto& [name, op] : kOperators) {
+    cls.def(name, [op](const Tensor& self, py::handle other) -> py::object {
+      const auto operand = operand_or_none(other);
+      if (!operand) return py::reinterpret_borrow<py::object>(Py_NotImplemented);
+      return py::cast(binary(op, self, *operand));
+    });
+  }
+  for (const auto& [name, op] : kReflected) {
+    cls.def(name, [op](const Tensor& self, py::handle other) -> py::object {
+      const auto operand = operand_or_none(other);
+      if (!operand) return py::reinterpret_borrow<py::object>(Py_NotImplemented);
+      return py::cast(binary(op, *operand, self));
+    });
+  }
+  for (const auto& [name, op] : kInPlace) {
+    cls.def(
+        name,
+        [op](py::object self, py::handle other) {
+          binary_(op, self.cast<const Tensor&>(), to_operand(other));
+          return self;
+        },
+        py::arg("other"));
+  }
+  // Defining __eq__ would otherwise make tensors unhashable; torch hashes them by identity.
+  cls.def("__hash__", [](py::handle self) { return reinterpret_cast<intptr_t>(self.ptr()); });
+
+  m.def(
+      "pow",
+      [](py::handle input, py::handle exponent) { return pow(to_operand(input), to_operand(exponent)); },
+      py::arg("input"), py::arg("exponent"));
+  cls.def(
+      "pow", [](const Tensor& self, py::handle exponent) { return pow(self, to_operand(exponent)); },
+      py::arg("exponent"));
+  m.def("maximum", &orchard::maximum, py::arg("input"), py::arg("other"));
+  m.def("minimum", &orchard::minimum, py::arg("input"), py::arg("other"));
+  cls.def("maximum", &orchard::maximum, py::arg("other"));
+  cls.def("minimum", &orchard::minimum, py::arg("other"));
+
+  for (const auto& [name, op] : kUnary) {
+    m.def(name, [op](const Tensor& input) { return unary(op, input); }, py::arg("input"));
+    cls.def(name, [op](const Tensor& self) { return unary(op, self); });
+  }
+  cls.def("__neg__", &orchard::neg);
+  cls.def("__abs__", &orchard::abs);
+  m.def(
+      "gelu", [](const Tensor& input, const std::string& approximate) { return gelu(input, approximate); },
+      py::arg("input"), py::arg("approximate") = "none");
+  cls.def(
+      "gelu", [](const Tensor& self, const std::string& approximate) { return gelu(self, approximate); },
+      py::arg("approximate") = "none");
+
+  m.def(
+      "where",
+      [](const Tensor& condition, py::handle input, py::handle other) {
+        return where(condition, to_operand(input), to_operand(other));
+      },
+      py::arg("condition"), py::arg("input"), py::arg("other"));
+  cls.def(
+      "where",
+      [](const Tensor& self, const Tensor& condition, py::handle other) {
+        return where(condition, self, to_operand(other));
+      },
+      py::arg("condition"), py::arg("other"));
+  m.def(
+      "masked_fill",
+      [](const Tensor& input, const Tensor& mask, py::handle value) {
+        return masked_fill(input, mask, to_operand(value));
+      },
+      py::arg("input"), py::arg("mask"), py::arg("value"));
+  cls.def(
+      "masked_fill",
+      [](const Tensor& self, const Tensor& mask, py::handle value) {
+        return masked_fill(self, mask, to_operand(value));
+      },
+      py::arg("mask"), py::arg("value"));
+  m.def(
+      "clamp",
+      [](const Tensor& input, py::handle min, py::handle max) {
+        return clamp(input, optional_operand(min), optional_operand(max));
+      },
+      py::arg("input"), py::arg("min") = py::none(), py::arg("max") = py::none());
+  cls.def(
+      "clamp",
+      [](const Tensor& self, py::handle min, py::handle max) {
+        return clamp(self, optional_operand(min), optional_operand(max));
+      },
+      py::arg("min") = py::none(), py::arg("max") = py::none());
+
+  m.def(
+      "promote_types",
+      [](py::handle type1, py::handle type2) { return promote_types(to_dtype(type1), to_dtype(type2)); },
+      py::arg("type1"), py::arg("type2"), "The smallest dtype both promote to, like torch.promote_types.");
+  m.def(
+      "result_type",
+      [](py::handle tensor, py::handle other) {
+        return result_type({to_operand(tensor), to_operand(other)});
+      },
+      py::arg("tensor"), py::arg("other"),
+      "The dtype an operation on both would produce, like torch.result_type.");
+}
+
+}  // namespace orchard::bindings

@@ -1,0 +1,332 @@
+// CPU elementwise kernels: one templated row loop per op and dtype, over
+// coalesced dims, split across OpenMP threads for large tensors.
+#include <array>
+#include <cmath>
+#include <functional>
+#include <type_traits>
+#include <vector>
+
+#include "backend/backends.h"
+#include "orchard/tensor.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace orchard::backend {
+
+namespace {
+
+// Below this many elements a thread team costs more than it saves.
+constexpr int64_t kParallelGrain = 32768;
+
+template <class T>
+constexpr bool is_half_float = std::is_same_v<T, BFloat16> || std::is_same_v<T, Float16>;
+
+// The type an element is computed in: 16-bit floats widen to float per element.
+template <class T>
+using Acc = std::conditional_t<is_half_float<T>, float, T>;
+
+// N operands (output first) viewed with their shared shape; dims that every
+// operand walks contiguously together are merged, so most tensors become 1 or 2 rows.
+template <size_t N>
+struct Geometry {
+  Shape shape;
+  std::array<Shape, N> strides;
+
+  Geometry(const Shape& full_shape, const std::array<const Shape*, N>& full_strides) {
+    for (size_t d = 0; d < full_shape.size(); ++d) {
+      if (full_shape[d] == 1) continue;
+      const bool merge = !shape.empty() && [&] {
+        for (size_t k = 0; k < N; ++k) {
+          if (strides[k].back() != (*full_strides[k])[d] * full_shape[d]) return false;
+        }
+        return true;
+      }();
+      if (merge) {
+        shape.back() *= full_shape[d];
+        for (size_t k = 0; k < N; ++k) strides[k].back() = (*full_strides[k])[d];
+      } else {
+        shape.push_back(full_shape[d]);
+        for (size_t k = 0; k < N; ++k) strides[k].push_back((*full_strides[k])[d]);
+      }
+    }
+    if (shape.empty()) {  // a single element
+      shape.push_back(1);
+      for (size_t k = 0; k < N; ++k) strides[k].push_back(1);
+    }
+  }
+};
+
+// Calls row(offsets, count) over every innermost row of `g` (offsets in elements,
+// one per operand); rows are split over threads when there are enough elements.
+// Each element is computed by exactly one thread, so results never depend on the count.
+template <size_t N, class Row>
+void for_each_row(const Geometry<N>& g, Row&& row) {
+  const auto ndim = static_cast<int64_t>(g.shape.size());
+  const int64_t inner = g.shape[ndim - 1];
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < ndim; ++d) rows *= g.shape[d];
+  if (rows * inner == 0) return;
+
+  // Rows [begin, end): offsets of the first by division, the rest by an odometer.
+  auto run_rows = [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> index(ndim - 1);
+    std::array<int64_t, N> offsets{};
+    int64_t rest = begin;
+    for (int64_t d = ndim - 2; d >= 0; --d) {
+      index[d] = rest % g.shape[d];
+      rest /= g.shape[d];
+      for (size_t k = 0; k < N; ++k) offsets[k] += index[d] * g.strides[k][d];
+    }
+    for (int64_t r = begin; r < end; ++r) {
+      row(offsets, int64_t{0}, inner);
+      for (int64_t d = ndim - 2; d >= 0; --d) {
+        for (size_t k = 0; k < N; ++k) offsets[k] += g.strides[k][d];
+        if (++index[d] < g.shape[d]) break;
+        for (size_t k = 0; k < N; ++k) offsets[k] -= g.shape[d] * g.strides[k][d];
+        index[d] = 0;
+      }
+    }
+  };
+
+  if (rows * inner < kParallelGrain) {
+    run_rows(0, rows);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads();
+    const int64_t me = omp_get_thread_num();
+    if (rows >= threads) {
+      run_rows(rows * me / threads, rows * (me + 1) / threads);
+    } else {  // few long rows: each thread takes a slice of every row
+      const int64_t begin = inner * me / threads;
+      const int64_t end = inner * (me + 1) / threads;
+      for (int64_t r = 0; r < rows; ++r) {
+        std::array<int64_t, N> offsets{};
+        int64_t rest = r;
+        for (int64_t d = ndim - 2; d >= 0; --d) {
+          const int64_t i = rest % g.shape[d];
+          rest /= g.shape[d];
+          for (size_t k = 0; k < N; ++k) offsets[k] += i * g.strides[k][d];
+        }
+        row(offsets, begin, end - begin);
+      }
+    }
+  }
+#else
+  run_rows(0, rows);
+#endif
+}
+
+template <class T>
+T* typed(const Tensor& t) {
+  return static_cast<T*>(t.data_ptr());
+}
+
+// o[i] = f(a[i], b[i]) over one row; the common stride patterns get loops the
+// compiler vectorizes (contiguous, and one side broadcast along the row).
+template <class Out, class T, class F>
+void binary_row(F f, Out* o, const T* a, const T* b, int64_t n, int64_t so, int64_t sa, int64_t sb) {
+  using A = Acc<T>;
+  if (so == 1 && sa == 1 && sb == 1) {
+    for (int64_t i = 0; i < n; ++i) o[i] = Out(f(A(a[i]), A(b[i])));
+  } else if (so == 1 && sa == 1 && sb == 0) {
+    const A bv = A(*b);
+    for (int64_t i = 0; i < n; ++i) o[i] = Out(f(A(a[i]), bv));
+  } else if (so == 1 && sa == 0 && sb == 1) {
+    const A av = A(*a);
+    for (int64_t i = 0; i < n; ++i) o[i] = Out(f(av, A(b[i])));
+  } else {
+    for (int64_t i = 0; i < n; ++i) o[i * so] = Out(f(A(a[i * sa]), A(b[i * sb])));
+  }
+}
+
+template <class Out, class T, class F>
+void run_binary(F f, const Tensor& a, const Tensor& b, const Tensor& out) {
+  const Geometry<3> g(out.shape(), {&out.strides(), &a.strides(), &b.strides()});
+  Out* o = typed<Out>(out);
+  const T* pa = typed<const T>(a);
+  const T* pb = typed<const T>(b);
+  const int64_t so = g.strides[0].back(), sa = g.strides[1].back(), sb = g.strides[2].back();
+  for_each_row(g, [&](const std::array<int64_t, 3>& off, int64_t start, int64_t count) {
+    binary_row<Out, T>(f, o + off[0] + start * so, pa + off[1] + start * sa, pb + off[2] + start * sb, count,
+                       so, sa, sb);
+  });
+}
+
+// max/min that return NaN when either side is NaN, like torch.maximum.
+template <class A>
+A nan_max(A x, A y) {
+  if constexpr (std::is_floating_point_v<A>) {
+    return (x != x || x > y) ? x : y;
+  } else {
+    return x > y ? x : y;
+  }
+}
+template <class A>
+A nan_min(A x, A y) {
+  if constexpr (std::is_floating_point_v<A>) {
+    return (x != x || x < y) ? x : y;
+  } else {
+    return x < y ? x : y;
+  }
+}
+
+// Integer power by squaring; negative exponents give 1/base truncated, as torch does.
+template <class A>
+A int_pow(A base, A exponent) {
+  if constexpr (std::is_same_v<A, bool>) {
+    return base || !exponent;
+  } else {
+    if (exponent < 0) {
+      if (base == 1) return 1;
+      if (base == -1) return (exponent & 1) ? -1 : 1;
+      return 0;
+    }
+    A result = 1;
+    while (exponent) {
+      if (exponent & 1) result = static_cast<A>(result * base);
+      base = static_cast<A>(base * base);
+      exponent >>= 1;
+    }
+    return result;
+  }
+}
+
+// Integer add/sub/mul wrap around like torch's: computed unsigned, where overflow is defined.
+template <class A, class F>
+A wrapping(A x, A y, F f) {
+  if constexpr (std::is_integral_v<A> && !std::is_same_v<A, bool>) {
+    using U = std::make_unsigned_t<A>;
+    return static_cast<A>(f(static_cast<U>(x), static_cast<U>(y)));
+  } else {
+    return static_cast<A>(f(x, y));
+  }
+}
+
+template <class T>
+void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
+  using A = Acc<T>;
+  switch (op) {
+    case BinaryOp::Add:
+      return run_binary<T, T>([](A x, A y) { return wrapping(x, y, std::plus<>()); }, a, b, out);
+    case BinaryOp::Sub:
+      return run_binary<T, T>([](A x, A y) { return wrapping(x, y, std::minus<>()); }, a, b, out);
+    case BinaryOp::Mul:
+      return run_binary<T, T>([](A x, A y) { return wrapping(x, y, std::multiplies<>()); }, a, b, out);
+    case BinaryOp::Div:
+      if constexpr (std::is_floating_point_v<A>) {
+        return run_binary<T, T>([](A x, A y) { return x / y; }, a, b, out);
+      } else {
+        fail<TypeError>("div kernel got integer dtype ", dtype_name(a.dtype()),
+                        "; the operator must promote it");
+      }
+    case BinaryOp::Pow:
+      if constexpr (std::is_floating_point_v<A>) {
+        return run_binary<T, T>([](A x, A y) { return std::pow(x, y); }, a, b, out);
+      } else {
+        return run_binary<T, T>([](A x, A y) { return int_pow(x, y); }, a, b, out);
+      }
+    case BinaryOp::Maximum: return run_binary<T, T>([](A x, A y) { return nan_max(x, y); }, a, b, out);
+    case BinaryOp::Minimum: return run_binary<T, T>([](A x, A y) { return nan_min(x, y); }, a, b, out);
+    case BinaryOp::Eq: return run_binary<bool, T>([](A x, A y) { return x == y; }, a, b, out);
+    case BinaryOp::Ne: return run_binary<bool, T>([](A x, A y) { return x != y; }, a, b, out);
+    case BinaryOp::Lt: return run_binary<bool, T>([](A x, A y) { return x < y; }, a, b, out);
+    case BinaryOp::Le: return run_binary<bool, T>([](A x, A y) { return x <= y; }, a, b, out);
+    case BinaryOp::Gt: return run_binary<bool, T>([](A x, A y) { return x > y; }, a, b, out);
+    case BinaryOp::Ge: return run_binary<bool, T>([](A x, A y) { return x >= y; }, a, b, out);
+  }
+}
+
+template <class T, class F>
+void run_unary(F f, const Tensor& a, const Tensor& out) {
+  using A = Acc<T>;
+  const Geometry<2> g(out.shape(), {&out.strides(), &a.strides()});
+  T* o = typed<T>(out);
+  const T* pa = typed<const T>(a);
+  const int64_t so = g.strides[0].back(), sa = g.strides[1].back();
+  for_each_row(g, [&](const std::array<int64_t, 2>& off, int64_t start, int64_t count) {
+    T* ro = o + off[0] + start * so;
+    const T* ra = pa + off[1] + start * sa;
+    if (so == 1 && sa == 1) {
+      for (int64_t i = 0; i < count; ++i) ro[i] = T(f(A(ra[i])));
+    } else {
+      for (int64_t i = 0; i < count; ++i) ro[i * so] = T(f(A(ra[i * sa])));
+    }
+  });
+}
+
+template <class T>
+void unary_typed(UnaryOp op, const Tensor& a, const Tensor& out) {
+  using A = Acc<T>;
+  switch (op) {
+    case UnaryOp::Neg: return run_unary<T>([](A x) { return static_cast<A>(-x); }, a, out);
+    case UnaryOp::Abs: return run_unary<T>([](A x) { return x < A(0) ? static_cast<A>(-x) : x; }, a, out);
+    case UnaryOp::Relu: return run_unary<T>([](A x) { return x > A(0) ? x : A(0); }, a, out);
+    default: break;
+  }
+  if constexpr (std::is_floating_point_v<A>) {
+    switch (op) {
+      case UnaryOp::Exp: return run_unary<T>([](A x) { return std::exp(x); }, a, out);
+      case UnaryOp::Log: return run_unary<T>([](A x) { return std::log(x); }, a, out);
+      case UnaryOp::Sqrt: return run_unary<T>([](A x) { return std::sqrt(x); }, a, out);
+      case UnaryOp::Rsqrt: return run_unary<T>([](A x) { return A(1) / std::sqrt(x); }, a, out);
+      case UnaryOp::Tanh: return run_unary<T>([](A x) { return std::tanh(x); }, a, out);
+      case UnaryOp::Sigmoid: return run_unary<T>([](A x) { return A(1) / (A(1) + std::exp(-x)); }, a, out);
+      case UnaryOp::Gelu:
+        return run_unary<T>([](A x) { return A(0.5) * x * (A(1) + std::erf(x * A(M_SQRT1_2))); }, a, out);
+      case UnaryOp::GeluTanh:
+        return run_unary<T>(
+            [](A x) {
+              const A inner = A(M_2_SQRTPI * M_SQRT1_2) * (x + A(0.044715) * x * x * x);
+              return A(0.5) * x * (A(1) + std::tanh(inner));
+            },
+            a, out);
+      default: break;
+    }
+  }
+  fail<TypeError>("unary kernel got dtype ", dtype_name(a.dtype()), " for a floating-point op");
+}
+
+template <class T>
+void where_typed(const Tensor& condition, const Tensor& a, const Tensor& b, const Tensor& out) {
+  const Geometry<4> g(out.shape(), {&out.strides(), &condition.strides(), &a.strides(), &b.strides()});
+  T* o = typed<T>(out);
+  const bool* pc = typed<const bool>(condition);
+  const T* pa = typed<const T>(a);
+  const T* pb = typed<const T>(b);
+  const auto& s = g.strides;
+  const int64_t so = s[0].back(), sc = s[1].back(), sa = s[2].back(), sb = s[3].back();
+  for_each_row(g, [&](const std::array<int64_t, 4>& off, int64_t start, int64_t count) {
+    T* ro = o + off[0] + start * so;
+    const bool* rc = pc + off[1] + start * sc;
+    const T* ra = pa + off[2] + start * sa;
+    const T* rb = pb + off[3] + start * sb;
+    for (int64_t i = 0; i < count; ++i) ro[i * so] = rc[i * sc] ? ra[i * sa] : rb[i * sb];
+  });
+}
+
+class CpuElementwiseKernels final : public ElementwiseKernels {
+ public:
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) const override {
+    visit_dtype(a.dtype(), [&](auto tag) { binary_typed<decltype(tag)>(op, a, b, out); });
+  }
+  void unary(UnaryOp op, const Tensor& a, const Tensor& out) const override {
+    visit_dtype(a.dtype(), [&](auto tag) { unary_typed<decltype(tag)>(op, a, out); });
+  }
+  void where(const Tensor& condition, const Tensor& a, const Tensor& b, const Tensor& out) const override {
+    visit_dtype(out.dtype(), [&](auto tag) { where_typed<decltype(tag)>(condition, a, b, out); });
+  }
+};
+
+}  // namespace
+
+const ElementwiseKernels& cpu_elementwise_kernels() {
+  static const CpuElementwiseKernels kernels;
+  return kernels;
+}
+
+}  // namespace orchard::backend
