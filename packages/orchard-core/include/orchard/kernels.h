@@ -4,11 +4,15 @@
 #pragma once
 
 #include "orchard/kernels/copy.h"
+#include "orchard/kernels/index.h"
+#include "orchard/kernels/random.h"
 
 namespace orchard {
 
 struct Kernels {
   const CopyKernels& copy;
+  const IndexKernels& index;
+  const RandomKernels& random;
 };
 
 }  // namespace orchard

@@ -6,6 +6,8 @@
 #include "orchard/dtype.h"
 #include "orchard/error.h"
 #include "orchard/kernels.h"
+#include "orchard/ops/random.h"
+#include "orchard/ops/shape.h"
 #include "orchard/profile.h"
 #include "orchard/scalar.h"
 #include "orchard/storage.h"
