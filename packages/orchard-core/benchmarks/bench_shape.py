@@ -41,7 +41,11 @@ def cases(n: int) -> list[Case]:
     flat_o, flat_t = a_o.reshape(-1), a_t.reshape(-1)
     shape = f"{rows}x{cols}"
     return [
-        (f"cat 2 x {rows // 2}x{cols} dim 0", lambda: oc.cat([half_o, half_o]), lambda: torch.cat([half_t, half_t])),
+        (
+            f"cat 2 x {rows // 2}x{cols} dim 0",
+            lambda: oc.cat([half_o, half_o]),
+            lambda: torch.cat([half_t, half_t]),
+        ),
         (
             f"cat 2 x {rows // 2}x{cols} dim 1",
             lambda: oc.cat([half_o, half_o], 1),
@@ -60,7 +64,11 @@ def cases(n: int) -> list[Case]:
         (f"gather {shape} dim 1", lambda: oc.gather(a_o, 1, ci_o), lambda: torch.gather(a_t, 1, ci_t)),
         (f"rand {n} float32", lambda: oc.rand(n), lambda: torch.rand(n)),
         (f"randn {n} float32", lambda: oc.randn(n), lambda: torch.randn(n)),
-        (f"randn {n} float64", lambda: oc.randn(n, dtype=oc.float64), lambda: torch.randn(n, dtype=torch.float64)),
+        (
+            f"randn {n} float64",
+            lambda: oc.randn(n, dtype=oc.float64),
+            lambda: torch.randn(n, dtype=torch.float64),
+        ),
         (
             f"randint(0, 1000) {n} int64",
             lambda: oc.randint(0, 1000, (n,)),

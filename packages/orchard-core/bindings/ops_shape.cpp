@@ -43,12 +43,14 @@ void bind_shape(py::module_& m, py::class_<Tensor>& cls) {
   m.def(
       "cat", [](const std::vector<Tensor>& tensors, int64_t dim) { return orchard::cat(tensors, dim); },
       py::arg("tensors"), py::arg("dim") = 0, "Join tensors along an existing dim.");
-  m.def("stack", &stack, py::arg("tensors"), py::arg("dim") = 0, "Join equally shaped tensors along a new dim.");
+  m.def("stack", &stack, py::arg("tensors"), py::arg("dim") = 0,
+        "Join equally shaped tensors along a new dim.");
   m.def("split", &split_by, py::arg("tensor"), py::arg("split_size_or_sections"), py::arg("dim") = 0,
         "Views of consecutive pieces along dim.");
   m.def(
       "chunk", [](const Tensor& t, int64_t chunks, int64_t dim) { return to_tuple(chunk(t, chunks, dim)); },
-      py::arg("input"), py::arg("chunks"), py::arg("dim") = 0, "At most `chunks` views of equal size along dim.");
+      py::arg("input"), py::arg("chunks"), py::arg("dim") = 0,
+      "At most `chunks` views of equal size along dim.");
   m.def("index_select", &index_select, py::arg("input"), py::arg("dim"), py::arg("index"));
   m.def("gather", &gather, py::arg("input"), py::arg("dim"), py::arg("index"));
   m.def("scatter_add", &scatter_add, py::arg("input"), py::arg("dim"), py::arg("index"), py::arg("src"));
@@ -64,22 +66,25 @@ void bind_shape(py::module_& m, py::class_<Tensor>& cls) {
       [](const py::args& size, py::handle dtype, py::handle device) {
         return rand(to_shape(size), dtype_or(dtype, DType::Float32), device_or_cpu(device));
       },
-      py::kw_only(), py::arg("dtype") = py::none(), py::arg("device") = py::none(), "Uniform values in [0, 1).");
+      py::kw_only(), py::arg("dtype") = py::none(), py::arg("device") = py::none(),
+      "Uniform values in [0, 1).");
   m.def(
       "randn",
       [](const py::args& size, py::handle dtype, py::handle device) {
         return randn(to_shape(size), dtype_or(dtype, DType::Float32), device_or_cpu(device));
       },
-      py::kw_only(), py::arg("dtype") = py::none(), py::arg("device") = py::none(), "Standard normal values.");
-  m.def("randint", &make_randint, py::kw_only(), py::arg("dtype") = py::none(), py::arg("device") = py::none(),
-        "Integers in [low, high) (low defaults to 0).");
+      py::kw_only(), py::arg("dtype") = py::none(), py::arg("device") = py::none(),
+      "Standard normal values.");
+  m.def("randint", &make_randint, py::kw_only(), py::arg("dtype") = py::none(),
+        py::arg("device") = py::none(), "Integers in [low, high) (low defaults to 0).");
   m.def("dropout", &dropout, py::arg("input"), py::arg("p") = 0.5, py::arg("training") = true);
   m.def("_philox4x32_10", &philox4x32_10, py::arg("counter"), py::arg("key"),
         "The raw Philox4x32-10 block function, for known-answer tests.");
 
   cls.def("split", &split_by, py::arg("split_size"), py::arg("dim") = 0)
       .def(
-          "chunk", [](const Tensor& t, int64_t chunks, int64_t dim) { return to_tuple(chunk(t, chunks, dim)); },
+          "chunk",
+          [](const Tensor& t, int64_t chunks, int64_t dim) { return to_tuple(chunk(t, chunks, dim)); },
           py::arg("chunks"), py::arg("dim") = 0)
       .def("index_select", &index_select, py::arg("dim"), py::arg("index"))
       .def("gather", &gather, py::arg("dim"), py::arg("index"))

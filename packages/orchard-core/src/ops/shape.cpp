@@ -27,7 +27,8 @@ void require_index_dtype(const char* op, const Tensor& index, bool allow_int32) 
 
 void require_same_device(const char* op, const Tensor& a, const Tensor& b) {
   if (a.device() != b.device()) {
-    fail<ValueError>(op, ": tensors must be on one device, got ", a.device().str(), " and ", b.device().str());
+    fail<ValueError>(op, ": tensors must be on one device, got ", a.device().str(), " and ",
+                     b.device().str());
   }
 }
 
@@ -36,22 +37,24 @@ void check_indices(const char* op, const Tensor& index, int64_t size, int64_t di
   if (index.numel() == 0) return;
   const auto [low, high] = index_kernels_for(index).bounds(index);
   if (low < 0 || high >= size) {
-    fail<IndexError>(op, ": index ", low < 0 ? low : high, " is out of range for dimension ", dim, " with size ",
-                     size);
+    fail<IndexError>(op, ": index ", low < 0 ? low : high, " is out of range for dimension ", dim,
+                     " with size ", size);
   }
 }
 
 Tensor select_along(const char* op, const Tensor& input, int64_t dim, const Tensor& index) {
   require_index_dtype(op, index, true);
   require_same_device(op, input, index);
-  if (index.ndim() > 1) fail<ValueError>(op, ": index must be 0-d or 1-d, got shape ", shape::str(index.shape()));
+  if (index.ndim() > 1)
+    fail<ValueError>(op, ": index must be 0-d or 1-d, got shape ", shape::str(index.shape()));
   const Tensor src = at_least_1d(input);
   const int64_t d = shape::wrap_dim(dim, src.ndim());
   check_indices(op, index, src.shape()[d], d);
   Shape out_shape = src.shape();
   out_shape[d] = index.numel();
   Tensor out = Tensor::empty(out_shape, src.dtype(), src.device());
-  if (out.numel() > 0) index_kernels_for(src).index_select(src.contiguous(), d, index.reshape({-1}).contiguous(), out);
+  if (out.numel() > 0)
+    index_kernels_for(src).index_select(src.contiguous(), d, index.reshape({-1}).contiguous(), out);
   return input.ndim() == 0 ? out.reshape({}) : out;
 }
 
@@ -112,7 +115,8 @@ std::vector<Tensor> split(const Tensor& input, int64_t split_size, int64_t dim) 
   if (input.ndim() == 0) fail<ValueError>("split: cannot split a zero-dimensional tensor");
   const int64_t size = input.shape()[d];
   if (split_size < 0 || (split_size == 0 && size != 0)) {
-    fail<ValueError>("split: split_size ", split_size, " must be positive for dimension ", d, " of size ", size);
+    fail<ValueError>("split: split_size ", split_size, " must be positive for dimension ", d, " of size ",
+                     size);
   }
   const int64_t pieces = split_size == 0 ? 1 : std::max<int64_t>((size + split_size - 1) / split_size, 1);
   std::vector<Tensor> result;
@@ -160,8 +164,8 @@ Tensor gather(const Tensor& input, int64_t dim, const Tensor& index) {
   require_index_dtype("gather", index, false);
   require_same_device("gather", input, index);
   if (index.ndim() != input.ndim()) {
-    fail<ValueError>("gather: index of shape ", shape::str(index.shape()), " must have as many dimensions as input ",
-                     shape::str(input.shape()));
+    fail<ValueError>("gather: index of shape ", shape::str(index.shape()),
+                     " must have as many dimensions as input ", shape::str(input.shape()));
   }
   const Tensor src = at_least_1d(input);
   const Tensor idx = at_least_1d(index);
@@ -222,7 +226,8 @@ Tensor embedding(const Tensor& indices, const Tensor& weight) {
 
 Tensor one_hot(const Tensor& indices, int64_t num_classes) {
   require_index_dtype("one_hot", indices, false);
-  if (num_classes < -1) fail<ValueError>("one_hot: num_classes must be -1 or non-negative, got ", num_classes);
+  if (num_classes < -1)
+    fail<ValueError>("one_hot: num_classes must be -1 or non-negative, got ", num_classes);
   if (num_classes == -1) {
     if (indices.numel() == 0) {
       fail<ValueError>("one_hot: cannot infer num_classes from an empty tensor; pass num_classes");

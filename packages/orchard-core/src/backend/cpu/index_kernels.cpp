@@ -84,15 +84,20 @@ class CpuIndexKernels final : public IndexKernels {
       auto* __restrict out = static_cast<T*>(dst.data_ptr());
       visit_index(index.dtype(), [&](auto index_tag) {
         const auto* idx = static_cast<const decltype(index_tag)*>(index.data_ptr());
+        // collapse(2) shares (outer, j) pairs among threads without a division per element.
         if (inner == 1) {  // selecting single elements: no per-element memcpy call
-#pragma omp parallel for if (rows > kParallelGrain)
-          for (int64_t r = 0; r < rows; ++r) out[r] = in[(r / count) * src_rows + idx[r % count]];
+#pragma omp parallel for collapse(2) if (rows > kParallelGrain)
+          for (int64_t o = 0; o < outer; ++o) {
+            for (int64_t j = 0; j < count; ++j) out[o * count + j] = in[o * src_rows + idx[j]];
+          }
           return;
         }
-#pragma omp parallel for if (rows * inner > kParallelGrain)
-        for (int64_t r = 0; r < rows; ++r) {
-          const T* from = in + ((r / count) * src_rows + idx[r % count]) * inner;
-          std::memcpy(out + r * inner, from, static_cast<size_t>(inner) * sizeof(T));
+#pragma omp parallel for collapse(2) if (rows * inner > kParallelGrain)
+        for (int64_t o = 0; o < outer; ++o) {
+          for (int64_t j = 0; j < count; ++j) {
+            const T* from = in + (o * src_rows + idx[j]) * inner;
+            std::memcpy(out + (o * count + j) * inner, from, static_cast<size_t>(inner) * sizeof(T));
+          }
         }
       });
     });
@@ -115,7 +120,8 @@ class CpuIndexKernels final : public IndexKernels {
         const int64_t base = row_offset(shape, src.strides(), r, dim);
         const int64_t* row_idx = idx + r * inner;
         T* row_out = out + r * inner;
-        for (int64_t i = 0; i < inner; ++i) row_out[i] = in[base + i * inner_stride + row_idx[i] * dim_stride];
+        for (int64_t i = 0; i < inner; ++i)
+          row_out[i] = in[base + i * inner_stride + row_idx[i] * dim_stride];
       }
     });
   }

@@ -54,8 +54,9 @@ inline float log_unit(float u) {
 inline float cos_turns(float u) {
   const float x = 2 * std::numbers::pi_v<float> * (std::fabs(u - 0.5f) - 0.25f);
   const float x2 = x * x;
-  return x * (1 + x2 * (-1.0f / 6 + x2 * (1.0f / 120 + x2 * (-1.0f / 5040 + x2 * (1.0f / 362880 +
-                                                                                  x2 * (-1.0f / 39916800))))));
+  return x *
+         (1 + x2 * (-1.0f / 6 + x2 * (1.0f / 120 +
+                                      x2 * (-1.0f / 5040 + x2 * (1.0f / 362880 + x2 * (-1.0f / 39916800))))));
 }
 
 // Calls fn(T{}) for the floating dtypes.
@@ -98,13 +99,14 @@ __attribute__((target("avx2"))) inline void mul_hi_lo_avx2(__m256i m, __m256i x,
 // The ten rounds on eight lanes at once, for CPUs with AVX2 (chosen at run time, as the
 // build targets baseline x86-64). Counters come in and words go out through c[0..3].
 __attribute__((target("avx2"))) void philox_rounds_avx2(uint32_t (&c)[4][kLanes], uint32_t seed_lo,
-                                                         uint32_t seed_hi) {
+                                                        uint32_t seed_hi) {
   const __m256i mul0 = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
   const __m256i mul1 = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
   for (int l = 0; l < kLanes; l += 8) {
     __m256i x[4];
     for (int w = 0; w < 4; ++w) x[w] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c[w] + l));
-    __m256i k0 = _mm256_set1_epi32(static_cast<int>(seed_lo)), k1 = _mm256_set1_epi32(static_cast<int>(seed_hi));
+    __m256i k0 = _mm256_set1_epi32(static_cast<int>(seed_lo)),
+            k1 = _mm256_set1_epi32(static_cast<int>(seed_hi));
     for (int round = 0; round < 10; ++round) {
       __m256i hi0, lo0, hi1, lo1;
       mul_hi_lo_avx2(mul0, x[0], hi0, lo0);
@@ -147,7 +149,8 @@ void philox_block(const PhiloxState& state, uint64_t first, Words& words) {
   }
 #endif
 #ifdef __SSE2__
-  const __m128i mul0 = _mm_set1_epi32(static_cast<int>(kMul0)), mul1 = _mm_set1_epi32(static_cast<int>(kMul1));
+  const __m128i mul0 = _mm_set1_epi32(static_cast<int>(kMul0)),
+                mul1 = _mm_set1_epi32(static_cast<int>(kMul1));
   for (int l = 0; l < kLanes; l += 4) {
     auto load = [&](uint32_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + l)); };
     __m128i x0 = load(c0), x1 = load(c1), x2 = load(c2), x3 = load(c3);
@@ -212,7 +215,8 @@ class CpuRandomKernels final : public RandomKernels {
       const auto base = static_cast<Compute>(low);
       const auto span = static_cast<Compute>(high - low);
       for_each_block(dst.numel(), state, [&](int64_t first, int64_t count, const Words& w) {
-        for (int64_t l = 0; l < count; ++l) out[first + l] = T(base + span * unit_uniform<T>(w[0][l], w[1][l]));
+        for (int64_t l = 0; l < count; ++l)
+          out[first + l] = T(base + span * unit_uniform<T>(w[0][l], w[1][l]));
       });
     });
   }
