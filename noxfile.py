@@ -81,6 +81,12 @@ def bench(session: nox.Session) -> None:
         "--out",
         str(out / "storage.md"),
     )
+    session.run(
+        "python",
+        str(ROOT / "packages/orchard-core/benchmarks/bench_shape.py"),
+        "--out",
+        str(out / "shape.md"),
+    )
 
 
 @nox.session
