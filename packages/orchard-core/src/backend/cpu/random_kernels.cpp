@@ -251,8 +251,10 @@ class CpuRandomKernels final : public RandomKernels {
       auto* out = static_cast<T*>(dst.data_ptr());
       for_each_block(dst.numel(), state, [&](int64_t first, int64_t count, const Words& w) {
         for (int64_t l = 0; l < count; ++l) {
-          // 64 random bits modulo the span: the bias is below span / 2^64.
-          const uint64_t draw = ((static_cast<uint64_t>(w[0][l]) << 32) | w[1][l]) % span;
+          // 64 random bits scaled to the span (a multiply, not a division): the bias is
+          // below span / 2^64.
+          const uint64_t bits = (static_cast<uint64_t>(w[0][l]) << 32) | w[1][l];
+          const auto draw = static_cast<uint64_t>((static_cast<unsigned __int128>(bits) * span) >> 64);
           const auto value = static_cast<int64_t>(static_cast<uint64_t>(low) + draw);
           if constexpr (is_half_float<T>) {
             out[first + l] = T(static_cast<float>(value));
