@@ -286,6 +286,9 @@ def test_large_inputs_take_the_threaded_paths(rng):
     src, tsrc = make_pair(rng, (300, 300), "int64", "cpu")
     base, tbase = make_pair(rng, (300, 257), "int64", "cpu")
     assert_matches_torch(oc.scatter_add(base, 1, index, src), torch.scatter_add(tbase, 1, tindex, tsrc))
+    long, tlong = make_pair(rng, (700_001,), "float32", "cpu")  # one row, copied in 1 MiB pieces
+    assert_matches_torch(oc.cat([long, long[:5]]), torch.cat([tlong, tlong[:5]]))
+    assert_matches_torch(oc.cat([ours, base.to(oc.float32)], 1), torch.cat([reference, tbase.float()], 1))
     flat, tflat = index_pair(rng.integers(0, 257, 2000), "cpu", "int32")
     assert_matches_torch(oc.index_select(ours, 1, flat), torch.index_select(reference, 1, tflat))
 

@@ -86,12 +86,11 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
     out_shape[d] += t.shape()[d];
   }
   Tensor out = Tensor::empty(out_shape, dtype, first->device());
-  int64_t offset = 0;
+  std::vector<Tensor> parts;  // each in the result's dtype and contiguous, as the kernel needs
   for (const Tensor& t : tensors) {
-    if (t.numel() == 0) continue;
-    out.slice(d, offset, offset + t.shape()[d]).copy_(t);
-    offset += t.shape()[d];
+    if (t.numel() > 0) parts.push_back(t.to(dtype).contiguous());
   }
+  if (!parts.empty()) index_kernels_for(out).cat(parts, d, out);
   return out;
 }
 

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <utility>
+#include <vector>
 
 namespace orchard {
 
@@ -14,6 +15,9 @@ class IndexKernels {
   // The smallest and largest value of a non-empty int32/int64 tensor (any strides);
   // operators check indices with it before any kernel reads through them.
   virtual std::pair<int64_t, int64_t> bounds(const Tensor& index) const = 0;
+  // dst = the inputs joined along dim; inputs are contiguous, of dst's dtype, non-empty,
+  // and equal to dst in every other dim; dst is contiguous.
+  virtual void cat(const std::vector<Tensor>& inputs, int64_t dim, const Tensor& dst) const = 0;
   // dst = src with dim `dim` replaced by src[..., index[j], ...]; src and dst contiguous,
   // index 1-d int32/int64 in range, dst.size(dim) == index.numel().
   virtual void index_select(const Tensor& src, int64_t dim, const Tensor& index, const Tensor& dst) const = 0;

@@ -44,6 +44,23 @@ int64_t row_offset(const Shape& shape, const Shape& strides, int64_t row, int64_
   return offset;
 }
 
+// Copies `rows` rows of `bytes` bytes between pitched buffers; threads share the rows, or
+// 1 MiB pieces of a single row, once there is enough to copy.
+void copy_rows(char* dst, int64_t dst_pitch, const char* src, int64_t src_pitch, int64_t rows,
+               int64_t bytes) {
+  const int64_t pieces = rows == 1 ? std::max<int64_t>(1, bytes >> 20) : 1;
+  const int64_t piece = (bytes + pieces - 1) / pieces;
+#pragma omp parallel for collapse(2) if (rows * bytes > kParallelGrain * 8)
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t p = 0; p < pieces; ++p) {
+      const int64_t begin = p * piece;
+      const int64_t count = std::min(piece, bytes - begin);
+      if (count > 0)
+        std::memcpy(dst + r * dst_pitch + begin, src + r * src_pitch + begin, static_cast<size_t>(count));
+    }
+  }
+}
+
 class CpuIndexKernels final : public IndexKernels {
  public:
   std::pair<int64_t, int64_t> bounds(const Tensor& index) const override {
@@ -70,6 +87,20 @@ class CpuIndexKernels final : public IndexKernels {
       }
       return std::pair{low, high};
     });
+  }
+
+  void cat(const std::vector<Tensor>& inputs, int64_t dim, const Tensor& dst) const override {
+    const int64_t outer = product(dst.shape(), 0, dim);
+    const int64_t inner = product(dst.shape(), dim + 1, dst.ndim());
+    const auto item = static_cast<int64_t>(dst.itemsize());
+    const int64_t dst_pitch = dst.shape()[dim] * inner * item;
+    auto* out = static_cast<char*>(dst.data_ptr());
+    int64_t offset = 0;  // bytes into each dst row where the current input starts
+    for (const Tensor& t : inputs) {
+      const int64_t bytes = t.shape()[dim] * inner * item;
+      copy_rows(out + offset, dst_pitch, static_cast<const char*>(t.data_ptr()), bytes, outer, bytes);
+      offset += bytes;
+    }
   }
 
   void index_select(const Tensor& src, int64_t dim, const Tensor& index, const Tensor& dst) const override {
