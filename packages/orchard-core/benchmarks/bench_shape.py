@@ -108,7 +108,9 @@ def main() -> None:
             f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} cores; "
             f"torch {torch.__version__} ({torch_threads} threads, its default), "
             f"orchard-core {oc.__version__} (OpenMP threads: {omp_threads}).  ",
-            "Ratios above 1 mean orchard-core is faster; both timed in the same run.",
+            "Ratios above 1 mean orchard-core is faster; both timed in the same run. Load average "
+            f"(1/5/15 min) at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}; on a shared "
+            "host the ratios move with it.",
             "",
             "| operation | orchard ms | torch ms | torch/orchard |",
             "|---|---|---|---|",

@@ -1,5 +1,5 @@
 // Shape and data-movement operators: validation, output shapes and dtypes here,
-// element work in the device's IndexKernels (or CopyKernels, for cat).
+// element work in the device's IndexKernels (dtype casts through CopyKernels).
 #include "orchard/ops/shape.h"
 
 #include <algorithm>

@@ -1,4 +1,4 @@
-// Index-family kernels: gathering and scattering along one dim, and triangles.
+// Index-family kernels: joining, gathering and scattering along one dim, and triangles.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// CPU index-family kernels: bounds of index tensors, index_select, gather,
+// CPU index-family kernels: bounds of index tensors, cat, index_select, gather,
 // scatter_add and triangles, threaded over independent rows for large sizes.
 #include <algorithm>
 #include <cstring>
