@@ -31,5 +31,6 @@ void bind_dlpack(py::module_& m, py::class_<Tensor>& cls);
 void bind_profile(py::module_& m);
 void bind_matmul(py::module_& m, py::class_<Tensor>& cls);
 void bind_elementwise(py::module_& m, py::class_<Tensor>& cls);
+void bind_shape(py::module_& m, py::class_<Tensor>& cls);
 
 }  // namespace orchard::bindings

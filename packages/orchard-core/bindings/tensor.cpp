@@ -181,6 +181,7 @@ void bind_tensor(py::module_& m) {
   bind_dlpack(m, cls);
   bind_matmul(m, cls);
   bind_elementwise(m, cls);
+  bind_shape(m, cls);
 }
 
 }  // namespace orchard::bindings

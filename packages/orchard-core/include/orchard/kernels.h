@@ -5,7 +5,9 @@
 
 #include "orchard/kernels/copy.h"
 #include "orchard/kernels/elementwise.h"
+#include "orchard/kernels/index.h"
 #include "orchard/kernels/matmul.h"
+#include "orchard/kernels/random.h"
 
 namespace orchard {
 
@@ -13,6 +15,8 @@ struct Kernels {
   const CopyKernels& copy;
   const LinalgKernels& matmul;
   const ElementwiseKernels& elementwise;
+  const IndexKernels& index;
+  const RandomKernels& random;
 };
 
 }  // namespace orchard

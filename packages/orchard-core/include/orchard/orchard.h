@@ -8,6 +8,8 @@
 #include "orchard/kernels.h"
 #include "orchard/ops/elementwise.h"
 #include "orchard/ops/matmul.h"
+#include "orchard/ops/random.h"
+#include "orchard/ops/shape.h"
 #include "orchard/profile.h"
 #include "orchard/scalar.h"
 #include "orchard/storage.h"

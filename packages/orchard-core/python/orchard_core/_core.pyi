@@ -174,6 +174,16 @@ class Tensor(metaclass=_pybind11_type):
     def copy_(self, src: Tensor) -> Tensor: ...
     def matmul(self, other: Tensor) -> Tensor: ...
     def __matmul__(self, other: Tensor) -> Tensor: ...
+    def split(
+        self, split_size: SupportsIndex | Sequence[SupportsIndex], dim: SupportsIndex = 0
+    ) -> tuple[Tensor, ...]: ...
+    def chunk(self, chunks: SupportsIndex, dim: SupportsIndex = 0) -> tuple[Tensor, ...]: ...
+    def index_select(self, dim: SupportsIndex, index: Tensor) -> Tensor: ...
+    def gather(self, dim: SupportsIndex, index: Tensor) -> Tensor: ...
+    def scatter_add(self, dim: SupportsIndex, index: Tensor, src: Tensor) -> Tensor: ...
+    def scatter_add_(self, dim: SupportsIndex, index: Tensor, src: Tensor) -> Tensor: ...
+    def tril(self, diagonal: SupportsIndex = 0) -> Tensor: ...
+    def triu(self, diagonal: SupportsIndex = 0) -> Tensor: ...
     def item(self) -> int | float | builtins.bool: ...
     def __float__(self) -> float: ...
     def __int__(self) -> int: ...
@@ -304,6 +314,73 @@ def arange(
 ) -> Tensor: ...
 def matmul(input: Tensor, other: Tensor) -> Tensor:
     """Matrix product with torch.matmul's rules for 1-D operands and broadcast batch dims."""
+
+def cat(tensors: Sequence[Tensor], dim: SupportsIndex = 0) -> Tensor:
+    """Join tensors along an existing dim."""
+
+def stack(tensors: Sequence[Tensor], dim: SupportsIndex = 0) -> Tensor:
+    """Join equally shaped tensors along a new dim."""
+
+def split(
+    tensor: Tensor, split_size_or_sections: SupportsIndex | Sequence[SupportsIndex], dim: SupportsIndex = 0
+) -> tuple[Tensor, ...]:
+    """Views of consecutive pieces along dim."""
+
+def chunk(input: Tensor, chunks: SupportsIndex, dim: SupportsIndex = 0) -> tuple[Tensor, ...]:
+    """At most `chunks` views of equal size along dim."""
+
+def index_select(input: Tensor, dim: SupportsIndex, index: Tensor) -> Tensor: ...
+def gather(input: Tensor, dim: SupportsIndex, index: Tensor) -> Tensor: ...
+def scatter_add(input: Tensor, dim: SupportsIndex, index: Tensor, src: Tensor) -> Tensor: ...
+def embedding(input: Tensor, weight: Tensor) -> Tensor:
+    """Rows of `weight` at the int32/int64 `input`, like torch.nn.functional.embedding."""
+
+def one_hot(tensor: Tensor, num_classes: SupportsIndex = -1) -> Tensor: ...
+def tril(input: Tensor, diagonal: SupportsIndex = 0) -> Tensor: ...
+def triu(input: Tensor, diagonal: SupportsIndex = 0) -> Tensor: ...
+def manual_seed(seed: SupportsIndex) -> None:
+    """Restart the global Philox generator at `seed`."""
+
+@overload
+def rand(
+    size: Sequence[SupportsIndex], /, *, dtype: _DTypeLike = None, device: _DeviceLike | None = None
+) -> Tensor:
+    """Uniform values in [0, 1)."""
+
+@overload
+def rand(*size: SupportsIndex, dtype: _DTypeLike = None, device: _DeviceLike | None = None) -> Tensor: ...
+@overload
+def randn(
+    size: Sequence[SupportsIndex], /, *, dtype: _DTypeLike = None, device: _DeviceLike | None = None
+) -> Tensor:
+    """Standard normal values."""
+
+@overload
+def randn(*size: SupportsIndex, dtype: _DTypeLike = None, device: _DeviceLike | None = None) -> Tensor: ...
+@overload
+def randint(
+    high: SupportsIndex,
+    size: Sequence[SupportsIndex],
+    /,
+    *,
+    dtype: _DTypeLike = None,
+    device: _DeviceLike | None = None,
+) -> Tensor:
+    """Integers in [low, high) (low defaults to 0)."""
+
+@overload
+def randint(
+    low: SupportsIndex,
+    high: SupportsIndex,
+    size: Sequence[SupportsIndex],
+    /,
+    *,
+    dtype: _DTypeLike = None,
+    device: _DeviceLike | None = None,
+) -> Tensor: ...
+def dropout(input: Tensor, p: float = 0.5, training: builtins.bool = True) -> Tensor: ...
+def _philox4x32_10(counter: Sequence[int], key: Sequence[int]) -> list[int]:
+    """The raw Philox4x32-10 block function, for known-answer tests."""
 
 def from_numpy(array: npt.NDArray[Any]) -> Tensor:
     """Zero-copy tensor sharing a numpy array's memory; keeps the array alive."""

@@ -12,6 +12,8 @@ const Kernels& cpu_kernels();
 const CopyKernels& cpu_copy_kernels();
 const LinalgKernels& cpu_matmul_kernels();
 const ElementwiseKernels& cpu_elementwise_kernels();
+const IndexKernels& cpu_index_kernels();
+const RandomKernels& cpu_random_kernels();
 
 // A "metal" device backed by host memory (ORCHARD_METAL_FALLBACK=cpu).
 DeviceRuntime& metal_host_fallback_runtime();

@@ -4,7 +4,13 @@
 namespace orchard::backend {
 
 const Kernels& cpu_kernels() {
-  static const Kernels kernels{cpu_copy_kernels(), cpu_matmul_kernels(), cpu_elementwise_kernels()};
+  static const Kernels kernels{
+      .copy = cpu_copy_kernels(),
+      .matmul = cpu_matmul_kernels(),
+      .elementwise = cpu_elementwise_kernels(),
+      .index = cpu_index_kernels(),
+      .random = cpu_random_kernels(),
+  };
   return kernels;
 }
 

@@ -1,0 +1,24 @@
+// Random operators over one global counter-based (Philox4x32-10) generator: a draw of
+// n elements uses counters offset .. offset+n-1 and then advances the offset by n.
+#pragma once
+
+#include <cstdint>
+
+#include "orchard/kernels/random.h"
+#include "orchard/tensor.h"
+
+namespace orchard {
+
+// Restarts the global generator at offset 0 of `seed`.
+void manual_seed(uint64_t seed);
+// The generator's seed and offset now.
+PhiloxState random_state();
+
+// Uniform in [0, 1), standard normal, and integers in [low, high).
+Tensor rand(const Shape& shape, DType dtype = DType::Float32, Device device = {});
+Tensor randn(const Shape& shape, DType dtype = DType::Float32, Device device = {});
+Tensor randint(int64_t low, int64_t high, const Shape& shape, DType dtype = DType::Int64, Device device = {});
+// Zeroes each element with probability p and scales the rest by 1 / (1 - p); p in [0, 1).
+Tensor dropout(const Tensor& input, double p = 0.5, bool training = true);
+
+}  // namespace orchard

@@ -1,0 +1,87 @@
+// Random operators: one global Philox generator hands each draw a slice of its
+// counter stream; the device's RandomKernels turn counters into values.
+#include "orchard/ops/random.h"
+
+#include <mutex>
+
+#include "orchard/error.h"
+#include "orchard/kernels.h"
+#include "shape.h"
+
+namespace orchard {
+
+namespace {
+
+constexpr uint64_t kDefaultSeed = 67280421310721ull;  // torch's default, so unseeded runs are repeatable
+
+struct Generator {
+  std::mutex mutex;
+  PhiloxState state{kDefaultSeed, 0};
+};
+
+Generator& global_generator() {
+  static Generator generator;
+  return generator;
+}
+
+// The state a draw of `count` elements starts from; later draws start after it.
+PhiloxState reserve(int64_t count) {
+  Generator& g = global_generator();
+  const std::lock_guard lock(g.mutex);
+  const PhiloxState start = g.state;
+  g.state.offset += static_cast<uint64_t>(count);
+  return start;
+}
+
+const RandomKernels& random_kernels_for(const Tensor& t) { return runtime(t.device()).kernels().random; }
+
+void require_floating(const char* op, DType dtype) {
+  if (!is_floating(dtype)) fail<TypeError>(op, ": dtype must be floating point, got ", dtype_name(dtype));
+}
+
+}  // namespace
+
+void manual_seed(uint64_t seed) {
+  Generator& g = global_generator();
+  const std::lock_guard lock(g.mutex);
+  g.state = {seed, 0};
+}
+
+PhiloxState random_state() {
+  Generator& g = global_generator();
+  const std::lock_guard lock(g.mutex);
+  return g.state;
+}
+
+Tensor rand(const Shape& shape, DType dtype, Device device) {
+  require_floating("rand", dtype);
+  Tensor out = Tensor::empty(shape, dtype, device);
+  if (out.numel() > 0) random_kernels_for(out).uniform(out, reserve(out.numel()), 0.0, 1.0);
+  return out;
+}
+
+Tensor randn(const Shape& shape, DType dtype, Device device) {
+  require_floating("randn", dtype);
+  Tensor out = Tensor::empty(shape, dtype, device);
+  if (out.numel() > 0) random_kernels_for(out).normal(out, reserve(out.numel()), 0.0, 1.0);
+  return out;
+}
+
+Tensor randint(int64_t low, int64_t high, const Shape& shape, DType dtype, Device device) {
+  if (low >= high) fail<ValueError>("randint: low ", low, " must be below high ", high);
+  if (dtype == DType::Bool) fail<TypeError>("randint: dtype bool is not supported");
+  Tensor out = Tensor::empty(shape, dtype, device);
+  if (out.numel() > 0) random_kernels_for(out).randint(out, reserve(out.numel()), low, high);
+  return out;
+}
+
+Tensor dropout(const Tensor& input, double p, bool training) {
+  if (!(p >= 0.0 && p < 1.0)) fail<ValueError>("dropout: probability p=", p, " must be in [0, 1)");
+  require_floating("dropout", input.dtype());
+  if (!training || p == 0.0) return input;
+  Tensor out = Tensor::empty(input.shape(), input.dtype(), input.device());
+  if (out.numel() > 0) random_kernels_for(out).dropout(input.contiguous(), out, reserve(out.numel()), p);
+  return out;
+}
+
+}  // namespace orchard
