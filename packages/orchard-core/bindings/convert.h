@@ -29,5 +29,6 @@ void bind_indexing(py::class_<Tensor>& cls);
 void bind_numpy(py::module_& m, py::class_<Tensor>& cls);
 void bind_dlpack(py::module_& m, py::class_<Tensor>& cls);
 void bind_profile(py::module_& m);
+void bind_reduce(py::module_& m, py::class_<Tensor>& cls);
 
 }  // namespace orchard::bindings

@@ -179,6 +179,7 @@ void bind_tensor(py::module_& m) {
   bind_indexing(cls);
   bind_numpy(m, cls);
   bind_dlpack(m, cls);
+  bind_reduce(m, cls);
 }
 
 }  // namespace orchard::bindings

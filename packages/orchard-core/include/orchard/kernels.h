@@ -4,11 +4,13 @@
 #pragma once
 
 #include "orchard/kernels/copy.h"
+#include "orchard/kernels/reduce.h"
 
 namespace orchard {
 
 struct Kernels {
   const CopyKernels& copy;
+  const ReduceKernels& reduce;
 };
 
 }  // namespace orchard

@@ -6,6 +6,7 @@
 #include "orchard/dtype.h"
 #include "orchard/error.h"
 #include "orchard/kernels.h"
+#include "orchard/ops/reduce.h"
 #include "orchard/profile.h"
 #include "orchard/scalar.h"
 #include "orchard/storage.h"

@@ -10,6 +10,7 @@ DeviceRuntime& cpu_runtime();
 // All CPU kernels, and each family's interface (defined in that family's file).
 const Kernels& cpu_kernels();
 const CopyKernels& cpu_copy_kernels();
+const ReduceKernels& cpu_reduce_kernels();
 
 // A "metal" device backed by host memory (ORCHARD_METAL_FALLBACK=cpu).
 DeviceRuntime& metal_host_fallback_runtime();

@@ -4,7 +4,7 @@
 namespace orchard::backend {
 
 const Kernels& cpu_kernels() {
-  static const Kernels kernels{cpu_copy_kernels()};
+  static const Kernels kernels{cpu_copy_kernels(), cpu_reduce_kernels()};
   return kernels;
 }
 
