@@ -14,7 +14,10 @@ from . import _core, profile
 from ._core import (
     OutOfMemoryError,
     Tensor,
+    ValuesIndices,
     arange,
+    argmax,
+    argmin,
     bfloat16,
     bool,  # noqa: A004 - the dtype, named as in torch and numpy
     device,
@@ -30,7 +33,16 @@ from ._core import (
     full,
     int32,
     int64,
+    log_softmax,
+    logsumexp,
+    max,  # noqa: A004 - the reduction, named as in torch
+    mean,
+    min,  # noqa: A004
     ones,
+    softmax,
+    std,
+    sum,  # noqa: A004
+    var,
     zeros,
 )
 from ._creation import tensor
@@ -56,8 +68,11 @@ def get_lib() -> str:
 __all__ = [
     "OutOfMemoryError",
     "Tensor",
+    "ValuesIndices",
     "__version__",
     "arange",
+    "argmax",
+    "argmin",
     "bfloat16",
     "bool",
     "device",
@@ -75,8 +90,17 @@ __all__ = [
     "get_lib",
     "int32",
     "int64",
+    "log_softmax",
+    "logsumexp",
+    "max",
+    "mean",
+    "min",
     "ones",
     "profile",
+    "softmax",
+    "std",
+    "sum",
     "tensor",
+    "var",
     "zeros",
 ]

@@ -21,7 +21,8 @@ namespace {
 
 constexpr int64_t kLanes = 16;               // independent accumulators: the loops vectorize
 constexpr int64_t kBlock = 4096;             // elements per partial sum
-constexpr int64_t kTile = 256;               // output columns summed together down a column
+constexpr int64_t kTile = 1024;              // output columns summed together down a column
+constexpr int64_t kRowsPerBlock = 64;        // rows per float partial down a column
 constexpr int64_t kParallelWork = 1 << 15;   // below this many elements, one thread
 
 template <class T>
@@ -112,12 +113,16 @@ Total<T> sum_block(const T* __restrict in, int64_t n) {
 template <class T>
 Total<T> sum_row(const T* in, int64_t n, bool parallel) {
   const int64_t blocks = (n + kBlock - 1) / kBlock;
+  Total<T> total = 0;
+  if (!parallel || n < kParallelWork) {
+    for (int64_t b = 0; b < blocks; ++b) total += sum_block(in + b * kBlock, std::min(kBlock, n - b * kBlock));
+    return total;
+  }
   std::vector<Total<T>> partial(blocks);
-#pragma omp parallel for schedule(static) if (parallel && n >= kParallelWork)
+#pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     partial[b] = sum_block(in + b * kBlock, std::min(kBlock, n - b * kBlock));
   }
-  Total<T> total = 0;
   for (const Total<T> p : partial) total += p;
   return total;
 }
@@ -141,9 +146,9 @@ void sum_columns(const T* in, SumOut<T>* out, int64_t columns, int64_t rows, int
     const int64_t k0 = t * kTile;
     const int64_t width = std::min(kTile, columns - k0);
     Total<T> total[kTile] = {};
-    for (int64_t r0 = 0; r0 < rows; r0 += kBlock / kTile) {
+    for (int64_t r0 = 0; r0 < rows; r0 += kRowsPerBlock) {
       Acc<T> acc[kTile] = {};
-      const int64_t r_end = std::min(rows, r0 + kBlock / kTile);
+      const int64_t r_end = std::min(rows, r0 + kRowsPerBlock);
       for (int64_t r = r0; r < r_end; ++r) {
         const T* __restrict row = in + r * stride + k0;
         for (int64_t j = 0; j < width; ++j) acc[j] += static_cast<Acc<T>>(row[j]);
@@ -256,16 +261,17 @@ void logsumexp_typed(const Tensor& src, const Tensor& dst) {
   }
 }
 
-// exp(x) for x <= 0 as 2^n * p(x - n ln2): branch-free, so loops over it
-// vectorize (libm's expf does not); a couple of ulp off, 0 below -87.3.
+// exp(x) for x <= 0 (and a little above) as 2^n * p(x - n ln2), within an ulp;
+// 0 below -87.3. No float compares or branches, so loops over it vectorize
+// (a float select would not without -fno-trapping-math, nor would libm's expf).
 inline float exp_nonpositive(float x) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  constexpr float kLowest = -87.33654f;  // exp of it is the smallest normal float
-  const float clamped = x < kLowest ? kLowest : x;
-  const float shifted = clamped * kLog2e + kRound;
+  constexpr uint32_t kLowestBits = std::bit_cast<uint32_t>(-87.33654f);  // exp: the smallest normal
+  constexpr uint32_t kMinusInfBits = 0xff800000u;
+  const float shifted = x * kLog2e + kRound;
   const float n = shifted - kRound;
-  const float r = clamped - n * 0.693359375f - n * -2.12194440e-4f;  // ln2 in two parts
+  const float r = x - n * 0.693359375f - n * -2.12194440e-4f;  // ln2 in two parts
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
@@ -273,9 +279,12 @@ inline float exp_nonpositive(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const float poly = p * r * r + r + 1.0f;
-  const auto exponent = std::bit_cast<int32_t>(shifted) - std::bit_cast<int32_t>(kRound);
-  const float scale = std::bit_cast<float>((exponent + 127) << 23);
-  return x < kLowest ? 0.0f : poly * scale;
+  const auto exponent = static_cast<uint32_t>(std::bit_cast<int32_t>(shifted) - std::bit_cast<int32_t>(kRound));
+  const float value = poly * std::bit_cast<float>((exponent + 127u) << 23);
+  // x in [-inf, -87.3): as unsigned bits, the negative floats order by magnitude; NaN passes.
+  const uint32_t bits = std::bit_cast<uint32_t>(x);
+  const uint32_t keep = static_cast<uint32_t>((bits > kLowestBits) & (bits <= kMinusInfBits)) - 1u;
+  return std::bit_cast<float>(std::bit_cast<uint32_t>(value) & keep);
 }
 
 template <class C>
@@ -287,41 +296,47 @@ C exp_shifted(C x) {
   }
 }
 
-// Softmax of one row in place: subtract the max so exp never overflows.
-template <bool Log, class C>
-void softmax_row(C* __restrict x, int64_t n) {
-  C lanes[kLanes];
-  std::fill_n(lanes, kLanes, -std::numeric_limits<C>::infinity());
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int64_t j = 0; j < kLanes; ++j) lanes[j] = x[i + j] > lanes[j] ? x[i + j] : lanes[j];
-  }
-  C top = -std::numeric_limits<C>::infinity();
-  for (; i < n; ++i) top = x[i] > top ? x[i] : top;
-  for (int64_t j = 0; j < kLanes; ++j) top = lanes[j] > top ? lanes[j] : top;
-
-  std::fill_n(lanes, kLanes, C{0});
-  C tail = 0;
-  for (i = 0; i + kLanes <= n; i += kLanes) {
-    for (int64_t j = 0; j < kLanes; ++j) {
-      const C e = exp_shifted(x[i + j] - top);
-      if constexpr (!Log) x[i + j] = e;
-      lanes[j] += e;
+// The largest element of a non-empty row, NaN if there is one. Floats compare
+// as integers of the same order (the sign flips the others' bits), so it vectorizes.
+template <class C>
+C row_max(const C* __restrict in, int64_t n) {
+  if constexpr (std::is_same_v<C, float>) {
+    int32_t lanes[kLanes];
+    std::fill_n(lanes, kLanes, std::numeric_limits<int32_t>::min());
+    auto key = [](int32_t bits) { return bits ^ ((bits >> 31) & 0x7fffffff); };
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) {
+      for (int64_t j = 0; j < kLanes; ++j) {
+        const int32_t k = key(std::bit_cast<int32_t>(in[i + j]));
+        lanes[j] = k > lanes[j] ? k : lanes[j];
+      }
     }
+    int32_t top = std::numeric_limits<int32_t>::min();
+    for (; i < n; ++i) top = std::max(top, key(std::bit_cast<int32_t>(in[i])));
+    for (int64_t j = 0; j < kLanes; ++j) top = std::max(top, lanes[j]);
+    const float value = std::bit_cast<float>(key(top));
+    return std::isnan(value) ? std::numeric_limits<float>::quiet_NaN() : value;
+  } else {
+    C top = in[0];
+    for (int64_t i = 0; i < n; ++i) top = std::isnan(in[i]) || in[i] > top ? in[i] : top;
+    return top;
   }
-  for (; i < n; ++i) {
-    const C e = exp_shifted(x[i] - top);
-    if constexpr (!Log) x[i] = e;
-    tail += e;
-  }
-  Total<C> total = tail;
-  for (int64_t j = 0; j < kLanes; ++j) total += lanes[j];
+}
+
+// Softmax of one row, subtracting the max so exp never overflows; `out`
+// holds the exponentials before it holds the result.
+template <bool Log, class C>
+void softmax_row(const C* __restrict in, C* __restrict out, int64_t n) {
+  const C top = row_max(in, n);
+  for (int64_t i = 0; i < n; ++i) out[i] = exp_shifted(in[i] - top);
+  Total<C> total = 0;
+  for (int64_t b = 0; b < n; b += kBlock) total += sum_block(out + b, std::min(kBlock, n - b));
   if constexpr (Log) {
     const C offset = top + static_cast<C>(std::log(total));
-    for (i = 0; i < n; ++i) x[i] -= offset;
+    for (int64_t i = 0; i < n; ++i) out[i] = in[i] - offset;
   } else {
     const C inverse = static_cast<C>(1.0 / total);
-    for (i = 0; i < n; ++i) x[i] *= inverse;
+    for (int64_t i = 0; i < n; ++i) out[i] *= inverse;
   }
 }
 
@@ -347,18 +362,26 @@ void softmax_typed(const Tensor& src, const Tensor& dst) {
   auto* out = static_cast<T*>(dst.data_ptr());
   const int64_t in_step = src.strides()[last];
   const int64_t out_step = dst.strides()[last];
+  // Rows of C with unit stride are used in place; others go through a thread's buffers.
+  const bool direct_in = std::is_same_v<T, C> && (in_step == 1 || n == 1);
+  const bool direct_out = std::is_same_v<T, C> && (out_step == 1 || n == 1);
   const auto rows = static_cast<int64_t>(src_rows.size());
-  // Each row is gathered into a thread's buffer, transformed there, then stored.
 #pragma omp parallel if (src.numel() >= kParallelWork)
   {
-    std::vector<C> buffer(n);
+    std::vector<C> in_buffer(direct_in ? 0 : n);
+    std::vector<C> out_buffer(direct_out ? 0 : n);
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < rows; ++k) {
       const T* row_in = in + src_rows[k];
       T* row_out = out + dst_rows[k];
-      for (int64_t i = 0; i < n; ++i) buffer[i] = static_cast<C>(row_in[i * in_step]);
-      softmax_row<Log>(buffer.data(), n);
-      for (int64_t i = 0; i < n; ++i) row_out[i * out_step] = store<T>(buffer[i]);
+      if (!direct_in) {
+        for (int64_t i = 0; i < n; ++i) in_buffer[i] = static_cast<C>(row_in[i * in_step]);
+      }
+      C* result = direct_out ? reinterpret_cast<C*>(row_out) : out_buffer.data();
+      softmax_row<Log>(direct_in ? reinterpret_cast<const C*>(row_in) : in_buffer.data(), result, n);
+      if (!direct_out) {
+        for (int64_t i = 0; i < n; ++i) row_out[i * out_step] = store<T>(out_buffer[i]);
+      }
     }
   }
 }
