@@ -14,7 +14,8 @@ DimList to_dim_list(py::handle dim) {
   if (py::isinstance<py::sequence>(dim) && !py::isinstance<py::str>(dim)) {
     std::vector<int64_t> dims;
     for (py::handle d : dim) {
-      if (!py::isinstance<py::int_>(d)) fail<TypeError>("dim entries must be ints, got ", py::repr(d).cast<std::string>());
+      if (!py::isinstance<py::int_>(d))
+        fail<TypeError>("dim entries must be ints, got ", py::repr(d).cast<std::string>());
       dims.push_back(d.cast<int64_t>());
     }
     return dims;
@@ -61,34 +62,43 @@ void bind_reduce(py::module_& m, py::class_<Tensor>& cls) {
 
   def_both(
       m, cls, "sum",
-      [](const Tensor& t, py::handle d, bool k, py::handle dt) { return sum(t, to_dim_list(d), k, optional_dtype(dt)); },
+      [](const Tensor& t, py::handle d, bool k, py::handle dt) {
+        return sum(t, to_dim_list(d), k, optional_dtype(dt));
+      },
       dim, keepdim, py::kw_only(), dtype, "Sum over dims (all when None); integers sum to int64.");
   def_both(
       m, cls, "mean",
-      [](const Tensor& t, py::handle d, bool k, py::handle dt) { return mean(t, to_dim_list(d), k, optional_dtype(dt)); },
+      [](const Tensor& t, py::handle d, bool k, py::handle dt) {
+        return mean(t, to_dim_list(d), k, optional_dtype(dt));
+      },
       dim, keepdim, py::kw_only(), dtype, "Mean over dims (all when None); floating inputs only.");
   def_both(m, cls, "max", &extreme<max, max>, dim, keepdim,
            "The largest element, or (values, indices) along dim.");
   def_both(m, cls, "min", &extreme<min, min>, dim, keepdim,
            "The smallest element, or (values, indices) along dim.");
-  def_both(m, cls, "argmax", &argmax, dim, keepdim, "Index of the largest element (of the flattened input when dim is None).");
-  def_both(m, cls, "argmin", &argmin, dim, keepdim, "Index of the smallest element (of the flattened input when dim is None).");
+  def_both(m, cls, "argmax", &argmax, dim, keepdim,
+           "Index of the largest element (of the flattened input when dim is None).");
+  def_both(m, cls, "argmin", &argmin, dim, keepdim,
+           "Index of the smallest element (of the flattened input when dim is None).");
   def_both(
       m, cls, "var",
       [](const Tensor& t, py::handle d, double c, bool k) { return var(t, to_dim_list(d), c, k); }, dim,
       py::kw_only(), correction, keepdim, "Variance over dims, dividing by count - correction.");
   def_both(
       m, cls, "std",
-      [](const Tensor& t, py::handle d, double c, bool k) { return orchard::std(t, to_dim_list(d), c, k); }, dim,
-      py::kw_only(), correction, keepdim, "Standard deviation over dims, dividing by count - correction.");
+      [](const Tensor& t, py::handle d, double c, bool k) { return orchard::std(t, to_dim_list(d), c, k); },
+      dim, py::kw_only(), correction, keepdim,
+      "Standard deviation over dims, dividing by count - correction.");
   def_both(
       m, cls, "logsumexp",
-      [](const Tensor& t, py::handle d, bool k) { return logsumexp(t, to_dim_list(d).value_or(std::vector<int64_t>{}), k); },
+      [](const Tensor& t, py::handle d, bool k) {
+        return logsumexp(t, to_dim_list(d).value_or(std::vector<int64_t>{}), k);
+      },
       py::arg("dim"), keepdim, "log(sum(exp(x))) over dims, without overflow.");
   def_both(
       m, cls, "softmax",
-      [](const Tensor& t, int64_t d, py::handle dt) { return softmax(t, d, optional_dtype(dt)); }, py::arg("dim"),
-      dtype, "exp(x) / sum(exp(x)) along dim.");
+      [](const Tensor& t, int64_t d, py::handle dt) { return softmax(t, d, optional_dtype(dt)); },
+      py::arg("dim"), dtype, "exp(x) / sum(exp(x)) along dim.");
   def_both(
       m, cls, "log_softmax",
       [](const Tensor& t, int64_t d, py::handle dt) { return log_softmax(t, d, optional_dtype(dt)); },

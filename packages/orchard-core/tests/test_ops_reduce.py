@@ -42,7 +42,9 @@ def make_pair(rng, shape, dtype, layout, device, magnitude=None):
         memory = shape
     values = random_array(rng, memory, dtype)
     if magnitude is not None and values.size:
-        values = np.asarray(values * (magnitude / max(float(np.abs(values).max()), 1e-30)), dtype=values.dtype)
+        values = np.asarray(
+            values * (magnitude / max(float(np.abs(values).max()), 1e-30)), dtype=values.dtype
+        )
     ours = oc.tensor(values).to(OC[dtype]).to(device)
     reference = torch.from_numpy(values.copy()).to(TORCH[dtype])
     if layout == "transposed":
@@ -122,7 +124,9 @@ def test_sum_mean(rng, device, name, layout, shape, dim):
 
 def test_sum_methods_and_dtype(rng, device):
     x, ref = make_pair(rng, (4, 6), "float32", "contiguous", device)
-    np.testing.assert_allclose(values(x.sum(dim=1, keepdim=True)), ref.sum(dim=1, keepdim=True).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        values(x.sum(dim=1, keepdim=True)), ref.sum(dim=1, keepdim=True).numpy(), rtol=1e-5
+    )
     np.testing.assert_allclose(values(x.mean((0, 1))), ref.mean((0, 1)).numpy(), rtol=1e-5)
     as_double = oc.sum(x, dtype=oc.float64)
     assert as_double.dtype == oc.float64
@@ -288,7 +292,11 @@ ERROR_CASES = [
     (lambda x: oc.sum(x, 3), IndexError, r"dimension 3 is out of range"),
     (lambda x: oc.sum(x, (0, -2)), ValueError, r"dim -2 appears more than once"),
     (lambda x: oc.sum(x, "a"), TypeError, r"dim must be None, an int or a tuple of ints, got 'a'"),
-    (lambda x: oc.mean(x.to(oc.int64)), TypeError, r"mean\(\) needs a floating point input or dtype, got int64"),
+    (
+        lambda x: oc.mean(x.to(oc.int64)),
+        TypeError,
+        r"mean\(\) needs a floating point input or dtype, got int64",
+    ),
     (lambda x: oc.var(x.to(oc.int32), 0), TypeError, r"var\(\) .* got int32"),
     (lambda x: oc.max(x[:0]), ValueError, r"max\(\) of an empty tensor \(shape \[0, 3\]\)"),
     (lambda x: oc.min(x[:, :0], 1), IndexError, r"min\(\): dim 1 of the input \(shape \[2, 0\]\) is empty"),

@@ -4,10 +4,13 @@
 are (re)installed from Python by ``_tensor_methods.install``; they are declared here too.
 """
 
+# The reduction functions take `input`, named as in torch.
+# ruff: noqa: A002
+
 import builtins
 from collections.abc import Iterator, Sequence
 from types import EllipsisType
-from typing import Any, ClassVar, Protocol, SupportsFloat, SupportsIndex, TypeAlias, overload
+from typing import Any, ClassVar, NamedTuple, Protocol, SupportsFloat, SupportsIndex, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -95,6 +98,15 @@ def devices() -> list[device]:
 
 def device_description(device: _DeviceLike) -> str:
     """What backs a device, e.g. 'host CPU'."""
+
+# dims of a reduction: None (all), one int or a sequence of ints; negatives count from the end.
+_Dims: TypeAlias = SupportsIndex | Sequence[SupportsIndex] | None
+
+class ValuesIndices(NamedTuple):
+    """(values, indices) of max(dim=...) and min(dim=...)."""
+
+    values: Tensor
+    indices: Tensor
 
 # Names for use inside `Tensor`, whose `dtype` and `device` properties hide the classes.
 _dtype: TypeAlias = dtype
@@ -194,6 +206,46 @@ class Tensor(metaclass=_pybind11_type):
         copy: builtins.bool | None = None,
     ) -> CapsuleType: ...
     def __dlpack_device__(self) -> tuple[int, int]: ...
+    # Reductions and softmax (bindings/ops_reduce.cpp), also module functions taking `input`.
+    def sum(self, dim: _Dims = None, keepdim: builtins.bool = False, *, dtype: _DTypeLike = None) -> Tensor:
+        """Sum over dims (all when None); integers sum to int64."""
+
+    def mean(self, dim: _Dims = None, keepdim: builtins.bool = False, *, dtype: _DTypeLike = None) -> Tensor:
+        """Mean over dims (all when None); floating inputs only."""
+
+    @overload
+    def max(self, dim: None = None, keepdim: builtins.bool = False) -> Tensor:
+        """The largest element, or (values, indices) along dim."""
+
+    @overload
+    def max(self, dim: SupportsIndex, keepdim: builtins.bool = False) -> ValuesIndices: ...
+    @overload
+    def min(self, dim: None = None, keepdim: builtins.bool = False) -> Tensor:
+        """The smallest element, or (values, indices) along dim."""
+
+    @overload
+    def min(self, dim: SupportsIndex, keepdim: builtins.bool = False) -> ValuesIndices: ...
+    def argmax(self, dim: SupportsIndex | None = None, keepdim: builtins.bool = False) -> Tensor:
+        """Index of the largest element (of the flattened input when dim is None)."""
+
+    def argmin(self, dim: SupportsIndex | None = None, keepdim: builtins.bool = False) -> Tensor:
+        """Index of the smallest element (of the flattened input when dim is None)."""
+
+    def var(self, dim: _Dims = None, *, correction: float = 1.0, keepdim: builtins.bool = False) -> Tensor:
+        """Variance over dims, dividing by count - correction."""
+
+    def std(self, dim: _Dims = None, *, correction: float = 1.0, keepdim: builtins.bool = False) -> Tensor:
+        """Standard deviation over dims, dividing by count - correction."""
+
+    def logsumexp(self, dim: _Dims, keepdim: builtins.bool = False) -> Tensor:
+        """log(sum(exp(x))) over dims, without overflow."""
+
+    def softmax(self, dim: SupportsIndex, dtype: _DTypeLike = None) -> Tensor:
+        """exp(x) / sum(exp(x)) along dim."""
+
+    def log_softmax(self, dim: SupportsIndex, dtype: _DTypeLike = None) -> Tensor:
+        """x - logsumexp(x) along dim."""
+
     # Installed from Python by orchard_core._tensor_methods, whose functions name `self` `t`.
     def __repr__(t) -> str: ...
     def __str__(t) -> str: ...
@@ -249,6 +301,53 @@ def from_numpy(array: npt.NDArray[Any]) -> Tensor:
 
 def from_dlpack(obj: Tensor | CapsuleType | _SupportsDLPack) -> Tensor:
     """Zero-copy tensor from any object that speaks DLPack (numpy, torch, ...)."""
+
+def sum(  # noqa: A001 - named as in torch
+    input: Tensor, dim: _Dims = None, keepdim: builtins.bool = False, *, dtype: _DTypeLike = None
+) -> Tensor:
+    """Sum over dims (all when None); integers sum to int64."""
+
+def mean(
+    input: Tensor, dim: _Dims = None, keepdim: builtins.bool = False, *, dtype: _DTypeLike = None
+) -> Tensor:
+    """Mean over dims (all when None); floating inputs only."""
+
+@overload
+def max(input: Tensor, dim: None = None, keepdim: builtins.bool = False) -> Tensor:  # noqa: A001
+    """The largest element, or (values, indices) along dim."""
+
+@overload
+def max(input: Tensor, dim: SupportsIndex, keepdim: builtins.bool = False) -> ValuesIndices: ...  # noqa: A001
+@overload
+def min(input: Tensor, dim: None = None, keepdim: builtins.bool = False) -> Tensor:  # noqa: A001
+    """The smallest element, or (values, indices) along dim."""
+
+@overload
+def min(input: Tensor, dim: SupportsIndex, keepdim: builtins.bool = False) -> ValuesIndices: ...  # noqa: A001
+def argmax(input: Tensor, dim: SupportsIndex | None = None, keepdim: builtins.bool = False) -> Tensor:
+    """Index of the largest element (of the flattened input when dim is None)."""
+
+def argmin(input: Tensor, dim: SupportsIndex | None = None, keepdim: builtins.bool = False) -> Tensor:
+    """Index of the smallest element (of the flattened input when dim is None)."""
+
+def var(
+    input: Tensor, dim: _Dims = None, *, correction: float = 1.0, keepdim: builtins.bool = False
+) -> Tensor:
+    """Variance over dims, dividing by count - correction."""
+
+def std(
+    input: Tensor, dim: _Dims = None, *, correction: float = 1.0, keepdim: builtins.bool = False
+) -> Tensor:
+    """Standard deviation over dims, dividing by count - correction."""
+
+def logsumexp(input: Tensor, dim: _Dims, keepdim: builtins.bool = False) -> Tensor:
+    """log(sum(exp(x))) over dims, without overflow."""
+
+def softmax(input: Tensor, dim: SupportsIndex, dtype: _DTypeLike = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along dim."""
+
+def log_softmax(input: Tensor, dim: SupportsIndex, dtype: _DTypeLike = None) -> Tensor:
+    """x - logsumexp(x) along dim."""
 
 def _stress_threads(threads: SupportsIndex, iterations: SupportsIndex) -> None: ...
 

@@ -31,8 +31,8 @@ std::vector<bool> reduced_mask(const char* op, const Tensor& input, const DimLis
 // The input permuted to (kept dims, reduced dims), and where the result goes.
 struct Plan {
   Tensor src;
-  Shape kept_shape;  // the output without keepdim
-  Shape keep_shape;  // the output with keepdim (reduced dims of size 1)
+  Shape kept_shape;   // the output without keepdim
+  Shape keep_shape;   // the output with keepdim (reduced dims of size 1)
   int64_t count = 1;  // elements reduced into each output
   bool keepdim = false;
 
@@ -100,7 +100,8 @@ ValuesIndices extreme_dim(const char* op, const Tensor& input, int64_t dim, bool
   return {plan.finish(values), plan.finish(indices)};
 }
 
-Tensor arg_extreme(const char* op, const Tensor& input, std::optional<int64_t> dim, bool keepdim, bool largest) {
+Tensor arg_extreme(const char* op, const Tensor& input, std::optional<int64_t> dim, bool keepdim,
+                   bool largest) {
   if (dim) {
     const Plan plan = plan_reduction(op, input, std::vector<int64_t>{*dim}, keepdim);
     require_nonempty(op, input, shape::wrap_dim(*dim, input.ndim()));
@@ -161,8 +162,8 @@ Tensor mean(const Tensor& input, const DimList& dim, bool keepdim, std::optional
   const Plan plan = plan_reduction("mean", src, dim, keepdim);
   Tensor out = plan.output(src.dtype());
   // An empty reduction divides 0 by 0, giving NaN as in torch.
-  const double scale = plan.count > 0 ? 1.0 / static_cast<double>(plan.count)
-                                      : std::numeric_limits<double>::quiet_NaN();
+  const double scale =
+      plan.count > 0 ? 1.0 / static_cast<double>(plan.count) : std::numeric_limits<double>::quiet_NaN();
   if (out.numel() > 0) kernels_for(input).sum(plan.src, out, scale);
   return plan.finish(out);
 }

@@ -16,7 +16,8 @@ class ReduceKernels {
   // The largest (smallest when !largest) value and/or its first index (int64);
   // either output may be undefined. NaN counts as the extreme, as in torch.
   // The reduced extent is not empty.
-  virtual void extreme(const Tensor& src, const Tensor& values, const Tensor& indices, bool largest) const = 0;
+  virtual void extreme(const Tensor& src, const Tensor& values, const Tensor& indices,
+                       bool largest) const = 0;
   // Variance with `correction` subtracted from the count (std when take_sqrt).
   virtual void var(const Tensor& src, const Tensor& dst, double correction, bool take_sqrt) const = 0;
   // log(sum(exp(x))), computed as max + log(sum(exp(x - max))).

@@ -19,11 +19,11 @@ namespace orchard::backend {
 
 namespace {
 
-constexpr int64_t kLanes = 16;               // independent accumulators: the loops vectorize
-constexpr int64_t kBlock = 4096;             // elements per partial sum
-constexpr int64_t kTile = 1024;              // output columns summed together down a column
-constexpr int64_t kRowsPerBlock = 64;        // rows per float partial down a column
-constexpr int64_t kParallelWork = 1 << 15;   // below this many elements, one thread
+constexpr int64_t kLanes = 16;              // independent accumulators: the loops vectorize
+constexpr int64_t kBlock = 4096;            // elements per partial sum
+constexpr int64_t kTile = 1024;             // output columns summed together down a column
+constexpr int64_t kRowsPerBlock = 64;       // rows per float partial down a column
+constexpr int64_t kParallelWork = 1 << 15;  // below this many elements, one thread
 
 template <class T>
 constexpr bool is_half_float = std::is_same_v<T, BFloat16> || std::is_same_v<T, Float16>;
@@ -115,7 +115,8 @@ Total<T> sum_row(const T* in, int64_t n, bool parallel) {
   const int64_t blocks = (n + kBlock - 1) / kBlock;
   Total<T> total = 0;
   if (!parallel || n < kParallelWork) {
-    for (int64_t b = 0; b < blocks; ++b) total += sum_block(in + b * kBlock, std::min(kBlock, n - b * kBlock));
+    for (int64_t b = 0; b < blocks; ++b)
+      total += sum_block(in + b * kBlock, std::min(kBlock, n - b * kBlock));
     return total;
   }
   std::vector<Total<T>> partial(blocks);
@@ -180,7 +181,8 @@ void sum_typed(const Tensor& src, const Tensor& dst, double scale) {
     return;
   }
 #pragma omp parallel for schedule(static) if (src.numel() >= kParallelWork)
-  for (int64_t k = 0; k < rows.rows; ++k) out[k] = scaled<T>(sum_row(in + k * rows.row_stride, rows.length, false), scale);
+  for (int64_t k = 0; k < rows.rows; ++k)
+    out[k] = scaled<T>(sum_row(in + k * rows.row_stride, rows.length, false), scale);
 }
 
 // The first extreme element of a non-empty row; a NaN beats everything.
@@ -279,7 +281,8 @@ inline float exp_nonpositive(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const float poly = p * r * r + r + 1.0f;
-  const auto exponent = static_cast<uint32_t>(std::bit_cast<int32_t>(shifted) - std::bit_cast<int32_t>(kRound));
+  const auto exponent =
+      static_cast<uint32_t>(std::bit_cast<int32_t>(shifted) - std::bit_cast<int32_t>(kRound));
   const float value = poly * std::bit_cast<float>((exponent + 127u) << 23);
   // x in [-inf, -87.3): as unsigned bits, the negative floats order by magnitude; NaN passes.
   const uint32_t bits = std::bit_cast<uint32_t>(x);
