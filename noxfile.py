@@ -81,6 +81,12 @@ def bench(session: nox.Session) -> None:
         "--out",
         str(out / "storage.md"),
     )
+    session.run(
+        "python",
+        str(ROOT / "packages/orchard-core/benchmarks/bench_reduce.py"),
+        "--out",
+        str(out / "reduce.md"),
+    )
 
 
 @nox.session
