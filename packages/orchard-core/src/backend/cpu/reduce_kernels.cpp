@@ -266,7 +266,7 @@ void logsumexp_typed(const Tensor& src, const Tensor& dst) {
 // exp(x) for x <= 0 (and a little above) as 2^n * p(x - n ln2), within an ulp;
 // 0 below -87.3. No float compares or branches, so loops over it vectorize
 // (a float select would not without -fno-trapping-math, nor would libm's expf).
-inline float exp_nonpositive(float x) {
+[[gnu::always_inline]] inline float exp_nonpositive(float x) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   constexpr uint32_t kLowestBits = std::bit_cast<uint32_t>(-87.33654f);  // exp: the smallest normal
@@ -291,7 +291,7 @@ inline float exp_nonpositive(float x) {
 }
 
 template <class C>
-C exp_shifted(C x) {
+[[gnu::always_inline]] inline C exp_shifted(C x) {
   if constexpr (std::is_same_v<C, float>) {
     return exp_nonpositive(x);
   } else {
@@ -302,7 +302,7 @@ C exp_shifted(C x) {
 // The largest element of a non-empty row, NaN if there is one. Floats compare
 // as integers of the same order (the sign flips the others' bits), so it vectorizes.
 template <class C>
-C row_max(const C* __restrict in, int64_t n) {
+[[gnu::always_inline]] inline C row_max(const C* __restrict in, int64_t n) {
   if constexpr (std::is_same_v<C, float>) {
     int32_t lanes[kLanes];
     std::fill_n(lanes, kLanes, std::numeric_limits<int32_t>::min());
@@ -326,20 +326,70 @@ C row_max(const C* __restrict in, int64_t n) {
   }
 }
 
-// Softmax of one row, subtracting the max so exp never overflows; `out`
-// holds the exponentials before it holds the result.
+// Sum of exp(in[i] - top) over n <= kBlock values, grouped as in sum_block;
+// softmax (not Log) keeps each exponential in out[i].
 template <bool Log, class C>
-void softmax_row(const C* __restrict in, C* __restrict out, int64_t n) {
-  const C top = row_max(in, n);
-  for (int64_t i = 0; i < n; ++i) out[i] = exp_shifted(in[i] - top);
+[[gnu::always_inline]] inline Total<C> exp_block(const C* __restrict in, C* __restrict out, int64_t n,
+                                                 C top) {
+  C lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int64_t j = 0; j < kLanes; ++j) {
+      const C e = exp_shifted(in[i + j] - top);
+      if constexpr (!Log) out[i + j] = e;
+      lanes[j] += e;
+    }
+  }
   Total<C> total = 0;
-  for (int64_t b = 0; b < n; b += kBlock) total += sum_block(out + b, std::min(kBlock, n - b));
+  for (; i < n; ++i) {
+    const C e = exp_shifted(in[i] - top);
+    if constexpr (!Log) out[i] = e;
+    total += e;
+  }
+  for (int64_t j = 0; j < kLanes; ++j) total += lanes[j];
+  return total;
+}
+
+// Softmax of one row, subtracting the max so exp never overflows: three passes
+// (max; exp and sum; scale or shift).
+template <bool Log, class C>
+[[gnu::always_inline]] inline void softmax_row(const C* __restrict in, C* __restrict out, int64_t n) {
+  const C top = row_max(in, n);
+  Total<C> total = 0;
+  for (int64_t b = 0; b < n; b += kBlock) {
+    total += exp_block<Log>(in + b, out + b, std::min(kBlock, n - b), top);
+  }
   if constexpr (Log) {
     const C offset = top + static_cast<C>(std::log(total));
     for (int64_t i = 0; i < n; ++i) out[i] = in[i] - offset;
   } else {
     const C inverse = static_cast<C>(1.0 / total);
     for (int64_t i = 0; i < n; ++i) out[i] *= inverse;
+  }
+}
+
+// softmax is bound by exp's arithmetic, and the build targets baseline x86-64:
+// the float rows also get an AVX2 clone, chosen at load time where the CPU has it.
+// Lanes and operations are the same in both, so the results are too; the row
+// functions are always inlined so that the clone compiles them for AVX2.
+#if defined(__x86_64__) && defined(__linux__)
+#define ORCHARD_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
+#else
+#define ORCHARD_AVX2_CLONE
+#endif
+ORCHARD_AVX2_CLONE void softmax_row_float(const float* in, float* out, int64_t n) {
+  softmax_row<false>(in, out, n);
+}
+ORCHARD_AVX2_CLONE void log_softmax_row_float(const float* in, float* out, int64_t n) {
+  softmax_row<true>(in, out, n);
+}
+
+template <bool Log, class C>
+void softmax_dispatch(const C* in, C* out, int64_t n) {
+  if constexpr (std::is_same_v<C, float>) {
+    (Log ? log_softmax_row_float : softmax_row_float)(in, out, n);
+  } else {
+    softmax_row<Log>(in, out, n);
   }
 }
 
@@ -381,7 +431,7 @@ void softmax_typed(const Tensor& src, const Tensor& dst) {
         for (int64_t i = 0; i < n; ++i) in_buffer[i] = static_cast<C>(row_in[i * in_step]);
       }
       C* result = direct_out ? reinterpret_cast<C*>(row_out) : out_buffer.data();
-      softmax_row<Log>(direct_in ? reinterpret_cast<const C*>(row_in) : in_buffer.data(), result, n);
+      softmax_dispatch<Log>(direct_in ? reinterpret_cast<const C*>(row_in) : in_buffer.data(), result, n);
       if (!direct_out) {
         for (int64_t i = 0; i < n; ++i) row_out[i * out_step] = store<T>(out_buffer[i]);
       }
