@@ -25,6 +25,16 @@ constexpr int64_t kTile = 1024;             // output columns summed together do
 constexpr int64_t kRowsPerBlock = 64;       // rows per float partial down a column
 constexpr int64_t kParallelWork = 1 << 15;  // below this many elements, one thread
 
+// The build targets baseline x86-64; the float loops that bound sums and softmax
+// also get an AVX2 clone, chosen at load time where the CPU has it. Lanes and
+// operations are the same in both, so the results are too; the helpers they call
+// are always inlined so that the clone compiles them for AVX2.
+#if defined(__x86_64__) && defined(__linux__)
+#define ORCHARD_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
+#else
+#define ORCHARD_AVX2_CLONE
+#endif
+
 template <class T>
 constexpr bool is_half_float = std::is_same_v<T, BFloat16> || std::is_same_v<T, Float16>;
 template <class T>
@@ -96,7 +106,7 @@ Rows as_rows(const Tensor& src, int64_t kept_ndim) {
 
 // Sum of n <= kBlock contiguous values: kLanes accumulators, then the tail.
 template <class T>
-Total<T> sum_block(const T* __restrict in, int64_t n) {
+[[gnu::always_inline]] inline Total<T> sum_block(const T* __restrict in, int64_t n) {
   Acc<T> lanes[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
@@ -108,6 +118,17 @@ Total<T> sum_block(const T* __restrict in, int64_t n) {
   return total;
 }
 
+ORCHARD_AVX2_CLONE double sum_block_float(const float* in, int64_t n) { return sum_block(in, n); }
+
+template <class T>
+Total<T> block_sum(const T* in, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    return sum_block_float(in, n);
+  } else {
+    return sum_block(in, n);
+  }
+}
+
 // Sum of a contiguous row: block totals added in block order, so splitting the
 // blocks over threads changes nothing. Rounding error grows with kBlock / kLanes.
 template <class T>
@@ -116,13 +137,13 @@ Total<T> sum_row(const T* in, int64_t n, bool parallel) {
   Total<T> total = 0;
   if (!parallel || n < kParallelWork) {
     for (int64_t b = 0; b < blocks; ++b)
-      total += sum_block(in + b * kBlock, std::min(kBlock, n - b * kBlock));
+      total += block_sum(in + b * kBlock, std::min(kBlock, n - b * kBlock));
     return total;
   }
   std::vector<Total<T>> partial(blocks);
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
-    partial[b] = sum_block(in + b * kBlock, std::min(kBlock, n - b * kBlock));
+    partial[b] = block_sum(in + b * kBlock, std::min(kBlock, n - b * kBlock));
   }
   for (const Total<T> p : partial) total += p;
   return total;
@@ -137,26 +158,41 @@ SumOut<T> scaled(Total<T> total, double scale) {
   }
 }
 
-// out[k] = sum over r of in[k + r * stride], for unit-stride kept elements:
-// kTile outputs at a time, summed down the rows in blocks as in sum_row.
+// out[k0 + j] = sum over r of in[k0 + j + r * stride] for j < width <= kTile,
+// down the rows in blocks of float partials as in sum_row.
+template <class T>
+[[gnu::always_inline]] inline void sum_tile(const T* in, SumOut<T>* out, int64_t k0, int64_t width,
+                                            int64_t rows, int64_t stride, double scale) {
+  Total<T> total[kTile] = {};
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowsPerBlock) {
+    Acc<T> acc[kTile] = {};
+    const int64_t r_end = std::min(rows, r0 + kRowsPerBlock);
+    for (int64_t r = r0; r < r_end; ++r) {
+      const T* __restrict row = in + r * stride + k0;
+      for (int64_t j = 0; j < width; ++j) acc[j] += static_cast<Acc<T>>(row[j]);
+    }
+    for (int64_t j = 0; j < width; ++j) total[j] += acc[j];
+  }
+  for (int64_t j = 0; j < width; ++j) out[k0 + j] = scaled<T>(total[j], scale);
+}
+
+ORCHARD_AVX2_CLONE void sum_tile_float(const float* in, float* out, int64_t k0, int64_t width, int64_t rows,
+                                       int64_t stride, double scale) {
+  sum_tile(in, out, k0, width, rows, stride, scale);
+}
+
+// Sums down the columns when the kept elements have unit stride, kTile at a time.
 template <class T>
 void sum_columns(const T* in, SumOut<T>* out, int64_t columns, int64_t rows, int64_t stride, double scale) {
   const int64_t tiles = (columns + kTile - 1) / kTile;
 #pragma omp parallel for schedule(static) if (columns * rows >= kParallelWork)
   for (int64_t t = 0; t < tiles; ++t) {
-    const int64_t k0 = t * kTile;
-    const int64_t width = std::min(kTile, columns - k0);
-    Total<T> total[kTile] = {};
-    for (int64_t r0 = 0; r0 < rows; r0 += kRowsPerBlock) {
-      Acc<T> acc[kTile] = {};
-      const int64_t r_end = std::min(rows, r0 + kRowsPerBlock);
-      for (int64_t r = r0; r < r_end; ++r) {
-        const T* __restrict row = in + r * stride + k0;
-        for (int64_t j = 0; j < width; ++j) acc[j] += static_cast<Acc<T>>(row[j]);
-      }
-      for (int64_t j = 0; j < width; ++j) total[j] += acc[j];
+    const int64_t width = std::min(kTile, columns - t * kTile);
+    if constexpr (std::is_same_v<T, float>) {
+      sum_tile_float(in, out, t * kTile, width, rows, stride, scale);
+    } else {
+      sum_tile(in, out, t * kTile, width, rows, stride, scale);
     }
-    for (int64_t j = 0; j < width; ++j) out[k0 + j] = scaled<T>(total[j], scale);
   }
 }
 
@@ -368,15 +404,6 @@ template <bool Log, class C>
   }
 }
 
-// softmax is bound by exp's arithmetic, and the build targets baseline x86-64:
-// the float rows also get an AVX2 clone, chosen at load time where the CPU has it.
-// Lanes and operations are the same in both, so the results are too; the row
-// functions are always inlined so that the clone compiles them for AVX2.
-#if defined(__x86_64__) && defined(__linux__)
-#define ORCHARD_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
-#else
-#define ORCHARD_AVX2_CLONE
-#endif
 ORCHARD_AVX2_CLONE void softmax_row_float(const float* in, float* out, int64_t n) {
   softmax_row<false>(in, out, n);
 }
