@@ -7,15 +7,17 @@ namespace orchard::bindings {
 
 namespace {
 
+// An int, or an integer-like (numpy integers); not a bool.
+bool is_index(py::handle obj) { return PyIndex_Check(obj.ptr()) && !py::isinstance<py::bool_>(obj); }
+
 // dim=None, an int, or a sequence of ints, as torch takes it.
 DimList to_dim_list(py::handle dim) {
   if (dim.is_none()) return std::nullopt;
-  if (py::isinstance<py::int_>(dim)) return std::vector<int64_t>{dim.cast<int64_t>()};
+  if (is_index(dim)) return std::vector<int64_t>{dim.cast<int64_t>()};
   if (py::isinstance<py::sequence>(dim) && !py::isinstance<py::str>(dim)) {
     std::vector<int64_t> dims;
     for (py::handle d : dim) {
-      if (!py::isinstance<py::int_>(d))
-        fail<TypeError>("dim entries must be ints, got ", py::repr(d).cast<std::string>());
+      if (!is_index(d)) fail<TypeError>("dim entries must be ints, got ", py::repr(d).cast<std::string>());
       dims.push_back(d.cast<int64_t>());
     }
     return dims;

@@ -128,6 +128,8 @@ def test_sum_methods_and_dtype(rng, device):
         values(x.sum(dim=1, keepdim=True)), ref.sum(dim=1, keepdim=True).numpy(), rtol=1e-5
     )
     np.testing.assert_allclose(values(x.mean((0, 1))), ref.mean((0, 1)).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(values(oc.sum(x, np.int64(-1))), ref.sum(-1).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(values(x.sum([np.int32(0)])), ref.sum(0).numpy(), rtol=1e-5)
     as_double = oc.sum(x, dtype=oc.float64)
     assert as_double.dtype == oc.float64
     np.testing.assert_allclose(as_double.item(), ref.double().sum().item(), rtol=1e-12)
