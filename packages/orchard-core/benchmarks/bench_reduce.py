@@ -74,6 +74,7 @@ def main() -> None:
     omp_threads = os.environ.get("OMP_NUM_THREADS", f"default ({os.cpu_count()} cores)")
     print(f"torch threads {torch.get_num_threads()}, orchard OpenMP threads {omp_threads}")
 
+    load = os.getloadavg()[0]
     rows = []
     for name, ours, theirs in cases(args.size):
         o, t = compare(ours, theirs, args.repeats)
@@ -89,7 +90,9 @@ def main() -> None:
             f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} cores; "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads, its default), "
             f"orchard-core {oc.__version__} (OpenMP threads: {omp_threads}).  ",
-            "Median of alternating samples; ratios above 1 mean orchard-core is faster.",
+            "Median of alternating samples; ratios above 1 mean orchard-core is faster.  ",
+            f"Load average when the run started: {load:.1f} (a shared machine: absolute times are noise, "
+            "the ratios within the run are the evidence).",
             "",
             "| operation | orchard ms | torch ms | torch/orchard |",
             "|---|---|---|---|",
