@@ -8,6 +8,7 @@
 #include "orchard/kernels/index.h"
 #include "orchard/kernels/matmul.h"
 #include "orchard/kernels/random.h"
+#include "orchard/kernels/reduce.h"
 
 namespace orchard {
 
@@ -17,6 +18,7 @@ struct Kernels {
   const ElementwiseKernels& elementwise;
   const IndexKernels& index;
   const RandomKernels& random;
+  const ReduceKernels& reduce;
 };
 
 }  // namespace orchard

@@ -9,6 +9,7 @@
 #include "orchard/ops/elementwise.h"
 #include "orchard/ops/matmul.h"
 #include "orchard/ops/random.h"
+#include "orchard/ops/reduce.h"
 #include "orchard/ops/shape.h"
 #include "orchard/profile.h"
 #include "orchard/scalar.h"

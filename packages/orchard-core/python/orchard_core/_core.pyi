@@ -5,10 +5,13 @@
 are (re)installed from Python by ``_tensor_methods.install``; they are declared here too.
 """
 
+# The reduction functions take `input`, named as in torch.
+# ruff: noqa: A002
+
 import builtins
 from collections.abc import Iterator, Sequence
 from types import EllipsisType
-from typing import Any, ClassVar, Protocol, SupportsFloat, SupportsIndex, TypeAlias, overload
+from typing import Any, ClassVar, NamedTuple, Protocol, SupportsFloat, SupportsIndex, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -96,6 +99,15 @@ def devices() -> list[device]:
 
 def device_description(device: _DeviceLike) -> str:
     """What backs a device, e.g. 'host CPU'."""
+
+# dims of a reduction: None (all), one int or a sequence of ints; negatives count from the end.
+_Dims: TypeAlias = SupportsIndex | Sequence[SupportsIndex] | None
+
+class ValuesIndices(NamedTuple):
+    """(values, indices) of max(dim=...) and min(dim=...)."""
+
+    values: Tensor
+    indices: Tensor
 
 # Names for use inside `Tensor`, whose `dtype` and `device` properties hide the classes.
 _dtype: TypeAlias = dtype
@@ -262,6 +274,46 @@ class Tensor(metaclass=_pybind11_type):
     def __gt__(self, other: Tensor | _Scalar) -> Tensor: ...
     def __ge__(self, other: Tensor | _Scalar) -> Tensor: ...
     def __hash__(self) -> int: ...
+    # Reductions and softmax (bindings/ops_reduce.cpp), also module functions taking `input`.
+    def sum(self, dim: _Dims = None, keepdim: builtins.bool = False, *, dtype: _DTypeLike = None) -> Tensor:
+        """Sum over dims (all when None); integers sum to int64."""
+
+    def mean(self, dim: _Dims = None, keepdim: builtins.bool = False, *, dtype: _DTypeLike = None) -> Tensor:
+        """Mean over dims (all when None); floating inputs only."""
+
+    @overload
+    def max(self, dim: None = None, keepdim: builtins.bool = False) -> Tensor:
+        """The largest element, or (values, indices) along dim."""
+
+    @overload
+    def max(self, dim: SupportsIndex, keepdim: builtins.bool = False) -> ValuesIndices: ...
+    @overload
+    def min(self, dim: None = None, keepdim: builtins.bool = False) -> Tensor:
+        """The smallest element, or (values, indices) along dim."""
+
+    @overload
+    def min(self, dim: SupportsIndex, keepdim: builtins.bool = False) -> ValuesIndices: ...
+    def argmax(self, dim: SupportsIndex | None = None, keepdim: builtins.bool = False) -> Tensor:
+        """Index of the largest element (of the flattened input when dim is None)."""
+
+    def argmin(self, dim: SupportsIndex | None = None, keepdim: builtins.bool = False) -> Tensor:
+        """Index of the smallest element (of the flattened input when dim is None)."""
+
+    def var(self, dim: _Dims = None, *, correction: float = 1.0, keepdim: builtins.bool = False) -> Tensor:
+        """Variance over dims, dividing by count - correction."""
+
+    def std(self, dim: _Dims = None, *, correction: float = 1.0, keepdim: builtins.bool = False) -> Tensor:
+        """Standard deviation over dims, dividing by count - correction."""
+
+    def logsumexp(self, dim: _Dims, keepdim: builtins.bool = False) -> Tensor:
+        """log(sum(exp(x))) over dims, without overflow."""
+
+    def softmax(self, dim: SupportsIndex, dtype: _DTypeLike = None) -> Tensor:
+        """exp(x) / sum(exp(x)) along dim."""
+
+    def log_softmax(self, dim: SupportsIndex, dtype: _DTypeLike = None) -> Tensor:
+        """x - logsumexp(x) along dim."""
+
     # Installed from Python by orchard_core._tensor_methods, whose functions name `self` `t`.
     def __repr__(t) -> str: ...
     def __str__(t) -> str: ...
@@ -422,6 +474,53 @@ def promote_types(type1: _DTypeLike, type2: _DTypeLike) -> dtype:
 
 def result_type(tensor: Tensor | _Scalar, other: Tensor | _Scalar) -> dtype:
     """The dtype an operation on both would produce, like torch.result_type."""
+
+def sum(
+    input: Tensor, dim: _Dims = None, keepdim: builtins.bool = False, *, dtype: _DTypeLike = None
+) -> Tensor:
+    """Sum over dims (all when None); integers sum to int64."""
+
+def mean(
+    input: Tensor, dim: _Dims = None, keepdim: builtins.bool = False, *, dtype: _DTypeLike = None
+) -> Tensor:
+    """Mean over dims (all when None); floating inputs only."""
+
+@overload
+def max(input: Tensor, dim: None = None, keepdim: builtins.bool = False) -> Tensor:
+    """The largest element, or (values, indices) along dim."""
+
+@overload
+def max(input: Tensor, dim: SupportsIndex, keepdim: builtins.bool = False) -> ValuesIndices: ...
+@overload
+def min(input: Tensor, dim: None = None, keepdim: builtins.bool = False) -> Tensor:
+    """The smallest element, or (values, indices) along dim."""
+
+@overload
+def min(input: Tensor, dim: SupportsIndex, keepdim: builtins.bool = False) -> ValuesIndices: ...
+def argmax(input: Tensor, dim: SupportsIndex | None = None, keepdim: builtins.bool = False) -> Tensor:
+    """Index of the largest element (of the flattened input when dim is None)."""
+
+def argmin(input: Tensor, dim: SupportsIndex | None = None, keepdim: builtins.bool = False) -> Tensor:
+    """Index of the smallest element (of the flattened input when dim is None)."""
+
+def var(
+    input: Tensor, dim: _Dims = None, *, correction: float = 1.0, keepdim: builtins.bool = False
+) -> Tensor:
+    """Variance over dims, dividing by count - correction."""
+
+def std(
+    input: Tensor, dim: _Dims = None, *, correction: float = 1.0, keepdim: builtins.bool = False
+) -> Tensor:
+    """Standard deviation over dims, dividing by count - correction."""
+
+def logsumexp(input: Tensor, dim: _Dims, keepdim: builtins.bool = False) -> Tensor:
+    """log(sum(exp(x))) over dims, without overflow."""
+
+def softmax(input: Tensor, dim: SupportsIndex, dtype: _DTypeLike = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along dim."""
+
+def log_softmax(input: Tensor, dim: SupportsIndex, dtype: _DTypeLike = None) -> Tensor:
+    """x - logsumexp(x) along dim."""
 
 def _stress_threads(threads: SupportsIndex, iterations: SupportsIndex) -> None: ...
 

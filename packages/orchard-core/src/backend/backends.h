@@ -14,6 +14,7 @@ const LinalgKernels& cpu_matmul_kernels();
 const ElementwiseKernels& cpu_elementwise_kernels();
 const IndexKernels& cpu_index_kernels();
 const RandomKernels& cpu_random_kernels();
+const ReduceKernels& cpu_reduce_kernels();
 
 // A "metal" device backed by host memory (ORCHARD_METAL_FALLBACK=cpu).
 DeviceRuntime& metal_host_fallback_runtime();

@@ -10,6 +10,7 @@ const Kernels& cpu_kernels() {
       .elementwise = cpu_elementwise_kernels(),
       .index = cpu_index_kernels(),
       .random = cpu_random_kernels(),
+      .reduce = cpu_reduce_kernels(),
   };
   return kernels;
 }

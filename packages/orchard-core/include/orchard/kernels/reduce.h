@@ -1,0 +1,29 @@
+// Reduction-family kernels. Operators hand them a source permuted so that the
+// kept dims come first and the reduced dims last, and a contiguous output of
+// the kept dims' shape: out[k] reduces src[k, ...] over the trailing dims.
+#pragma once
+
+namespace orchard {
+
+class Tensor;
+
+class ReduceKernels {
+ public:
+  virtual ~ReduceKernels() = default;
+  // dst = scale * sum; dst is int64 for integer and bool sources, else src's dtype
+  // (16-bit floats accumulate in float32).
+  virtual void sum(const Tensor& src, const Tensor& dst, double scale) const = 0;
+  // The largest (smallest when !largest) value and/or its first index (int64);
+  // either output may be undefined. NaN counts as the extreme, as in torch.
+  // The reduced extent is not empty.
+  virtual void extreme(const Tensor& src, const Tensor& values, const Tensor& indices,
+                       bool largest) const = 0;
+  // Variance with `correction` subtracted from the count (std when take_sqrt).
+  virtual void var(const Tensor& src, const Tensor& dst, double correction, bool take_sqrt) const = 0;
+  // log(sum(exp(x))), computed as max + log(sum(exp(x - max))).
+  virtual void logsumexp(const Tensor& src, const Tensor& dst) const = 0;
+  // Softmax (or log-softmax) along the last dim; src and dst have equal shapes.
+  virtual void softmax(const Tensor& src, const Tensor& dst, bool log) const = 0;
+};
+
+}  // namespace orchard
