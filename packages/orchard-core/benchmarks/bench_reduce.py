@@ -12,36 +12,15 @@ printed and written to the table.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import orchard_core as oc
 import torch
 
-Case = tuple[str, Callable[[], object], Callable[[], object]]
-
-
-def timed_ms(fn: Callable[[], object], loops: int) -> float:
-    start = time.perf_counter()
-    for _ in range(loops):
-        fn()
-    return (time.perf_counter() - start) / loops * 1e3
-
-
-def compare(ours: Callable[[], object], theirs: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Median ms per call of each, sampled alternately after a warm-up call."""
-    ours(), theirs()
-    samples_o, samples_t = [], []
-    for _ in range(repeats):
-        samples_o.append(timed_ms(ours, 3))
-        samples_t.append(timed_ms(theirs, 3))
-    return statistics.median(samples_o), statistics.median(samples_t)
+sys.path.insert(0, str(Path(__file__).parent))
+from _harness import Case, measure, print_row, print_settings, write_table
 
 
 def cases(n: int) -> list[Case]:
@@ -50,16 +29,18 @@ def cases(n: int) -> list[Case]:
     a_o, a_t = oc.tensor(base), torch.from_numpy(base.copy())
     flat_o, flat_t = a_o.reshape(-1), a_t.reshape(-1)
     return [
-        (f"sum of {n * n} float32", lambda: oc.sum(flat_o), lambda: torch.sum(flat_t)),
-        (f"sum {n}x{n} dim=0", lambda: oc.sum(a_o, 0), lambda: torch.sum(a_t, 0)),
-        (f"sum {n}x{n} dim=1", lambda: oc.sum(a_o, 1), lambda: torch.sum(a_t, 1)),
-        (f"mean of {n * n} float32", lambda: oc.mean(flat_o), lambda: torch.mean(flat_t)),
-        (f"mean {n}x{n} dim=0", lambda: oc.mean(a_o, 0), lambda: torch.mean(a_t, 0)),
-        (f"mean {n}x{n} dim=1", lambda: oc.mean(a_o, 1), lambda: torch.mean(a_t, 1)),
-        (f"softmax {n}x{n} dim=-1", lambda: oc.softmax(a_o, -1), lambda: torch.softmax(a_t, -1)),
-        (f"log_softmax {n}x{n} dim=-1", lambda: oc.log_softmax(a_o, -1), lambda: torch.log_softmax(a_t, -1)),
-        (f"max {n}x{n} dim=1", lambda: oc.max(a_o, 1), lambda: torch.max(a_t, 1)),
-        (f"var {n}x{n} dim=1", lambda: oc.var(a_o, 1), lambda: torch.var(a_t, 1)),
+        Case(f"sum of {n * n} float32", lambda: oc.sum(flat_o), lambda: torch.sum(flat_t)),
+        Case(f"sum {n}x{n} dim=0", lambda: oc.sum(a_o, 0), lambda: torch.sum(a_t, 0)),
+        Case(f"sum {n}x{n} dim=1", lambda: oc.sum(a_o, 1), lambda: torch.sum(a_t, 1)),
+        Case(f"mean of {n * n} float32", lambda: oc.mean(flat_o), lambda: torch.mean(flat_t)),
+        Case(f"mean {n}x{n} dim=0", lambda: oc.mean(a_o, 0), lambda: torch.mean(a_t, 0)),
+        Case(f"mean {n}x{n} dim=1", lambda: oc.mean(a_o, 1), lambda: torch.mean(a_t, 1)),
+        Case(f"softmax {n}x{n} dim=-1", lambda: oc.softmax(a_o, -1), lambda: torch.softmax(a_t, -1)),
+        Case(
+            f"log_softmax {n}x{n} dim=-1", lambda: oc.log_softmax(a_o, -1), lambda: torch.log_softmax(a_t, -1)
+        ),
+        Case(f"max {n}x{n} dim=1", lambda: oc.max(a_o, 1), lambda: torch.max(a_t, 1)),
+        Case(f"var {n}x{n} dim=1", lambda: oc.var(a_o, 1), lambda: torch.var(a_t, 1)),
     ]
 
 
@@ -71,35 +52,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15, help="samples per library and case (default 15)")
     parser.add_argument("--out", type=Path, help="write a markdown table here")
     args = parser.parse_args()
-    omp_threads = os.environ.get("OMP_NUM_THREADS", f"default ({os.cpu_count()} cores)")
-    print(f"torch threads {torch.get_num_threads()}, orchard OpenMP threads {omp_threads}")
+    load = print_settings()
 
-    load = os.getloadavg()[0]
     rows = []
-    for name, ours, theirs in cases(args.size):
-        o, t = compare(ours, theirs, args.repeats)
-        rows.append((name, o, t))
-        print(f"{name:40s} orchard {o:8.2f} ms  torch {t:8.2f} ms  torch/orchard {t / o:5.2f}")
+    for case in cases(args.size):
+        row = measure(case, repeats=args.repeats, loops=3, warmup=True)
+        rows.append(row)
+        print_row(row, unit="ms", width=40)
 
     if args.out:
-        command = "python packages/orchard-core/benchmarks/bench_reduce.py " + " ".join(sys.argv[1:])
-        lines = [
-            "# orchard-core reductions vs torch",
-            "",
-            f"Command: `{command}` (or `nox -s bench`)  ",
-            f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} cores; "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads, its default), "
-            f"orchard-core {oc.__version__} (OpenMP threads: {omp_threads}).  ",
-            "Median of alternating samples; ratios above 1 mean orchard-core is faster.  ",
-            f"Load average when the run started: {load:.1f} (a shared machine: absolute times are noise, "
-            "the ratios within the run are the evidence).",
-            "",
-            "| operation | orchard ms | torch ms | torch/orchard |",
-            "|---|---|---|---|",
-        ]
-        lines += [f"| {name} | {o:.2f} | {t:.2f} | {t / o:.2f} |" for name, o, t in rows]
-        args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        print(f"wrote {args.out}")
+        title = "orchard-core reductions vs torch"
+        write_table(args.out, title, rows, unit="ms", numpy_columns=False, load_at_start=load)
 
 
 if __name__ == "__main__":

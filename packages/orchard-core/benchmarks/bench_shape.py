@@ -1,10 +1,11 @@
 """Shape, index and random operators of orchard-core next to torch, measured in one run.
 
 Each case times the same operation in both libraries (median over repeats of a timed
-loop) on about 16M elements and reports milliseconds per call and the ratio
-torch/orchard (above 1: orchard is faster). torch runs with its default thread count and
-orchard with its OpenMP default; both are printed. Absolute times on shared machines are
-noise; the ratios within one run are the evidence.
+loop, the two taking turns in every repeat) on about 16M elements and reports
+milliseconds per call and the ratio torch/orchard (above 1: orchard is faster). torch
+runs with its default thread count and orchard with its OpenMP default; both are
+printed. Absolute times on shared machines are noise; the ratios within one run are the
+evidence.
 
     python bench_shape.py --out docs/benchmarks/shape.md
 """
@@ -12,18 +13,15 @@ noise; the ratios within one run are the evidence.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import orchard_core as oc
 import torch
-from bench_storage import per_call_us
 
-Case = tuple[str, Callable[[], object], Callable[[], object]]
+sys.path.insert(0, str(Path(__file__).parent))
+from _harness import Case, measure, print_row, print_settings, write_table
 
 
 def cases(n: int) -> list[Case]:
@@ -41,40 +39,40 @@ def cases(n: int) -> list[Case]:
     flat_o, flat_t = a_o.reshape(-1), a_t.reshape(-1)
     shape = f"{rows}x{cols}"
     return [
-        (
+        Case(
             f"cat 2 x {rows // 2}x{cols} dim 0",
             lambda: oc.cat([half_o, half_o]),
             lambda: torch.cat([half_t, half_t]),
         ),
-        (
+        Case(
             f"cat 2 x {rows // 2}x{cols} dim 1",
             lambda: oc.cat([half_o, half_o], 1),
             lambda: torch.cat([half_t, half_t], 1),
         ),
-        (
+        Case(
             f"index_select {shape} dim 0 ({rows} rows)",
             lambda: oc.index_select(a_o, 0, ri_o),
             lambda: torch.index_select(a_t, 0, ri_t),
         ),
-        (
+        Case(
             f"index_select {n} elements of a flat {n}",
             lambda: oc.index_select(flat_o, 0, fi_o),
             lambda: torch.index_select(flat_t, 0, fi_t),
         ),
-        (f"gather {shape} dim 1", lambda: oc.gather(a_o, 1, ci_o), lambda: torch.gather(a_t, 1, ci_t)),
-        (f"rand {n} float32", lambda: oc.rand(n), lambda: torch.rand(n)),
-        (f"randn {n} float32", lambda: oc.randn(n), lambda: torch.randn(n)),
-        (
+        Case(f"gather {shape} dim 1", lambda: oc.gather(a_o, 1, ci_o), lambda: torch.gather(a_t, 1, ci_t)),
+        Case(f"rand {n} float32", lambda: oc.rand(n), lambda: torch.rand(n)),
+        Case(f"randn {n} float32", lambda: oc.randn(n), lambda: torch.randn(n)),
+        Case(
             f"randn {n} float64",
             lambda: oc.randn(n, dtype=oc.float64),
             lambda: torch.randn(n, dtype=torch.float64),
         ),
-        (
+        Case(
             f"randint(0, 1000) {n} int64",
             lambda: oc.randint(0, 1000, (n,)),
             lambda: torch.randint(0, 1000, (n,)),
         ),
-        (
+        Case(
             f"dropout p=0.5 {shape} float32",
             lambda: oc.dropout(a_o, 0.5),
             lambda: torch.nn.functional.dropout(a_t, 0.5),
@@ -90,34 +88,17 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement (default 1.0)")
     parser.add_argument("--out", type=Path, help="write a markdown table here")
     args = parser.parse_args()
-    torch_threads = torch.get_num_threads()  # torch's default, left as it is
-    omp_threads = os.environ.get("OMP_NUM_THREADS", f"default ({os.cpu_count()} cores)")
+    load = print_settings()  # torch keeps its default threads, orchard its OpenMP default
 
     rows = []
-    for name, ours, theirs in cases(args.size):
-        o, t = per_call_us(ours, args.budget) / 1e3, per_call_us(theirs, args.budget) / 1e3
-        rows.append((name, o, t))
-        print(f"{name:45s} orchard {o:9.2f} ms  torch {t:9.2f} ms  torch/orchard {t / o:5.2f}")
+    for case in cases(args.size):
+        row = measure(case, args.budget, repeats=7, fraction=20)
+        rows.append(row)
+        print_row(row, unit="ms")
 
     if args.out:
-        command = "python packages/orchard-core/benchmarks/bench_shape.py " + " ".join(sys.argv[1:])
-        lines = [
-            "# orchard-core shape, index and random operators vs torch",
-            "",
-            f"Command: `{command}` (or `nox -s bench`)  ",
-            f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} cores; "
-            f"torch {torch.__version__} ({torch_threads} threads, its default), "
-            f"orchard-core {oc.__version__} (OpenMP threads: {omp_threads}).  ",
-            "Ratios above 1 mean orchard-core is faster; both timed in the same run. Load average "
-            f"(1/5/15 min) at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}; on a shared "
-            "host the ratios move with it.",
-            "",
-            "| operation | orchard ms | torch ms | torch/orchard |",
-            "|---|---|---|---|",
-        ]
-        lines += [f"| {name} | {o:.2f} | {t:.2f} | {t / o:.2f} |" for name, o, t in rows]
-        args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        print(f"wrote {args.out}")
+        title = "orchard-core shape, index and random operators vs torch"
+        write_table(args.out, title, rows, unit="ms", numpy_columns=False, load_at_start=load)
 
 
 if __name__ == "__main__":
