@@ -72,12 +72,14 @@ def measure(
     fraction: int = 20,
     loops: int | None = None,
     warmup: bool = False,
+    settle_s: float = 0.0,
 ) -> Row:
     """Time one case: median seconds per call of each library, taking turns in every repeat.
 
     Each library's loop is sized so that it takes about ``budget_s / fraction``, unless a
     fixed ``loops`` is given. ``warmup`` calls every function once first (thread pools,
-    first-touch allocations).
+    first-touch allocations). ``settle_s`` pauses before each library's turn, so thread
+    pools that spin after their last call (OpenBLAS's do) do not steal the next one's cores.
     """
     fns = [case.orchard, case.torch] + ([case.numpy] if case.numpy is not None else [])
     if warmup:
@@ -92,6 +94,7 @@ def measure(
     samples: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for fn, count, out in zip(fns, counts, samples, strict=True):
+            time.sleep(settle_s)
             start = time.perf_counter()
             for _ in range(count):
                 fn()

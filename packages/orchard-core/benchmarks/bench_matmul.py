@@ -74,7 +74,7 @@ def main() -> None:
     rows = []
     for case in cases():
         # warm-up first: BLAS thread pools and first-touch allocations
-        row = measure(case, args.budget, repeats=args.repeats, fraction=10, warmup=True)
+        row = measure(case, args.budget, repeats=args.repeats, fraction=10, warmup=True, settle_s=0.2)
         rows.append(row)
         print_row(row, unit="ms", digits=3, width=40)
 
@@ -83,8 +83,10 @@ def main() -> None:
             "numpy and orchard-core both call OpenBLAS with its default threads (orchard-core through",
             "scipy-openblas32); torch uses its own BLAS. orchard-core's OpenMP loops (bfloat16 conversion)",
             f"use {os.environ.get('OMP_NUM_THREADS', os.cpu_count())} threads. Median of {args.repeats} "
-            "timed loops per library. Target: float32 1024² and 2048² within 1.1x of numpy (numpy/orchard "
-            "at least 0.91).",
+            "timed loops per library, with a 0.2 s pause before each library's turn: numpy's and "
+            "orchard-core's OpenBLAS are two thread pools whose threads spin after a call and would "
+            "otherwise slow whichever library runs next. Target: float32 1024² and 2048² within 1.1x "
+            "of numpy (numpy/orchard at least 0.91).",
         ]
         title = "orchard-core matmul vs torch and numpy"
         write_table(args.out, title, rows, notes, unit="ms", digits=3, load_at_start=load)
