@@ -1,3 +1,5 @@
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -9,13 +11,20 @@ namespace orchard::backend {
 
 DataPtr allocate_host(size_t nbytes, const char* device_name) {
   if (nbytes == 0) return DataPtr(nullptr, nullptr);
-  constexpr size_t kAlignment = 64;
-  const size_t rounded = (nbytes + kAlignment - 1) / kAlignment * kAlignment;
-  void* data = std::aligned_alloc(kAlignment, rounded);
-  if (data == nullptr) {
+  // Large blocks sit on 2 MiB boundaries and ask for transparent huge pages: a fresh
+  // 64 MiB result then costs 32 page faults instead of 16,384, which dominate
+  // memory-bound ops (numpy does the same).
+  constexpr size_t kHugePage = size_t{2} << 20;
+  const bool huge = nbytes >= 2 * kHugePage;
+  const size_t alignment = huge ? kHugePage : 64;
+  void* data = nullptr;
+  if (posix_memalign(&data, alignment, nbytes) != 0) {
     fail<OutOfMemoryError>("out of memory: cannot allocate ", nbytes, " bytes (",
                            static_cast<double>(nbytes) / (1 << 30), " GiB) on ", device_name);
   }
+#ifdef MADV_HUGEPAGE
+  if (huge) madvise(data, nbytes, MADV_HUGEPAGE);  // a hint: failure only costs speed
+#endif
   return DataPtr(data, [](void* p) { std::free(p); });
 }
 
