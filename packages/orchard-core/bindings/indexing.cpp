@@ -1,5 +1,6 @@
 // Basic indexing: ints, slices with a positive step, None and Ellipsis.
 #include "convert.h"
+#include "orchard/autograd/functions.h"
 
 namespace orchard::bindings {
 
@@ -24,7 +25,7 @@ Tensor apply_slice(const Tensor& t, int64_t dim, py::handle item) {
   Py_ssize_t step = 0;
   if (PySlice_Unpack(item.ptr(), &start, &stop, &step) < 0) throw py::error_already_set();
   if (step <= 0) fail<ValueError>("slice step must be positive, got ", step);
-  return t.slice(dim, start, stop, step);
+  return autograd::slice(t, dim, start, stop, step);
 }
 
 Tensor index(const Tensor& self, py::handle key) {
@@ -47,12 +48,12 @@ Tensor index(const Tensor& self, py::handle key) {
   int64_t dim = 0;
   for (py::handle item : items) {
     if (is_index_int(item)) {
-      result = result.select(dim, index_value(item));
+      result = autograd::select(result, dim, index_value(item));
     } else if (py::isinstance<py::slice>(item)) {
       result = apply_slice(result, dim, item);
       ++dim;
     } else if (item.is_none()) {
-      result = result.unsqueeze(dim);
+      result = autograd::unsqueeze(result, dim);
       ++dim;
     } else if (item.is(py::ellipsis())) {
       dim += self.ndim() - consumed;
@@ -73,14 +74,14 @@ void bind_indexing(py::class_<Tensor>& cls) {
           [](const Tensor& self, py::handle key, py::handle value) {
             const Tensor target = index(self, key);
             if (py::isinstance<Tensor>(value)) {
-              target.copy_(value.cast<Tensor>());
+              autograd::copy_(target, value.cast<Tensor>());
             } else if ((py::isinstance<py::sequence>(value) && !py::isinstance<py::str>(value) &&
                         !py::isinstance<py::bytes>(value)) ||
                        py::hasattr(value, "__array__")) {
               const py::object converted = py::module_::import("orchard_core").attr("tensor")(value);
-              target.copy_(converted.cast<Tensor>());
+              autograd::copy_(target, converted.cast<Tensor>());
             } else {
-              target.fill_(to_scalar(value));
+              autograd::fill_(target, to_scalar(value));
             }
           },
           py::arg("key"), py::arg("value"));

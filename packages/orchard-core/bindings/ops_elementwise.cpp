@@ -6,6 +6,7 @@
 #include <string>
 
 #include "convert.h"
+#include "orchard/autograd/functions.h"
 
 namespace orchard::bindings {
 
@@ -69,31 +70,35 @@ constexpr UnaryName kUnary[] = {
 void bind_elementwise(py::module_& m, py::class_<Tensor>& cls) {
   for (const auto& [name, op] : kBinaryFunctions) {
     m.def(
-        name, [op](const Tensor& input, py::handle other) { return binary(op, input, to_operand(other)); },
+        name,
+        [op](const Tensor& input, py::handle other) {
+          return autograd::binary(op, input, to_operand(other));
+        },
         py::arg("input"), py::arg("other"));
     cls.def(
-        name, [op](const Tensor& self, py::handle other) { return binary(op, self, to_operand(other)); },
+        name,
+        [op](const Tensor& self, py::handle other) { return autograd::binary(op, self, to_operand(other)); },
         py::arg("other"));
   }
   for (const auto& [name, op] : kOperators) {
     cls.def(name, [op](const Tensor& self, py::handle other) -> py::object {
       const auto operand = operand_or_none(other);
       if (!operand) return py::reinterpret_borrow<py::object>(Py_NotImplemented);
-      return py::cast(binary(op, self, *operand));
+      return py::cast(autograd::binary(op, self, *operand));
     });
   }
   for (const auto& [name, op] : kReflected) {
     cls.def(name, [op](const Tensor& self, py::handle other) -> py::object {
       const auto operand = operand_or_none(other);
       if (!operand) return py::reinterpret_borrow<py::object>(Py_NotImplemented);
-      return py::cast(binary(op, *operand, self));
+      return py::cast(autograd::binary(op, *operand, self));
     });
   }
   for (const auto& [name, op] : kInPlace) {
     cls.def(
         name,
         [op](py::object self, py::handle other) {
-          binary_(op, self.cast<const Tensor&>(), to_operand(other));
+          autograd::binary_(op, self.cast<const Tensor&>(), to_operand(other));
           return self;
         },
         py::arg("other"));
@@ -103,63 +108,75 @@ void bind_elementwise(py::module_& m, py::class_<Tensor>& cls) {
 
   m.def(
       "pow",
-      [](py::handle input, py::handle exponent) { return pow(to_operand(input), to_operand(exponent)); },
+      [](py::handle input, py::handle exponent) {
+        return autograd::binary(BinaryOp::Pow, to_operand(input), to_operand(exponent));
+      },
       py::arg("input"), py::arg("exponent"));
   cls.def(
-      "pow", [](const Tensor& self, py::handle exponent) { return pow(self, to_operand(exponent)); },
+      "pow",
+      [](const Tensor& self, py::handle exponent) {
+        return autograd::binary(BinaryOp::Pow, self, to_operand(exponent));
+      },
       py::arg("exponent"));
-  m.def("maximum", &orchard::maximum, py::arg("input"), py::arg("other"));
-  m.def("minimum", &orchard::minimum, py::arg("input"), py::arg("other"));
-  cls.def("maximum", &orchard::maximum, py::arg("other"));
-  cls.def("minimum", &orchard::minimum, py::arg("other"));
+  for (const auto& [name, op] :
+       {BinaryName{"maximum", BinaryOp::Maximum}, BinaryName{"minimum", BinaryOp::Minimum}}) {
+    m.def(
+        name, [op](const Tensor& input, const Tensor& other) { return autograd::binary(op, input, other); },
+        py::arg("input"), py::arg("other"));
+    cls.def(
+        name, [op](const Tensor& self, const Tensor& other) { return autograd::binary(op, self, other); },
+        py::arg("other"));
+  }
 
   for (const auto& [name, op] : kUnary) {
-    m.def(name, [op](const Tensor& input) { return unary(op, input); }, py::arg("input"));
-    cls.def(name, [op](const Tensor& self) { return unary(op, self); });
+    m.def(name, [op](const Tensor& input) { return autograd::unary(op, input); }, py::arg("input"));
+    cls.def(name, [op](const Tensor& self) { return autograd::unary(op, self); });
   }
-  cls.def("__neg__", &orchard::neg);
-  cls.def("__abs__", &orchard::abs);
+  cls.def("__neg__", [](const Tensor& t) { return autograd::unary(UnaryOp::Neg, t); });
+  cls.def("__abs__", [](const Tensor& t) { return autograd::unary(UnaryOp::Abs, t); });
   m.def(
-      "gelu", [](const Tensor& input, const std::string& approximate) { return gelu(input, approximate); },
+      "gelu",
+      [](const Tensor& input, const std::string& approximate) { return autograd::gelu(input, approximate); },
       py::arg("input"), py::arg("approximate") = "none");
   cls.def(
-      "gelu", [](const Tensor& self, const std::string& approximate) { return gelu(self, approximate); },
+      "gelu",
+      [](const Tensor& self, const std::string& approximate) { return autograd::gelu(self, approximate); },
       py::arg("approximate") = "none");
 
   m.def(
       "where",
       [](const Tensor& condition, py::handle input, py::handle other) {
-        return where(condition, to_operand(input), to_operand(other));
+        return autograd::where(condition, to_operand(input), to_operand(other));
       },
       py::arg("condition"), py::arg("input"), py::arg("other"));
   cls.def(
       "where",
       [](const Tensor& self, const Tensor& condition, py::handle other) {
-        return where(condition, self, to_operand(other));
+        return autograd::where(condition, self, to_operand(other));
       },
       py::arg("condition"), py::arg("other"));
   m.def(
       "masked_fill",
       [](const Tensor& input, const Tensor& mask, py::handle value) {
-        return masked_fill(input, mask, to_operand(value));
+        return autograd::masked_fill(input, mask, to_operand(value));
       },
       py::arg("input"), py::arg("mask"), py::arg("value"));
   cls.def(
       "masked_fill",
       [](const Tensor& self, const Tensor& mask, py::handle value) {
-        return masked_fill(self, mask, to_operand(value));
+        return autograd::masked_fill(self, mask, to_operand(value));
       },
       py::arg("mask"), py::arg("value"));
   m.def(
       "clamp",
       [](const Tensor& input, py::handle min, py::handle max) {
-        return clamp(input, optional_operand(min), optional_operand(max));
+        return autograd::clamp(input, optional_operand(min), optional_operand(max));
       },
       py::arg("input"), py::arg("min") = py::none(), py::arg("max") = py::none());
   cls.def(
       "clamp",
       [](const Tensor& self, py::handle min, py::handle max) {
-        return clamp(self, optional_operand(min), optional_operand(max));
+        return autograd::clamp(self, optional_operand(min), optional_operand(max));
       },
       py::arg("min") = py::none(), py::arg("max") = py::none());
 

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "convert.h"
+#include "orchard/autograd/functions.h"
 
 namespace orchard::bindings {
 
@@ -47,8 +48,8 @@ Tensor convert_to(const Tensor& t, const py::args& args, const py::kwargs& kwarg
     }
   }
   Tensor result = t;
-  if (dtype) result = result.to(*dtype);
-  if (device) result = result.to(*device);
+  if (dtype) result = autograd::to(result, *dtype);
+  if (device) result = autograd::to(result, *device);
   return result;
 }
 
@@ -122,8 +123,8 @@ void bind_tensor(py::module_& m) {
       .def_property_readonly("ndim", &Tensor::ndim)
       .def_property_readonly("itemsize", &Tensor::itemsize)
       .def_property_readonly("nbytes", &Tensor::nbytes)
-      .def_property_readonly("T", &Tensor::T)
-      .def_property_readonly("mT", &Tensor::mT)
+      .def_property_readonly("T", &autograd::T)
+      .def_property_readonly("mT", &autograd::mT)
       .def("dim", &Tensor::ndim)
       .def("numel", &Tensor::numel)
       .def("element_size", &Tensor::itemsize)
@@ -147,26 +148,26 @@ void bind_tensor(py::module_& m) {
       .def("is_alias_of", &Tensor::is_alias_of, py::arg("other"))
       .def("_storage_id", [](const Tensor& t) { return t.storage()->id(); })
       .def("_storage_nbytes", [](const Tensor& t) { return t.storage()->nbytes(); })
-      .def("view", [](const Tensor& t, const py::args& shape) { return t.view(to_shape(shape)); })
-      .def("reshape", [](const Tensor& t, const py::args& shape) { return t.reshape(to_shape(shape)); })
-      .def("transpose", &Tensor::transpose, py::arg("dim0"), py::arg("dim1"))
-      .def("permute", [](const Tensor& t, const py::args& dims) { return t.permute(to_dims(dims)); })
-      .def("expand", [](const Tensor& t, const py::args& shape) { return t.expand(to_shape(shape)); })
-      .def(
-          "squeeze",
-          [](const Tensor& t, std::optional<int64_t> dim) { return dim ? t.squeeze(*dim) : t.squeeze(); },
-          py::arg("dim") = py::none())
-      .def("unsqueeze", &Tensor::unsqueeze, py::arg("dim"))
-      .def("contiguous", &Tensor::contiguous)
-      .def("clone", &Tensor::clone)
-      .def("detach", &Tensor::detach)
+      .def("view", [](const Tensor& t, const py::args& shape) { return autograd::view(t, to_shape(shape)); })
+      .def("reshape",
+           [](const Tensor& t, const py::args& shape) { return autograd::reshape(t, to_shape(shape)); })
+      .def("transpose", &autograd::transpose, py::arg("dim0"), py::arg("dim1"))
+      .def("permute",
+           [](const Tensor& t, const py::args& dims) { return autograd::permute(t, to_dims(dims)); })
+      .def("expand",
+           [](const Tensor& t, const py::args& shape) { return autograd::expand(t, to_shape(shape)); })
+      .def("squeeze", &autograd::squeeze, py::arg("dim") = py::none())
+      .def("unsqueeze", &autograd::unsqueeze, py::arg("dim"))
+      .def("contiguous", &autograd::contiguous)
+      .def("clone", &autograd::clone)
+      .def("detach", &Tensor::detach, "A view of the same data outside the autograd graph.")
       .def("to", &convert_to, "Copy to a device and/or dtype; returns self when nothing changes.")
-      .def("cpu", [](const Tensor& t) { return t.to(Device{}); })
+      .def("cpu", [](const Tensor& t) { return autograd::to(t, Device{}); })
       .def(
-          "fill_", [](const Tensor& t, py::handle value) { return t.fill_(to_scalar(value)); },
+          "fill_", [](const Tensor& t, py::handle value) { return autograd::fill_(t, to_scalar(value)); },
           py::arg("value"))
-      .def("zero_", [](const Tensor& t) { return t.fill_(Scalar(int64_t{0})); })
-      .def("copy_", &Tensor::copy_, py::arg("src"))
+      .def("zero_", [](const Tensor& t) { return autograd::fill_(t, Scalar(int64_t{0})); })
+      .def("copy_", &autograd::copy_, py::arg("src"))
       .def("item", [](const Tensor& t) { return scalar_to_python(t.item()); })
       .def("__float__", [](const Tensor& t) { return t.item().to<double>(); })
       .def("__int__", [](const Tensor& t) { return t.item().to<int64_t>(); })
@@ -183,6 +184,7 @@ void bind_tensor(py::module_& m) {
   bind_elementwise(m, cls);
   bind_shape(m, cls);
   bind_reduce(m, cls);
+  bind_autograd(m, cls);
 }
 
 }  // namespace orchard::bindings

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 
+#include "orchard/autograd.h"
 #include "orchard/error.h"
 #include "orchard/profile.h"
 #include "shape.h"
@@ -26,6 +27,11 @@ TensorImpl::TensorImpl(Storage storage, DType dtype, Shape shape, Shape strides,
 
 TensorImpl::~TensorImpl() {
   if (tracked_) profile::untrack_tensor(this);
+}
+
+autograd::AutogradMeta& TensorImpl::ensure_autograd_meta() const {
+  if (!autograd_) autograd_ = std::make_unique<autograd::AutogradMeta>();
+  return *autograd_;
 }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
@@ -134,7 +140,9 @@ bool Tensor::is_contiguous() const {
 }
 
 Tensor Tensor::as_strided(const Shape& shape, const Shape& strides, int64_t offset) const {
-  return from_storage(storage(), dtype(), shape, strides, offset);
+  Tensor view = from_storage(storage(), dtype(), shape, strides, offset);
+  view.impl_->mark_view();
+  return view;
 }
 
 Tensor Tensor::view(const Shape& requested) const {

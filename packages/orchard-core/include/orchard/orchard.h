@@ -2,6 +2,8 @@
 #pragma once
 
 #include "orchard/allocator.h"
+#include "orchard/autograd.h"
+#include "orchard/autograd/functions.h"
 #include "orchard/device.h"
 #include "orchard/dtype.h"
 #include "orchard/error.h"

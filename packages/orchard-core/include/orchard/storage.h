@@ -1,6 +1,7 @@
 // Storage: one reference-counted block of device memory shared by tensor views.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "orchard/allocator.h"
@@ -23,6 +24,10 @@ class StorageImpl final : public RefCounted {
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }  // the dtype it was created for (profiling)
   uint64_t id() const { return id_; }
+  // Bumped by every in-place write through any view, so autograd can tell that a
+  // tensor it saved for backward has changed since.
+  uint32_t version() const { return version_.load(std::memory_order_relaxed); }
+  void bump_version() const { version_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
   friend class IntrusivePtr<StorageImpl>;
@@ -35,6 +40,7 @@ class StorageImpl final : public RefCounted {
   DType dtype_;
   uint64_t id_;
   bool logged_;  // whether creation was logged, so release logs iff creation did
+  mutable std::atomic<uint32_t> version_{0};
 };
 
 using Storage = IntrusivePtr<StorageImpl>;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -14,6 +15,11 @@ namespace orchard {
 
 using Shape = std::vector<int64_t>;
 
+namespace autograd {
+struct AutogradMeta;
+class Node;
+}  // namespace autograd
+
 class TensorImpl final : public RefCounted {
  public:
   TensorImpl(Storage storage, DType dtype, Shape shape, Shape strides, int64_t offset);
@@ -24,6 +30,12 @@ class TensorImpl final : public RefCounted {
   const Shape& strides() const { return strides_; }
   int64_t offset() const { return offset_; }
   uint64_t id() const { return id_; }
+  // Whether this impl shares its storage with the tensor it was taken from.
+  bool is_view() const { return is_view_; }
+  void mark_view() { is_view_ = true; }
+  // Autograd state, created when first needed (orchard/autograd.h).
+  autograd::AutogradMeta* autograd_meta() const { return autograd_.get(); }
+  autograd::AutogradMeta& ensure_autograd_meta() const;
 
  private:
   friend class IntrusivePtr<TensorImpl>;
@@ -36,6 +48,8 @@ class TensorImpl final : public RefCounted {
   int64_t offset_;
   uint64_t id_;
   bool tracked_;  // listed by profile::live_tensors()
+  bool is_view_ = false;
+  mutable std::unique_ptr<autograd::AutogradMeta> autograd_;
 };
 
 // A handle to a TensorImpl; copies share the same view, like at::Tensor.
@@ -108,6 +122,15 @@ class Tensor {
   const Tensor& copy_(const Tensor& src) const;  // src broadcasts to this shape
 
   Scalar item() const;
+
+  // Autograd state (orchard/autograd.h). These never record anything themselves.
+  bool requires_grad() const;  // a leaf marked so, or the output of a recorded op
+  const Tensor& set_requires_grad(bool requires_grad) const;  // leaves only
+  bool is_leaf() const;
+  Tensor grad() const;  // undefined until a backward pass reaches this leaf
+  void set_grad(const Tensor& grad) const;
+  std::shared_ptr<autograd::Node> grad_fn() const;
+  uint32_t version() const { return storage()->version(); }
 
  private:
   IntrusivePtr<TensorImpl> impl_;

@@ -16,7 +16,7 @@ if sys.platform != "darwin":
     # finds it through its rpath; importing the wheel first loads it for build-tree imports too.
     import scipy_openblas32  # noqa: F401
 
-from . import _core, profile
+from . import _core, autograd, profile
 from ._core import (
     OutOfMemoryError,
     Tensor,
@@ -54,6 +54,7 @@ from ._core import (
     index_select,
     int32,
     int64,
+    is_grad_enabled,
     le,
     log,
     log_softmax,
@@ -98,6 +99,7 @@ from ._core import (
 )
 from ._creation import tensor
 from ._tensor_methods import install as _install_tensor_methods
+from .autograd import enable_grad, no_grad, set_grad_enabled
 
 __version__: str = _core.__version__
 
@@ -126,6 +128,7 @@ __all__ = [
     "arange",
     "argmax",
     "argmin",
+    "autograd",
     "bfloat16",
     "bool",
     "cat",
@@ -139,6 +142,7 @@ __all__ = [
     "dtype",
     "embedding",
     "empty",
+    "enable_grad",
     "eq",
     "exp",
     "float16",
@@ -156,6 +160,7 @@ __all__ = [
     "index_select",
     "int32",
     "int64",
+    "is_grad_enabled",
     "le",
     "log",
     "log_softmax",
@@ -172,6 +177,7 @@ __all__ = [
     "mul",
     "ne",
     "neg",
+    "no_grad",
     "one_hot",
     "ones",
     "pow",
@@ -184,6 +190,7 @@ __all__ = [
     "result_type",
     "rsqrt",
     "scatter_add",
+    "set_grad_enabled",
     "sigmoid",
     "softmax",
     "split",

@@ -25,14 +25,15 @@ def _inferred_dtype(data: Any, array: np.ndarray) -> _core.dtype:
     raise TypeError(f"tensor() cannot hold data of numpy dtype {array.dtype} (from {type(data).__name__})")
 
 
-def tensor(data: Any, dtype: Any = None, device: Any = None) -> _core.Tensor:
+def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> _core.Tensor:
     """A new tensor holding a copy of ``data`` (nested sequences, numbers, arrays, tensors).
 
     Without ``dtype``: bools give bool, integers int64, Python floats float32
-    (numpy arrays keep their dtype), as in ``torch.tensor``.
+    (numpy arrays keep their dtype), as in ``torch.tensor``. The result is a leaf of the
+    autograd graph; ``requires_grad=True`` makes it record operations.
     """
     if isinstance(data, _core.Tensor):
-        result = data.clone()
+        result = data.detach().clone()
     else:
         try:
             array = np.asarray(data)
@@ -53,4 +54,6 @@ def tensor(data: Any, dtype: Any = None, device: Any = None) -> _core.Tensor:
         result = result.to(dtype)
     if device is not None:
         result = result.to(device)
+    if requires_grad:
+        result.requires_grad_()
     return result

@@ -14,7 +14,7 @@ def _host_array(t: _core.Tensor) -> np.ndarray:
     """A numpy view (or copy, off the CPU or for bfloat16) of the tensor's values."""
     if t.dtype == _core.bfloat16:
         t = t.to(_core.float32)
-    return t.to("cpu").numpy()
+    return t.to("cpu").detach().numpy()
 
 
 def _repr(t: _core.Tensor) -> str:
@@ -26,6 +26,10 @@ def _repr(t: _core.Tensor) -> str:
         extras.append(f"device='{t.device}'")
     if t.numel() == 0:
         extras.append(f"size={t.shape}")
+    if t.grad_fn is not None:
+        extras.append(f"grad_fn={t.grad_fn!r}")
+    elif t.requires_grad:
+        extras.append("requires_grad=True")
     return "tensor(" + ", ".join([body, *extras]) + ")"
 
 
@@ -53,8 +57,24 @@ def _iter(t: _core.Tensor) -> Iterator[_core.Tensor]:
     return (t[i] for i in range(len(t)))
 
 
+def _backward(
+    t: _core.Tensor, gradient: _core.Tensor | None = None, retain_graph: bool | None = None
+) -> None:
+    """Accumulates d(t)/d(leaf) into each leaf's .grad; gradient=None needs a one-element t."""
+    from .autograd import backward
+
+    backward([t], [gradient], retain_graph=bool(retain_graph))
+
+
 def install(cls: type) -> None:
-    methods = {"__repr__": _repr, "__str__": _repr, "tolist": _tolist, "__array__": _array, "__iter__": _iter}
+    methods = {
+        "__repr__": _repr,
+        "__str__": _repr,
+        "tolist": _tolist,
+        "__array__": _array,
+        "__iter__": _iter,
+        "backward": _backward,
+    }
     for name, method in methods.items():
         setattr(cls, name, method)
     setattr(_core.dtype, "__repr__", _dtype_repr)  # noqa: B010 - assigning to a class of the extension

@@ -72,6 +72,7 @@ Tensor Tensor::to(DType target) const {
 }
 
 const Tensor& Tensor::fill_(const Scalar& value) const {
+  storage()->bump_version();
   if (numel() > 0) kernels_for(*this).fill(*this, value);
   return *this;
 }
@@ -81,6 +82,7 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
     fail<ValueError>("copy_: source of shape ", shape::str(src.shape()),
                      " cannot be broadcast to destination shape ", shape::str(shape()));
   }
+  storage()->bump_version();
   if (numel() == 0) return *this;
   // A source overlapping this tensor's memory (t[1:] = t[:-1], t[...] = t.T) would be read
   // after the kernel's own writes: copy it first, so the result is numpy's.

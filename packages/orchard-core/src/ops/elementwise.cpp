@@ -203,6 +203,7 @@ const Tensor& binary_(BinaryOp op, const Tensor& self, const Operand& other) {
                      " cannot be broadcast to the in-place tensor's shape ", shape::str(self.shape()));
   }
   if (self.numel() == 0) return self;
+  self.storage()->bump_version();
   for (int64_t d = 0; d < self.ndim(); ++d) {
     if (self.strides()[d] == 0 && self.shape()[d] > 1) {
       fail<ValueError>(name, "_: the tensor has several elements at one memory location (stride 0 in dim ", d,

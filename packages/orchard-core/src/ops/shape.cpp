@@ -204,6 +204,7 @@ const Tensor& scatter_add_(const Tensor& self, int64_t dim, const Tensor& index,
     }
   }
   check_indices("scatter_add", idx, dst.shape()[d], d);
+  self.storage()->bump_version();
   if (idx.numel() > 0) index_kernels_for(dst).scatter_add(dst, d, idx.contiguous(), values);
   return self;
 }

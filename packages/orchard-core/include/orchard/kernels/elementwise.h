@@ -8,7 +8,22 @@ namespace orchard {
 class Tensor;
 
 enum class BinaryOp : uint8_t { Add, Sub, Mul, Div, Pow, Maximum, Minimum, Eq, Ne, Lt, Le, Gt, Ge };
-enum class UnaryOp : uint8_t { Neg, Abs, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Gelu, GeluTanh };
+// The *Derivative ops are d/dx of gelu, for its backward.
+enum class UnaryOp : uint8_t {
+  Neg,
+  Abs,
+  Exp,
+  Log,
+  Sqrt,
+  Rsqrt,
+  Tanh,
+  Sigmoid,
+  Relu,
+  Gelu,
+  GeluTanh,
+  GeluDerivative,
+  GeluTanhDerivative,
+};
 
 inline bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
 

@@ -285,6 +285,23 @@ void unary_typed(UnaryOp op, const Tensor& a, const Tensor& out) {
               return A(0.5) * x * (A(1) + std::tanh(inner));
             },
             a, out);
+      case UnaryOp::GeluDerivative:
+        // Phi(x) + x * phi(x), the normal CDF and density.
+        return run_unary<T>(
+            [](A x) {
+              const A cdf = A(0.5) * (A(1) + std::erf(x * A(M_SQRT1_2)));
+              const A pdf = A(0.5 * M_2_SQRTPI * M_SQRT1_2) * std::exp(A(-0.5) * x * x);
+              return cdf + x * pdf;
+            },
+            a, out);
+      case UnaryOp::GeluTanhDerivative:
+        return run_unary<T>(
+            [](A x) {
+              constexpr A k = A(M_2_SQRTPI * M_SQRT1_2);
+              const A t = std::tanh(k * (x + A(0.044715) * x * x * x));
+              return A(0.5) * (A(1) + t) + A(0.5) * x * (A(1) - t * t) * k * (A(1) + A(3 * 0.044715) * x * x);
+            },
+            a, out);
       default: break;
     }
   }
