@@ -69,7 +69,7 @@ def test_backward_twice_needs_retain_graph(rng):
     y = x.exp() * x
     y.backward(seed, retain_graph=True)
     y.backward(seed)
-    with pytest.raises(RuntimeError, match="second time.*retain_graph=True"):
+    with pytest.raises(RuntimeError, match=r"second time.*retain_graph=True"):
         y.backward(seed)
     ty = tx.exp() * tx
     ty.backward(torch.tensor(np.asarray(seed)), retain_graph=True)
@@ -191,7 +191,7 @@ def test_modifying_a_saved_tensor_is_detected(rng):
     v = y._version
     y.add_(1.0)
     assert y._version == v + 1
-    with pytest.raises(RuntimeError, match="modified by an in-place operation.*version"):
+    with pytest.raises(RuntimeError, match=r"modified by an in-place operation.*version"):
         y.backward(oc.ones(3))
     z = x * 1.0
     p = z * z  # saves z
