@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend/backends.h"
+#include "backend/cpu/vector_math.h"
 #include "orchard/tensor.h"
 
 #ifdef _OPENMP
@@ -259,6 +260,31 @@ void run_unary(F f, const Tensor& a, const Tensor& out) {
   });
 }
 
+using FloatRow = void (*)(const float*, float*, int64_t);
+
+// float32 tensors use `row` on contiguous rows and `f` elsewhere; bfloat16 and float16,
+// which compute in float, use `f`. float64 never comes here.
+template <class T, class F>
+void run_unary_float(FloatRow row, F f, const Tensor& a, const Tensor& out) {
+  if constexpr (std::is_same_v<T, float>) {
+    const Geometry<2> g(out.shape(), {&out.strides(), &a.strides()});
+    float* o = typed<float>(out);
+    const float* pa = typed<const float>(a);
+    const int64_t so = g.strides[0].back(), sa = g.strides[1].back();
+    for_each_row(g, [&](const std::array<int64_t, 2>& off, int64_t start, int64_t count) {
+      float* ro = o + off[0] + start * so;
+      const float* ra = pa + off[1] + start * sa;
+      if (so == 1 && sa == 1) {
+        row(ra, ro, count);
+      } else {
+        for (int64_t i = 0; i < count; ++i) ro[i * so] = f(ra[i * sa]);
+      }
+    });
+  } else {
+    run_unary<T>(f, a, out);
+  }
+}
+
 template <class T>
 void unary_typed(UnaryOp op, const Tensor& a, const Tensor& out) {
   using A = Acc<T>;
@@ -267,6 +293,23 @@ void unary_typed(UnaryOp op, const Tensor& a, const Tensor& out) {
     case UnaryOp::Abs: return run_unary<T>([](A x) { return x < A(0) ? static_cast<A>(-x) : x; }, a, out);
     case UnaryOp::Relu: return run_unary<T>([](A x) { return x > A(0) ? x : A(0); }, a, out);
     default: break;
+  }
+  if constexpr (std::is_same_v<A, float>) {
+    switch (op) {
+      case UnaryOp::Exp:
+        return run_unary_float<T>(cpu::vmath::exp_row, [](float x) { return cpu::vmath::exp(x); }, a, out);
+      case UnaryOp::Tanh:
+        return run_unary_float<T>(cpu::vmath::tanh_row, [](float x) { return cpu::vmath::tanh(x); }, a, out);
+      case UnaryOp::Sigmoid:
+        return run_unary_float<T>(
+            cpu::vmath::sigmoid_row, [](float x) { return cpu::vmath::sigmoid(x); }, a, out);
+      case UnaryOp::Gelu:
+        return run_unary_float<T>(cpu::vmath::gelu_row, [](float x) { return cpu::vmath::gelu(x); }, a, out);
+      case UnaryOp::GeluTanh:
+        return run_unary_float<T>(
+            cpu::vmath::gelu_tanh_row, [](float x) { return cpu::vmath::gelu_tanh(x); }, a, out);
+      default: break;
+    }
   }
   if constexpr (std::is_floating_point_v<A>) {
     switch (op) {
