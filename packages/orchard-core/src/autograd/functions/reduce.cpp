@@ -2,7 +2,6 @@
 // reduced dims as size 1 and expanded over the input; the engine casts it back to the
 // input's dtype, so a `dtype=` cast needs no formula of its own.
 #include "orchard/autograd/functions.h"
-#include "orchard/error.h"
 #include "shape.h"
 
 namespace orchard::autograd {
