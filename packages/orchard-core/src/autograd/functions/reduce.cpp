@@ -27,6 +27,7 @@ Tensor expand_back(const Tensor& grad, const Shape& keep_shape, const Shape& inp
   return unreduce(grad, keep_shape).expand(input_shape);
 }
 
+// Elements per reduced group. A kept dim of size 1 also reads as reduced, which multiplies by 1.
 int64_t reduced_count(const Shape& input_shape, const Shape& keep_shape) {
   int64_t count = 1;
   for (size_t d = 0; d < input_shape.size(); ++d) {
