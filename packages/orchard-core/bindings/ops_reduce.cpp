@@ -2,6 +2,7 @@
 #include <pybind11/stl.h>
 
 #include "convert.h"
+#include "orchard/autograd/functions.h"
 
 namespace orchard::bindings {
 
@@ -65,18 +66,18 @@ void bind_reduce(py::module_& m, py::class_<Tensor>& cls) {
   def_both(
       m, cls, "sum",
       [](const Tensor& t, py::handle d, bool k, py::handle dt) {
-        return sum(t, to_dim_list(d), k, optional_dtype(dt));
+        return autograd::sum(t, to_dim_list(d), k, optional_dtype(dt));
       },
       dim, keepdim, py::kw_only(), dtype, "Sum over dims (all when None); integers sum to int64.");
   def_both(
       m, cls, "mean",
       [](const Tensor& t, py::handle d, bool k, py::handle dt) {
-        return mean(t, to_dim_list(d), k, optional_dtype(dt));
+        return autograd::mean(t, to_dim_list(d), k, optional_dtype(dt));
       },
       dim, keepdim, py::kw_only(), dtype, "Mean over dims (all when None); floating inputs only.");
-  def_both(m, cls, "max", &extreme<max, max>, dim, keepdim,
+  def_both(m, cls, "max", &extreme<autograd::max, autograd::max>, dim, keepdim,
            "The largest element, or (values, indices) along dim.");
-  def_both(m, cls, "min", &extreme<min, min>, dim, keepdim,
+  def_both(m, cls, "min", &extreme<autograd::min, autograd::min>, dim, keepdim,
            "The smallest element, or (values, indices) along dim.");
   def_both(m, cls, "argmax", &argmax, dim, keepdim,
            "Index of the largest element (of the flattened input when dim is None).");
@@ -84,26 +85,28 @@ void bind_reduce(py::module_& m, py::class_<Tensor>& cls) {
            "Index of the smallest element (of the flattened input when dim is None).");
   def_both(
       m, cls, "var",
-      [](const Tensor& t, py::handle d, double c, bool k) { return var(t, to_dim_list(d), c, k); }, dim,
-      py::kw_only(), correction, keepdim, "Variance over dims, dividing by count - correction.");
+      [](const Tensor& t, py::handle d, double c, bool k) { return autograd::var(t, to_dim_list(d), c, k); },
+      dim, py::kw_only(), correction, keepdim, "Variance over dims, dividing by count - correction.");
   def_both(
       m, cls, "std",
-      [](const Tensor& t, py::handle d, double c, bool k) { return orchard::std(t, to_dim_list(d), c, k); },
+      [](const Tensor& t, py::handle d, double c, bool k) { return autograd::std(t, to_dim_list(d), c, k); },
       dim, py::kw_only(), correction, keepdim,
       "Standard deviation over dims, dividing by count - correction.");
   def_both(
       m, cls, "logsumexp",
       [](const Tensor& t, py::handle d, bool k) {
-        return logsumexp(t, to_dim_list(d).value_or(std::vector<int64_t>{}), k);
+        return autograd::logsumexp(t, to_dim_list(d).value_or(std::vector<int64_t>{}), k);
       },
       py::arg("dim"), keepdim, "log(sum(exp(x))) over dims, without overflow.");
   def_both(
       m, cls, "softmax",
-      [](const Tensor& t, int64_t d, py::handle dt) { return softmax(t, d, optional_dtype(dt)); },
+      [](const Tensor& t, int64_t d, py::handle dt) { return autograd::softmax(t, d, optional_dtype(dt)); },
       py::arg("dim"), dtype, "exp(x) / sum(exp(x)) along dim.");
   def_both(
       m, cls, "log_softmax",
-      [](const Tensor& t, int64_t d, py::handle dt) { return log_softmax(t, d, optional_dtype(dt)); },
+      [](const Tensor& t, int64_t d, py::handle dt) {
+        return autograd::log_softmax(t, d, optional_dtype(dt));
+      },
       py::arg("dim"), dtype, "x - logsumexp(x) along dim.");
 }
 
