@@ -9,7 +9,7 @@ are (re)installed from Python by ``_tensor_methods.install``; they are declared 
 # ruff: noqa: A002
 
 import builtins
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import EllipsisType
 from typing import Any, ClassVar, NamedTuple, Protocol, SupportsFloat, SupportsIndex, TypeAlias, overload
 
@@ -314,7 +314,31 @@ class Tensor(metaclass=_pybind11_type):
     def log_softmax(self, dim: SupportsIndex, dtype: _DTypeLike = None) -> Tensor:
         """x - logsumexp(x) along dim."""
 
+    # Autograd.
+    @property
+    def requires_grad(self) -> builtins.bool:
+        """Whether gradients are recorded for operations on this tensor."""
+
+    @requires_grad.setter
+    def requires_grad(self, arg1: builtins.bool, /) -> None: ...
+    def requires_grad_(self, requires_grad: builtins.bool = True) -> Tensor: ...
+    @property
+    def grad(self) -> Tensor | None:
+        """The gradient accumulated by backward(), or None."""
+
+    @grad.setter
+    def grad(self, arg1: Tensor | None, /) -> None: ...
+    @property
+    def grad_fn(self) -> Node | None:
+        """The node that produced this tensor, or None."""
+
+    @property
+    def is_leaf(self) -> builtins.bool: ...
+    @property
+    def _version(self) -> int: ...
+
     # Installed from Python by orchard_core._tensor_methods, whose functions name `self` `t`.
+    def backward(t, gradient: Tensor | None = None, retain_graph: builtins.bool | None = None) -> None: ...
     def __repr__(t) -> str: ...
     def __str__(t) -> str: ...
     def tolist(t) -> Any: ...
@@ -522,6 +546,36 @@ def softmax(input: Tensor, dim: SupportsIndex, dtype: _DTypeLike = None) -> Tens
 def log_softmax(input: Tensor, dim: SupportsIndex, dtype: _DTypeLike = None) -> Tensor:
     """x - logsumexp(x) along dim."""
 
+class Node:
+    """A recorded operation in the autograd graph."""
+
+    def name(self) -> str: ...
+    @property
+    def next_functions(self) -> tuple[tuple[Node | None, int], ...]: ...
+
+class _SavedTensor:
+    """A tensor kept for backward, checked on unpack."""
+
+    def __init__(self, tensor: Tensor) -> None: ...
+    def unpack(self) -> Tensor: ...
+
+def is_grad_enabled() -> builtins.bool:
+    """Whether operations are recorded for autograd now."""
+
+def _set_grad_enabled(enabled: builtins.bool) -> None: ...
+def _backward(
+    tensors: Sequence[Tensor], grad_tensors: Sequence[Tensor | None], retain_graph: builtins.bool
+) -> None: ...
+def _grad(
+    outputs: Sequence[Tensor],
+    grad_outputs: Sequence[Tensor | None],
+    inputs: Sequence[Tensor],
+    retain_graph: builtins.bool,
+    allow_unused: builtins.bool,
+) -> tuple[Tensor | None, ...]: ...
+def _record_function(
+    name: str, inputs: Sequence[Tensor | None], outputs: Sequence[Tensor], backward: Callable[..., Any]
+) -> None: ...
 def _stress_threads(threads: SupportsIndex, iterations: SupportsIndex) -> None: ...
 
 class _ProfileModule(Protocol):

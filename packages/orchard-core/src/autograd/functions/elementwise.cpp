@@ -35,6 +35,11 @@ const char* backward_name(BinaryOp op) {
   return names[static_cast<int>(op)];
 }
 
+const char* inplace_name(BinaryOp op) {
+  constexpr const char* names[] = {"add_", "sub_", "mul_", "div_"};
+  return names[static_cast<int>(op)];
+}
+
 const char* backward_name(UnaryOp op) {
   constexpr const char* names[] = {"NegBackward",  "AbsBackward",   "ExpBackward",  "LogBackward",
                                    "SqrtBackward", "RsqrtBackward", "TanhBackward", "SigmoidBackward",
@@ -224,7 +229,8 @@ Tensor clamp(const Tensor& input, const std::optional<Operand>& min, const std::
 const Tensor& binary_(BinaryOp op, const Tensor& self, const Operand& other) {
   const Tensor b = tensor_of(other);
   if (!any_requires_grad({&self, &b})) return orchard::binary_(op, self, other);
-  check_inplace(backward_name(op), self);
+  if (op > BinaryOp::Div) return orchard::binary_(op, self, other);  // raises: not an in-place op
+  check_inplace(inplace_name(op), self);
   const bool need_b = b.defined() && b.requires_grad();
   const bool multiplies = op == BinaryOp::Mul || op == BinaryOp::Div;
   // Mul and div read the operands' old values: save them before self changes (other too,
