@@ -1,14 +1,15 @@
 // matmul, Tensor.matmul and the @ operator.
 #include "convert.h"
+#include "orchard/autograd/functions.h"
 
 namespace orchard::bindings {
 
 void bind_matmul(py::module_& m, py::class_<Tensor>& cls) {
-  m.def("matmul", &orchard::matmul, py::arg("input"), py::arg("other"),
+  m.def("matmul", &autograd::matmul, py::arg("input"), py::arg("other"),
         "Matrix product with torch.matmul's rules for 1-D operands and broadcast batch dims.");
-  cls.def("matmul", &orchard::matmul, py::arg("other"))
+  cls.def("matmul", &autograd::matmul, py::arg("other"))
       // is_operator: a non-tensor operand gives NotImplemented, so Python tries its __rmatmul__.
-      .def("__matmul__", &orchard::matmul, py::arg("other"), py::is_operator());
+      .def("__matmul__", &autograd::matmul, py::arg("other"), py::is_operator());
 }
 
 }  // namespace orchard::bindings

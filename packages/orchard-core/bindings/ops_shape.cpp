@@ -3,6 +3,7 @@
 #include <pybind11/stl.h>
 
 #include "convert.h"
+#include "orchard/autograd/functions.h"
 
 namespace orchard::bindings {
 
@@ -17,9 +18,9 @@ py::tuple to_tuple(const std::vector<Tensor>& tensors) {
 // split(t, 2) makes pieces of two; split(t, [1, 3]) pieces of the listed sizes.
 py::tuple split_by(const Tensor& t, py::handle split_size_or_sections, int64_t dim) {
   if (py::isinstance<py::int_>(split_size_or_sections)) {
-    return to_tuple(split(t, split_size_or_sections.cast<int64_t>(), dim));
+    return to_tuple(autograd::split(t, split_size_or_sections.cast<int64_t>(), dim));
   }
-  return to_tuple(split(t, to_shape_sequence(split_size_or_sections), dim));
+  return to_tuple(autograd::split(t, to_shape_sequence(split_size_or_sections), dim));
 }
 
 DType dtype_or(py::handle obj, DType fallback) { return obj.is_none() ? fallback : to_dtype(obj); }
@@ -41,24 +42,26 @@ Tensor make_randint(const py::args& args, py::handle dtype, py::handle device) {
 
 void bind_shape(py::module_& m, py::class_<Tensor>& cls) {
   m.def(
-      "cat", [](const std::vector<Tensor>& tensors, int64_t dim) { return orchard::cat(tensors, dim); },
+      "cat", [](const std::vector<Tensor>& tensors, int64_t dim) { return autograd::cat(tensors, dim); },
       py::arg("tensors"), py::arg("dim") = 0, "Join tensors along an existing dim.");
-  m.def("stack", &stack, py::arg("tensors"), py::arg("dim") = 0,
+  m.def("stack", &autograd::stack, py::arg("tensors"), py::arg("dim") = 0,
         "Join equally shaped tensors along a new dim.");
   m.def("split", &split_by, py::arg("tensor"), py::arg("split_size_or_sections"), py::arg("dim") = 0,
         "Views of consecutive pieces along dim.");
   m.def(
-      "chunk", [](const Tensor& t, int64_t chunks, int64_t dim) { return to_tuple(chunk(t, chunks, dim)); },
+      "chunk",
+      [](const Tensor& t, int64_t chunks, int64_t dim) { return to_tuple(autograd::chunk(t, chunks, dim)); },
       py::arg("input"), py::arg("chunks"), py::arg("dim") = 0,
       "At most `chunks` views of equal size along dim.");
-  m.def("index_select", &index_select, py::arg("input"), py::arg("dim"), py::arg("index"));
-  m.def("gather", &gather, py::arg("input"), py::arg("dim"), py::arg("index"));
-  m.def("scatter_add", &scatter_add, py::arg("input"), py::arg("dim"), py::arg("index"), py::arg("src"));
-  m.def("embedding", &embedding, py::arg("input"), py::arg("weight"),
+  m.def("index_select", &autograd::index_select, py::arg("input"), py::arg("dim"), py::arg("index"));
+  m.def("gather", &autograd::gather, py::arg("input"), py::arg("dim"), py::arg("index"));
+  m.def("scatter_add", &autograd::scatter_add, py::arg("input"), py::arg("dim"), py::arg("index"),
+        py::arg("src"));
+  m.def("embedding", &autograd::embedding, py::arg("input"), py::arg("weight"),
         "Rows of `weight` at the int32/int64 `input`, like torch.nn.functional.embedding.");
   m.def("one_hot", &one_hot, py::arg("tensor"), py::arg("num_classes") = -1);
-  m.def("tril", &tril, py::arg("input"), py::arg("diagonal") = 0);
-  m.def("triu", &triu, py::arg("input"), py::arg("diagonal") = 0);
+  m.def("tril", &autograd::tril, py::arg("input"), py::arg("diagonal") = 0);
+  m.def("triu", &autograd::triu, py::arg("input"), py::arg("diagonal") = 0);
 
   m.def("manual_seed", &manual_seed, py::arg("seed"), "Restart the global Philox generator at `seed`.");
   m.def(
@@ -77,21 +80,23 @@ void bind_shape(py::module_& m, py::class_<Tensor>& cls) {
       "Standard normal values.");
   m.def("randint", &make_randint, py::kw_only(), py::arg("dtype") = py::none(),
         py::arg("device") = py::none(), "Integers in [low, high) (low defaults to 0).");
-  m.def("dropout", &dropout, py::arg("input"), py::arg("p") = 0.5, py::arg("training") = true);
+  m.def("dropout", &autograd::dropout, py::arg("input"), py::arg("p") = 0.5, py::arg("training") = true);
   m.def("_philox4x32_10", &philox4x32_10, py::arg("counter"), py::arg("key"),
         "The raw Philox4x32-10 block function, for known-answer tests.");
 
   cls.def("split", &split_by, py::arg("split_size"), py::arg("dim") = 0)
       .def(
           "chunk",
-          [](const Tensor& t, int64_t chunks, int64_t dim) { return to_tuple(chunk(t, chunks, dim)); },
+          [](const Tensor& t, int64_t chunks, int64_t dim) {
+            return to_tuple(autograd::chunk(t, chunks, dim));
+          },
           py::arg("chunks"), py::arg("dim") = 0)
-      .def("index_select", &index_select, py::arg("dim"), py::arg("index"))
-      .def("gather", &gather, py::arg("dim"), py::arg("index"))
-      .def("scatter_add", &scatter_add, py::arg("dim"), py::arg("index"), py::arg("src"))
-      .def("scatter_add_", &scatter_add_, py::arg("dim"), py::arg("index"), py::arg("src"))
-      .def("tril", &tril, py::arg("diagonal") = 0)
-      .def("triu", &triu, py::arg("diagonal") = 0);
+      .def("index_select", &autograd::index_select, py::arg("dim"), py::arg("index"))
+      .def("gather", &autograd::gather, py::arg("dim"), py::arg("index"))
+      .def("scatter_add", &autograd::scatter_add, py::arg("dim"), py::arg("index"), py::arg("src"))
+      .def("scatter_add_", &autograd::scatter_add_, py::arg("dim"), py::arg("index"), py::arg("src"))
+      .def("tril", &autograd::tril, py::arg("diagonal") = 0)
+      .def("triu", &autograd::triu, py::arg("diagonal") = 0);
 }
 
 }  // namespace orchard::bindings

@@ -8,14 +8,21 @@ the analytical gradients with float64 finite differences on small shapes.
 from __future__ import annotations
 
 import _parity_elementwise
+import _parity_linalg
 import _parity_reduce
+import _parity_shape
 import pytest
 from _core_helpers import HYPOTHESIS
 from _parity import OpCase, check_gradcheck, check_parity
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-CASES: list[OpCase] = [*_parity_elementwise.CASES, *_parity_reduce.CASES]
+CASES: list[OpCase] = [
+    *_parity_elementwise.CASES,
+    *_parity_reduce.CASES,
+    *_parity_shape.CASES,
+    *_parity_linalg.CASES,
+]
 
 
 def _params(predicate=lambda case, dtype: True):

@@ -1,0 +1,38 @@
+// Backward of matmul: dA = g @ B^T and dB = A^T @ g on the operands as matmul saw them
+// (1-D ones promoted to matrices); the engine sums broadcast batch dims away.
+#include "orchard/autograd/functions.h"
+
+namespace orchard::autograd {
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  Tensor out = orchard::matmul(a, b);
+  if (!any_requires_grad({&a, &b})) return out;
+  const bool need_a = a.requires_grad();
+  const bool need_b = b.requires_grad();
+  const bool a_is_vector = a.ndim() == 1;
+  const bool b_is_vector = b.ndim() == 1;
+  // Each gradient reads only the other operand.
+  record("MatmulBackward", {a, b}, {out},
+         [need_a, need_b, a_is_vector, b_is_vector, saved_a = SavedTensor(need_b ? a : Tensor()),
+          saved_b = SavedTensor(need_a ? b : Tensor())](const Node::Grads& grads) {
+           // Restore the dims matmul dropped for 1-D operands: a row on the left, a column on the right.
+           Tensor g = grads[0];
+           if (b_is_vector) g = g.unsqueeze(-1);
+           if (a_is_vector) g = g.unsqueeze(-2);
+           Tensor grad_a, grad_b;
+           if (need_a) {
+             const Tensor b_matrix = b_is_vector ? saved_b.unpack().unsqueeze(-1) : saved_b.unpack();
+             grad_a = orchard::matmul(g, b_matrix.mT());
+             if (a_is_vector) grad_a = grad_a.squeeze(-2);
+           }
+           if (need_b) {
+             const Tensor a_matrix = a_is_vector ? saved_a.unpack().unsqueeze(0) : saved_a.unpack();
+             grad_b = orchard::matmul(a_matrix.mT(), g);
+             if (b_is_vector) grad_b = grad_b.squeeze(-1);
+           }
+           return Node::Grads{grad_a, grad_b};
+         });
+  return out;
+}
+
+}  // namespace orchard::autograd

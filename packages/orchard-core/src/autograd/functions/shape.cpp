@@ -1,0 +1,190 @@
+// Backward of the shape and data-movement operators and of dropout. Gathers scatter
+// their gradient back with scatter_add, so repeated indices accumulate.
+#include "shape.h"
+
+#include "orchard/autograd/functions.h"
+
+namespace orchard::autograd {
+
+namespace {
+
+// The pieces `plain` cut from input along dim, cut again with autograd::slice so each
+// records a differentiable view.
+std::vector<Tensor> sliced_like(const Tensor& input, int64_t dim, std::vector<Tensor> plain) {
+  if (!any_requires_grad({&input})) return plain;
+  const int64_t d = shape::wrap_dim(dim, input.ndim());
+  int64_t start = 0;
+  for (Tensor& piece : plain) {
+    const int64_t stop = start + piece.shape()[d];
+    piece = slice(input, d, start, stop);
+    start = stop;
+  }
+  return plain;
+}
+
+// Adds the rows of `grad` (entries along dim, one per index) into zeros of `shape` at
+// `index` (1-d) along dim.
+Tensor index_add_into_zeros(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& grad) {
+  const Shape base_shape = shape.empty() ? Shape{1} : shape;  // 0-d acts as 1-d, as in the forward
+  const int64_t d = shape::wrap_dim(dim, static_cast<int64_t>(base_shape.size()));
+  Shape grad_shape = base_shape;
+  grad_shape[d] = index.numel();
+  Shape index_shape(base_shape.size(), 1);
+  index_shape[d] = index.numel();
+  const Tensor positions = index.to(DType::Int64).reshape(index_shape).expand(grad_shape);
+  const Tensor base = Tensor::zeros(base_shape, grad.dtype(), grad.device());
+  orchard::scatter_add_(base, d, positions, grad.reshape(grad_shape));
+  return base.reshape(shape);
+}
+
+// scatter_add's gradient for src: the output gradient at the positions src was added to.
+// Where index is smaller than src, the rest of src was never read and gets zeros.
+Tensor scatter_add_src_grad(const Tensor& g, int64_t dim, const Tensor& index, const Shape& src_shape) {
+  const Tensor picked = orchard::gather(g, dim, index);
+  if (picked.shape() == src_shape) return picked;
+  const Tensor grad = Tensor::zeros(src_shape, g.dtype(), g.device());
+  Tensor covered = grad;
+  for (int64_t k = 0; k < index.ndim(); ++k) covered = covered.slice(k, 0, index.shape()[k]);
+  covered.copy_(picked);
+  return grad;
+}
+
+BackwardFn scatter_add_backward(int64_t dim, const Tensor& index, const Tensor& src) {
+  return [dim, saved_index = SavedTensor(index), src_shape = src.shape(),
+          need_src = src.requires_grad()](const Node::Grads& grads) {
+    const Tensor& g = grads[0];
+    return Node::Grads{g,
+                       need_src ? scatter_add_src_grad(g, dim, saved_index.unpack(), src_shape) : Tensor()};
+  };
+}
+
+}  // namespace
+
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
+  Tensor out = orchard::cat(tensors, dim);
+  if (!any_requires_grad(tensors)) return out;
+  std::vector<Shape> shapes;
+  for (const Tensor& t : tensors) shapes.push_back(t.shape());
+  record("CatBackward", tensors, {out}, [shapes, dim](const Node::Grads& grads) {
+    const Tensor& g = grads[0];
+    Node::Grads result;
+    int64_t start = 0;
+    for (const Shape& s : shapes) {
+      if (s.size() == 1 && s[0] == 0) {  // torch's cat skips 1-d empty tensors: an empty gradient
+        result.push_back(Tensor::zeros(s, g.dtype(), g.device()));
+        continue;
+      }
+      const int64_t d = shape::wrap_dim(dim, g.ndim());
+      result.push_back(g.slice(d, start, start + s[d]));
+      start += s[d];
+    }
+    return result;
+  });
+  return out;
+}
+
+Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
+  Tensor out = orchard::stack(tensors, dim);
+  if (!any_requires_grad(tensors)) return out;
+  const int64_t d = shape::wrap_dim(dim, out.ndim());
+  record("StackBackward", tensors, {out}, [count = tensors.size(), d](const Node::Grads& grads) {
+    Node::Grads result;
+    for (size_t i = 0; i < count; ++i) result.push_back(grads[0].select(d, static_cast<int64_t>(i)));
+    return result;
+  });
+  return out;
+}
+
+std::vector<Tensor> split(const Tensor& input, int64_t split_size, int64_t dim) {
+  return sliced_like(input, dim, orchard::split(input, split_size, dim));
+}
+
+std::vector<Tensor> split(const Tensor& input, const std::vector<int64_t>& sizes, int64_t dim) {
+  return sliced_like(input, dim, orchard::split(input, sizes, dim));
+}
+
+std::vector<Tensor> chunk(const Tensor& input, int64_t chunks, int64_t dim) {
+  return sliced_like(input, dim, orchard::chunk(input, chunks, dim));
+}
+
+Tensor index_select(const Tensor& input, int64_t dim, const Tensor& index) {
+  Tensor out = orchard::index_select(input, dim, index);
+  if (!any_requires_grad({&input})) return out;
+  record("IndexSelectBackward", {input}, {out},
+         [dim, saved_index = SavedTensor(index), in = input.shape()](const Node::Grads& grads) {
+           return Node::Grads{index_add_into_zeros(in, dim, saved_index.unpack(), grads[0])};
+         });
+  return out;
+}
+
+Tensor gather(const Tensor& input, int64_t dim, const Tensor& index) {
+  Tensor out = orchard::gather(input, dim, index);
+  if (!any_requires_grad({&input})) return out;
+  record("GatherBackward", {input}, {out},
+         [dim, saved_index = SavedTensor(index), in = input.shape()](const Node::Grads& grads) {
+           const Tensor& g = grads[0];
+           const Tensor base = Tensor::zeros(in, g.dtype(), g.device());
+           orchard::scatter_add_(base, dim, saved_index.unpack(), g);
+           return Node::Grads{base};
+         });
+  return out;
+}
+
+Tensor scatter_add(const Tensor& input, int64_t dim, const Tensor& index, const Tensor& src) {
+  Tensor out = orchard::scatter_add(input, dim, index, src);
+  if (!any_requires_grad({&input, &src})) return out;
+  record("ScatterAddBackward", {input, src}, {out}, scatter_add_backward(dim, index, src));
+  return out;
+}
+
+const Tensor& scatter_add_(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src) {
+  if (!any_requires_grad({&self, &src})) return orchard::scatter_add_(self, dim, index, src);
+  check_inplace("scatter_add_", self);
+  orchard::scatter_add_(self, dim, index, src);
+  record("ScatterAddBackward_", {self, src}, {self}, scatter_add_backward(dim, index, src));
+  return self;
+}
+
+Tensor embedding(const Tensor& indices, const Tensor& weight) {
+  Tensor out = orchard::embedding(indices, weight);
+  if (!any_requires_grad({&weight})) return out;
+  record("EmbeddingBackward", {weight}, {out},
+         [saved_indices = SavedTensor(indices), rows = weight.shape()](const Node::Grads& grads) {
+           const Tensor flat = saved_indices.unpack().reshape({-1});
+           const Tensor g = grads[0].reshape({flat.numel(), rows[1]});
+           return Node::Grads{index_add_into_zeros(rows, 0, flat, g)};
+         });
+  return out;
+}
+
+Tensor tril(const Tensor& input, int64_t diagonal) {
+  Tensor out = orchard::tril(input, diagonal);
+  if (!any_requires_grad({&input})) return out;
+  record("TrilBackward", {input}, {out},
+         [diagonal](const Node::Grads& grads) { return Node::Grads{orchard::tril(grads[0], diagonal)}; });
+  return out;
+}
+
+Tensor triu(const Tensor& input, int64_t diagonal) {
+  Tensor out = orchard::triu(input, diagonal);
+  if (!any_requires_grad({&input})) return out;
+  record("TriuBackward", {input}, {out},
+         [diagonal](const Node::Grads& grads) { return Node::Grads{orchard::triu(grads[0], diagonal)}; });
+  return out;
+}
+
+Tensor dropout(const Tensor& input, double p, bool training) {
+  if (!training || p == 0.0 || !any_requires_grad({&input})) return orchard::dropout(input, p, training);
+  // The kept elements' scale, drawn from the same counters the plain op would use and held
+  // in its compute precision (float for float32 and below), so the output matches it bit
+  // for bit and the gradient uses exactly the mask of this call.
+  const DType compute = input.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
+  const Tensor scale = orchard::dropout(Tensor::ones(input.shape(), compute, input.device()), p, true);
+  Tensor out = orchard::mul(input, scale).to(input.dtype());
+  record("DropoutBackward", {input}, {out}, [saved_scale = SavedTensor(scale)](const Node::Grads& grads) {
+    return Node::Grads{orchard::mul(grads[0], saved_scale.unpack())};
+  });
+  return out;
+}
+
+}  // namespace orchard::autograd
