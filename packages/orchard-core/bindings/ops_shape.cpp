@@ -60,24 +60,31 @@ void bind_shape(py::module_& m, py::class_<Tensor>& cls) {
   m.def("embedding", &autograd::embedding, py::arg("input"), py::arg("weight"),
         "Rows of `weight` at the int32/int64 `input`, like torch.nn.functional.embedding.");
   m.def("one_hot", &one_hot, py::arg("tensor"), py::arg("num_classes") = -1);
+  m.def("flip", &autograd::flip, py::arg("input"), py::arg("dims"),
+        "Reverse the order of elements along dims.");
+  cls.def("flip", [](const Tensor& t, const py::args& dims) { return autograd::flip(t, to_shape(dims)); });
   m.def("tril", &autograd::tril, py::arg("input"), py::arg("diagonal") = 0);
   m.def("triu", &autograd::triu, py::arg("input"), py::arg("diagonal") = 0);
 
   m.def("manual_seed", &manual_seed, py::arg("seed"), "Restart the global Philox generator at `seed`.");
   m.def(
       "rand",
-      [](const py::args& size, py::handle dtype, py::handle device) {
-        return rand(to_shape(size), dtype_or(dtype, DType::Float32), device_or_cpu(device));
+      [](const py::args& size, py::handle dtype, py::handle device, bool requires_grad) {
+        Tensor t = rand(to_shape(size), dtype_or(dtype, DType::Float32), device_or_cpu(device));
+        if (requires_grad) t.set_requires_grad(true);
+        return t;
       },
       py::kw_only(), py::arg("dtype") = py::none(), py::arg("device") = py::none(),
-      "Uniform values in [0, 1).");
+      py::arg("requires_grad") = false, "Uniform values in [0, 1).");
   m.def(
       "randn",
-      [](const py::args& size, py::handle dtype, py::handle device) {
-        return randn(to_shape(size), dtype_or(dtype, DType::Float32), device_or_cpu(device));
+      [](const py::args& size, py::handle dtype, py::handle device, bool requires_grad) {
+        Tensor t = randn(to_shape(size), dtype_or(dtype, DType::Float32), device_or_cpu(device));
+        if (requires_grad) t.set_requires_grad(true);
+        return t;
       },
       py::kw_only(), py::arg("dtype") = py::none(), py::arg("device") = py::none(),
-      "Standard normal values.");
+      py::arg("requires_grad") = false, "Standard normal values.");
   m.def("randint", &make_randint, py::kw_only(), py::arg("dtype") = py::none(),
         py::arg("device") = py::none(), "Integers in [low, high) (low defaults to 0).");
   m.def("dropout", &autograd::dropout, py::arg("input"), py::arg("p") = 0.5, py::arg("training") = true);

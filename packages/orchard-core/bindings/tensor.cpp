@@ -81,6 +81,12 @@ Tensor make_arange(const py::args& args, py::handle dtype, py::handle device) {
   return Tensor::arange(start, end, step, dtype_or(dtype, inferred), device_or_cpu(device));
 }
 
+// A new tensor as a leaf of the autograd graph, marked as requiring grad when asked.
+Tensor leaf(Tensor t, bool requires_grad) {
+  if (requires_grad) t.set_requires_grad(true);
+  return t;
+}
+
 DType default_dtype_for(const Scalar& value) {
   if (value.is_bool()) return DType::Bool;
   return value.is_integral() ? DType::Int64 : DType::Float32;
@@ -91,31 +97,45 @@ DType default_dtype_for(const Scalar& value) {
 void bind_tensor(py::module_& m) {
   py::class_<Tensor> cls(m, "Tensor", "A strided view of device memory.");
 
-  m.def("empty", &make_empty, py::kw_only(), py::arg("dtype") = py::none(), py::arg("device") = py::none(),
-        "Uninitialised tensor of the given size.");
+  const auto dtype = py::arg("dtype") = py::none();
+  const auto device = py::arg("device") = py::none();
+  const auto requires_grad = py::arg("requires_grad") = false;
+  m.def(
+      "empty",
+      [](const py::args& size, py::handle dtype, py::handle device, bool grad) {
+        return leaf(make_empty(size, dtype, device), grad);
+      },
+      py::kw_only(), dtype, device, requires_grad, "Uninitialised tensor of the given size.");
   m.def(
       "zeros",
-      [](const py::args& size, py::handle dtype, py::handle device) {
-        return Tensor::zeros(to_shape(size), dtype_or(dtype, DType::Float32), device_or_cpu(device));
+      [](const py::args& size, py::handle dtype, py::handle device, bool grad) {
+        return leaf(Tensor::zeros(to_shape(size), dtype_or(dtype, DType::Float32), device_or_cpu(device)),
+                    grad);
       },
-      py::kw_only(), py::arg("dtype") = py::none(), py::arg("device") = py::none());
+      py::kw_only(), dtype, device, requires_grad);
   m.def(
       "ones",
-      [](const py::args& size, py::handle dtype, py::handle device) {
-        return Tensor::ones(to_shape(size), dtype_or(dtype, DType::Float32), device_or_cpu(device));
+      [](const py::args& size, py::handle dtype, py::handle device, bool grad) {
+        return leaf(Tensor::ones(to_shape(size), dtype_or(dtype, DType::Float32), device_or_cpu(device)),
+                    grad);
       },
-      py::kw_only(), py::arg("dtype") = py::none(), py::arg("device") = py::none());
+      py::kw_only(), dtype, device, requires_grad);
   m.def(
       "full",
-      [](py::handle size, py::handle fill_value, py::handle dtype, py::handle device) {
+      [](py::handle size, py::handle fill_value, py::handle dtype, py::handle device, bool grad) {
         const Scalar value = to_scalar(fill_value);
-        return Tensor::full(to_shape_sequence(size), value, dtype_or(dtype, default_dtype_for(value)),
-                            device_or_cpu(device));
+        return leaf(Tensor::full(to_shape_sequence(size), value, dtype_or(dtype, default_dtype_for(value)),
+                                 device_or_cpu(device)),
+                    grad);
       },
-      py::arg("size"), py::arg("fill_value"), py::kw_only(), py::arg("dtype") = py::none(),
-      py::arg("device") = py::none());
-  m.def("arange", &make_arange, py::kw_only(), py::arg("dtype") = py::none(), py::arg("device") = py::none(),
-        "Evenly spaced values in [start, end), like torch.arange.");
+      py::arg("size"), py::arg("fill_value"), py::kw_only(), dtype, device, requires_grad);
+  m.def(
+      "arange",
+      [](const py::args& args, py::handle dtype, py::handle device, bool grad) {
+        return leaf(make_arange(args, dtype, device), grad);
+      },
+      py::kw_only(), dtype, device, requires_grad,
+      "Evenly spaced values in [start, end), like torch.arange.");
 
   cls.def_property_readonly("shape", [](const Tensor& t) { return to_tuple(t.shape()); })
       .def_property_readonly("dtype", &Tensor::dtype)

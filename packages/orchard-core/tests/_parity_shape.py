@@ -122,6 +122,15 @@ def _scatter_add_inplace(lib, x, dim, index, src):
     return y
 
 
+@st.composite
+def flip_args(draw):
+    """A tensor and distinct dims to flip (negative ones included)."""
+    shape = draw(shapes(min_dims=1))
+    chosen = draw(st.lists(st.integers(0, len(shape) - 1), unique=True, max_size=len(shape)))
+    dims = [d - len(shape) if draw(st.booleans()) else d for d in chosen]
+    return [draw(array(shape)), dims]
+
+
 CASES = [
     OpCase("cat", lambda lib, dim, *xs: lib.cat(list(xs), dim), cat_args()),
     OpCase("cat_skips_1d_empty", lambda lib, *xs: lib.cat(list(xs)), cat_skipping_empty_args()),
@@ -134,6 +143,8 @@ CASES = [
     OpCase("scatter_add", lambda lib, x, d, i, src: lib.scatter_add(x, d, i, src), scatter_add_args()),
     OpCase("scatter_add_", _scatter_add_inplace, scatter_add_args()),
     OpCase("embedding", _embedding, embedding_args()),
+    OpCase("flip", lambda lib, x, dims: lib.flip(x, dims), flip_args()),
+    OpCase("flip_method", lambda lib, x, dims: x.flip(*dims) if dims else x.flip(dims), flip_args()),
     OpCase("tril", lambda lib, x, diagonal: lib.tril(x, diagonal), triangle_args()),
     OpCase("triu", lambda lib, x, diagonal: x.triu(diagonal), triangle_args()),
 ]

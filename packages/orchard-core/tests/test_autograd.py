@@ -311,3 +311,23 @@ def test_function_errors_name_the_problem(rng):
     h.add_(1.0)
     with pytest.raises(RuntimeError, match="modified by an in-place operation"):
         y.backward(oc.ones(3))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: oc.zeros(2, 3, requires_grad=True),
+        lambda: oc.ones((2, 3), requires_grad=True),
+        lambda: oc.full((2, 3), 1.5, requires_grad=True),
+        lambda: oc.empty(2, 3, requires_grad=True),
+        lambda: oc.arange(6.0, requires_grad=True).reshape(2, 3).detach().requires_grad_(),
+        lambda: oc.rand(2, 3, requires_grad=True),
+        lambda: oc.randn(2, 3, requires_grad=True),
+        lambda: oc.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True),
+    ],
+)
+def test_creation_functions_make_leaves_that_require_grad(make):
+    t = make()
+    assert t.requires_grad and t.is_leaf and t.shape == (2, 3)
+    with pytest.raises(RuntimeError, match="int64"):
+        oc.zeros(2, dtype=oc.int64, requires_grad=True)

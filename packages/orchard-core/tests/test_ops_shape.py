@@ -512,3 +512,14 @@ def test_dropout_keeps_and_scales(rng, seed, device, p, dtype):
     np.testing.assert_allclose(got[kept], original[kept] / (1 - p), rtol=rtol)
     for unchanged in [oc.dropout(x, p, training=False), oc.dropout(x, 0.0)]:
         assert unchanged.data_ptr() == x.data_ptr() and unchanged.stride() == x.stride()
+
+
+def test_flip_rejects_repeated_and_out_of_range_dims():
+    t = oc.arange(6).reshape(2, 3)
+    with pytest.raises(ValueError, match="twice"):
+        oc.flip(t, [1, -1])
+    with pytest.raises(IndexError, match="2"):
+        oc.flip(t, [2])
+    assert oc.flip(oc.tensor(3.0), [0]).item() == 3.0  # 0-d, as in torch
+    flipped = oc.flip(t, [])
+    assert not flipped.is_alias_of(t) and flipped.tolist() == t.tolist()

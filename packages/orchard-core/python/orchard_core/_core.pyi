@@ -194,6 +194,10 @@ class Tensor(metaclass=_pybind11_type):
     def gather(self, dim: SupportsIndex, index: Tensor) -> Tensor: ...
     def scatter_add(self, dim: SupportsIndex, index: Tensor, src: Tensor) -> Tensor: ...
     def scatter_add_(self, dim: SupportsIndex, index: Tensor, src: Tensor) -> Tensor: ...
+    @overload
+    def flip(self, dims: Sequence[SupportsIndex], /) -> Tensor: ...
+    @overload
+    def flip(self, *dims: SupportsIndex) -> Tensor: ...
     def tril(self, diagonal: SupportsIndex = 0) -> Tensor: ...
     def triu(self, diagonal: SupportsIndex = 0) -> Tensor: ...
     def item(self) -> int | float | builtins.bool: ...
@@ -349,33 +353,71 @@ class Tensor(metaclass=_pybind11_type):
 
 @overload
 def empty(
-    size: Sequence[SupportsIndex], /, *, dtype: _DTypeLike = None, device: _DeviceLike | None = None
+    size: Sequence[SupportsIndex],
+    /,
+    *,
+    dtype: _DTypeLike = None,
+    device: _DeviceLike | None = None,
+    requires_grad: builtins.bool = False,
 ) -> Tensor:
     """Uninitialised tensor of the given size."""
 
 @overload
-def empty(*size: SupportsIndex, dtype: _DTypeLike = None, device: _DeviceLike | None = None) -> Tensor: ...
+def empty(
+    *size: SupportsIndex,
+    dtype: _DTypeLike = None,
+    device: _DeviceLike | None = None,
+    requires_grad: builtins.bool = False,
+) -> Tensor: ...
 @overload
 def zeros(
-    size: Sequence[SupportsIndex], /, *, dtype: _DTypeLike = None, device: _DeviceLike | None = None
+    size: Sequence[SupportsIndex],
+    /,
+    *,
+    dtype: _DTypeLike = None,
+    device: _DeviceLike | None = None,
+    requires_grad: builtins.bool = False,
 ) -> Tensor: ...
 @overload
-def zeros(*size: SupportsIndex, dtype: _DTypeLike = None, device: _DeviceLike | None = None) -> Tensor: ...
+def zeros(
+    *size: SupportsIndex,
+    dtype: _DTypeLike = None,
+    device: _DeviceLike | None = None,
+    requires_grad: builtins.bool = False,
+) -> Tensor: ...
 @overload
 def ones(
-    size: Sequence[SupportsIndex], /, *, dtype: _DTypeLike = None, device: _DeviceLike | None = None
+    size: Sequence[SupportsIndex],
+    /,
+    *,
+    dtype: _DTypeLike = None,
+    device: _DeviceLike | None = None,
+    requires_grad: builtins.bool = False,
 ) -> Tensor: ...
 @overload
-def ones(*size: SupportsIndex, dtype: _DTypeLike = None, device: _DeviceLike | None = None) -> Tensor: ...
+def ones(
+    *size: SupportsIndex,
+    dtype: _DTypeLike = None,
+    device: _DeviceLike | None = None,
+    requires_grad: builtins.bool = False,
+) -> Tensor: ...
 def full(
     size: Sequence[SupportsIndex],
     fill_value: _Scalar,
     *,
     dtype: _DTypeLike = None,
     device: _DeviceLike | None = None,
+    requires_grad: builtins.bool = False,
 ) -> Tensor: ...
 @overload
-def arange(end: _Scalar, /, *, dtype: _DTypeLike = None, device: _DeviceLike | None = None) -> Tensor:
+def arange(
+    end: _Scalar,
+    /,
+    *,
+    dtype: _DTypeLike = None,
+    device: _DeviceLike | None = None,
+    requires_grad: builtins.bool = False,
+) -> Tensor:
     """Evenly spaced values in [start, end), like torch.arange."""
 
 @overload
@@ -387,6 +429,7 @@ def arange(
     *,
     dtype: _DTypeLike = None,
     device: _DeviceLike | None = None,
+    requires_grad: builtins.bool = False,
 ) -> Tensor: ...
 def matmul(input: Tensor, other: Tensor) -> Tensor:
     """Matrix product with torch.matmul's rules for 1-D operands and broadcast batch dims."""
@@ -412,6 +455,9 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
     """Rows of `weight` at the int32/int64 `input`, like torch.nn.functional.embedding."""
 
 def one_hot(tensor: Tensor, num_classes: SupportsIndex = -1) -> Tensor: ...
+def flip(input: Tensor, dims: Sequence[SupportsIndex]) -> Tensor:
+    """Reverse the order of elements along dims."""
+
 def tril(input: Tensor, diagonal: SupportsIndex = 0) -> Tensor: ...
 def triu(input: Tensor, diagonal: SupportsIndex = 0) -> Tensor: ...
 def manual_seed(seed: SupportsIndex) -> None:
@@ -419,20 +465,40 @@ def manual_seed(seed: SupportsIndex) -> None:
 
 @overload
 def rand(
-    size: Sequence[SupportsIndex], /, *, dtype: _DTypeLike = None, device: _DeviceLike | None = None
+    size: Sequence[SupportsIndex],
+    /,
+    *,
+    dtype: _DTypeLike = None,
+    device: _DeviceLike | None = None,
+    requires_grad: builtins.bool = False,
 ) -> Tensor:
     """Uniform values in [0, 1)."""
 
 @overload
-def rand(*size: SupportsIndex, dtype: _DTypeLike = None, device: _DeviceLike | None = None) -> Tensor: ...
+def rand(
+    *size: SupportsIndex,
+    dtype: _DTypeLike = None,
+    device: _DeviceLike | None = None,
+    requires_grad: builtins.bool = False,
+) -> Tensor: ...
 @overload
 def randn(
-    size: Sequence[SupportsIndex], /, *, dtype: _DTypeLike = None, device: _DeviceLike | None = None
+    size: Sequence[SupportsIndex],
+    /,
+    *,
+    dtype: _DTypeLike = None,
+    device: _DeviceLike | None = None,
+    requires_grad: builtins.bool = False,
 ) -> Tensor:
     """Standard normal values."""
 
 @overload
-def randn(*size: SupportsIndex, dtype: _DTypeLike = None, device: _DeviceLike | None = None) -> Tensor: ...
+def randn(
+    *size: SupportsIndex,
+    dtype: _DTypeLike = None,
+    device: _DeviceLike | None = None,
+    requires_grad: builtins.bool = False,
+) -> Tensor: ...
 @overload
 def randint(
     high: SupportsIndex,

@@ -245,6 +245,20 @@ Tensor one_hot(const Tensor& indices, int64_t num_classes) {
   return out;
 }
 
+Tensor flip(const Tensor& input, const std::vector<int64_t>& dims) {
+  std::vector<bool> seen(input.ndim(), false);
+  Tensor out = input;
+  for (int64_t dim : dims) {
+    const int64_t d = shape::wrap_dim(dim, std::max<int64_t>(input.ndim(), 1));
+    if (input.ndim() == 0) continue;  // a 0-d tensor flips to itself
+    if (seen[d]) fail<ValueError>("flip: dims ", shape::str(dims), " name dimension ", d, " twice");
+    seen[d] = true;
+    const int64_t size = input.shape()[d];
+    out = select_along("flip", out, d, Tensor::arange(size - 1, -1, -1, DType::Int64, input.device()));
+  }
+  return out.is_alias_of(input) ? input.clone() : out;
+}
+
 namespace {
 
 Tensor triangle(const char* op, const Tensor& input, int64_t diagonal, bool upper) {

@@ -31,6 +31,9 @@ const Tensor& scatter_add_(const Tensor& self, int64_t dim, const Tensor& index,
 Tensor embedding(const Tensor& indices, const Tensor& weight);
 // int64 one-hot rows; num_classes = -1 means max(indices) + 1.
 Tensor one_hot(const Tensor& indices, int64_t num_classes = -1);
+// A copy with the order of elements reversed along each of `dims` (strides stay positive,
+// so this copies, as torch's does).
+Tensor flip(const Tensor& input, const std::vector<int64_t>& dims);
 // Lower / upper triangle of the last two dims, from the `diagonal`-th diagonal.
 Tensor tril(const Tensor& input, int64_t diagonal = 0);
 Tensor triu(const Tensor& input, int64_t diagonal = 0);

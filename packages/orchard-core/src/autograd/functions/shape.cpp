@@ -157,6 +157,14 @@ Tensor embedding(const Tensor& indices, const Tensor& weight) {
   return out;
 }
 
+Tensor flip(const Tensor& input, const std::vector<int64_t>& dims) {
+  Tensor out = orchard::flip(input, dims);
+  if (!any_requires_grad({&input})) return out;
+  record("FlipBackward", {input}, {out},
+         [dims](const Node::Grads& grads) { return Node::Grads{orchard::flip(grads[0], dims)}; });
+  return out;
+}
+
 Tensor tril(const Tensor& input, int64_t diagonal) {
   Tensor out = orchard::tril(input, diagonal);
   if (!any_requires_grad({&input})) return out;
