@@ -56,7 +56,7 @@ def cases(rows: int, width: int) -> list[Case]:
     w_o, w_t = _pair(rng.standard_normal(16, dtype=np.float32), False)
     g_o, g_t = _pair(rng.standard_normal(16, dtype=np.float32), False)
     a_o, a_t = _pair(rng.standard_normal((rows, width), dtype=np.float32), False)
-    m_o, m_t = _pair(rng.standard_normal((width, width), dtype=np.float32) / np.sqrt(width), True)
+    m_o, m_t = _pair((rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32), True)
     b_o, b_t = _pair(rng.standard_normal(width, dtype=np.float32), True)
     big = f"{rows}x{width} @ {width}x{width} float32"
     return [
@@ -86,7 +86,7 @@ def main() -> None:
     load = print_settings()
     rows = []
     for case in cases(args.rows, args.width):
-        row = measure(case, args.budget, repeats=9, fraction=20, warmup=True, settle_s=0.05)
+        row = measure(case, args.budget, repeats=9, fraction=20, warmup=True, settle_s=0.3)
         rows.append(row)
         print_row(row, unit="µs")
     if args.out:

@@ -8,6 +8,7 @@ build against the headers and library this package ships; see
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,19 @@ if sys.platform != "darwin":
     # finds it through its rpath; importing the wheel first loads it for build-tree imports too.
     import scipy_openblas32  # noqa: F401
 
-from . import _core, autograd, profile
+# OpenMP threads that spin after a parallel region steal the cores OpenBLAS's own pool needs
+# for the next matmul (4-5x slower fwd+bwd of a linear layer on 2 cores). Unless the user chose
+# a policy, orchard's OpenMP runtime, initialised as _core loads, waits passively; the
+# variable is restored at once so that other libraries and child processes do not see it.
+_WAIT_POLICY_SET = "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
+if not _WAIT_POLICY_SET:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+try:
+    from . import _core
+finally:
+    if not _WAIT_POLICY_SET:
+        del os.environ["OMP_WAIT_POLICY"]
+from . import autograd, profile
 from ._core import (
     OutOfMemoryError,
     Tensor,

@@ -305,6 +305,13 @@ void unary_typed(UnaryOp op, const Tensor& a, const Tensor& out) {
             cpu::vmath::sigmoid_row, [](float x) { return cpu::vmath::sigmoid(x); }, a, out);
       case UnaryOp::Gelu:
         return run_unary_float<T>(cpu::vmath::gelu_row, [](float x) { return cpu::vmath::gelu(x); }, a, out);
+      case UnaryOp::GeluDerivative:
+        return run_unary_float<T>(
+            cpu::vmath::gelu_derivative_row, [](float x) { return cpu::vmath::gelu_derivative(x); }, a, out);
+      case UnaryOp::GeluTanhDerivative:
+        return run_unary_float<T>(
+            cpu::vmath::gelu_tanh_derivative_row, [](float x) { return cpu::vmath::gelu_tanh_derivative(x); },
+            a, out);
       case UnaryOp::GeluTanh:
         return run_unary_float<T>(
             cpu::vmath::gelu_tanh_row, [](float x) { return cpu::vmath::gelu_tanh(x); }, a, out);

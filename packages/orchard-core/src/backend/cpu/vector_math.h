@@ -109,24 +109,51 @@ inline float erfc_scaled(float x) {
   return t * exp(hi, lo + p);
 }
 
-// x * Phi(x), Phi the normal CDF, via erfc so that neither tail loses digits.
-inline float gelu(float x) {
+// Phi(x), the normal CDF, via erfc so that neither tail loses digits.
+inline float normal_cdf(float x) {
   const float tail = 0.5f * erfc_scaled(x);
-  const float cdf = x > 0.0f ? 1.0f - tail : tail;
-  return x * cdf;
+  return x > 0.0f ? 1.0f - tail : tail;
 }
 
-// 0.5 x (1 + tanh(u)) written as x * sigmoid(2u): no cancellation for negative x. 2u is
-// formed in double: in float its rounding would dominate the error where |2u| is large.
-inline float gelu_tanh(float x) {
-  constexpr double k = 0.79788456080286536;  // sqrt(2 / pi)
+inline float gelu(float x) { return x * normal_cdf(x); }
+
+// d/dx x Phi(x) = Phi(x) + x phi(x), phi the normal density.
+inline float gelu_derivative(float x) {
+  constexpr float inv_sqrt_2pi = 0.39894228040143268f;
   const double xd = x;
-  const double two_u = 2.0 * k * (xd + 0.044715 * xd * xd * xd);
+  float lo;
+  const float hi = split_negated(0.5 * xd * xd, lo);
+  return normal_cdf(x) + x * (inv_sqrt_2pi * exp(hi, lo));
+}
+
+constexpr double kSqrt2OverPi = 0.79788456080286536;
+
+// sigmoid(2u) and 1 - sigmoid(2u) for gelu's tanh form, u = sqrt(2/pi) (x + 0.044715 x^3).
+// 2u is formed in double: in float its rounding would dominate the error where |2u| is large.
+inline void gelu_tanh_sigmoid(float x, float& s, float& one_minus_s) {
+  const double xd = x;
+  const double two_u = 2.0 * kSqrt2OverPi * (xd + 0.044715 * xd * xd * xd);
   float lo;
   const float hi = split_negated(std::fabs(two_u), lo);  // -|2u|
   const float e = exp(hi, lo);
-  const float s = 1.0f / (1.0f + e);
-  return x * (two_u >= 0.0 ? s : e * s);
+  const float small = 1.0f / (1.0f + e);
+  s = two_u >= 0.0 ? small : e * small;
+  one_minus_s = two_u >= 0.0 ? e * small : small;
+}
+
+// 0.5 x (1 + tanh(u)) written as x * sigmoid(2u): no cancellation for negative x.
+inline float gelu_tanh(float x) {
+  float s, one_minus_s;
+  gelu_tanh_sigmoid(x, s, one_minus_s);
+  return x * s;
+}
+
+// d/dx x sigmoid(2u) = s + x s (1 - s) 2u'.
+inline float gelu_tanh_derivative(float x) {
+  float s, one_minus_s;
+  gelu_tanh_sigmoid(x, s, one_minus_s);
+  const float du = 2.0f * static_cast<float>(kSqrt2OverPi) * (1.0f + 3.0f * 0.044715f * x * x);
+  return s + x * (s * one_minus_s) * du;
 }
 
 // The functions above over contiguous rows, vectorized (vector_math_rows.cpp).
@@ -135,5 +162,7 @@ void tanh_row(const float* in, float* out, int64_t n);
 void sigmoid_row(const float* in, float* out, int64_t n);
 void gelu_row(const float* in, float* out, int64_t n);
 void gelu_tanh_row(const float* in, float* out, int64_t n);
+void gelu_derivative_row(const float* in, float* out, int64_t n);
+void gelu_tanh_derivative_row(const float* in, float* out, int64_t n);
 
 }  // namespace orchard::cpu::vmath

@@ -32,4 +32,12 @@ ORCHARD_AVX2_CLONE void gelu_tanh_row(const float* in, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = gelu_tanh(in[i]);
 }
 
+ORCHARD_AVX2_CLONE void gelu_derivative_row(const float* in, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gelu_derivative(in[i]);
+}
+
+ORCHARD_AVX2_CLONE void gelu_tanh_derivative_row(const float* in, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gelu_tanh_derivative(in[i]);
+}
+
 }  // namespace orchard::cpu::vmath
