@@ -8,28 +8,12 @@ build against the headers and library this package ships; see
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
-if sys.platform != "darwin":
-    # liborchard_core links OpenBLAS from the scipy-openblas32 wheel. The installed library
-    # finds it through its rpath; importing the wheel first loads it for build-tree imports too.
-    import scipy_openblas32  # noqa: F401
+from . import _load  # noqa: F401 - first: loads the native module with its environment
 
-# OpenMP threads that spin after a parallel region steal the cores OpenBLAS's own pool needs
-# for the next matmul (4-5x slower fwd+bwd of a linear layer on 2 cores). Unless the user chose
-# a policy, orchard's OpenMP runtime, initialised as _core loads, waits passively; the
-# variable is restored at once so that other libraries and child processes do not see it.
-_WAIT_POLICY_SET = "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
-if not _WAIT_POLICY_SET:
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-try:
-    from . import _core
-finally:
-    if not _WAIT_POLICY_SET:
-        del os.environ["OMP_WAIT_POLICY"]
-from . import autograd, profile
+# isort: split
+from . import _core, autograd, profile
 from ._core import (
     OutOfMemoryError,
     Tensor,
