@@ -331,3 +331,16 @@ def test_creation_functions_make_leaves_that_require_grad(make):
     assert t.requires_grad and t.is_leaf and t.shape == (2, 3)
     with pytest.raises(RuntimeError, match="int64"):
         oc.zeros(2, dtype=oc.int64, requires_grad=True)
+
+
+def test_graphs_and_saved_tensors_are_freed_with_their_outputs():
+    x = oc.randn(100, requires_grad=True)
+    before = oc.profile.live_count()
+    for _ in range(3):
+        y = (x * 2.0).exp().tanh() * x
+        y.backward(oc.ones(100), retain_graph=True)  # keeps saved values until y goes
+        del y
+    assert oc.profile.live_count() == before + 1  # only x.grad remains
+    z = Cube.apply(x * 1.0, 2.0)
+    del z
+    assert oc.profile.live_count() == before + 1

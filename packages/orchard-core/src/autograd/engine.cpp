@@ -155,7 +155,6 @@ class GraphTask {
       if (!grads[i].defined()) grads[i] = zeros_for(node.outputs[i]);
     }
     Node::Grads input_grads = node.apply(grads);
-    grads.clear();  // lets AccumulateGrad see that it holds the only reference
     if (!retain_graph_) node.release();
     if (input_grads.size() != node.next_edges.size() && !input_grads.empty()) {
       fail<RuntimeError>(node.name(), " returned ", input_grads.size(), " gradients but has ",
