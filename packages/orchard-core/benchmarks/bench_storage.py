@@ -26,7 +26,7 @@ def cases(n: int) -> list[Case]:
     rng = np.random.default_rng(0)
     base = rng.standard_normal((n, n), dtype=np.float32)
     a_np, a_t, a_o = base, torch.from_numpy(base.copy()), oc.tensor(base)
-    small_np, small_t = np.ones(1024, np.float32), torch.ones(1024)
+    small_np, small_t, small_o = np.ones(1024, np.float32), torch.ones(1024), oc.ones(1024)
     return [
         Case(
             "zeros(1024) float32",
@@ -65,7 +65,7 @@ def cases(n: int) -> list[Case]:
         ),
         Case(
             "clone(1024 floats)",
-            lambda: oc.zeros(1024).clone(),
+            lambda: small_o.clone(),
             lambda: small_t.clone(),
             lambda: small_np.copy(),
         ),
