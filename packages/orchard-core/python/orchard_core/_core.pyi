@@ -612,14 +612,14 @@ def softmax(input: Tensor, dim: SupportsIndex, dtype: _DTypeLike = None) -> Tens
 def log_softmax(input: Tensor, dim: SupportsIndex, dtype: _DTypeLike = None) -> Tensor:
     """x - logsumexp(x) along dim."""
 
-class Node:
+class Node(metaclass=_pybind11_type):
     """A recorded operation in the autograd graph."""
 
     def name(self) -> str: ...
     @property
     def next_functions(self) -> tuple[tuple[Node | None, int], ...]: ...
 
-class _SavedTensor:
+class _SavedTensor(metaclass=_pybind11_type):
     """A tensor kept for backward, checked on unpack."""
 
     def __init__(self, tensor: Tensor) -> None: ...
