@@ -150,6 +150,13 @@ def _inplace(op):
     return run
 
 
+def _copy_into_copy(lib, x, other):
+    # The old values of the copy get no gradient; `other` gets it, summed over broadcast dims.
+    y = x * 2.0
+    y.copy_(other * 3.0)
+    return y * x
+
+
 UNARY = [
     ("neg", lambda lib, x: -x, -3, 3),
     ("abs", lambda lib, x: lib.abs(x), -3, 3),
@@ -189,11 +196,18 @@ CASES += [
     OpCase("div_number", lambda lib, x, c: x / c, tensor_and_number()),
     OpCase("rdiv_number", lambda lib, x, c: c / x, tensor_and_number(0.5, 3.0)),
     OpCase("lt", lambda lib, a, b: a < b, binary_args(), grad=False, gradcheck=False),
+    OpCase("le", lambda lib, a, b: lib.le(a, b), binary_args(), grad=False, gradcheck=False),
+    OpCase("gt", lambda lib, a, b: a > b, binary_args(), grad=False, gradcheck=False),
+    OpCase("ge", lambda lib, a, b: a >= b, binary_args(), grad=False, gradcheck=False),
+    OpCase("ne", lambda lib, a, b: lib.ne(a, b), binary_args(), grad=False, gradcheck=False),
     OpCase("eq_number", lambda lib, x, c: lib.eq(x, c), tensor_and_number(), grad=False, gradcheck=False),
     OpCase("where", lambda lib, c, a, b: lib.where(c, a, b), ternary_args()),
     OpCase("masked_fill", lambda lib, x, m, v: x.masked_fill(m, v), masked_fill_args(False)),
     OpCase("masked_fill_tensor_value", lambda lib, x, m, v: lib.masked_fill(x, m, v), masked_fill_args(True)),
     OpCase("clamp_tensors", lambda lib, x, lo, hi: lib.clamp(x, lo, hi), clamp_tensor_args()),
+    OpCase("copy_", _copy_into_copy, inplace_args()),
+    OpCase("fill_", lambda lib, x: (x * 1.0).fill_(2.5) * x, view_args()),
+    OpCase("zero_", lambda lib, x: (x * 1.0).zero_() + x * x, view_args()),
     OpCase("add_", _inplace("add_"), inplace_args()),
     OpCase("sub_", _inplace("sub_"), inplace_args()),
     OpCase("mul_", _inplace("mul_"), inplace_args()),

@@ -87,7 +87,22 @@ def _normalize(lib, x, dim):
     return centered / (x.std(dim, correction=0, keepdim=True) + 0.5)
 
 
+@st.composite
+def arg_reduce_args(draw):
+    """A tensor with no empty dim (argmax of nothing is an error) and a dim, distinct values."""
+    shape = draw(shapes(min_dims=1, min_side=1))
+    return [
+        draw(array(shape, grad=False)),
+        draw(st.integers(-len(shape), len(shape) - 1)),
+        draw(st.booleans()),
+    ]
+
+
 CASES = [
+    OpCase(
+        "argmax", lambda lib, x, d, k: lib.argmax(x, d, k), arg_reduce_args(), grad=False, gradcheck=False
+    ),
+    OpCase("argmin", lambda lib, x, d, k: x.argmin(d, k), arg_reduce_args(), grad=False, gradcheck=False),
     OpCase("sum", lambda lib, x, d, k: lib.sum(x, d, keepdim=k), reduce_args()),
     OpCase("sum_method", lambda lib, x, d, k: x.sum(d, k) * 2.0, reduce_args()),
     OpCase(

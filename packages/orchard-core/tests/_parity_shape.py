@@ -131,6 +131,17 @@ def flip_args(draw):
     return [draw(array(shape)), dims]
 
 
+@st.composite
+def one_hot_args(draw):
+    shape = draw(shapes(max_dims=3))
+    classes = draw(st.integers(1, 7))
+    return [draw(indices(shape, classes)), classes]
+
+
+def _one_hot(lib, index, classes):
+    return oc.one_hot(index, classes) if lib is oc else lib.nn.functional.one_hot(index, classes)
+
+
 CASES = [
     OpCase("cat", lambda lib, dim, *xs: lib.cat(list(xs), dim), cat_args()),
     OpCase("cat_skips_1d_empty", lambda lib, *xs: lib.cat(list(xs)), cat_skipping_empty_args()),
@@ -143,6 +154,7 @@ CASES = [
     OpCase("scatter_add", lambda lib, x, d, i, src: lib.scatter_add(x, d, i, src), scatter_add_args()),
     OpCase("scatter_add_", _scatter_add_inplace, scatter_add_args()),
     OpCase("embedding", _embedding, embedding_args()),
+    OpCase("one_hot", _one_hot, one_hot_args(), grad=False, gradcheck=False),
     OpCase("flip", lambda lib, x, dims: lib.flip(x, dims), flip_args()),
     OpCase("flip_method", lambda lib, x, dims: x.flip(*dims) if dims else x.flip(dims), flip_args()),
     OpCase("tril", lambda lib, x, diagonal: lib.tril(x, diagonal), triangle_args()),
