@@ -242,8 +242,12 @@ void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& o
   }
 }
 
+using FloatRow = void (*)(const float*, float*, int64_t);
+
+// out = f(a). A float32 tensor's contiguous rows go to `row` when given, a vectorized
+// version of f (vector_math_rows.cpp); strided rows and other dtypes use f.
 template <class T, class F>
-void run_unary(F f, const Tensor& a, const Tensor& out) {
+void run_unary(F f, const Tensor& a, const Tensor& out, FloatRow row = nullptr) {
   using A = Acc<T>;
   const Geometry<2> g(out.shape(), {&out.strides(), &a.strides()});
   T* o = typed<T>(out);
@@ -252,37 +256,15 @@ void run_unary(F f, const Tensor& a, const Tensor& out) {
   for_each_row(g, [&](const std::array<int64_t, 2>& off, int64_t start, int64_t count) {
     T* ro = o + off[0] + start * so;
     const T* ra = pa + off[1] + start * sa;
+    if constexpr (std::is_same_v<T, float>) {
+      if (row != nullptr && so == 1 && sa == 1) return row(ra, ro, count);
+    }
     if (so == 1 && sa == 1) {
       for (int64_t i = 0; i < count; ++i) ro[i] = T(f(A(ra[i])));
     } else {
       for (int64_t i = 0; i < count; ++i) ro[i * so] = T(f(A(ra[i * sa])));
     }
   });
-}
-
-using FloatRow = void (*)(const float*, float*, int64_t);
-
-// float32 tensors use `row` on contiguous rows and `f` elsewhere; bfloat16 and float16,
-// which compute in float, use `f`. float64 never comes here.
-template <class T, class F>
-void run_unary_float(FloatRow row, F f, const Tensor& a, const Tensor& out) {
-  if constexpr (std::is_same_v<T, float>) {
-    const Geometry<2> g(out.shape(), {&out.strides(), &a.strides()});
-    float* o = typed<float>(out);
-    const float* pa = typed<const float>(a);
-    const int64_t so = g.strides[0].back(), sa = g.strides[1].back();
-    for_each_row(g, [&](const std::array<int64_t, 2>& off, int64_t start, int64_t count) {
-      float* ro = o + off[0] + start * so;
-      const float* ra = pa + off[1] + start * sa;
-      if (so == 1 && sa == 1) {
-        row(ra, ro, count);
-      } else {
-        for (int64_t i = 0; i < count; ++i) ro[i * so] = f(ra[i * sa]);
-      }
-    });
-  } else {
-    run_unary<T>(f, a, out);
-  }
 }
 
 template <class T>
@@ -297,24 +279,22 @@ void unary_typed(UnaryOp op, const Tensor& a, const Tensor& out) {
   if constexpr (std::is_same_v<A, float>) {
     switch (op) {
       case UnaryOp::Exp:
-        return run_unary_float<T>(cpu::vmath::exp_row, [](float x) { return cpu::vmath::exp(x); }, a, out);
+        return run_unary<T>([](float x) { return cpu::vmath::exp(x); }, a, out, cpu::vmath::exp_row);
       case UnaryOp::Tanh:
-        return run_unary_float<T>(cpu::vmath::tanh_row, [](float x) { return cpu::vmath::tanh(x); }, a, out);
+        return run_unary<T>([](float x) { return cpu::vmath::tanh(x); }, a, out, cpu::vmath::tanh_row);
       case UnaryOp::Sigmoid:
-        return run_unary_float<T>(
-            cpu::vmath::sigmoid_row, [](float x) { return cpu::vmath::sigmoid(x); }, a, out);
+        return run_unary<T>([](float x) { return cpu::vmath::sigmoid(x); }, a, out, cpu::vmath::sigmoid_row);
       case UnaryOp::Gelu:
-        return run_unary_float<T>(cpu::vmath::gelu_row, [](float x) { return cpu::vmath::gelu(x); }, a, out);
+        return run_unary<T>([](float x) { return cpu::vmath::gelu(x); }, a, out, cpu::vmath::gelu_row);
       case UnaryOp::GeluDerivative:
-        return run_unary_float<T>(
-            cpu::vmath::gelu_derivative_row, [](float x) { return cpu::vmath::gelu_derivative(x); }, a, out);
+        return run_unary<T>([](float x) { return cpu::vmath::gelu_derivative(x); }, a, out,
+                            cpu::vmath::gelu_derivative_row);
       case UnaryOp::GeluTanhDerivative:
-        return run_unary_float<T>(
-            cpu::vmath::gelu_tanh_derivative_row, [](float x) { return cpu::vmath::gelu_tanh_derivative(x); },
-            a, out);
+        return run_unary<T>([](float x) { return cpu::vmath::gelu_tanh_derivative(x); }, a, out,
+                            cpu::vmath::gelu_tanh_derivative_row);
       case UnaryOp::GeluTanh:
-        return run_unary_float<T>(
-            cpu::vmath::gelu_tanh_row, [](float x) { return cpu::vmath::gelu_tanh(x); }, a, out);
+        return run_unary<T>([](float x) { return cpu::vmath::gelu_tanh(x); }, a, out,
+                            cpu::vmath::gelu_tanh_row);
       default: break;
     }
   }

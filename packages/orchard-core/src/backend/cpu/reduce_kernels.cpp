@@ -13,6 +13,7 @@
 
 #include "backend/backends.h"
 #include "backend/cpu/strided_loop.h"
+#include "backend/cpu/target_clones.h"
 #include "orchard/tensor.h"
 
 namespace orchard::backend {
@@ -25,15 +26,7 @@ constexpr int64_t kTile = 1024;             // output columns summed together do
 constexpr int64_t kRowsPerBlock = 64;       // rows per float partial down a column
 constexpr int64_t kParallelWork = 1 << 15;  // below this many elements, one thread
 
-// The build targets baseline x86-64; the float loops that bound sums and softmax
-// also get an AVX2 clone, chosen at load time where the CPU has it. Lanes and
-// operations are the same in both, so the results are too; the helpers they call
-// are always inlined so that the clone compiles them for AVX2.
-#if defined(__x86_64__) && defined(__linux__)
-#define ORCHARD_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
-#else
-#define ORCHARD_AVX2_CLONE
-#endif
+// The float loops that bound sums and softmax get an AVX2 clone (target_clones.h).
 
 template <class T>
 constexpr bool is_half_float = std::is_same_v<T, BFloat16> || std::is_same_v<T, Float16>;
