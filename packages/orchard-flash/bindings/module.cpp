@@ -7,6 +7,7 @@
 #include <string>
 
 #include "attention.h"
+#include "cpu/isa.h"
 
 namespace {
 
@@ -21,19 +22,54 @@ CausalAlignment alignment_from(const std::string& name) {
                                      "'");
 }
 
-py::tuple forward(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, std::optional<double> scale,
-                  const std::string& alignment) {
-  const auto shape = orchard::flash::describe(q, k, v, causal, scale, alignment_from(alignment));
+void require_cpu(const Tensor& q) {
   if (q.device().type != orchard::DeviceType::CPU) {
     orchard::fail<orchard::ValueError>("flash attention: device ", q.device().str(),
-                                       " has no kernels yet (cpu only)");
+                                       " has no kernels yet (supported: cpu)");
   }
+}
+
+py::tuple forward(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, std::optional<double> scale,
+                  const std::string& alignment, double dropout_p, uint64_t seed) {
+  const auto shape = orchard::flash::describe(q, k, v, causal, scale, alignment_from(alignment));
+  const auto dropout = orchard::flash::describe_dropout(dropout_p, seed);
+  require_cpu(q);
   orchard::flash::ForwardResult result;
   {
     const py::gil_scoped_release release;
-    result = orchard::flash::forward_cpu(q, k, v, shape);
+    result = orchard::flash::forward_cpu(q, k, v, shape, dropout);
   }
   return py::make_tuple(result.out, result.lse);
+}
+
+py::tuple backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                   const Tensor& lse, bool causal, std::optional<double> scale, const std::string& alignment,
+                   double dropout_p, uint64_t seed, std::optional<Tensor> dlse) {
+  const auto shape = orchard::flash::describe(q, k, v, causal, scale, alignment_from(alignment));
+  const auto dropout = orchard::flash::describe_dropout(dropout_p, seed);
+  orchard::flash::check_backward_inputs(dout, q, out, lse, dlse);
+  require_cpu(q);
+  orchard::flash::Gradients grads;
+  {
+    const py::gil_scoped_release release;
+    grads = orchard::flash::backward_cpu(dout, q, k, v, out, lse, dlse, shape, dropout);
+  }
+  return py::make_tuple(grads.dq, grads.dk, grads.dv);
+}
+
+Tensor dropout_mask(int64_t batch, int64_t heads, int64_t len_q, int64_t len_k, double p, uint64_t seed) {
+  for (const int64_t n : {batch, heads, len_q, len_k}) {
+    if (n < 0) orchard::fail<orchard::ValueError>("dropout mask: sizes must be >= 0, got ", n);
+  }
+  orchard::flash::AttentionShape shape;
+  shape.batch = batch;
+  shape.heads = heads;
+  shape.heads_kv = heads;
+  shape.len_q = len_q;
+  shape.len_k = len_k;
+  const auto dropout = orchard::flash::describe_dropout(p, seed);
+  const py::gil_scoped_release release;
+  return orchard::flash::dropout_mask_cpu(shape, dropout);
 }
 
 }  // namespace
@@ -42,7 +78,18 @@ PYBIND11_MODULE(_flash, m) {
   m.doc() = "orchard-flash native module";
   py::module_::import("orchard_core._core");  // Tensor's type and the exception translations
   m.def("_forward", &forward, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("causal"), py::arg("scale"),
-        py::arg("causal_alignment"));
+        py::arg("causal_alignment"), py::arg("dropout_p"), py::arg("seed"));
+  m.def("_backward", &backward, py::arg("dout"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"),
+        py::arg("lse"), py::arg("causal"), py::arg("scale"), py::arg("causal_alignment"), py::arg("dropout_p"),
+        py::arg("seed"), py::arg("dlse"));
+  m.def("_dropout_mask", &dropout_mask, py::arg("batch"), py::arg("heads"), py::arg("len_q"), py::arg("len_k"),
+        py::arg("p"), py::arg("seed"));
+  m.def("_cpu_isas", &orchard::flash::cpu::supported_isas, "Instruction sets this CPU runs, narrowest first.");
+  m.def(
+      "_cpu_isa", [] { return std::string(orchard::flash::cpu::kernels().name); },
+      "The instruction set whose kernels run now.");
+  m.def("_set_cpu_isa", &orchard::flash::cpu::set_isa, py::arg("name"),
+        "Run another instruction set's kernels (tests run every one).");
   m.def(
       "core_version_built_against", [] { return ORCHARD_CORE_VERSION; },
       "The orchard-core version of the headers this module was compiled with.");

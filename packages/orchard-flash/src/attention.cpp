@@ -1,6 +1,8 @@
 #include "attention.h"
 
 #include <cmath>
+#include <string>
+#include <utility>
 
 namespace orchard::flash {
 
@@ -11,6 +13,12 @@ void require_4d(const char* name, const Tensor& t) {
     fail<ValueError>("flash attention: ", name, " must be 4-d (batch, heads, length, head_dim), got ",
                      t.ndim(), " dims");
   }
+}
+
+std::string shape_str(const Shape& shape) {
+  std::string text = "(";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + ")";
 }
 
 }  // namespace
@@ -30,9 +38,9 @@ AttentionShape describe(const Tensor& q, const Tensor& k, const Tensor& v, bool 
                        k.device().str(), " and ", v.device().str());
     }
   }
-  if (q.dtype() != DType::Float32 && q.dtype() != DType::Float64) {
+  if (q.dtype() != DType::Float32 && q.dtype() != DType::BFloat16 && q.dtype() != DType::Float64) {
     fail<TypeError>("flash attention: dtype ", dtype_name(q.dtype()),
-                    " is not supported (float32 and float64 so far)");
+                    " is not supported (float32, bfloat16, and float64 for gradient checks)");
   }
   AttentionShape s;
   s.batch = q.size(0);
@@ -65,6 +73,34 @@ AttentionShape describe(const Tensor& q, const Tensor& k, const Tensor& v, bool 
   s.causal = causal;
   s.causal_offset = alignment == CausalAlignment::BottomRight ? s.len_k - s.len_q : 0;
   return s;
+}
+
+Dropout describe_dropout(double p, uint64_t seed) {
+  if (!(p >= 0 && p < 1)) fail<ValueError>("flash attention: dropout_p must be in [0, 1), got ", p);
+  return Dropout{p, seed};
+}
+
+void check_backward_inputs(const Tensor& dout, const Tensor& q, const Tensor& out, const Tensor& lse,
+                           const std::optional<Tensor>& dlse) {
+  for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"dout", &dout}, {"out", &out}}) {
+    if (t->shape() != q.shape()) {
+      fail<ValueError>("flash attention backward: ", name, " must have q's shape ", shape_str(q.shape()),
+                       ", got ", shape_str(t->shape()));
+    }
+    if (t->dtype() != q.dtype() || t->device() != q.device()) {
+      fail<TypeError>("flash attention backward: ", name, " is ", dtype_name(t->dtype()), " on ",
+                      t->device().str(), ", q is ", dtype_name(q.dtype()), " on ", q.device().str());
+    }
+  }
+  const Shape rows{q.size(0), q.size(1), q.size(2)};
+  const DType row_dtype = q.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
+  for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"lse", &lse}, {"dlse", dlse ? &*dlse : nullptr}}) {
+    if (t && (t->shape() != rows || t->dtype() != row_dtype || t->device() != q.device())) {
+      fail<ValueError>("flash attention backward: ", name, " must be ", dtype_name(row_dtype), " of shape ",
+                       shape_str(rows), " on ", q.device().str(), ", got ", dtype_name(t->dtype()), " of shape ",
+                       shape_str(t->shape()), " on ", t->device().str());
+    }
+  }
 }
 
 }  // namespace orchard::flash

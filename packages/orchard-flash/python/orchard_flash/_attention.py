@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 import orchard_core
+from orchard_core.autograd import Function, FunctionCtx
 
 from . import _flash
+
+Alignment = Literal["bottom_right", "top_left"]
 
 
 def _as_tensor(value: Any, name: str) -> orchard_core.Tensor:
@@ -18,6 +21,18 @@ def _as_tensor(value: Any, name: str) -> orchard_core.Tensor:
     raise TypeError(f"{name} must be an orchard_core.Tensor or support DLPack, got {type(value).__name__}")
 
 
+def _check_dropout(dropout_p: float) -> float:
+    p = float(dropout_p)
+    if not 0.0 <= p < 1.0:  # also catches NaN
+        raise ValueError(f"flash attention: dropout_p must be in [0, 1), got {dropout_p!r}")
+    return p
+
+
+def draw_seed() -> int:
+    """A dropout seed drawn from orchard_core's generator (so manual_seed reproduces it)."""
+    return int(orchard_core.randint(0, 2**62, (1,)).item())
+
+
 def forward(
     q: Any,
     k: Any,
@@ -25,17 +40,147 @@ def forward(
     *,
     causal: bool = False,
     scale: float | None = None,
-    causal_alignment: str = "bottom_right",
+    causal_alignment: Alignment = "bottom_right",
+    dropout_p: float = 0.0,
+    seed: int = 0,
 ) -> tuple[orchard_core.Tensor, orchard_core.Tensor]:
     """Fused softmax(q k^T * scale) v, never forming the score matrix.
 
     q is (batch, heads, len_q, dim), k and v (batch, heads_kv, len_k, dim) with heads a
-    multiple of heads_kv (grouped-query attention); any strides. ``scale`` defaults to
-    1/sqrt(dim). With ``causal``, query row i sees key j when j <= i + len_k - len_q
-    ("bottom_right", flash-attn's convention) or j <= i ("top_left", torch's is_causal).
-    Returns (out, lse): out like q, and the log-sum-exp of each row's scaled scores (-inf
-    for a row that sees no key, whose output is zeros).
+    multiple of heads_kv (grouped-query attention); any strides; float32, bfloat16 or float64.
+    ``scale`` defaults to 1/sqrt(dim). With ``causal``, query row i sees key j when
+    j <= i + len_k - len_q ("bottom_right", flash-attn's convention) or j <= i ("top_left",
+    torch's is_causal). With ``dropout_p`` > 0 the probabilities are dropped by the mask that
+    ``dropout_mask(..., seed)`` returns and the rest scaled by 1/(1 - dropout_p).
+    Returns (out, lse): out like q (contiguous), and the float32 (float64 for float64 inputs)
+    log-sum-exp of each row's scaled scores: -inf for a row that sees no key, whose output is 0.
     """
     return _flash._forward(
-        _as_tensor(q, "q"), _as_tensor(k, "k"), _as_tensor(v, "v"), causal, scale, causal_alignment
+        _as_tensor(q, "q"),
+        _as_tensor(k, "k"),
+        _as_tensor(v, "v"),
+        causal,
+        scale,
+        causal_alignment,
+        _check_dropout(dropout_p),
+        seed,
     )
+
+
+def backward(
+    dout: Any,
+    q: Any,
+    k: Any,
+    v: Any,
+    out: Any,
+    lse: Any,
+    *,
+    causal: bool = False,
+    scale: float | None = None,
+    causal_alignment: Alignment = "bottom_right",
+    dropout_p: float = 0.0,
+    seed: int = 0,
+    dlse: Any = None,
+) -> tuple[orchard_core.Tensor, orchard_core.Tensor, orchard_core.Tensor]:
+    """Gradients (dq, dk, dv) of ``forward``'s out given dout, from the saved out and lse.
+
+    The keyword arguments must be the forward call's; ``dlse``, when given, is a gradient of
+    the lse output too. Probabilities are recomputed block by block from q, k and lse, and the
+    dropout mask is regenerated from the seed, so memory stays linear in the sequence length.
+    dk and dv are summed over each group of query heads.
+    """
+    return _flash._backward(
+        _as_tensor(dout, "dout"),
+        _as_tensor(q, "q"),
+        _as_tensor(k, "k"),
+        _as_tensor(v, "v"),
+        _as_tensor(out, "out"),
+        _as_tensor(lse, "lse"),
+        causal,
+        scale,
+        causal_alignment,
+        _check_dropout(dropout_p),
+        seed,
+        None if dlse is None else _as_tensor(dlse, "dlse"),
+    )
+
+
+def dropout_mask(batch: int, heads: int, len_q: int, len_k: int, *, dropout_p: float, seed: int) -> orchard_core.Tensor:
+    """The keep mask (batch, heads, len_q, len_k) of bools that the kernels apply for ``seed``."""
+    return _flash._dropout_mask(batch, heads, len_q, len_k, _check_dropout(dropout_p), seed)
+
+
+class _FlashAttention(Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx,
+        q: orchard_core.Tensor,
+        k: orchard_core.Tensor,
+        v: orchard_core.Tensor,
+        options: dict[str, Any],
+    ) -> tuple[orchard_core.Tensor, orchard_core.Tensor]:
+        out, lse = forward(q, k, v, **options)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.options = options  # type: ignore[attr-defined]
+        return out, lse
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: FunctionCtx, dout: orchard_core.Tensor, dlse: orchard_core.Tensor
+    ) -> tuple[Any, ...]:
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv = backward(dout, q, k, v, out, lse, dlse=dlse, **ctx.options)  # type: ignore[attr-defined]
+        return dq, dk, dv, None
+
+
+@overload
+def flash_attention(
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    causal: bool = ...,
+    dropout_p: float = ...,
+    scale: float | None = ...,
+    seed: int | None = ...,
+    return_lse: Literal[False] = ...,
+    causal_alignment: Alignment = ...,
+) -> orchard_core.Tensor: ...
+@overload
+def flash_attention(
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    causal: bool = ...,
+    dropout_p: float = ...,
+    scale: float | None = ...,
+    seed: int | None = ...,
+    return_lse: Literal[True],
+    causal_alignment: Alignment = ...,
+) -> tuple[orchard_core.Tensor, orchard_core.Tensor]: ...
+def flash_attention(
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    causal: bool = False,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+    seed: int | None = None,
+    return_lse: bool = False,
+    causal_alignment: Alignment = "bottom_right",
+) -> orchard_core.Tensor | tuple[orchard_core.Tensor, orchard_core.Tensor]:
+    """Fused attention, differentiable through orchard_core's autograd.
+
+    See ``forward`` for shapes and semantics. ``seed=None`` draws the dropout seed from
+    ``orchard_core.manual_seed``'s generator (only when dropout_p > 0). With ``return_lse``
+    also returns the row log-sum-exp (differentiable too).
+    """
+    p = _check_dropout(dropout_p)
+    if seed is None:
+        seed = draw_seed() if p > 0 else 0
+    options = {"causal": causal, "scale": scale, "causal_alignment": causal_alignment, "dropout_p": p, "seed": seed}
+    tensors = [_as_tensor(x, name) for x, name in ((q, "q"), (k, "k"), (v, "v"))]
+    out, lse = _FlashAttention.apply(*tensors, options)
+    return (out, lse) if return_lse else out

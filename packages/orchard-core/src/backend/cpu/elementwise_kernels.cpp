@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "backend/backends.h"
-#include "backend/cpu/vector_math.h"
+#include "orchard/cpu/vector_math.h"
 #include "orchard/tensor.h"
 
 #ifdef _OPENMP

@@ -2,7 +2,7 @@
 // -fno-trapping-math: GCC then turns their selects into blends instead of branches and the
 // loops vectorize. Each row also gets AVX-512 and AVX2 clones (target_clones.h).
 #include "backend/cpu/target_clones.h"
-#include "backend/cpu/vector_math.h"
+#include "orchard/cpu/vector_math.h"
 
 namespace orchard::cpu::vmath {
 

@@ -1,6 +1,8 @@
 // float32 exp, expm1, tanh, sigmoid and gelu written without calls or branches, so that
 // loops over them vectorize (libm's expf/tanhf/erff are scalar calls). Each is within a
 // few ulps of the correctly rounded result; tests compare them with float64 references.
+// Always inlined: extensions compile them per instruction set (orchard-flash's AVX2 and
+// AVX-512 kernels), and an out-of-line copy would be shared between those.
 #pragma once
 
 #include <bit>
@@ -10,19 +12,19 @@
 namespace orchard::cpu::vmath {
 
 // min/max as selects: std::fmin and std::fmax are library calls unless NaNs are ruled out.
-inline float clamp(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
+[[gnu::always_inline]] inline float clamp(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
 // 2^n for integer-valued n in [-126, 127], built from the exponent bits.
-inline float pow2i(float n) { return std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23); }
+[[gnu::always_inline]] inline float pow2i(float n) { return std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23); }
 
 // Round to nearest integer (|x| < 2^22), branch-free: adding 1.5 * 2^23 drops the fraction.
-inline float round_nearest(float x) {
+[[gnu::always_inline]] inline float round_nearest(float x) {
   constexpr float shifter = 12582912.0f;
   return (x + shifter) - shifter;
 }
 
 // exp(r) - 1 for |r| <= ln(2)/2: the Taylor series to r^8, no cancellation near 0.
-inline float expm1_reduced(float r) {
+[[gnu::always_inline]] inline float expm1_reduced(float r) {
   float p = 1.0f / 40320.0f;
   p = p * r + 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;
@@ -35,7 +37,7 @@ inline float expm1_reduced(float r) {
 
 // x + lo = n * ln2 + r with |r| <= ln(2)/2 (lo a small correction to x, or 0); ln2 is
 // split in two so that n * ln2_hi and x - n * ln2_hi are exact.
-inline float reduce(float x, float& n, float lo = 0.0f) {
+[[gnu::always_inline]] inline float reduce(float x, float& n, float lo = 0.0f) {
   constexpr float log2e = 1.44269504088896341f;
   constexpr float ln2_hi = 0.693145751953125f;
   constexpr float ln2_lo = 1.42860682030941723212e-6f;
@@ -44,7 +46,7 @@ inline float reduce(float x, float& n, float lo = 0.0f) {
 }
 
 // exp(x + lo): an argument carried in two floats keeps digits a single float would round off.
-inline float exp(float x, float lo = 0.0f) {
+[[gnu::always_inline]] inline float exp(float x, float lo = 0.0f) {
   // Outside [-104, 89] the result is 0 or inf; NaN passes through the selects below.
   const float clamped = clamp(x, -104.0f, 89.0f);
   float n;
@@ -58,14 +60,14 @@ inline float exp(float x, float lo = 0.0f) {
 }
 
 // exp(x) - 1 for |x| <= 9, accurate near 0.
-inline float expm1_small(float x) {
+[[gnu::always_inline]] inline float expm1_small(float x) {
   float n;
   const float r = reduce(x, n);
   const float q = expm1_reduced(r);
   return n == 0.0f ? q : pow2i(n) * (q + 1.0f) - 1.0f;
 }
 
-inline float tanh(float x) {
+[[gnu::always_inline]] inline float tanh(float x) {
   // tanh|x| = e / (e + 2) with e = expm1(2|x|); past |x| = 9 it rounds to 1.
   const float a = clamp(std::fabs(x), 0.0f, 9.0f);
   const float e = expm1_small(2.0f * a);
@@ -75,14 +77,14 @@ inline float tanh(float x) {
 }
 
 // 1 / (1 + e^-x) for x >= 0, e^x / (1 + e^x) below: both tails keep their digits.
-inline float sigmoid(float x) {
+[[gnu::always_inline]] inline float sigmoid(float x) {
   const float e = exp(-std::fabs(x));
   const float s = 1.0f / (1.0f + e);
   return x >= 0.0f ? s : e * s;
 }
 
 // -v as hi + lo in two floats, from a double.
-inline float split_negated(double v, float& lo) {
+[[gnu::always_inline]] inline float split_negated(double v, float& lo) {
   const auto hi = static_cast<float>(-v);
   lo = static_cast<float>(-v - static_cast<double>(hi));
   return hi;
@@ -90,7 +92,7 @@ inline float split_negated(double v, float& lo) {
 
 // erfc(|x| / sqrt(2)) with relative error below 1.2e-7 (the Chebyshev fit of Numerical
 // Recipes, 2nd ed., section 6.2). The large term -x^2/2 of the exponent is formed in double.
-inline float erfc_scaled(float x) {
+[[gnu::always_inline]] inline float erfc_scaled(float x) {
   const float z = std::fabs(x) * 0.70710678118654752f;
   const float t = 1.0f / (1.0f + 0.5f * z);
   float p = 0.17087277f;
@@ -110,15 +112,15 @@ inline float erfc_scaled(float x) {
 }
 
 // Phi(x), the normal CDF, via erfc so that neither tail loses digits.
-inline float normal_cdf(float x) {
+[[gnu::always_inline]] inline float normal_cdf(float x) {
   const float tail = 0.5f * erfc_scaled(x);
   return x > 0.0f ? 1.0f - tail : tail;
 }
 
-inline float gelu(float x) { return x * normal_cdf(x); }
+[[gnu::always_inline]] inline float gelu(float x) { return x * normal_cdf(x); }
 
 // d/dx x Phi(x) = Phi(x) + x phi(x), phi the normal density.
-inline float gelu_derivative(float x) {
+[[gnu::always_inline]] inline float gelu_derivative(float x) {
   constexpr float inv_sqrt_2pi = 0.39894228040143268f;
   const double xd = x;
   float lo;
@@ -130,7 +132,7 @@ constexpr double kSqrt2OverPi = 0.79788456080286536;
 
 // sigmoid(2u) and 1 - sigmoid(2u) for gelu's tanh form, u = sqrt(2/pi) (x + 0.044715 x^3).
 // 2u is formed in double: in float its rounding would dominate the error where |2u| is large.
-inline void gelu_tanh_sigmoid(float x, float& s, float& one_minus_s) {
+[[gnu::always_inline]] inline void gelu_tanh_sigmoid(float x, float& s, float& one_minus_s) {
   const double xd = x;
   const double two_u = 2.0 * kSqrt2OverPi * (xd + 0.044715 * xd * xd * xd);
   float lo;
@@ -142,14 +144,14 @@ inline void gelu_tanh_sigmoid(float x, float& s, float& one_minus_s) {
 }
 
 // 0.5 x (1 + tanh(u)) written as x * sigmoid(2u): no cancellation for negative x.
-inline float gelu_tanh(float x) {
+[[gnu::always_inline]] inline float gelu_tanh(float x) {
   float s, one_minus_s;
   gelu_tanh_sigmoid(x, s, one_minus_s);
   return x * s;
 }
 
 // d/dx x sigmoid(2u) = s + x s (1 - s) 2u'.
-inline float gelu_tanh_derivative(float x) {
+[[gnu::always_inline]] inline float gelu_tanh_derivative(float x) {
   float s, one_minus_s;
   gelu_tanh_sigmoid(x, s, one_minus_s);
   const float du = 2.0f * static_cast<float>(kSqrt2OverPi) * (1.0f + 3.0f * 0.044715f * x * x);

@@ -1,0 +1,133 @@
+// The CPU entry points: allocate outputs and scratch, pick the widest instruction set this
+// CPU runs, and call its kernels.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "attention.h"
+#include "cpu/isa.h"
+#include "cpu/kernel_args.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace orchard::flash::cpu {
+
+int64_t forward_workspace(const AttentionShape& s) {
+  return 2 * kBlockQ * padded(s.dim) + kBlockQ * kBlockK + 2 * kBlockQ;
+}
+int64_t backward_workspace(const AttentionShape& s) {
+  return 3 * kBlockQ * padded(s.dim) + 3 * kBlockQ * kBlockK;
+}
+int64_t forward_shared(const AttentionShape& s) {
+  const int64_t keys = padded(s.len_k);
+  return s.batch * s.heads_kv * (s.dim * keys + keys * padded(s.dim));
+}
+int64_t backward_shared(const AttentionShape& s) {
+  const int64_t keys = padded(s.len_k);
+  return s.batch * s.heads_kv * (2 * s.dim * keys + 3 * keys * padded(s.dim)) + s.batch * s.heads * s.len_q;
+}
+
+namespace {
+
+Element element_of(DType dtype) {
+  if (dtype == DType::BFloat16) return Element::BFloat16;
+  return dtype == DType::Float64 ? Element::Float64 : Element::Float32;
+}
+
+Operand operand(const Tensor& t) {
+  return Operand{t.data_ptr(), t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
+}
+
+int thread_count() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// Scratch for one call, allocated through orchard-core (so profiling sees it).
+Tensor scratch(DType accumulate, int64_t elements) { return Tensor::empty({std::max<int64_t>(elements, 1)}, accumulate); }
+
+void require_finite(bool finite, const char* names) {
+  if (!finite) fail<ValueError>("flash attention: ", names, " contain NaN or infinite values");
+}
+
+}  // namespace
+
+}  // namespace orchard::flash::cpu
+
+namespace orchard::flash {
+
+using namespace cpu;
+
+ForwardResult forward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
+                          const Dropout& dropout) {
+  const DType accumulate = q.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
+  ForwardResult result{Tensor::empty({shape.batch, shape.heads, shape.len_q, shape.dim}, q.dtype()),
+                       Tensor::empty({shape.batch, shape.heads, shape.len_q}, accumulate)};
+  if (q.numel() == 0) return result;
+  KernelArgs args{.shape = shape, .element = element_of(q.dtype()), .dropout = dropout};
+  args.q = operand(q);
+  args.k = operand(k);
+  args.v = operand(v);
+  args.result.data = result.out.data_ptr();
+  args.lse = result.lse.data_ptr();
+  args.threads = thread_count();
+  if (shape.len_k == 0) {
+    // No key at all: every row is zeros with lse -inf.
+    result.out.fill_(0);
+    result.lse.fill_(-INFINITY);
+    return result;
+  }
+  const Tensor work = scratch(accumulate, forward_workspace(shape) * args.threads);
+  const Tensor shared = scratch(accumulate, forward_shared(shape));
+  args.workspace = work.data_ptr();
+  args.shared = shared.data_ptr();
+  require_finite(kernels().forward_pass(args), "q, k or v");
+  return result;
+}
+
+Gradients backward_cpu(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                       const Tensor& lse, const std::optional<Tensor>& dlse, const AttentionShape& shape,
+                       const Dropout& dropout) {
+  const DType accumulate = q.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
+  Gradients grads{Tensor::empty(q.shape(), q.dtype()), Tensor::empty(k.shape(), k.dtype()),
+                  Tensor::empty(v.shape(), v.dtype())};
+  if (q.numel() == 0 || k.numel() == 0) {
+    for (Tensor* g : {&grads.dq, &grads.dk, &grads.dv}) g->fill_(0);
+    return grads;
+  }
+  KernelArgs args{.shape = shape, .element = element_of(q.dtype()), .dropout = dropout};
+  args.q = operand(q);
+  args.k = operand(k);
+  args.v = operand(v);
+  args.out = operand(out);
+  args.dout = operand(dout);
+  const Tensor lse_rows = lse.contiguous();
+  args.lse = lse_rows.data_ptr();
+  const Tensor dlse_rows = dlse ? dlse->contiguous() : Tensor();
+  args.dlse = dlse ? dlse_rows.data_ptr() : nullptr;
+  args.dq.data = grads.dq.data_ptr();
+  args.dk.data = grads.dk.data_ptr();
+  args.dv.data = grads.dv.data_ptr();
+  args.threads = thread_count();
+  const Tensor work = scratch(accumulate, backward_workspace(shape) * args.threads);
+  const Tensor shared = scratch(accumulate, backward_shared(shape));
+  args.workspace = work.data_ptr();
+  args.shared = shared.data_ptr();
+  require_finite(kernels().backward_pass(args), "q, k, v, out or dout");
+  return grads;
+}
+
+Tensor dropout_mask_cpu(const AttentionShape& shape, const Dropout& dropout) {
+  Tensor mask = Tensor::empty({shape.batch, shape.heads, shape.len_q, shape.len_k}, DType::Bool);
+  KernelArgs args{.shape = shape, .dropout = dropout};
+  args.threads = thread_count();
+  kernels().dropout_keep_mask(args, static_cast<uint8_t*>(mask.data_ptr()));
+  return mask;
+}
+
+}  // namespace orchard::flash

@@ -1,0 +1,57 @@
+#include "cpu/isa.h"
+
+#include <atomic>
+
+#include "attention.h"
+
+namespace orchard::flash::cpu {
+
+namespace {
+
+constexpr Kernels kGeneric{"generic", generic::forward_pass, generic::backward_pass, generic::dropout_keep_mask};
+#ifdef ORCHARD_FLASH_X86
+constexpr Kernels kAvx2{"avx2", avx2::forward_pass, avx2::backward_pass, avx2::dropout_keep_mask};
+constexpr Kernels kAvx512{"avx512", avx512::forward_pass, avx512::backward_pass, avx512::dropout_keep_mask};
+#endif
+
+std::vector<const Kernels*> supported() {
+  std::vector<const Kernels*> sets{&kGeneric};
+#ifdef ORCHARD_FLASH_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) sets.push_back(&kAvx2);
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+    sets.push_back(&kAvx512);
+  }
+#endif
+  return sets;
+}
+
+std::atomic<const Kernels*>& current() {
+  static std::atomic<const Kernels*> chosen{supported().back()};
+  return chosen;
+}
+
+}  // namespace
+
+const Kernels& kernels() { return *current().load(); }
+
+std::vector<std::string> supported_isas() {
+  std::vector<std::string> names;
+  for (const Kernels* k : supported()) names.emplace_back(k->name);
+  return names;
+}
+
+void set_isa(const std::string& name) {
+  for (const Kernels* k : supported()) {
+    if (name == k->name) {
+      current().store(k);
+      return;
+    }
+  }
+  std::string names;
+  for (const std::string& n : supported_isas()) names += (names.empty() ? "" : ", ") + n;
+  fail<ValueError>("flash attention: instruction set '", name, "' is not available here (", names, ")");
+}
+
+}  // namespace orchard::flash::cpu

@@ -1,0 +1,69 @@
+// What the CPU kernels receive: raw pointers, strides and sizes, and no C++ library types, so
+// the per-instruction-set translation units share no inline code (see kernels.h).
+#pragma once
+
+#include <cstdint>
+
+#include "attention.h"
+
+namespace orchard::flash::cpu {
+
+enum class Element { Float32, Float64, BFloat16 };
+
+// Query rows and keys per block. Packed rows are padded to kPad elements (the widest vector).
+constexpr int64_t kBlockQ = 64;
+constexpr int64_t kBlockK = 128;
+constexpr int64_t kPad = 16;
+
+constexpr int64_t padded(int64_t n) { return (n + kPad - 1) / kPad * kPad; }
+
+// A 4-d operand: element (b, h, i, d) is data[b*s0 + h*s1 + i*s2 + d*s3] (strides in elements).
+struct Operand {
+  const void* data = nullptr;
+  int64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+};
+
+// Written by the kernels: contiguous (batch, heads, len, dim) of the input element type.
+struct Output {
+  void* data = nullptr;
+};
+
+struct KernelArgs {
+  AttentionShape shape;
+  Element element = Element::Float32;
+  Dropout dropout;
+  Operand q, k, v;
+  // Backward only: the output and its gradient.
+  Operand out, dout;
+  // Forward writes out and lse; backward reads lse and writes dq, dk, dv.
+  Output result, dq, dk, dv;
+  void* lse = nullptr;  // (batch, heads, len_q) float32, or float64 for float64 inputs
+  const void* dlse = nullptr;  // backward: the gradient of lse, or null
+  // Scratch the caller allocates, in accumulator elements (float, or double for float64
+  // inputs): *_workspace() for each of `threads` threads, and *_shared() for all.
+  void* workspace = nullptr;
+  void* shared = nullptr;
+  int threads = 1;
+};
+
+// Per-thread scratch of the forward and backward passes, in accumulator elements.
+int64_t forward_workspace(const AttentionShape& s);
+int64_t backward_workspace(const AttentionShape& s);
+// Shared scratch: the forward packs K^T and V once; the backward also K and the row terms.
+int64_t forward_shared(const AttentionShape& s);
+int64_t backward_shared(const AttentionShape& s);
+
+// The kernels, compiled once per instruction set (kernels.h). forward_pass and backward_pass
+// return false when an input held a NaN or an infinity.
+#define ORCHARD_FLASH_DECLARE_KERNELS(isa)                          \
+  namespace isa {                                                   \
+  bool forward_pass(const KernelArgs& args);                        \
+  bool backward_pass(const KernelArgs& args);                       \
+  void dropout_keep_mask(const KernelArgs& args, uint8_t* mask);    \
+  }
+ORCHARD_FLASH_DECLARE_KERNELS(generic)
+ORCHARD_FLASH_DECLARE_KERNELS(avx2)
+ORCHARD_FLASH_DECLARE_KERNELS(avx512)
+#undef ORCHARD_FLASH_DECLARE_KERNELS
+
+}  // namespace orchard::flash::cpu

@@ -1,0 +1,548 @@
+// FlashAttention forward and backward on the CPU, written once over GCC vector types and
+// compiled once per instruction set: kernels_{avx512,avx2,generic}.cpp define
+// ORCHARD_FLASH_ISA (a namespace), the vector width and the register tile, then include this.
+// Everything here lives in that namespace and uses no out-of-line library templates, so no
+// inline code compiled for one instruction set can be linked into another's caller.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "cpu/kernel_args.h"
+#include "orchard/cpu/vector_math.h"
+#include "orchard/kernels/random.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if !defined(ORCHARD_FLASH_ISA) || !defined(ORCHARD_FLASH_VECTOR_BYTES) || !defined(ORCHARD_FLASH_TILE_ROWS) || \
+    !defined(ORCHARD_FLASH_TILE_VECTORS)
+#error "kernels.h needs ORCHARD_FLASH_ISA, ORCHARD_FLASH_VECTOR_BYTES, ORCHARD_FLASH_TILE_ROWS/VECTORS"
+#endif
+
+namespace orchard::flash::cpu::ORCHARD_FLASH_ISA {
+
+#define FLASH_INLINE [[gnu::always_inline]] inline
+
+constexpr int kVectorBytes = ORCHARD_FLASH_VECTOR_BYTES;
+// The register tile of the block products: kTileRows rows by kTileVectors vectors of C.
+constexpr int kTileRows = ORCHARD_FLASH_TILE_ROWS;
+constexpr int kTileVectors = ORCHARD_FLASH_TILE_VECTORS;
+
+template <class A>
+struct Simd;
+template <>
+struct Simd<float> {
+  typedef float V __attribute__((vector_size(kVectorBytes)));
+};
+template <>
+struct Simd<double> {
+  typedef double V __attribute__((vector_size(kVectorBytes)));
+};
+template <class A>
+constexpr int kLanes = kVectorBytes / static_cast<int>(sizeof(A));
+
+template <class V, class A>
+FLASH_INLINE V load(const A* p) {
+  V v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class V, class A>
+FLASH_INLINE void store(A* p, V v) {
+  __builtin_memcpy(p, &v, sizeof v);
+}
+
+FLASH_INLINE int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+FLASH_INLINE int64_t iclamp(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
+
+// ---- element types: bf16 is stored as its 16 bits ------------------------------------------
+
+struct BF16 {
+  uint16_t bits;
+};
+
+template <class A>
+FLASH_INLINE A widen(float x) {
+  return static_cast<A>(x);
+}
+template <class A>
+FLASH_INLINE A widen(double x) {
+  return static_cast<A>(x);
+}
+template <class A>
+FLASH_INLINE A widen(BF16 x) {
+  const uint32_t bits = static_cast<uint32_t>(x.bits) << 16;
+  float f;
+  __builtin_memcpy(&f, &bits, sizeof f);
+  return static_cast<A>(f);
+}
+
+template <class In, class A>
+FLASH_INLINE In narrow(A x) {
+  if constexpr (__is_same(In, BF16)) {
+    // Round to nearest even; NaN stays a (quiet) NaN.
+    const float f = static_cast<float>(x);
+    uint32_t bits;
+    __builtin_memcpy(&bits, &f, sizeof bits);
+    const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+    return BF16{static_cast<uint16_t>(f != f ? (bits >> 16) | 0x40u : rounded)};
+  } else {
+    return static_cast<In>(x);
+  }
+}
+
+// Row i of head (b, h) of an operand.
+template <class In>
+FLASH_INLINE const In* row_of(const Operand& t, int64_t b, int64_t h, int64_t i) {
+  return static_cast<const In*>(t.data) + b * t.s0 + h * t.s1 + i * t.s2;
+}
+
+// ---- block products ------------------------------------------------------------------------
+
+// C[MR x NV vectors] (+)= A[MR x depth] B[depth x NV vectors]; A(i, p) = a[i*am + p*ak] is
+// broadcast, B's rows are contiguous and ldb apart. The accumulators stay in registers.
+template <class A, int MR, int NV>
+FLASH_INLINE void tile(const A* a, int64_t am, int64_t ak, const A* b, int64_t ldb, A* c, int64_t ldc, int64_t depth,
+                       bool add) {
+  using V = typename Simd<A>::V;
+  constexpr int L = kLanes<A>;
+  V acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < NV; ++j) acc[i][j] = add ? load<V>(c + i * ldc + j * L) : V{};
+  }
+  for (int64_t p = 0; p < depth; ++p) {
+    V bv[NV];
+#pragma GCC unroll 16
+    for (int j = 0; j < NV; ++j) bv[j] = load<V>(b + p * ldb + j * L);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const V ai = V{} + a[i * am + p * ak];
+#pragma GCC unroll 16
+      for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < NV; ++j) store(c + i * ldc + j * L, acc[i][j]);
+  }
+}
+
+// The tile for the last, partial rows and vectors of a product.
+template <class A, int MR, int NV>
+void tile_partial(int64_t rows, int64_t vectors, const A* a, int64_t am, int64_t ak, const A* b, int64_t ldb, A* c,
+                  int64_t ldc, int64_t depth, bool add) {
+  if constexpr (NV > 1) {
+    if (vectors < NV) return tile_partial<A, MR, NV - 1>(rows, vectors, a, am, ak, b, ldb, c, ldc, depth, add);
+  }
+  if constexpr (MR > 1) {
+    if (rows < MR) return tile_partial<A, MR - 1, NV>(rows, vectors, a, am, ak, b, ldb, c, ldc, depth, add);
+  }
+  tile<A, MR, NV>(a, am, ak, b, ldb, c, ldc, depth, add);
+}
+
+// C[m x n] (+)= A[m x depth] B[depth x n], with n a multiple of the vector lanes.
+template <class A>
+void gemm(int64_t m, int64_t n, int64_t depth, const A* a, int64_t am, int64_t ak, const A* b, int64_t ldb, A* c,
+          int64_t ldc, bool add) {
+  constexpr int64_t L = kLanes<A>;
+  constexpr int64_t panel = kTileVectors * L;
+  for (int64_t j0 = 0; j0 < n; j0 += panel) {
+    const int64_t vectors = imin(panel, n - j0) / L;
+    for (int64_t i0 = 0; i0 < m; i0 += kTileRows) {
+      const A* ai = a + i0 * am;
+      A* ci = c + i0 * ldc + j0;
+      if (vectors == kTileVectors && m - i0 >= kTileRows) {
+        tile<A, kTileRows, kTileVectors>(ai, am, ak, b + j0, ldb, ci, ldc, depth, add);
+      } else {
+        tile_partial<A, kTileRows, kTileVectors>(imin(kTileRows, m - i0), vectors, ai, am, ak, b + j0, ldb, ci, ldc,
+                                                 depth, add);
+      }
+    }
+  }
+}
+
+// ---- rows of scores ------------------------------------------------------------------------
+
+template <class A>
+FLASH_INLINE A exp_of(A x) {
+  if constexpr (__is_same(A, float)) {
+    return orchard::cpu::vmath::exp(x);
+  } else {
+    return __builtin_exp(x);
+  }
+}
+
+template <class A>
+A row_max(const A* x, int64_t n) {
+  A best = x[0];
+  for (int64_t j = 1; j < n; ++j) best = x[j] > best ? x[j] : best;
+  return best;
+}
+
+template <class A>
+A row_sum(const A* x, int64_t n) {
+  using V = typename Simd<A>::V;
+  constexpr int64_t L = kLanes<A>;
+  V acc{};
+  int64_t j = 0;
+  for (; j + L <= n; j += L) acc += load<V>(x + j);
+  A total = 0;
+  for (int l = 0; l < L; ++l) total += acc[l];
+  for (; j < n; ++j) total += x[j];
+  return total;
+}
+
+// x[j] = exp(x[j] * scale - shift) for j < n (a loop that vectorizes).
+template <class A>
+void exp_row(A* x, int64_t n, A scale, A shift) {
+  for (int64_t j = 0; j < n; ++j) x[j] = exp_of<A>(x[j] * scale - shift);
+}
+
+template <class A>
+void fill_row(A* x, int64_t n, A value) {
+  for (int64_t j = 0; j < n; ++j) x[j] = value;
+}
+
+// Multiplies p[0..n) (keys col0 .. col0+n of one row, col0 a multiple of 4) by the dropout
+// keep mask scaled by 1 / (1 - p); see Dropout in attention.h.
+template <class A>
+void apply_dropout(A* p, int64_t n, const Dropout& dropout, int64_t b, int64_t h, int64_t row, int64_t col0) {
+  const auto threshold = static_cast<uint32_t>(dropout.p * 4294967296.0);
+  const A keep_scale = static_cast<A>(1.0 / (1.0 - dropout.p));
+  const std::array<uint32_t, 2> key{static_cast<uint32_t>(dropout.seed), static_cast<uint32_t>(dropout.seed >> 32)};
+  for (int64_t g = 0; g * 4 < n; ++g) {
+    const std::array<uint32_t, 4> words = orchard::philox4x32_10(
+        {static_cast<uint32_t>(col0 / 4 + g), static_cast<uint32_t>(row), static_cast<uint32_t>(h),
+         static_cast<uint32_t>(b)},
+        key);
+    for (int w = 0; w < 4 && g * 4 + w < n; ++w) p[g * 4 + w] *= words[w] >= threshold ? keep_scale : A(0);
+  }
+}
+
+// The keep mask of a whole (batch, heads, len_q, len_k) problem as 0/1 bytes, for tests.
+void dropout_keep_mask(const KernelArgs& args, uint8_t* mask) {
+  const AttentionShape& s = args.shape;
+  const int64_t rows = s.batch * s.heads * s.len_q;
+#pragma omp parallel for num_threads(args.threads)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t bh = r / s.len_q;
+    float keep[kBlockK];
+    for (int64_t c0 = 0; c0 < s.len_k; c0 += kBlockK) {
+      const int64_t n = imin(kBlockK, s.len_k - c0);
+      fill_row<float>(keep, n, 1.0f);
+      apply_dropout<float>(keep, n, args.dropout, bh / s.heads, bh % s.heads, r % s.len_q, c0);
+      for (int64_t j = 0; j < n; ++j) mask[r * s.len_k + c0 + j] = keep[j] != 0.0f;
+    }
+  }
+}
+
+// ---- packing -------------------------------------------------------------------------------
+
+// dst[i*ld + d] = src row i (times scale) for i < rows, d < dim; zero up to padded(dim).
+// Returns false when a value is not finite.
+template <class In, class A>
+bool pack_rows(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t dim, A scale, A* dst,
+               int64_t ld) {
+  bool finite = true;
+  for (int64_t i = 0; i < rows; ++i) {
+    const In* src = row_of<In>(t, b, h, i0 + i);
+    A* out = dst + i * ld;
+    for (int64_t d = 0; d < dim; ++d) {
+      const A x = widen<A>(src[d * t.s3]);
+      finite &= x - x == 0;
+      out[d] = x * scale;
+    }
+    for (int64_t d = dim; d < ld; ++d) out[d] = 0;
+  }
+  return finite;
+}
+
+// dst[d*ld + i] = src row i: the transposed rows, keys along contiguous memory, zero padded.
+template <class In, class A>
+bool pack_transposed(const Operand& t, int64_t b, int64_t h, int64_t rows, int64_t dim, A* dst, int64_t ld) {
+  bool finite = true;
+  for (int64_t i = 0; i < rows; ++i) {
+    const In* src = row_of<In>(t, b, h, i);
+    for (int64_t d = 0; d < dim; ++d) {
+      const A x = widen<A>(src[d * t.s3]);
+      finite &= x - x == 0;
+      dst[d * ld + i] = x;
+    }
+  }
+  for (int64_t d = 0; d < dim; ++d) fill_row<A>(dst + d * ld + rows, ld - rows, A(0));
+  return finite;
+}
+
+FLASH_INLINE int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+// Keys row `row` may see: [0, limit) of the block starting at k0 with `cols` keys.
+FLASH_INLINE int64_t visible_keys(const AttentionShape& s, int64_t row, int64_t k0, int64_t cols) {
+  return s.causal ? iclamp(row + s.causal_offset - k0 + 1, 0, cols) : cols;
+}
+// One past the last key any of rows [q0, q0 + rows) sees.
+FLASH_INLINE int64_t key_end(const AttentionShape& s, int64_t q0, int64_t rows) {
+  return s.causal ? iclamp(q0 + rows + s.causal_offset, 0, s.len_k) : s.len_k;
+}
+
+// ---- forward -------------------------------------------------------------------------------
+
+// Packed K^T (dim x len_k padded) and V (len_k padded x dim padded) of one (batch, kv head).
+template <class A>
+struct PackedKV {
+  A* kt;
+  A* v;
+};
+
+template <class In, class A>
+void forward_block(const KernelArgs& args, PackedKV<A> kv, int64_t b, int64_t h, int64_t q0, A* work,
+                   bool& finite) {
+  const AttentionShape& s = args.shape;
+  const int64_t dim = s.dim, dim_p = padded(dim), ld_kt = padded(s.len_k);
+  const int64_t rows = imin(kBlockQ, s.len_q - q0);
+  A* q = work;                           // kBlockQ x dim_p, scaled
+  A* p = q + kBlockQ * dim_p;            // kBlockQ x kBlockK: scores, then probabilities
+  A* o = p + kBlockQ * kBlockK;          // kBlockQ x dim_p: unnormalized output
+  A* m = o + kBlockQ * dim_p;            // running row max
+  A* l = m + kBlockQ;                    // running row sum
+  finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, static_cast<A>(s.scale), q, dim_p);
+  fill_row<A>(o, rows * dim_p, A(0));
+  fill_row<A>(m, rows, -INFINITY);
+  fill_row<A>(l, rows, A(0));
+  const int64_t end = key_end(s, q0, rows);
+  for (int64_t k0 = 0; k0 < end; k0 += kBlockK) {
+    const int64_t cols = imin(kBlockK, end - k0), cols_p = padded(cols);
+    gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + k0, ld_kt, p, kBlockK, false);
+    for (int64_t i = 0; i < rows; ++i) {
+      A* pi = p + i * kBlockK;
+      const int64_t seen = visible_keys(s, q0 + i, k0, cols);
+      if (seen == 0) {
+        fill_row<A>(pi, cols_p, A(0));
+        continue;
+      }
+      const A top = row_max<A>(pi, seen);
+      const A m_new = top > m[i] ? top : m[i];
+      const A alpha = exp_of<A>(m[i] - m_new);  // 0 on a row's first block (m = -inf)
+      exp_row<A>(pi, seen, A(1), m_new);
+      fill_row<A>(pi + seen, cols_p - seen, A(0));
+      l[i] = l[i] * alpha + row_sum<A>(pi, seen);
+      m[i] = m_new;
+      if (alpha != A(1)) {
+        A* oi = o + i * dim_p;
+        for (int64_t d = 0; d < dim_p; ++d) oi[d] *= alpha;
+      }
+      if (args.dropout.p > 0) apply_dropout<A>(pi, seen, args.dropout, b, h, q0 + i, k0);
+    }
+    gemm<A>(rows, dim_p, cols_p, p, kBlockK, 1, kv.v + k0 * dim_p, dim_p, o, dim_p, true);
+  }
+  In* out = static_cast<In*>(args.result.data);
+  A* lse = static_cast<A*>(args.lse);
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t row = (b * s.heads + h) * s.len_q + q0 + i;
+    // A row that sees no key is zeros, with lse -inf.
+    const A inv = l[i] > 0 ? A(1) / l[i] : A(0);
+    for (int64_t d = 0; d < dim; ++d) out[row * dim + d] = narrow<In, A>(o[i * dim_p + d] * inv);
+    lse[row] = l[i] > 0 ? m[i] + static_cast<A>(__builtin_log(static_cast<double>(l[i]))) : -INFINITY;
+  }
+}
+
+template <class In, class A>
+bool forward(const KernelArgs& args) {
+  const AttentionShape& s = args.shape;
+  const int64_t dim_p = padded(s.dim), ld_kt = padded(s.len_k);
+  const int64_t per_kv = s.dim * ld_kt + ld_kt * dim_p;
+  A* shared = static_cast<A*>(args.shared);
+  A* workspace = static_cast<A*>(args.workspace);
+  const int64_t heads_kv = s.batch * s.heads_kv;
+  bool finite = true;
+#pragma omp parallel for num_threads(args.threads) reduction(&& : finite)
+  for (int64_t bh = 0; bh < heads_kv; ++bh) {
+    A* kt = shared + bh * per_kv;
+    finite &= pack_transposed<In, A>(args.k, bh / s.heads_kv, bh % s.heads_kv, s.len_k, s.dim, kt, ld_kt);
+    finite &= pack_rows<In, A>(args.v, bh / s.heads_kv, bh % s.heads_kv, 0, s.len_k, s.dim, A(1),
+                               kt + s.dim * ld_kt, dim_p);
+    fill_row<A>(kt + s.dim * ld_kt + s.len_k * dim_p, (ld_kt - s.len_k) * dim_p, A(0));
+  }
+  const int64_t q_blocks = (s.len_q + kBlockQ - 1) / kBlockQ;
+  const int64_t items = s.batch * s.heads * q_blocks;
+  const int64_t group = s.heads / s.heads_kv;
+#pragma omp parallel num_threads(args.threads) reduction(&& : finite)
+  {
+    A* work = workspace + thread_index() * forward_workspace(s);
+    // Causal blocks differ in cost: hand them out one at a time, the costliest (last) first.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t qb = q_blocks - 1 - item % q_blocks;
+      const int64_t bh = item / q_blocks;
+      const int64_t b = bh / s.heads, h = bh % s.heads;
+      A* kt = shared + (b * s.heads_kv + h / group) * per_kv;
+      forward_block<In, A>(args, PackedKV<A>{kt, kt + s.dim * ld_kt}, b, h, qb * kBlockQ, work, finite);
+    }
+  }
+  return finite;
+}
+
+// ---- backward ------------------------------------------------------------------------------
+
+// Shared scratch of one (batch, kv head): K^T, V^T (dim x len_k padded), K and the dK and dV
+// accumulators (len_k padded x dim padded).
+template <class A>
+struct PackedKVGrad {
+  A* kt;
+  A* vt;
+  A* k;
+  A* dk;
+  A* dv;
+};
+
+template <class In, class A>
+void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* delta, int64_t b, int64_t h,
+                    int64_t q0, A* work, bool& finite) {
+  const AttentionShape& s = args.shape;
+  const int64_t dim = s.dim, dim_p = padded(dim), ld_kt = padded(s.len_k);
+  const int64_t rows = imin(kBlockQ, s.len_q - q0);
+  const A scale = static_cast<A>(s.scale);
+  A* q = work;                      // kBlockQ x dim_p
+  A* dout = q + kBlockQ * dim_p;    // kBlockQ x dim_p
+  A* dq = dout + kBlockQ * dim_p;   // kBlockQ x dim_p
+  A* p = dq + kBlockQ * dim_p;      // kBlockQ x kBlockK: probabilities
+  A* pd = p + kBlockQ * kBlockK;    // the same after dropout
+  A* dp = pd + kBlockQ * kBlockK;   // kBlockQ x kBlockK: dP, then dS
+  finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, A(1), q, dim_p);
+  finite &= pack_rows<In, A>(args.dout, b, h, q0, rows, dim, A(1), dout, dim_p);
+  fill_row<A>(dq, rows * dim_p, A(0));
+  const int64_t row0 = (b * s.heads + h) * s.len_q + q0;
+  const A* lse = static_cast<const A*>(args.lse) + row0;
+  const A* delta_rows = delta + row0;
+  const bool dropout = args.dropout.p > 0;
+  const int64_t end = key_end(s, q0, rows);
+  for (int64_t k0 = 0; k0 < end; k0 += kBlockK) {
+    const int64_t cols = imin(kBlockK, end - k0), cols_p = padded(cols);
+    gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + k0, ld_kt, p, kBlockK, false);
+    gemm<A>(rows, cols_p, dim, dout, dim_p, 1, kv.vt + k0, ld_kt, dp, kBlockK, false);
+    for (int64_t i = 0; i < rows; ++i) {
+      A* pi = p + i * kBlockK;
+      A* dpi = dp + i * kBlockK;
+      const int64_t seen = visible_keys(s, q0 + i, k0, cols);
+      exp_row<A>(pi, seen, scale, lse[i]);
+      fill_row<A>(pi + seen, cols_p - seen, A(0));
+      if (dropout) {
+        // The kept probabilities Z * P feed dV, and dP of them is Z * (dO V^T), Z the scaled mask.
+        A* zi = pd + i * kBlockK;
+        fill_row<A>(zi, cols_p, A(1));
+        apply_dropout<A>(zi, seen, args.dropout, b, h, q0 + i, k0);
+        for (int64_t j = 0; j < cols_p; ++j) {
+          dpi[j] *= zi[j];
+          zi[j] *= pi[j];
+        }
+      }
+      // dS = P * (dP - rowsum(dO * O)), times the softmax scale for dQ and dK.
+      const A di = delta_rows[i];
+      for (int64_t j = 0; j < cols_p; ++j) dpi[j] = pi[j] * (dpi[j] - di) * scale;
+    }
+    const A* pv = dropout ? pd : p;
+    gemm<A>(cols, dim_p, rows, pv, 1, kBlockK, dout, dim_p, kv.dv + k0 * dim_p, dim_p, true);
+    gemm<A>(cols, dim_p, rows, dp, 1, kBlockK, q, dim_p, kv.dk + k0 * dim_p, dim_p, true);
+    gemm<A>(rows, dim_p, cols_p, dp, kBlockK, 1, kv.k + k0 * dim_p, dim_p, dq, dim_p, true);
+  }
+  In* dq_out = static_cast<In*>(args.dq.data);
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t d = 0; d < dim; ++d) dq_out[(row0 + i) * dim + d] = narrow<In, A>(dq[i * dim_p + d]);
+  }
+}
+
+template <class In, class A>
+bool backward(const KernelArgs& args) {
+  const AttentionShape& s = args.shape;
+  const int64_t dim = s.dim, dim_p = padded(dim), ld_kt = padded(s.len_k);
+  const int64_t per_kv = 2 * dim * ld_kt + 3 * ld_kt * dim_p;
+  const int64_t group = s.heads / s.heads_kv;
+  A* shared = static_cast<A*>(args.shared);
+  A* delta = shared + s.batch * s.heads_kv * per_kv;  // rowsum(dO * O), (batch, heads, len_q)
+  A* workspace = static_cast<A*>(args.workspace);
+  const int64_t all_rows = s.batch * s.heads * s.len_q;
+  bool finite = true;
+#pragma omp parallel for num_threads(args.threads) reduction(&& : finite)
+  for (int64_t r = 0; r < all_rows; ++r) {
+    const int64_t b = r / (s.heads * s.len_q), h = r / s.len_q % s.heads, i = r % s.len_q;
+    const In* o = row_of<In>(args.out, b, h, i);
+    const In* g = row_of<In>(args.dout, b, h, i);
+    A total = 0;
+    for (int64_t d = 0; d < dim; ++d) total += widen<A>(o[d * args.out.s3]) * widen<A>(g[d * args.dout.s3]);
+    finite &= total - total == 0;
+    // d lse / d s = P, so a gradient of lse enters dS = P (dP - delta) as -dlse.
+    delta[r] = args.dlse ? total - static_cast<const A*>(args.dlse)[r] : total;
+  }
+  const int64_t items = s.batch * s.heads_kv;
+  const int64_t q_blocks = (s.len_q + kBlockQ - 1) / kBlockQ;
+#pragma omp parallel num_threads(args.threads) reduction(&& : finite)
+  {
+    A* work = workspace + thread_index() * backward_workspace(s);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t b = item / s.heads_kv, hk = item % s.heads_kv;
+      A* base = shared + item * per_kv;
+      const PackedKVGrad<A> kv{base, base + dim * ld_kt, base + 2 * dim * ld_kt, base + 2 * dim * ld_kt + ld_kt * dim_p,
+                               base + 2 * dim * ld_kt + 2 * ld_kt * dim_p};
+      finite &= pack_transposed<In, A>(args.k, b, hk, s.len_k, dim, kv.kt, ld_kt);
+      finite &= pack_transposed<In, A>(args.v, b, hk, s.len_k, dim, kv.vt, ld_kt);
+      pack_rows<In, A>(args.k, b, hk, 0, s.len_k, dim, A(1), kv.k, dim_p);
+      fill_row<A>(kv.k + s.len_k * dim_p, (ld_kt - s.len_k) * dim_p, A(0));
+      fill_row<A>(kv.dk, 2 * ld_kt * dim_p, A(0));
+      for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
+        for (int64_t qb = 0; qb < q_blocks; ++qb) {
+          backward_block<In, A>(args, kv, delta, b, h, qb * kBlockQ, work, finite);
+        }
+      }
+      In* dk = static_cast<In*>(args.dk.data) + item * s.len_k * dim;
+      In* dv = static_cast<In*>(args.dv.data) + item * s.len_k * dim;
+      for (int64_t j = 0; j < s.len_k; ++j) {
+        for (int64_t d = 0; d < dim; ++d) {
+          dk[j * dim + d] = narrow<In, A>(kv.dk[j * dim_p + d]);
+          dv[j * dim + d] = narrow<In, A>(kv.dv[j * dim_p + d]);
+        }
+      }
+    }
+  }
+  return finite;
+}
+
+// ---- entry points (declared in kernel_args.h) ------------------------------------------------
+
+bool forward_pass(const KernelArgs& args) {
+  switch (args.element) {
+    case Element::Float32:
+      return forward<float, float>(args);
+    case Element::BFloat16:
+      return forward<BF16, float>(args);
+    case Element::Float64:
+      return forward<double, double>(args);
+  }
+  return false;
+}
+
+bool backward_pass(const KernelArgs& args) {
+  switch (args.element) {
+    case Element::Float32:
+      return backward<float, float>(args);
+    case Element::BFloat16:
+      return backward<BF16, float>(args);
+    case Element::Float64:
+      return backward<double, double>(args);
+  }
+  return false;
+}
+
+#undef FLASH_INLINE
+
+}  // namespace orchard::flash::cpu::ORCHARD_FLASH_ISA
