@@ -21,11 +21,11 @@ int64_t backward_workspace(const AttentionShape& s) {
   return 3 * kBlockQ * padded(s.dim) + 3 * kBlockQ * kBlockK;
 }
 int64_t forward_shared(const AttentionShape& s) {
-  const int64_t keys = padded(s.len_k);
+  const int64_t keys = key_slots(s.len_k);
   return s.batch * s.heads_kv * (s.dim * keys + keys * padded(s.dim));
 }
 int64_t backward_shared(const AttentionShape& s) {
-  const int64_t keys = padded(s.len_k);
+  const int64_t keys = key_slots(s.len_k);
   return s.batch * s.heads_kv * (2 * s.dim * keys + 3 * keys * padded(s.dim)) + s.batch * s.heads * s.len_q;
 }
 

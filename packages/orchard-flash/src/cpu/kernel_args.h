@@ -10,12 +10,14 @@ namespace orchard::flash::cpu {
 
 enum class Element { Float32, Float64, BFloat16 };
 
-// Query rows and keys per block. Packed rows are padded to kPad elements (the widest vector).
-constexpr int64_t kBlockQ = 64;
+// Query rows and keys per block (72 rows: whole register tiles of 4, 6 or 8 rows). Packed rows
+// are padded to kPad elements (the widest vector), packed keys to whole blocks.
+constexpr int64_t kBlockQ = 72;
 constexpr int64_t kBlockK = 128;
 constexpr int64_t kPad = 16;
 
 constexpr int64_t padded(int64_t n) { return (n + kPad - 1) / kPad * kPad; }
+constexpr int64_t key_slots(int64_t len_k) { return (len_k + kBlockK - 1) / kBlockK * kBlockK; }
 
 // A 4-d operand: element (b, h, i, d) is data[b*s0 + h*s1 + i*s2 + d*s3] (strides in elements).
 struct Operand {

@@ -54,6 +54,12 @@ FLASH_INLINE void store(A* p, V v) {
   __builtin_memcpy(p, &v, sizeof v);
 }
 
+// Every lane = x. x - 0 is exactly x (x + 0 is not, for -0), so this folds to a broadcast.
+template <class V, class A>
+FLASH_INLINE V splat(A x) {
+  return x - V{};
+}
+
 FLASH_INLINE int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 FLASH_INLINE int64_t iclamp(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
@@ -120,7 +126,7 @@ FLASH_INLINE void tile(const A* a, int64_t am, int64_t ak, const A* b, int64_t l
     for (int j = 0; j < NV; ++j) bv[j] = load<V>(b + p * ldb + j * L);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const V ai = V{} + a[i * am + p * ak];
+      const V ai = splat<V>(a[i * am + p * ak]);
 #pragma GCC unroll 16
       for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
     }
@@ -179,8 +185,19 @@ FLASH_INLINE A exp_of(A x) {
 
 template <class A>
 A row_max(const A* x, int64_t n) {
+  using V = typename Simd<A>::V;
+  constexpr int64_t L = kLanes<A>;
   A best = x[0];
-  for (int64_t j = 1; j < n; ++j) best = x[j] > best ? x[j] : best;
+  int64_t j = 0;
+  if (n >= L) {
+    V top = load<V>(x);
+    for (j = L; j + L <= n; j += L) {
+      const V next = load<V>(x + j);
+      top = next > top ? next : top;
+    }
+    for (int l = 0; l < L; ++l) best = top[l] > best ? top[l] : best;
+  }
+  for (; j < n; ++j) best = x[j] > best ? x[j] : best;
   return best;
 }
 
@@ -262,19 +279,25 @@ bool pack_rows(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows,
   return finite;
 }
 
-// dst[d*ld + i] = src row i: the transposed rows, keys along contiguous memory, zero padded.
+// K^T by blocks of kBlockK keys: key i, element d at dst[(i / kBlockK) * kBlockK * dim + d * kBlockK +
+// i % kBlockK], zero up to key_slots(rows). Each block's rows are 512 bytes apart, not a power-of-two
+// multiple of the cache's set stride as rows of the whole sequence would be.
 template <class In, class A>
-bool pack_transposed(const Operand& t, int64_t b, int64_t h, int64_t rows, int64_t dim, A* dst, int64_t ld) {
+bool pack_transposed(const Operand& t, int64_t b, int64_t h, int64_t rows, int64_t dim, A* dst) {
   bool finite = true;
-  for (int64_t i = 0; i < rows; ++i) {
+  for (int64_t i = 0; i < key_slots(rows); ++i) {
+    A* block = dst + i / kBlockK * kBlockK * dim + i % kBlockK;
+    if (i >= rows) {
+      for (int64_t d = 0; d < dim; ++d) block[d * kBlockK] = 0;
+      continue;
+    }
     const In* src = row_of<In>(t, b, h, i);
     for (int64_t d = 0; d < dim; ++d) {
       const A x = widen<A>(src[d * t.s3]);
       finite &= x - x == 0;
-      dst[d * ld + i] = x;
+      block[d * kBlockK] = x;
     }
   }
-  for (int64_t d = 0; d < dim; ++d) fill_row<A>(dst + d * ld + rows, ld - rows, A(0));
   return finite;
 }
 
@@ -308,7 +331,7 @@ template <class In, class A>
 void forward_block(const KernelArgs& args, PackedKV<A> kv, int64_t b, int64_t h, int64_t q0, A* work,
                    bool& finite) {
   const AttentionShape& s = args.shape;
-  const int64_t dim = s.dim, dim_p = padded(dim), ld_kt = padded(s.len_k);
+  const int64_t dim = s.dim, dim_p = padded(dim);
   const int64_t rows = imin(kBlockQ, s.len_q - q0);
   A* q = work;                           // kBlockQ x dim_p, scaled
   A* p = q + kBlockQ * dim_p;            // kBlockQ x kBlockK: scores, then probabilities
@@ -322,7 +345,7 @@ void forward_block(const KernelArgs& args, PackedKV<A> kv, int64_t b, int64_t h,
   const int64_t end = key_end(s, q0, rows);
   for (int64_t k0 = 0; k0 < end; k0 += kBlockK) {
     const int64_t cols = imin(kBlockK, end - k0), cols_p = padded(cols);
-    gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + k0, ld_kt, p, kBlockK, false);
+    gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + k0 * dim, kBlockK, p, kBlockK, false);
     for (int64_t i = 0; i < rows; ++i) {
       A* pi = p + i * kBlockK;
       const int64_t seen = visible_keys(s, q0 + i, k0, cols);
@@ -359,8 +382,8 @@ void forward_block(const KernelArgs& args, PackedKV<A> kv, int64_t b, int64_t h,
 template <class In, class A>
 bool forward(const KernelArgs& args) {
   const AttentionShape& s = args.shape;
-  const int64_t dim_p = padded(s.dim), ld_kt = padded(s.len_k);
-  const int64_t per_kv = s.dim * ld_kt + ld_kt * dim_p;
+  const int64_t dim_p = padded(s.dim), keys = key_slots(s.len_k);
+  const int64_t per_kv = s.dim * keys + keys * dim_p;
   A* shared = static_cast<A*>(args.shared);
   A* workspace = static_cast<A*>(args.workspace);
   const int64_t heads_kv = s.batch * s.heads_kv;
@@ -368,10 +391,10 @@ bool forward(const KernelArgs& args) {
 #pragma omp parallel for num_threads(args.threads) reduction(&& : finite)
   for (int64_t bh = 0; bh < heads_kv; ++bh) {
     A* kt = shared + bh * per_kv;
-    finite &= pack_transposed<In, A>(args.k, bh / s.heads_kv, bh % s.heads_kv, s.len_k, s.dim, kt, ld_kt);
+    finite &= pack_transposed<In, A>(args.k, bh / s.heads_kv, bh % s.heads_kv, s.len_k, s.dim, kt);
     finite &= pack_rows<In, A>(args.v, bh / s.heads_kv, bh % s.heads_kv, 0, s.len_k, s.dim, A(1),
-                               kt + s.dim * ld_kt, dim_p);
-    fill_row<A>(kt + s.dim * ld_kt + s.len_k * dim_p, (ld_kt - s.len_k) * dim_p, A(0));
+                               kt + s.dim * keys, dim_p);
+    fill_row<A>(kt + s.dim * keys + s.len_k * dim_p, (keys - s.len_k) * dim_p, A(0));
   }
   const int64_t q_blocks = (s.len_q + kBlockQ - 1) / kBlockQ;
   const int64_t items = s.batch * s.heads * q_blocks;
@@ -386,7 +409,7 @@ bool forward(const KernelArgs& args) {
       const int64_t bh = item / q_blocks;
       const int64_t b = bh / s.heads, h = bh % s.heads;
       A* kt = shared + (b * s.heads_kv + h / group) * per_kv;
-      forward_block<In, A>(args, PackedKV<A>{kt, kt + s.dim * ld_kt}, b, h, qb * kBlockQ, work, finite);
+      forward_block<In, A>(args, PackedKV<A>{kt, kt + s.dim * keys}, b, h, qb * kBlockQ, work, finite);
     }
   }
   return finite;
@@ -409,7 +432,7 @@ template <class In, class A>
 void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* delta, int64_t b, int64_t h,
                     int64_t q0, A* work, bool& finite) {
   const AttentionShape& s = args.shape;
-  const int64_t dim = s.dim, dim_p = padded(dim), ld_kt = padded(s.len_k);
+  const int64_t dim = s.dim, dim_p = padded(dim);
   const int64_t rows = imin(kBlockQ, s.len_q - q0);
   const A scale = static_cast<A>(s.scale);
   A* q = work;                      // kBlockQ x dim_p
@@ -428,8 +451,8 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
   const int64_t end = key_end(s, q0, rows);
   for (int64_t k0 = 0; k0 < end; k0 += kBlockK) {
     const int64_t cols = imin(kBlockK, end - k0), cols_p = padded(cols);
-    gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + k0, ld_kt, p, kBlockK, false);
-    gemm<A>(rows, cols_p, dim, dout, dim_p, 1, kv.vt + k0, ld_kt, dp, kBlockK, false);
+    gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + k0 * dim, kBlockK, p, kBlockK, false);
+    gemm<A>(rows, cols_p, dim, dout, dim_p, 1, kv.vt + k0 * dim, kBlockK, dp, kBlockK, false);
     for (int64_t i = 0; i < rows; ++i) {
       A* pi = p + i * kBlockK;
       A* dpi = dp + i * kBlockK;
@@ -464,8 +487,8 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
 template <class In, class A>
 bool backward(const KernelArgs& args) {
   const AttentionShape& s = args.shape;
-  const int64_t dim = s.dim, dim_p = padded(dim), ld_kt = padded(s.len_k);
-  const int64_t per_kv = 2 * dim * ld_kt + 3 * ld_kt * dim_p;
+  const int64_t dim = s.dim, dim_p = padded(dim), keys = key_slots(s.len_k);
+  const int64_t per_kv = 2 * dim * keys + 3 * keys * dim_p;
   const int64_t group = s.heads / s.heads_kv;
   A* shared = static_cast<A*>(args.shared);
   A* delta = shared + s.batch * s.heads_kv * per_kv;  // rowsum(dO * O), (batch, heads, len_q)
@@ -492,13 +515,14 @@ bool backward(const KernelArgs& args) {
     for (int64_t item = 0; item < items; ++item) {
       const int64_t b = item / s.heads_kv, hk = item % s.heads_kv;
       A* base = shared + item * per_kv;
-      const PackedKVGrad<A> kv{base, base + dim * ld_kt, base + 2 * dim * ld_kt, base + 2 * dim * ld_kt + ld_kt * dim_p,
-                               base + 2 * dim * ld_kt + 2 * ld_kt * dim_p};
-      finite &= pack_transposed<In, A>(args.k, b, hk, s.len_k, dim, kv.kt, ld_kt);
-      finite &= pack_transposed<In, A>(args.v, b, hk, s.len_k, dim, kv.vt, ld_kt);
+      A* rows_base = base + 2 * dim * keys;
+      const PackedKVGrad<A> kv{base, base + dim * keys, rows_base, rows_base + keys * dim_p,
+                               rows_base + 2 * keys * dim_p};
+      finite &= pack_transposed<In, A>(args.k, b, hk, s.len_k, dim, kv.kt);
+      finite &= pack_transposed<In, A>(args.v, b, hk, s.len_k, dim, kv.vt);
       pack_rows<In, A>(args.k, b, hk, 0, s.len_k, dim, A(1), kv.k, dim_p);
-      fill_row<A>(kv.k + s.len_k * dim_p, (ld_kt - s.len_k) * dim_p, A(0));
-      fill_row<A>(kv.dk, 2 * ld_kt * dim_p, A(0));
+      fill_row<A>(kv.k + s.len_k * dim_p, (keys - s.len_k) * dim_p, A(0));
+      fill_row<A>(kv.dk, 2 * keys * dim_p, A(0));
       for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
         for (int64_t qb = 0; qb < q_blocks; ++qb) {
           backward_block<In, A>(args, kv, delta, b, h, qb * kBlockQ, work, finite);
