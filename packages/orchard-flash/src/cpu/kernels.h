@@ -174,10 +174,16 @@ void gemm(int64_t m, int64_t n, int64_t depth, const A* a, int64_t am, int64_t a
 
 // ---- rows of scores ------------------------------------------------------------------------
 
+// exp for softmax arguments (at most about 0): orchard-core's float exp without its two-step
+// scaling for subnormal results and its overflow selects, about a third fewer operations.
+// Below -87 it returns exp(-87) ~ 1.6e-38 instead of a smaller number, which no sum can tell.
 template <class A>
 FLASH_INLINE A exp_of(A x) {
   if constexpr (__is_same(A, float)) {
-    return orchard::cpu::vmath::exp(x);
+    namespace vmath = orchard::cpu::vmath;
+    float n;
+    const float r = vmath::reduce(vmath::clamp(x, -87.0f, 88.0f), n);
+    return (vmath::expm1_reduced(r) + 1.0f) * vmath::pow2i(n);
   } else {
     return __builtin_exp(x);
   }
