@@ -1,6 +1,7 @@
 // Shape arithmetic shared by tensor creation and views.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 

@@ -24,9 +24,19 @@ int64_t forward_shared(const AttentionShape& s) {
   const int64_t keys = key_slots(s.len_k);
   return s.batch * s.heads_kv * (s.dim * keys + keys * padded(s.dim));
 }
+KeyChunks backward_chunks(const AttentionShape& s) {
+  constexpr int64_t kItems = 16, kMostChunks = 8;
+  const int64_t pairs = s.batch * s.heads_kv, blocks = std::max<int64_t>(key_slots(s.len_k) / kBlockK, 1);
+  const int64_t wanted = std::min({(kItems + pairs - 1) / pairs, kMostChunks, blocks});
+  const int64_t per_chunk = (blocks + wanted - 1) / wanted;
+  return KeyChunks{(blocks + per_chunk - 1) / per_chunk, per_chunk * kBlockK};
+}
 int64_t backward_shared(const AttentionShape& s) {
-  const int64_t keys = key_slots(s.len_k);
-  return s.batch * s.heads_kv * (2 * s.dim * keys + 3 * keys * padded(s.dim)) + s.batch * s.heads * s.len_q;
+  const KeyChunks chunks = backward_chunks(s);
+  const int64_t rows = s.batch * s.heads * s.len_q;
+  const int64_t per_chunk = 2 * s.dim * chunks.keys + 3 * chunks.keys * padded(s.dim);
+  const int64_t dq_shares = chunks.count > 1 ? chunks.count * rows * padded(s.dim) : 0;
+  return s.batch * s.heads_kv * chunks.count * per_chunk + rows + dq_shares;
 }
 
 namespace {

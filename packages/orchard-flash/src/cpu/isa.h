@@ -2,6 +2,7 @@
 // a narrower one to run the same checks on every code path.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 

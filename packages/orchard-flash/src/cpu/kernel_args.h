@@ -48,6 +48,16 @@ struct KernelArgs {
   int threads = 1;
 };
 
+// The backward pass gives each thread the keys of one (batch, kv head), or, when there are few
+// of those (less than 16), a chunk of them (whole blocks, at most 8 chunks): each chunk then
+// writes its share of dQ to a buffer of its own, and the shares are summed in chunk order at
+// the end. The split depends on the shape alone, so results do not depend on the thread count.
+struct KeyChunks {
+  int64_t count = 1;  // chunks per (batch, kv head)
+  int64_t keys = 0;   // key slots per chunk, a multiple of kBlockK
+};
+KeyChunks backward_chunks(const AttentionShape& s);
+
 // Per-thread scratch of the forward and backward passes, in accumulator elements.
 int64_t forward_workspace(const AttentionShape& s);
 int64_t backward_workspace(const AttentionShape& s);

@@ -285,11 +285,11 @@ bool pack_rows(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows,
   return finite;
 }
 
-// K^T by blocks of kBlockK keys: key i, element d at dst[(i / kBlockK) * kBlockK * dim + d * kBlockK +
+// K^T of keys i0 .. i0 + rows by blocks of kBlockK keys: key i0 + i, element d at dst[(i / kBlockK) * kBlockK * dim + d * kBlockK +
 // i % kBlockK], zero up to key_slots(rows). Each block's rows are 512 bytes apart, not a power-of-two
 // multiple of the cache's set stride as rows of the whole sequence would be.
 template <class In, class A>
-bool pack_transposed(const Operand& t, int64_t b, int64_t h, int64_t rows, int64_t dim, A* dst) {
+bool pack_transposed(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t dim, A* dst) {
   bool finite = true;
   for (int64_t i = 0; i < key_slots(rows); ++i) {
     A* block = dst + i / kBlockK * kBlockK * dim + i % kBlockK;
@@ -297,7 +297,7 @@ bool pack_transposed(const Operand& t, int64_t b, int64_t h, int64_t rows, int64
       for (int64_t d = 0; d < dim; ++d) block[d * kBlockK] = 0;
       continue;
     }
-    const In* src = row_of<In>(t, b, h, i);
+    const In* src = row_of<In>(t, b, h, i0 + i);
     for (int64_t d = 0; d < dim; ++d) {
       const A x = widen<A>(src[d * t.s3]);
       finite &= x - x == 0;
@@ -397,7 +397,7 @@ bool forward(const KernelArgs& args) {
 #pragma omp parallel for num_threads(args.threads) reduction(&& : finite)
   for (int64_t bh = 0; bh < heads_kv; ++bh) {
     A* kt = shared + bh * per_kv;
-    finite &= pack_transposed<In, A>(args.k, bh / s.heads_kv, bh % s.heads_kv, s.len_k, s.dim, kt);
+    finite &= pack_transposed<In, A>(args.k, bh / s.heads_kv, bh % s.heads_kv, 0, s.len_k, s.dim, kt);
     finite &= pack_rows<In, A>(args.v, bh / s.heads_kv, bh % s.heads_kv, 0, s.len_k, s.dim, A(1),
                                kt + s.dim * keys, dim_p);
     fill_row<A>(kt + s.dim * keys + s.len_k * dim_p, (keys - s.len_k) * dim_p, A(0));
@@ -423,10 +423,11 @@ bool forward(const KernelArgs& args) {
 
 // ---- backward ------------------------------------------------------------------------------
 
-// Shared scratch of one (batch, kv head): K^T, V^T (dim x len_k padded), K and the dK and dV
-// accumulators (len_k padded x dim padded).
+// Shared scratch of one chunk of keys [begin, end) of a (batch, kv head): K^T, V^T (dim x key
+// slots, by blocks), K and the dK and dV accumulators (key slots x dim padded).
 template <class A>
 struct PackedKVGrad {
+  int64_t begin, end;
   A* kt;
   A* vt;
   A* k;
@@ -434,56 +435,61 @@ struct PackedKVGrad {
   A* dv;
 };
 
+// Adds the gradients from query rows q0 .. q0 + kBlockQ of head (b, h) to the chunk's dK and dV,
+// and writes their dQ from the chunk's keys to dq_share (rows of dim_p) or, without one, to dq.
 template <class In, class A>
 void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* delta, int64_t b, int64_t h,
-                    int64_t q0, A* work, bool& finite) {
+                    int64_t q0, A* work, A* dq_share, bool& finite) {
   const AttentionShape& s = args.shape;
   const int64_t dim = s.dim, dim_p = padded(dim);
   const int64_t rows = imin(kBlockQ, s.len_q - q0);
-  const A scale = static_cast<A>(s.scale);
-  A* q = work;                      // kBlockQ x dim_p
-  A* dout = q + kBlockQ * dim_p;    // kBlockQ x dim_p
-  A* dq = dout + kBlockQ * dim_p;   // kBlockQ x dim_p
-  A* p = dq + kBlockQ * dim_p;      // kBlockQ x kBlockK: probabilities
-  A* pd = p + kBlockQ * kBlockK;    // the same after dropout
-  A* dp = pd + kBlockQ * kBlockK;   // kBlockQ x kBlockK: dP, then dS
-  finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, A(1), q, dim_p);
-  finite &= pack_rows<In, A>(args.dout, b, h, q0, rows, dim, A(1), dout, dim_p);
-  fill_row<A>(dq, rows * dim_p, A(0));
   const int64_t row0 = (b * s.heads + h) * s.len_q + q0;
-  const A* lse = static_cast<const A*>(args.lse) + row0;
-  const A* delta_rows = delta + row0;
-  const bool dropout = args.dropout.p > 0;
-  const int64_t end = key_end(s, q0, rows);
-  for (int64_t k0 = 0; k0 < end; k0 += kBlockK) {
-    const int64_t cols = imin(kBlockK, end - k0), cols_p = padded(cols);
-    gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + k0 * dim, kBlockK, p, kBlockK, false);
-    gemm<A>(rows, cols_p, dim, dout, dim_p, 1, kv.vt + k0 * dim, kBlockK, dp, kBlockK, false);
-    for (int64_t i = 0; i < rows; ++i) {
-      A* pi = p + i * kBlockK;
-      A* dpi = dp + i * kBlockK;
-      const int64_t seen = visible_keys(s, q0 + i, k0, cols);
-      exp_row<A>(pi, seen, scale, lse[i]);
-      fill_row<A>(pi + seen, cols_p - seen, A(0));
-      if (dropout) {
-        // The kept probabilities Z * P feed dV, and dP of them is Z * (dO V^T), Z the scaled mask.
-        A* zi = pd + i * kBlockK;
-        fill_row<A>(zi, cols_p, A(1));
-        apply_dropout<A>(zi, seen, args.dropout, b, h, q0 + i, k0);
-        for (int64_t j = 0; j < cols_p; ++j) {
-          dpi[j] *= zi[j];
-          zi[j] *= pi[j];
+  const int64_t end = imin(key_end(s, q0, rows), kv.end);
+  A* dq = dq_share ? dq_share + row0 * dim_p : work + 2 * kBlockQ * dim_p;  // rows x dim_p
+  fill_row<A>(dq, rows * dim_p, A(0));
+  if (end > kv.begin) {
+    const A scale = static_cast<A>(s.scale);
+    A* q = work;                               // kBlockQ x dim_p
+    A* dout = q + kBlockQ * dim_p;             // kBlockQ x dim_p
+    A* p = dout + 2 * kBlockQ * dim_p;         // kBlockQ x kBlockK: probabilities
+    A* pd = p + kBlockQ * kBlockK;             // the same after dropout
+    A* dp = pd + kBlockQ * kBlockK;            // kBlockQ x kBlockK: dP, then dS
+    finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, A(1), q, dim_p);
+    finite &= pack_rows<In, A>(args.dout, b, h, q0, rows, dim, A(1), dout, dim_p);
+    const A* lse = static_cast<const A*>(args.lse) + row0;
+    const A* delta_rows = delta + row0;
+    const bool dropout = args.dropout.p > 0;
+    for (int64_t k0 = kv.begin; k0 < end; k0 += kBlockK) {
+      const int64_t cols = imin(kBlockK, end - k0), cols_p = padded(cols), at = k0 - kv.begin;
+      gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + at * dim, kBlockK, p, kBlockK, false);
+      gemm<A>(rows, cols_p, dim, dout, dim_p, 1, kv.vt + at * dim, kBlockK, dp, kBlockK, false);
+      for (int64_t i = 0; i < rows; ++i) {
+        A* pi = p + i * kBlockK;
+        A* dpi = dp + i * kBlockK;
+        const int64_t seen = visible_keys(s, q0 + i, k0, cols);
+        exp_row<A>(pi, seen, scale, lse[i]);
+        fill_row<A>(pi + seen, cols_p - seen, A(0));
+        if (dropout) {
+          // The kept probabilities Z * P feed dV, and dP of them is Z * (dO V^T), Z the scaled mask.
+          A* zi = pd + i * kBlockK;
+          fill_row<A>(zi, cols_p, A(1));
+          apply_dropout<A>(zi, seen, args.dropout, b, h, q0 + i, k0);
+          for (int64_t j = 0; j < cols_p; ++j) {
+            dpi[j] *= zi[j];
+            zi[j] *= pi[j];
+          }
         }
+        // dS = P * (dP - rowsum(dO * O)), times the softmax scale for dQ and dK.
+        const A di = delta_rows[i];
+        for (int64_t j = 0; j < cols_p; ++j) dpi[j] = pi[j] * (dpi[j] - di) * scale;
       }
-      // dS = P * (dP - rowsum(dO * O)), times the softmax scale for dQ and dK.
-      const A di = delta_rows[i];
-      for (int64_t j = 0; j < cols_p; ++j) dpi[j] = pi[j] * (dpi[j] - di) * scale;
+      const A* pv = dropout ? pd : p;
+      gemm<A>(cols, dim_p, rows, pv, 1, kBlockK, dout, dim_p, kv.dv + at * dim_p, dim_p, true);
+      gemm<A>(cols, dim_p, rows, dp, 1, kBlockK, q, dim_p, kv.dk + at * dim_p, dim_p, true);
+      gemm<A>(rows, dim_p, cols_p, dp, kBlockK, 1, kv.k + at * dim_p, dim_p, dq, dim_p, true);
     }
-    const A* pv = dropout ? pd : p;
-    gemm<A>(cols, dim_p, rows, pv, 1, kBlockK, dout, dim_p, kv.dv + k0 * dim_p, dim_p, true);
-    gemm<A>(cols, dim_p, rows, dp, 1, kBlockK, q, dim_p, kv.dk + k0 * dim_p, dim_p, true);
-    gemm<A>(rows, dim_p, cols_p, dp, kBlockK, 1, kv.k + k0 * dim_p, dim_p, dq, dim_p, true);
   }
+  if (dq_share) return;
   In* dq_out = static_cast<In*>(args.dq.data);
   for (int64_t i = 0; i < rows; ++i) {
     for (int64_t d = 0; d < dim; ++d) dq_out[(row0 + i) * dim + d] = narrow<In, A>(dq[i * dim_p + d]);
@@ -493,13 +499,16 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
 template <class In, class A>
 bool backward(const KernelArgs& args) {
   const AttentionShape& s = args.shape;
-  const int64_t dim = s.dim, dim_p = padded(dim), keys = key_slots(s.len_k);
-  const int64_t per_kv = 2 * dim * keys + 3 * keys * dim_p;
+  const int64_t dim = s.dim, dim_p = padded(dim);
+  const KeyChunks chunks = backward_chunks(s);
+  const int64_t per_chunk = 2 * dim * chunks.keys + 3 * chunks.keys * dim_p;
   const int64_t group = s.heads / s.heads_kv;
-  A* shared = static_cast<A*>(args.shared);
-  A* delta = shared + s.batch * s.heads_kv * per_kv;  // rowsum(dO * O), (batch, heads, len_q)
-  A* workspace = static_cast<A*>(args.workspace);
+  const int64_t items = s.batch * s.heads_kv * chunks.count;
   const int64_t all_rows = s.batch * s.heads * s.len_q;
+  A* shared = static_cast<A*>(args.shared);
+  A* delta = shared + items * per_chunk;  // rowsum(dO * O), (batch, heads, len_q)
+  A* dq_shares = chunks.count > 1 ? delta + all_rows : nullptr;  // chunks x rows x dim_p
+  A* workspace = static_cast<A*>(args.workspace);
   bool finite = true;
 #pragma omp parallel for num_threads(args.threads) reduction(&& : finite)
   for (int64_t r = 0; r < all_rows; ++r) {
@@ -512,35 +521,51 @@ bool backward(const KernelArgs& args) {
     // d lse / d s = P, so a gradient of lse enters dS = P (dP - delta) as -dlse.
     delta[r] = args.dlse ? total - static_cast<const A*>(args.dlse)[r] : total;
   }
-  const int64_t items = s.batch * s.heads_kv;
   const int64_t q_blocks = (s.len_q + kBlockQ - 1) / kBlockQ;
 #pragma omp parallel num_threads(args.threads) reduction(&& : finite)
   {
     A* work = workspace + thread_index() * backward_workspace(s);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < items; ++item) {
-      const int64_t b = item / s.heads_kv, hk = item % s.heads_kv;
-      A* base = shared + item * per_kv;
-      A* rows_base = base + 2 * dim * keys;
-      const PackedKVGrad<A> kv{base, base + dim * keys, rows_base, rows_base + keys * dim_p,
-                               rows_base + 2 * keys * dim_p};
-      finite &= pack_transposed<In, A>(args.k, b, hk, s.len_k, dim, kv.kt);
-      finite &= pack_transposed<In, A>(args.v, b, hk, s.len_k, dim, kv.vt);
-      pack_rows<In, A>(args.k, b, hk, 0, s.len_k, dim, A(1), kv.k, dim_p);
-      fill_row<A>(kv.k + s.len_k * dim_p, (keys - s.len_k) * dim_p, A(0));
-      fill_row<A>(kv.dk, 2 * keys * dim_p, A(0));
+      const int64_t pair = item / chunks.count, chunk = item % chunks.count;
+      const int64_t b = pair / s.heads_kv, hk = pair % s.heads_kv;
+      const int64_t begin = chunk * chunks.keys, keys = imin(chunks.keys, s.len_k - begin);
+      A* base = shared + item * per_chunk;
+      A* rows_base = base + 2 * dim * chunks.keys;
+      const PackedKVGrad<A> kv{begin,     begin + keys,
+                               base,      base + dim * chunks.keys,
+                               rows_base, rows_base + chunks.keys * dim_p,
+                               rows_base + 2 * chunks.keys * dim_p};
+      finite &= pack_transposed<In, A>(args.k, b, hk, begin, keys, dim, kv.kt);
+      finite &= pack_transposed<In, A>(args.v, b, hk, begin, keys, dim, kv.vt);
+      pack_rows<In, A>(args.k, b, hk, begin, keys, dim, A(1), kv.k, dim_p);
+      fill_row<A>(kv.k + keys * dim_p, (chunks.keys - keys) * dim_p, A(0));
+      fill_row<A>(kv.dk, 2 * chunks.keys * dim_p, A(0));
+      A* dq_share = dq_shares ? dq_shares + chunk * all_rows * dim_p : nullptr;
       for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
         for (int64_t qb = 0; qb < q_blocks; ++qb) {
-          backward_block<In, A>(args, kv, delta, b, h, qb * kBlockQ, work, finite);
+          backward_block<In, A>(args, kv, delta, b, h, qb * kBlockQ, work, dq_share, finite);
         }
       }
-      In* dk = static_cast<In*>(args.dk.data) + item * s.len_k * dim;
-      In* dv = static_cast<In*>(args.dv.data) + item * s.len_k * dim;
-      for (int64_t j = 0; j < s.len_k; ++j) {
+      In* dk = static_cast<In*>(args.dk.data) + (pair * s.len_k + begin) * dim;
+      In* dv = static_cast<In*>(args.dv.data) + (pair * s.len_k + begin) * dim;
+      for (int64_t j = 0; j < keys; ++j) {
         for (int64_t d = 0; d < dim; ++d) {
           dk[j * dim + d] = narrow<In, A>(kv.dk[j * dim_p + d]);
           dv[j * dim + d] = narrow<In, A>(kv.dv[j * dim_p + d]);
         }
+      }
+    }
+  }
+  if (dq_shares) {
+    // dQ is the sum of the chunks' shares, added in chunk order (the same for any thread count).
+    In* dq_out = static_cast<In*>(args.dq.data);
+#pragma omp parallel for num_threads(args.threads)
+    for (int64_t r = 0; r < all_rows; ++r) {
+      for (int64_t d = 0; d < dim; ++d) {
+        A total = 0;
+        for (int64_t c = 0; c < chunks.count; ++c) total += dq_shares[(c * all_rows + r) * dim_p + d];
+        dq_out[r * dim + d] = narrow<In, A>(total);
       }
     }
   }

@@ -4,6 +4,7 @@
 // Python calls these; kernels and backward formulas call the plain ones.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string_view>
 #include <vector>

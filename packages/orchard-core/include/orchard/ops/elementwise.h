@@ -3,6 +3,7 @@
 // runtime provides ElementwiseKernels.
 #pragma once
 
+#include <cstdint>
 #include <initializer_list>
 #include <optional>
 #include <string_view>

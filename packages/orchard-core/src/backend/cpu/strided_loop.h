@@ -1,6 +1,7 @@
 // Walks every element of an N-d view, innermost dim in a tight loop.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "orchard/tensor.h"
