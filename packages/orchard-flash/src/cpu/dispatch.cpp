@@ -14,11 +14,13 @@
 
 namespace orchard::flash::cpu {
 
+// The layouts are described where the kernels carve them up (forward_block, backward_block);
+// the bf16 dot-product path keeps bf16 blocks after them (half a float each).
 int64_t forward_workspace(const AttentionShape& s) {
-  return 2 * kBlockQ * padded(s.dim) + kBlockQ * kBlockK + 2 * kBlockQ;
+  return 2 * kBlockQ * padded(s.dim) + kBlockQ * kBlockK + 2 * kBlockQ + kBlockQ * kBlockK / 2;
 }
 int64_t backward_workspace(const AttentionShape& s) {
-  return 3 * kBlockQ * padded(s.dim) + 3 * kBlockQ * kBlockK;
+  return 3 * kBlockQ * padded(s.dim) + 3 * kBlockQ * kBlockK + 3 * kBlockQ * kBlockK / 2;
 }
 int64_t forward_shared(const AttentionShape& s) {
   const int64_t keys = key_slots(s.len_k);
@@ -79,7 +81,10 @@ ForwardResult forward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, con
   ForwardResult result{Tensor::empty({shape.batch, shape.heads, shape.len_q, shape.dim}, q.dtype()),
                        Tensor::empty({shape.batch, shape.heads, shape.len_q}, accumulate)};
   if (q.numel() == 0) return result;
-  KernelArgs args{.shape = shape, .element = element_of(q.dtype()), .dropout = dropout};
+  KernelArgs args;
+  args.shape = shape;
+  args.element = element_of(q.dtype());
+  args.dropout = dropout;
   args.q = operand(q);
   args.k = operand(k);
   args.v = operand(v);
@@ -110,7 +115,10 @@ Gradients backward_cpu(const Tensor& dout, const Tensor& q, const Tensor& k, con
     for (Tensor* g : {&grads.dq, &grads.dk, &grads.dv}) g->fill_(0);
     return grads;
   }
-  KernelArgs args{.shape = shape, .element = element_of(q.dtype()), .dropout = dropout};
+  KernelArgs args;
+  args.shape = shape;
+  args.element = element_of(q.dtype());
+  args.dropout = dropout;
   args.q = operand(q);
   args.k = operand(k);
   args.v = operand(v);
@@ -134,7 +142,9 @@ Gradients backward_cpu(const Tensor& dout, const Tensor& q, const Tensor& k, con
 
 Tensor dropout_mask_cpu(const AttentionShape& shape, const Dropout& dropout) {
   Tensor mask = Tensor::empty({shape.batch, shape.heads, shape.len_q, shape.len_k}, DType::Bool);
-  KernelArgs args{.shape = shape, .dropout = dropout};
+  KernelArgs args;
+  args.shape = shape;
+  args.dropout = dropout;
   args.threads = thread_count();
   kernels().dropout_keep_mask(args, static_cast<uint8_t*>(mask.data_ptr()));
   return mask;
