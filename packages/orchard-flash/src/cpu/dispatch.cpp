@@ -14,13 +14,11 @@
 
 namespace orchard::flash::cpu {
 
-// The layouts are described where the kernels carve them up (forward_block, backward_block);
-// the bf16 dot-product path keeps bf16 blocks after them (half a float each).
 int64_t forward_workspace(const AttentionShape& s) {
-  return 2 * kBlockQ * padded(s.dim) + kBlockQ * kBlockK + 2 * kBlockQ + kBlockQ * kBlockK / 2;
+  return 2 * kBlockQ * padded(s.dim) + kBlockQ * kBlockK + 2 * kBlockQ;
 }
 int64_t backward_workspace(const AttentionShape& s) {
-  return 3 * kBlockQ * padded(s.dim) + 3 * kBlockQ * kBlockK + 3 * kBlockQ * kBlockK / 2;
+  return 3 * kBlockQ * padded(s.dim) + 3 * kBlockQ * kBlockK;
 }
 int64_t forward_shared(const AttentionShape& s) {
   const int64_t keys = key_slots(s.len_k);

@@ -12,8 +12,6 @@ constexpr Kernels kGeneric{"generic", generic::forward_pass, generic::backward_p
 #ifdef ORCHARD_FLASH_X86
 constexpr Kernels kAvx2{"avx2", avx2::forward_pass, avx2::backward_pass, avx2::dropout_keep_mask};
 constexpr Kernels kAvx512{"avx512", avx512::forward_pass, avx512::backward_pass, avx512::dropout_keep_mask};
-constexpr Kernels kAvx512Bf16{"avx512_bf16", avx512_bf16::forward_pass, avx512_bf16::backward_pass,
-                              avx512_bf16::dropout_keep_mask};
 #endif
 
 std::vector<const Kernels*> supported() {
@@ -24,7 +22,6 @@ std::vector<const Kernels*> supported() {
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
     sets.push_back(&kAvx512);
-    if (__builtin_cpu_supports("avx512bf16")) sets.push_back(&kAvx512Bf16);
   }
 #endif
   return sets;

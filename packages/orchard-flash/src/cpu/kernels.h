@@ -15,9 +15,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#ifdef ORCHARD_FLASH_BF16_DOT
-#include <immintrin.h>
-#endif
 
 #if !defined(ORCHARD_FLASH_ISA) || !defined(ORCHARD_FLASH_VECTOR_BYTES) || !defined(ORCHARD_FLASH_TILE_ROWS) || \
     !defined(ORCHARD_FLASH_TILE_VECTORS)
@@ -110,133 +107,69 @@ FLASH_INLINE const In* row_of(const Operand& t, int64_t b, int64_t h, int64_t i)
 
 // ---- block products ------------------------------------------------------------------------
 
-// C[MR x NV vectors] (+)= A[MR x depth] B[depth x NV vectors] with fused multiply-adds in A's
-// type: A(i, p) = a[i*am + p*ak] is broadcast, B's rows are contiguous and ldb apart. The
-// accumulators stay in registers.
-template <class A>
-struct FmaDot {
-  using Left = A;
-  using Right = A;
-  using Out = A;
-  static constexpr int64_t kLanesOut = kLanes<A>;
-  // Where column j0 of B starts.
-  static const A* column(const A* b, int64_t j0) { return b + j0; }
-
-  template <int MR, int NV>
-  FLASH_INLINE static void tile(const A* a, int64_t am, int64_t ak, const A* b, int64_t ldb, A* c, int64_t ldc,
-                                int64_t depth, bool add) {
-    using V = typename Simd<A>::V;
-    constexpr int L = kLanes<A>;
-    V acc[MR][NV];
+// C[MR x NV vectors] (+)= A[MR x depth] B[depth x NV vectors]; A(i, p) = a[i*am + p*ak] is
+// broadcast, B's rows are contiguous and ldb apart. The accumulators stay in registers.
+template <class A, int MR, int NV>
+FLASH_INLINE void tile(const A* a, int64_t am, int64_t ak, const A* b, int64_t ldb, A* c, int64_t ldc, int64_t depth,
+                       bool add) {
+  using V = typename Simd<A>::V;
+  constexpr int L = kLanes<A>;
+  V acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < NV; ++j) acc[i][j] = add ? load<V>(c + i * ldc + j * L) : V{};
+  }
+  for (int64_t p = 0; p < depth; ++p) {
+    V bv[NV];
+#pragma GCC unroll 16
+    for (int j = 0; j < NV; ++j) bv[j] = load<V>(b + p * ldb + j * L);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
+      const V ai = splat<V>(a[i * am + p * ak]);
 #pragma GCC unroll 16
-      for (int j = 0; j < NV; ++j) acc[i][j] = add ? load<V>(c + i * ldc + j * L) : V{};
-    }
-    for (int64_t p = 0; p < depth; ++p) {
-      V bv[NV];
-#pragma GCC unroll 16
-      for (int j = 0; j < NV; ++j) bv[j] = load<V>(b + p * ldb + j * L);
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        const V ai = splat<V>(a[i * am + p * ak]);
-#pragma GCC unroll 16
-        for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
-      }
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 16
-      for (int j = 0; j < NV; ++j) store(c + i * ldc + j * L, acc[i][j]);
+      for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
     }
   }
-};
-
-#ifdef ORCHARD_FLASH_BF16_DOT
-// The same with the AVX-512 BF16 dot product: depth runs over pairs of bfloat16. A(i, p) is
-// the pair at a[i*am + p*ak] (uint16 units, two consecutive depths), B's pair row p holds, for
-// each column, its two depths side by side (16 columns per 64 bytes), ldb uint16 apart; C is
-// float32.
-struct Bf16Dot {
-  using Left = uint16_t;
-  using Right = uint16_t;
-  using Out = float;
-  static constexpr int64_t kLanesOut = 16;
-  static const uint16_t* column(const uint16_t* b, int64_t j0) { return b + 2 * j0; }
-
-  template <int MR, int NV>
-  FLASH_INLINE static void tile(const uint16_t* a, int64_t am, int64_t ak, const uint16_t* b, int64_t ldb, float* c,
-                                int64_t ldc, int64_t pairs, bool add) {
-    __m512 acc[MR][NV];
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
+  for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 16
-      for (int j = 0; j < NV; ++j) acc[i][j] = add ? _mm512_loadu_ps(c + i * ldc + j * 16) : _mm512_setzero_ps();
-    }
-    for (int64_t p = 0; p < pairs; ++p) {
-      __m512i bv[NV];
-#pragma GCC unroll 16
-      for (int j = 0; j < NV; ++j) bv[j] = _mm512_loadu_si512(b + p * ldb + j * 32);
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        uint32_t pair;
-        __builtin_memcpy(&pair, a + i * am + p * ak, sizeof pair);
-        const __m512i ai = _mm512_set1_epi32(static_cast<int>(pair));
-#pragma GCC unroll 16
-        for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)ai, (__m512bh)bv[j]);
-      }
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 16
-      for (int j = 0; j < NV; ++j) _mm512_storeu_ps(c + i * ldc + j * 16, acc[i][j]);
-    }
+    for (int j = 0; j < NV; ++j) store(c + i * ldc + j * L, acc[i][j]);
   }
-};
-#else
-struct Bf16Dot;  // named by branches that `if constexpr (kDotBits<In>)` discards here
-#endif
+}
 
 // The tile for the last, partial rows and vectors of a product.
-template <class Dot, int MR, int NV>
-void tile_partial(int64_t rows, int64_t vectors, const typename Dot::Left* a, int64_t am, int64_t ak,
-                  const typename Dot::Right* b, int64_t ldb, typename Dot::Out* c, int64_t ldc, int64_t depth,
-                  bool add) {
+template <class A, int MR, int NV>
+void tile_partial(int64_t rows, int64_t vectors, const A* a, int64_t am, int64_t ak, const A* b, int64_t ldb, A* c,
+                  int64_t ldc, int64_t depth, bool add) {
   if constexpr (NV > 1) {
-    if (vectors < NV) return tile_partial<Dot, MR, NV - 1>(rows, vectors, a, am, ak, b, ldb, c, ldc, depth, add);
+    if (vectors < NV) return tile_partial<A, MR, NV - 1>(rows, vectors, a, am, ak, b, ldb, c, ldc, depth, add);
   }
   if constexpr (MR > 1) {
-    if (rows < MR) return tile_partial<Dot, MR - 1, NV>(rows, vectors, a, am, ak, b, ldb, c, ldc, depth, add);
+    if (rows < MR) return tile_partial<A, MR - 1, NV>(rows, vectors, a, am, ak, b, ldb, c, ldc, depth, add);
   }
-  Dot::template tile<MR, NV>(a, am, ak, b, ldb, c, ldc, depth, add);
+  tile<A, MR, NV>(a, am, ak, b, ldb, c, ldc, depth, add);
 }
 
 // C[m x n] (+)= A[m x depth] B[depth x n], with n a multiple of the vector lanes.
-template <class Dot>
-void product(int64_t m, int64_t n, int64_t depth, const typename Dot::Left* a, int64_t am, int64_t ak,
-             const typename Dot::Right* b, int64_t ldb, typename Dot::Out* c, int64_t ldc, bool add) {
-  constexpr int64_t L = Dot::kLanesOut;
-  constexpr int64_t panel = kTileVectors * L;
-  for (int64_t j0 = 0; j0 < n; j0 += panel) {
-    const int64_t vectors = imin(panel, n - j0) / L;
-    const typename Dot::Right* bj = Dot::column(b, j0);
-    for (int64_t i0 = 0; i0 < m; i0 += kTileRows) {
-      const typename Dot::Left* ai = a + i0 * am;
-      typename Dot::Out* ci = c + i0 * ldc + j0;
-      if (vectors == kTileVectors && m - i0 >= kTileRows) {
-        Dot::template tile<kTileRows, kTileVectors>(ai, am, ak, bj, ldb, ci, ldc, depth, add);
-      } else {
-        tile_partial<Dot, kTileRows, kTileVectors>(imin(kTileRows, m - i0), vectors, ai, am, ak, bj, ldb, ci, ldc,
-                                                   depth, add);
-      }
-    }
-  }
-}
-
 template <class A>
 void gemm(int64_t m, int64_t n, int64_t depth, const A* a, int64_t am, int64_t ak, const A* b, int64_t ldb, A* c,
           int64_t ldc, bool add) {
-  product<FmaDot<A>>(m, n, depth, a, am, ak, b, ldb, c, ldc, add);
+  constexpr int64_t L = kLanes<A>;
+  constexpr int64_t panel = kTileVectors * L;
+  for (int64_t j0 = 0; j0 < n; j0 += panel) {
+    const int64_t vectors = imin(panel, n - j0) / L;
+    for (int64_t i0 = 0; i0 < m; i0 += kTileRows) {
+      const A* ai = a + i0 * am;
+      A* ci = c + i0 * ldc + j0;
+      if (vectors == kTileVectors && m - i0 >= kTileRows) {
+        tile<A, kTileRows, kTileVectors>(ai, am, ak, b + j0, ldb, ci, ldc, depth, add);
+      } else {
+        tile_partial<A, kTileRows, kTileVectors>(imin(kTileRows, m - i0), vectors, ai, am, ak, b + j0, ldb, ci, ldc,
+                                                 depth, add);
+      }
+    }
+  }
 }
 
 // ---- rows of scores ------------------------------------------------------------------------
@@ -374,70 +307,6 @@ bool pack_transposed(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t
   return finite;
 }
 
-#ifdef ORCHARD_FLASH_BF16_DOT
-constexpr bool kBf16Dot = true;
-#else
-constexpr bool kBf16Dot = false;
-#endif
-// Whether bfloat16 inputs multiply with bf16 dot products (their operands packed as bits).
-template <class In>
-constexpr bool kDotBits = kBf16Dot && __is_same(In, BF16);
-
-FLASH_INLINE uint16_t bits_of(float x) { return narrow<BF16, float>(x).bits; }
-FLASH_INLINE bool finite_bits(uint16_t bits) { return (bits & 0x7F80u) != 0x7F80u; }
-
-// bf16 rows as they are: dst[i*ld + d], i < rows, d < dim (a left operand, pairs along d).
-inline bool pack_bits_rows(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t dim,
-                           uint16_t* dst, int64_t ld) {
-  bool finite = true;
-  for (int64_t i = 0; i < rows; ++i) {
-    const BF16* src = row_of<BF16>(t, b, h, i0 + i);
-    for (int64_t d = 0; d < dim; ++d) {
-      const uint16_t bits = src[d * t.s3].bits;
-      finite &= finite_bits(bits);
-      dst[i * ld + d] = bits;
-    }
-  }
-  return finite;
-}
-
-// A right operand whose depth runs over rows: the pair of rows (2r, 2r + 1) side by side for
-// each of dim_p columns, dst[((i / 2) * dim_p + d) * 2 + i % 2], zero past rows or dim up to
-// `slots` rows (even).
-inline bool pack_bits_row_pairs(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t slots,
-                                int64_t dim, uint16_t* dst) {
-  const int64_t dim_p = padded(dim);
-  bool finite = true;
-  for (int64_t i = 0; i < slots; ++i) {
-    uint16_t* out = dst + (i / 2) * dim_p * 2 + i % 2;
-    const BF16* src = i < rows ? row_of<BF16>(t, b, h, i0 + i) : nullptr;
-    for (int64_t d = 0; d < dim_p; ++d) {
-      const uint16_t bits = src && d < dim ? src[d * t.s3].bits : uint16_t{0};
-      finite &= finite_bits(bits);
-      out[d * 2] = bits;
-    }
-  }
-  return finite;
-}
-
-// A right operand whose depth runs over dim (pairs of d) and columns over keys, by blocks of
-// kBlockK keys: key i, element d at dst[(i / kBlockK) * kBlockK * dim + ((d / 2) * kBlockK + i %
-// kBlockK) * 2 + d % 2], zero past rows up to key_slots(rows).
-inline bool pack_bits_transposed(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t dim,
-                                 uint16_t* dst) {
-  bool finite = true;
-  for (int64_t i = 0; i < key_slots(rows); ++i) {
-    uint16_t* block = dst + i / kBlockK * kBlockK * dim + (i % kBlockK) * 2;
-    const BF16* src = i < rows ? row_of<BF16>(t, b, h, i0 + i) : nullptr;
-    for (int64_t d = 0; d < dim; ++d) {
-      const uint16_t bits = src ? src[d * t.s3].bits : uint16_t{0};
-      finite &= finite_bits(bits);
-      block[(d / 2) * kBlockK * 2 + d % 2] = bits;
-    }
-  }
-  return finite;
-}
-
 FLASH_INLINE int thread_index() {
 #ifdef _OPENMP
   return omp_get_thread_num();
@@ -457,14 +326,11 @@ FLASH_INLINE int64_t key_end(const AttentionShape& s, int64_t q0, int64_t rows) 
 
 // ---- forward -------------------------------------------------------------------------------
 
-// Packed K^T (dim x key slots, by blocks) and V (key slots x dim padded) of one (batch, kv
-// head); with bf16 dot products, their bits in the same places (pack_bits_*).
+// Packed K^T (dim x len_k padded) and V (len_k padded x dim padded) of one (batch, kv head).
 template <class A>
 struct PackedKV {
   A* kt;
   A* v;
-  uint16_t* kt_bits = reinterpret_cast<uint16_t*>(kt);
-  uint16_t* v_bits = reinterpret_cast<uint16_t*>(v);
 };
 
 template <class In, class A>
@@ -478,34 +344,20 @@ void forward_block(const KernelArgs& args, PackedKV<A> kv, int64_t b, int64_t h,
   A* o = p + kBlockQ * kBlockK;          // kBlockQ x dim_p: unnormalized output
   A* m = o + kBlockQ * dim_p;            // running row max
   A* l = m + kBlockQ;                    // running row sum
-  // With bf16 dot products: q's bits (unscaled) in q's place, P's bits after l.
-  uint16_t* q_bits = reinterpret_cast<uint16_t*>(q);
-  uint16_t* p_bits = reinterpret_cast<uint16_t*>(l + kBlockQ);
-  if constexpr (kDotBits<In>) {
-    finite &= pack_bits_rows(args.q, b, h, q0, rows, dim, q_bits, dim);
-  } else {
-    finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, static_cast<A>(s.scale), q, dim_p);
-  }
+  finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, static_cast<A>(s.scale), q, dim_p);
   fill_row<A>(o, rows * dim_p, A(0));
   fill_row<A>(m, rows, -INFINITY);
   fill_row<A>(l, rows, A(0));
   const int64_t end = key_end(s, q0, rows);
   for (int64_t k0 = 0; k0 < end; k0 += kBlockK) {
     const int64_t cols = imin(kBlockK, end - k0), cols_p = padded(cols);
-    if constexpr (kDotBits<In>) {
-      product<Bf16Dot>(rows, cols_p, dim / 2, q_bits, dim, 2, kv.kt_bits + k0 * dim, 2 * kBlockK, p, kBlockK, false);
-    } else {
-      gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + k0 * dim, kBlockK, p, kBlockK, false);
-    }
+    gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + k0 * dim, kBlockK, p, kBlockK, false);
     for (int64_t i = 0; i < rows; ++i) {
       A* pi = p + i * kBlockK;
       const int64_t seen = visible_keys(s, q0 + i, k0, cols);
       if (seen == 0) {
         fill_row<A>(pi, cols_p, A(0));
         continue;
-      }
-      if constexpr (kDotBits<In>) {
-        for (int64_t j = 0; j < seen; ++j) pi[j] *= static_cast<A>(s.scale);
       }
       const A top = row_max<A>(pi, seen);
       const A m_new = top > m[i] ? top : m[i];
@@ -520,15 +372,7 @@ void forward_block(const KernelArgs& args, PackedKV<A> kv, int64_t b, int64_t h,
       }
       if (args.dropout.p > 0) apply_dropout<A>(pi, seen, args.dropout, b, h, q0 + i, k0);
     }
-    if constexpr (kDotBits<In>) {
-      for (int64_t i = 0; i < rows; ++i) {
-        for (int64_t j = 0; j < cols_p; ++j) p_bits[i * kBlockK + j] = bits_of(p[i * kBlockK + j]);
-      }
-      product<Bf16Dot>(rows, dim_p, cols_p / 2, p_bits, kBlockK, 2, kv.v_bits + k0 * dim_p, 2 * dim_p, o, dim_p,
-                       true);
-    } else {
-      gemm<A>(rows, dim_p, cols_p, p, kBlockK, 1, kv.v + k0 * dim_p, dim_p, o, dim_p, true);
-    }
+    gemm<A>(rows, dim_p, cols_p, p, kBlockK, 1, kv.v + k0 * dim_p, dim_p, o, dim_p, true);
   }
   In* out = static_cast<In*>(args.result.data);
   A* lse = static_cast<A*>(args.lse);
@@ -553,16 +397,10 @@ bool forward(const KernelArgs& args) {
 #pragma omp parallel for num_threads(args.threads) reduction(&& : finite)
   for (int64_t bh = 0; bh < heads_kv; ++bh) {
     A* kt = shared + bh * per_kv;
-    const int64_t b = bh / s.heads_kv, hk = bh % s.heads_kv;
-    A* v = kt + s.dim * keys;
-    if constexpr (kDotBits<In>) {
-      finite &= pack_bits_transposed(args.k, b, hk, 0, s.len_k, s.dim, reinterpret_cast<uint16_t*>(kt));
-      finite &= pack_bits_row_pairs(args.v, b, hk, 0, s.len_k, keys, s.dim, reinterpret_cast<uint16_t*>(v));
-    } else {
-      finite &= pack_transposed<In, A>(args.k, b, hk, 0, s.len_k, s.dim, kt);
-      finite &= pack_rows<In, A>(args.v, b, hk, 0, s.len_k, s.dim, A(1), v, dim_p);
-      fill_row<A>(v + s.len_k * dim_p, (keys - s.len_k) * dim_p, A(0));
-    }
+    finite &= pack_transposed<In, A>(args.k, bh / s.heads_kv, bh % s.heads_kv, 0, s.len_k, s.dim, kt);
+    finite &= pack_rows<In, A>(args.v, bh / s.heads_kv, bh % s.heads_kv, 0, s.len_k, s.dim, A(1),
+                               kt + s.dim * keys, dim_p);
+    fill_row<A>(kt + s.dim * keys + s.len_k * dim_p, (keys - s.len_k) * dim_p, A(0));
   }
   const int64_t q_blocks = (s.len_q + kBlockQ - 1) / kBlockQ;
   const int64_t items = s.batch * s.heads * q_blocks;
@@ -595,10 +433,6 @@ struct PackedKVGrad {
   A* k;
   A* dk;
   A* dv;
-  // With bf16 dot products: K^T and V^T as pack_bits_transposed, K as pack_bits_row_pairs.
-  uint16_t* kt_bits = reinterpret_cast<uint16_t*>(kt);
-  uint16_t* vt_bits = reinterpret_cast<uint16_t*>(vt);
-  uint16_t* k_bits = reinterpret_cast<uint16_t*>(k);
 };
 
 // Adds the gradients from query rows q0 .. q0 + kBlockQ of head (b, h) to the chunk's dK and dV,
@@ -620,39 +454,15 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
     A* p = dout + 2 * kBlockQ * dim_p;         // kBlockQ x kBlockK: probabilities
     A* pd = p + kBlockQ * kBlockK;             // the same after dropout
     A* dp = pd + kBlockQ * kBlockK;            // kBlockQ x kBlockK: dP, then dS
-    // With bf16 dot products: q's and dout's bits as rows and as row pairs in their places, and
-    // three bf16 blocks after dP: (dropped) P transposed, dS transposed, dS.
-    const int64_t rows_p = rows + rows % 2;
-    uint16_t* q_bits = reinterpret_cast<uint16_t*>(q);
-    uint16_t* q_pairs = q_bits + kBlockQ * dim;
-    uint16_t* dout_bits = reinterpret_cast<uint16_t*>(dout);
-    uint16_t* dout_pairs = dout_bits + kBlockQ * dim;
-    uint16_t* pt_bits = reinterpret_cast<uint16_t*>(dp + kBlockQ * kBlockK);
-    uint16_t* dst_bits = pt_bits + kBlockQ * kBlockK;
-    uint16_t* ds_bits = dst_bits + kBlockQ * kBlockK;
-    if constexpr (kDotBits<In>) {
-      finite &= pack_bits_rows(args.q, b, h, q0, rows, dim, q_bits, dim);
-      finite &= pack_bits_rows(args.dout, b, h, q0, rows, dim, dout_bits, dim);
-      pack_bits_row_pairs(args.q, b, h, q0, rows, rows_p, dim, q_pairs);
-      pack_bits_row_pairs(args.dout, b, h, q0, rows, rows_p, dim, dout_pairs);
-    } else {
-      finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, A(1), q, dim_p);
-      finite &= pack_rows<In, A>(args.dout, b, h, q0, rows, dim, A(1), dout, dim_p);
-    }
+    finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, A(1), q, dim_p);
+    finite &= pack_rows<In, A>(args.dout, b, h, q0, rows, dim, A(1), dout, dim_p);
     const A* lse = static_cast<const A*>(args.lse) + row0;
     const A* delta_rows = delta + row0;
     const bool dropout = args.dropout.p > 0;
     for (int64_t k0 = kv.begin; k0 < end; k0 += kBlockK) {
       const int64_t cols = imin(kBlockK, end - k0), cols_p = padded(cols), at = k0 - kv.begin;
-      if constexpr (kDotBits<In>) {
-        product<Bf16Dot>(rows, cols_p, dim / 2, q_bits, dim, 2, kv.kt_bits + at * dim, 2 * kBlockK, p, kBlockK,
-                         false);
-        product<Bf16Dot>(rows, cols_p, dim / 2, dout_bits, dim, 2, kv.vt_bits + at * dim, 2 * kBlockK, dp, kBlockK,
-                         false);
-      } else {
-        gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + at * dim, kBlockK, p, kBlockK, false);
-        gemm<A>(rows, cols_p, dim, dout, dim_p, 1, kv.vt + at * dim, kBlockK, dp, kBlockK, false);
-      }
+      gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + at * dim, kBlockK, p, kBlockK, false);
+      gemm<A>(rows, cols_p, dim, dout, dim_p, 1, kv.vt + at * dim, kBlockK, dp, kBlockK, false);
       for (int64_t i = 0; i < rows; ++i) {
         A* pi = p + i * kBlockK;
         A* dpi = dp + i * kBlockK;
@@ -674,27 +484,9 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
         for (int64_t j = 0; j < cols_p; ++j) dpi[j] = pi[j] * (dpi[j] - di) * scale;
       }
       const A* pv = dropout ? pd : p;
-      if constexpr (kDotBits<In>) {
-        for (int64_t j = 0; j < cols; ++j) {
-          for (int64_t i = 0; i < rows_p; ++i) {
-            pt_bits[j * rows_p + i] = i < rows ? bits_of(pv[i * kBlockK + j]) : uint16_t{0};
-            dst_bits[j * rows_p + i] = i < rows ? bits_of(dp[i * kBlockK + j]) : uint16_t{0};
-          }
-        }
-        for (int64_t i = 0; i < rows; ++i) {
-          for (int64_t j = 0; j < cols_p; ++j) ds_bits[i * kBlockK + j] = bits_of(dp[i * kBlockK + j]);
-        }
-        product<Bf16Dot>(cols, dim_p, rows_p / 2, pt_bits, rows_p, 2, dout_pairs, 2 * dim_p, kv.dv + at * dim_p, dim_p,
-                         true);
-        product<Bf16Dot>(cols, dim_p, rows_p / 2, dst_bits, rows_p, 2, q_pairs, 2 * dim_p, kv.dk + at * dim_p, dim_p,
-                         true);
-        product<Bf16Dot>(rows, dim_p, cols_p / 2, ds_bits, kBlockK, 2, kv.k_bits + at * dim_p, 2 * dim_p, dq, dim_p,
-                         true);
-      } else {
-        gemm<A>(cols, dim_p, rows, pv, 1, kBlockK, dout, dim_p, kv.dv + at * dim_p, dim_p, true);
-        gemm<A>(cols, dim_p, rows, dp, 1, kBlockK, q, dim_p, kv.dk + at * dim_p, dim_p, true);
-        gemm<A>(rows, dim_p, cols_p, dp, kBlockK, 1, kv.k + at * dim_p, dim_p, dq, dim_p, true);
-      }
+      gemm<A>(cols, dim_p, rows, pv, 1, kBlockK, dout, dim_p, kv.dv + at * dim_p, dim_p, true);
+      gemm<A>(cols, dim_p, rows, dp, 1, kBlockK, q, dim_p, kv.dk + at * dim_p, dim_p, true);
+      gemm<A>(rows, dim_p, cols_p, dp, kBlockK, 1, kv.k + at * dim_p, dim_p, dq, dim_p, true);
     }
   }
   if (dq_share) return;
@@ -744,16 +536,10 @@ bool backward(const KernelArgs& args) {
                                base,      base + dim * chunks.keys,
                                rows_base, rows_base + chunks.keys * dim_p,
                                rows_base + 2 * chunks.keys * dim_p};
-      if constexpr (kDotBits<In>) {
-        finite &= pack_bits_transposed(args.k, b, hk, begin, keys, dim, kv.kt_bits);
-        finite &= pack_bits_transposed(args.v, b, hk, begin, keys, dim, kv.vt_bits);
-        pack_bits_row_pairs(args.k, b, hk, begin, keys, chunks.keys, dim, kv.k_bits);
-      } else {
-        finite &= pack_transposed<In, A>(args.k, b, hk, begin, keys, dim, kv.kt);
-        finite &= pack_transposed<In, A>(args.v, b, hk, begin, keys, dim, kv.vt);
-        pack_rows<In, A>(args.k, b, hk, begin, keys, dim, A(1), kv.k, dim_p);
-        fill_row<A>(kv.k + keys * dim_p, (chunks.keys - keys) * dim_p, A(0));
-      }
+      finite &= pack_transposed<In, A>(args.k, b, hk, begin, keys, dim, kv.kt);
+      finite &= pack_transposed<In, A>(args.v, b, hk, begin, keys, dim, kv.vt);
+      pack_rows<In, A>(args.k, b, hk, begin, keys, dim, A(1), kv.k, dim_p);
+      fill_row<A>(kv.k + keys * dim_p, (chunks.keys - keys) * dim_p, A(0));
       fill_row<A>(kv.dk, 2 * chunks.keys * dim_p, A(0));
       A* dq_share = dq_shares ? dq_shares + chunk * all_rows * dim_p : nullptr;
       for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
