@@ -50,10 +50,14 @@ def fma_peak() -> tuple[float, str] | None:
         exe = Path(tmp) / "fma_peak"
         try:
             subprocess.run(
-                ["gcc", "-O3", "-fopenmp", str(HERE / "fma_peak.c"), "-o", str(exe)], check=True, capture_output=True
+                ["gcc", "-O3", "-fopenmp", str(HERE / "fma_peak.c"), "-o", str(exe)],
+                check=True,
+                capture_output=True,
             )
-            best = max(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()
-                       for _ in range(3))
+            best = max(
+                subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()
+                for _ in range(3)
+            )
         except (OSError, subprocess.CalledProcessError) as error:
             print(f"FMA ceiling not measured: {error}")
             return None
@@ -85,7 +89,9 @@ def cases(length: int, causal: bool, dtype: torch.dtype, heads: int, dim: int) -
     ]
 
 
-def table(results: list[Result], peak: tuple[float, str] | None, args: argparse.Namespace, load: float) -> str:
+def table(
+    results: list[Result], peak: tuple[float, str] | None, args: argparse.Namespace, load: float
+) -> str:
     script = "python packages/orchard-flash/benchmarks/bench_flash.py"
     command = " ".join([script, shlex.join(sys.argv[1:])]).rstrip()
     ceiling = f"{peak[0]:.0f} GFLOP/s fp32 ({peak[1]} FMAs on all cores)" if peak else "not measured"
@@ -110,16 +116,17 @@ def table(results: list[Result], peak: tuple[float, str] | None, args: argparse.
         mine, theirs = r.flops / r.row.orchard / 1e9, r.flops / r.row.torch / 1e9
         share = f"{100 * mine / peak[0]:.0f}%" if peak else "—"
         target = TARGETS[r.dtype] if r.length >= 1024 or r.dtype != "float32" else 1.0
-        lines.append(
-            f"| {r.dtype} | {r.length} | {'yes' if r.causal else 'no'} | {r.passes} | {r.row.orchard * 1e3:.1f} "
-            f"| {r.row.torch * 1e3:.1f} | {mine:.0f} | {theirs:.0f} | {share} | {r.row.torch / r.row.orchard:.2f} "
-            f"| ≥{target} |"
-        )
+        cells = [r.dtype, str(r.length), "yes" if r.causal else "no", r.passes]
+        cells += [f"{r.row.orchard * 1e3:.1f}", f"{r.row.torch * 1e3:.1f}", f"{mine:.0f}", f"{theirs:.0f}"]
+        cells += [share, f"{r.row.torch / r.row.orchard:.2f}", f"≥{target}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 2048, 4096])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=sorted(TARGETS))
     parser.add_argument("--heads", type=int, default=8)
@@ -141,10 +148,11 @@ def main() -> None:
                     scale = 3.5 if passes == "forward+backward" else 1.0
                     result = Result(dtype, length, causal, passes, row, flops * scale)
                     results.append(result)
+                    mine, theirs = result.flops / row.orchard / 1e9, result.flops / row.torch / 1e9
                     print(
-                        f"{dtype:8s} L={length:5d} causal={causal!s:5s} {passes:16s} "
-                        f"orchard {result.flops / row.orchard / 1e9:6.0f} GFLOP/s  "
-                        f"torch {result.flops / row.torch / 1e9:6.0f} GFLOP/s  torch/orchard {row.torch / row.orchard:5.2f}",
+                        f"{dtype:8s} L={length:5d} causal={causal!s:5s} {passes:16s}"
+                        f" orchard {mine:6.0f} GFLOP/s"
+                        f"  torch {theirs:6.0f} GFLOP/s  torch/orchard {row.torch / row.orchard:5.2f}",
                         flush=True,
                     )
     if args.out:

@@ -80,11 +80,12 @@ PYBIND11_MODULE(_flash, m) {
   m.def("_forward", &forward, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("causal"), py::arg("scale"),
         py::arg("causal_alignment"), py::arg("dropout_p"), py::arg("seed"));
   m.def("_backward", &backward, py::arg("dout"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"),
-        py::arg("lse"), py::arg("causal"), py::arg("scale"), py::arg("causal_alignment"), py::arg("dropout_p"),
-        py::arg("seed"), py::arg("dlse"));
-  m.def("_dropout_mask", &dropout_mask, py::arg("batch"), py::arg("heads"), py::arg("len_q"), py::arg("len_k"),
-        py::arg("p"), py::arg("seed"));
-  m.def("_cpu_isas", &orchard::flash::cpu::supported_isas, "Instruction sets this CPU runs, narrowest first.");
+        py::arg("lse"), py::arg("causal"), py::arg("scale"), py::arg("causal_alignment"),
+        py::arg("dropout_p"), py::arg("seed"), py::arg("dlse"));
+  m.def("_dropout_mask", &dropout_mask, py::arg("batch"), py::arg("heads"), py::arg("len_q"),
+        py::arg("len_k"), py::arg("p"), py::arg("seed"));
+  m.def("_cpu_isas", &orchard::flash::cpu::supported_isas,
+        "Instruction sets this CPU runs, narrowest first.");
   m.def(
       "_cpu_isa", [] { return std::string(orchard::flash::cpu::kernels().name); },
       "The instruction set whose kernels run now.");

@@ -94,11 +94,12 @@ void check_backward_inputs(const Tensor& dout, const Tensor& q, const Tensor& ou
   }
   const Shape rows{q.size(0), q.size(1), q.size(2)};
   const DType row_dtype = q.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
-  for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"lse", &lse}, {"dlse", dlse ? &*dlse : nullptr}}) {
+  for (const auto& [name, t] :
+       {std::pair<const char*, const Tensor*>{"lse", &lse}, {"dlse", dlse ? &*dlse : nullptr}}) {
     if (t && (t->shape() != rows || t->dtype() != row_dtype || t->device() != q.device())) {
       fail<ValueError>("flash attention backward: ", name, " must be ", dtype_name(row_dtype), " of shape ",
-                       shape_str(rows), " on ", q.device().str(), ", got ", dtype_name(t->dtype()), " of shape ",
-                       shape_str(t->shape()), " on ", t->device().str());
+                       shape_str(rows), " on ", q.device().str(), ", got ", dtype_name(t->dtype()),
+                       " of shape ", shape_str(t->shape()), " on ", t->device().str());
     }
   }
 }

@@ -53,9 +53,9 @@ void check_backward_inputs(const Tensor& dout, const Tensor& q, const Tensor& ou
 // The CPU passes: never form the len_q x len_k score matrix.
 ForwardResult forward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
                           const Dropout& dropout);
-Gradients backward_cpu(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                       const Tensor& lse, const std::optional<Tensor>& dlse, const AttentionShape& shape,
-                       const Dropout& dropout);
+Gradients backward_cpu(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const Tensor& out, const Tensor& lse, const std::optional<Tensor>& dlse,
+                       const AttentionShape& shape, const Dropout& dropout);
 // The keep mask (batch, heads, len_q, len_k) as bool, for tests.
 Tensor dropout_mask_cpu(const AttentionShape& shape, const Dropout& dropout);
 

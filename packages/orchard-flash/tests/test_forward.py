@@ -1,116 +1,250 @@
-"""The fused forward pass against naive float64 attention, and its input checks."""
+"""The fused forward pass against naive float64 attention on every instruction set, any
+strides, and its input checks."""
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import orchard_core as oc
 import orchard_flash as of
 import pytest
 import torch
+from _flash_reference import as_numpy, assert_lse_close, max_error, random_qkv, reference
+from orchard_flash import _flash
 
-
-@pytest.fixture
-def rng(request) -> np.random.Generator:
-    seed = int(os.environ.get("ORCHARD_TEST_SEED", "0"), 0) or int.from_bytes(os.urandom(8), "little")
-    print(f"random seed: ORCHARD_TEST_SEED={seed}")
-    return np.random.default_rng(seed)
-
-
-def reference(q, k, v, *, causal: bool, offset: int, scale: float):
-    """Softmax attention in float64 with the score matrix formed; rows that see no key are 0."""
-    group = q.shape[1] // k.shape[1]
-    k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
-    scores = np.einsum("bhid,bhjd->bhij", q, k) * scale
-    if causal:
-        rows = np.arange(q.shape[2])[:, None]
-        cols = np.arange(k.shape[2])[None, :]
-        scores = np.where(cols <= rows + offset, scores, -np.inf)
-    top = scores.max(-1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    weights = np.exp(scores - top)
-    total = weights.sum(-1, keepdims=True)
-    seen = total > 0
-    out = np.where(seen, (weights / np.where(seen, total, 1.0)) @ v, 0.0)
-    lse = np.where(seen[..., 0], np.log(np.where(seen, total, 1.0))[..., 0] + top[..., 0], -np.inf)
-    return out, lse
-
-
-SHAPES = [  # batch, heads, heads_kv, len_q, len_k, dim
+# (batch, heads, heads_kv, len_q, len_k, dim): lengths mostly not multiples of the blocks (64
+# query rows x 128 keys, rows padded to 16); MHA, GQA and MQA; batch > 1.
+SHAPES = [
     (1, 1, 1, 1, 1, 8),
-    (2, 4, 2, 113, 203, 40),
-    (1, 2, 1, 128, 128, 64),
-    (2, 4, 4, 203, 113, 128),
+    (2, 4, 2, 113, 203, 40),  # GQA
+    (1, 2, 1, 203, 113, 128),  # MQA, len_q > len_k: bottom-right rows that see nothing
+    (2, 2, 2, 128, 128, 64),  # exact block multiples
     (1, 3, 1, 67, 67, 256),
+    (1, 2, 1, 1, 300, 40),  # one query row (decoding) over three key blocks
+    (1, 1, 1, 300, 1, 8),  # one key
+    (1, 1, 1, 1000, 1000, 64),
+    (1, 1, 1, 2048, 2048, 64),
 ]
+# (causal, causal_alignment)
+MASKS = [(False, "bottom_right"), (True, "bottom_right"), (True, "top_left")]
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("alignment", ["bottom_right", "top_left"])
-def test_float32_forward_matches_float64_attention(rng, shape, causal, alignment):
-    batch, heads, heads_kv, len_q, len_k, dim = shape
-    q = rng.standard_normal((batch, heads, len_q, dim))
-    k = rng.standard_normal((batch, heads_kv, len_k, dim))
-    v = rng.standard_normal((batch, heads_kv, len_k, dim))
+def shape_id(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def f32(x) -> oc.Tensor:
+    return oc.tensor(x, dtype=oc.float32)
+
+
+def rounded(x) -> np.ndarray:
+    """x rounded to float32, back in float64: the values the kernel really sees."""
+    return np.asarray(x, dtype=np.float32).astype(np.float64)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+@pytest.mark.parametrize(("causal", "alignment"), MASKS, ids=["full", "causal_br", "causal_tl"])
+def test_float32_forward_matches_float64_attention(rng, isa, shape, causal, alignment):
+    q, k, v = random_qkv(rng, *shape)
     scale = float(rng.uniform(0.05, 0.5))
-    out, lse = of.forward(
-        *(oc.tensor(x, dtype=oc.float32) for x in (q, k, v)),
-        causal=causal,
-        scale=scale,
-        causal_alignment=alignment,
-    )
-    offset = len_k - len_q if alignment == "bottom_right" else 0
-    want_out, want_lse = reference(q, k, v, causal=causal, offset=offset, scale=scale)
-    assert out.shape == (batch, heads, len_q, dim) and out.dtype == oc.float32
-    assert np.abs(np.asarray(out) - want_out).max() < 1e-4
-    got_lse = np.asarray(lse)
+    out, lse = of.forward(f32(q), f32(k), f32(v), causal=causal, scale=scale, causal_alignment=alignment)
+    want_out, want_lse = reference(*map(rounded, (q, k, v)), causal=causal, alignment=alignment, scale=scale)
+    assert out.shape == q.shape and out.dtype == oc.float32 and out.is_contiguous()
+    assert lse.shape == q.shape[:3] and lse.dtype == oc.float32
+    assert max_error(out, want_out) < 1e-4
+    assert_lse_close(lse, want_lse, atol=1e-4)
+    assert not np.isnan(as_numpy(out)).any()
+
+
+def test_alignments_agree_when_lengths_match(rng, isa):
+    q, k, v = (f32(x) for x in random_qkv(rng, 2, 4, 2, 150, 150, 32))
+    bottom = of.forward(q, k, v, causal=True)
+    top = of.forward(q, k, v, causal=True, causal_alignment="top_left")
+    for a, b in zip(bottom, top, strict=True):
+        assert as_numpy(a).tobytes() == as_numpy(b).tobytes()
+
+
+def test_many_heads_few_rows(rng, isa):
+    # Decoding-like: a few query rows, many (batch, head) items, GQA groups of four.
+    q, k, v = random_qkv(rng, 3, 32, 8, 3, 45, 16)
+    out, lse = of.forward(f32(q), f32(k), f32(v), causal=True)
+    want_out, want_lse = reference(*map(rounded, (q, k, v)), causal=True)
+    assert max_error(out, want_out) < 1e-4
+    assert_lse_close(lse, want_lse, atol=1e-4)
+
+
+def test_default_scale_is_inverse_sqrt_dim(rng, isa):
+    q, k, v = random_qkv(rng, 1, 2, 2, 33, 70, 48)
+    out, lse = of.forward(f32(q), f32(k), f32(v))
+    want_out, want_lse = reference(*map(rounded, (q, k, v)), scale=48**-0.5)
+    assert max_error(out, want_out) < 1e-4
+    assert_lse_close(lse, want_lse, atol=1e-4)
+
+
+def test_float64_is_exact_to_rounding(rng, isa):
+    q, k, v = random_qkv(rng, 2, 4, 2, 70, 150, 24)
+    out, lse = of.forward(*(oc.tensor(x) for x in (q, k, v)), causal=True)
+    want_out, want_lse = reference(q, k, v, causal=True)
+    assert out.dtype == oc.float64 and lse.dtype == oc.float64
+    np.testing.assert_allclose(as_numpy(out), want_out, rtol=1e-12, atol=1e-13)
     finite = np.isfinite(want_lse)
-    assert np.abs(got_lse[finite] - want_lse[finite]).max(initial=0.0) < 1e-4
-    assert np.all(got_lse[~finite] == -np.inf)
+    np.testing.assert_allclose(as_numpy(lse)[finite], want_lse[finite], rtol=1e-12)
 
 
-def test_strided_inputs_and_dlpack_producers(rng):
+# ---- any strides, any DLPack producer --------------------------------------------------------
+
+
+def test_transposed_torch_inputs(rng, isa):
     # (batch, length, heads, dim) transposed to (batch, heads, length, dim): no copy needed.
     q = rng.standard_normal((2, 77, 4, 32)).astype(np.float32)
     k = rng.standard_normal((2, 90, 2, 32)).astype(np.float32)
     v = rng.standard_normal((2, 90, 2, 32)).astype(np.float32)
     views = [torch.from_numpy(x).transpose(1, 2) for x in (q, k, v)]
-    out, _ = of.forward(*views, causal=True)
-    want, _ = reference(
-        *(x.transpose(0, 2, 1, 3).astype(np.float64) for x in (q, k, v)),
-        causal=True,
-        offset=13,
-        scale=32**-0.5,
+    assert not views[0].is_contiguous()
+    out, lse = of.forward(*views, causal=True)
+    want_out, want_lse = reference(
+        *(x.transpose(0, 2, 1, 3).astype(np.float64) for x in (q, k, v)), causal=True
     )
-    assert np.abs(np.asarray(out) - want).max() < 1e-4
+    assert out.is_contiguous()
+    assert max_error(out, want_out) < 1e-4
+    assert_lse_close(lse, want_lse, atol=1e-4)
 
 
-def test_float64_is_exact_to_rounding(rng):
-    q, k, v = (rng.standard_normal((1, 2, 70, 24)) for _ in range(3))
-    out, lse = of.forward(*(oc.tensor(x) for x in (q, k, v)), causal=True)
-    want_out, want_lse = reference(q, k, v, causal=True, offset=0, scale=24**-0.5)
-    assert out.dtype == oc.float64
-    np.testing.assert_allclose(np.asarray(out), want_out, rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(np.asarray(lse), want_lse, rtol=1e-12)
+def test_sliced_inputs(rng, isa):
+    # Offsets, a stride of 2 along the length, the head dim a slice of a wider one, every
+    # third or fourth head: every stride differs from the contiguous one.
+    big = [
+        torch.from_numpy(rng.standard_normal((3, 6, 2 * n + 1, 96)).astype(np.float32)) for n in (45, 60, 60)
+    ]
+    q = big[0][1:, ::3, 1::2, 8:88:2]  # (2, 2, 45, 40), a stride of 2 along the head dim too
+    k, v = (x[1:, 1::4, 1::2, 8:48] for x in big[1:])  # (2, 2, 60, 40)
+    assert q.shape == (2, 2, 45, 40) and k.shape == v.shape == (2, 2, 60, 40)
+    out, lse = of.forward(q, k, v, causal=True, causal_alignment="top_left")
+    want_out, want_lse = reference(
+        *(x.double().numpy() for x in (q, k, v)), causal=True, alignment="top_left"
+    )
+    assert max_error(out, want_out) < 1e-4
+    assert_lse_close(lse, want_lse, atol=1e-4)
 
 
-def test_large_logits_do_not_overflow(rng):
-    q, k, v = (oc.tensor(rng.standard_normal((1, 1, 50, 16)) * 300, dtype=oc.float32) for _ in range(3))
-    out, lse = of.forward(q, k, v)
-    assert np.isfinite(np.asarray(out)).all() and np.isfinite(np.asarray(lse)).all()
+def test_broadcast_kv_with_zero_strides(rng, isa):
+    # k and v expanded over batch and heads (stride 0) give the same as MQA over one copy.
+    q, k, v = random_qkv(rng, 2, 4, 1, 50, 140, 16)
+    q32, k32, v32 = (torch.from_numpy(x.astype(np.float32)) for x in (q, k, v))
+    k1, v1 = k32[:1], v32[:1]
+    expanded = of.forward(q32, k1.expand(2, 4, 140, 16), v1.expand(2, 4, 140, 16))
+    shared = of.forward(q32, k1.expand(2, 1, 140, 16), v1.expand(2, 1, 140, 16))
+    want_out, want_lse = reference(
+        q32.double().numpy(), *(x.expand(2, 1, 140, 16).double().numpy() for x in (k1, v1))
+    )
+    for out, lse in (expanded, shared):
+        assert max_error(out, want_out) < 1e-4
+        assert_lse_close(lse, want_lse, atol=1e-4)
+
+
+def test_numpy_and_orchard_views(rng, isa):
+    q, k, v = random_qkv(rng, 1, 2, 2, 40, 40, 16)
+    q_np = np.ascontiguousarray(q.transpose(0, 2, 1, 3)).astype(np.float32).transpose(0, 2, 1, 3)
+    k_oc = oc.tensor(k.transpose(0, 1, 3, 2), dtype=oc.float32).transpose(2, 3)  # a transposed orchard view
+    assert not k_oc.is_contiguous()
+    out, lse = of.forward(q_np, k_oc, v.astype(np.float32))
+    want_out, want_lse = reference(*map(rounded, (q, k, v)))
+    assert max_error(out, want_out) < 1e-4
+    assert_lse_close(lse, want_lse, atol=1e-4)
+
+
+# ---- numerics --------------------------------------------------------------------------------
+
+
+def test_large_logits_do_not_overflow(rng, isa):
+    # Scores around 1e5 - 1e6: exp would overflow without the running max. The softmax is then
+    # nearly one-hot; rows whose two largest scores are within fp32 rounding of each other
+    # (about 1e-6 of their size) may legitimately pick the other key, so they are left out.
+    q, k, v = random_qkv(rng, 1, 2, 1, 90, 300, 64)
+    q = q * 1e4
+    q32, k32, v32 = map(rounded, (q, k, v))
+    out, lse = of.forward(f32(q), f32(k), f32(v), causal=True)
+    want_out, want_lse = reference(q32, k32, v32, causal=True)
+    got_out, got_lse = as_numpy(out), as_numpy(lse)
+    assert np.isfinite(got_out).all() and np.isfinite(got_lse).all()
+    scores = np.einsum("bhid,bjd->bhij", q32, k32[:, 0]) / 8.0
+    scores = np.where(np.arange(300) <= np.arange(90)[:, None] + 210, scores, -np.inf)
+    top2 = np.sort(scores, axis=-1)[..., -2:]
+    clear = (top2[..., 1] - top2[..., 0]) > 1e-3 * np.abs(top2[..., 1]) + 100
+    assert clear.mean() > 0.5
+    assert np.abs(got_out - want_out)[clear].max() < 1e-4
+    np.testing.assert_allclose(got_lse, want_lse, rtol=2e-6)
+
+
+def test_running_max_rescales_across_key_blocks(rng, isa):
+    # Scores that grow along the keys, from about -95 to 95: more than exp spans in float32
+    # (e^-104 is below the smallest subnormal), so every key block raises the row max and the
+    # sums of the earlier blocks must be rescaled (to zero, at the start), neither overflowing
+    # nor kept. Small integers keep the dot products exact; what is left is the rounding of
+    # the scaled scores (u |s| ~ 1e-5 relative to each probability) and the softmax's own.
+    len_q, len_k, dim = 70, 517, 16
+    q = rng.integers(-1, 2, (1, 2, len_q, dim)).astype(np.float64)
+    q[..., 0] = 4
+    k = rng.integers(-2, 3, (1, 1, len_k, dim)).astype(np.float64)
+    k[..., 0] = np.arange(len_k) - len_k // 2
+    v = rng.standard_normal((1, 1, len_k, dim))
+    for scale in (0.05, 0.09):
+        for alignment in ("bottom_right", "top_left"):
+            kw = dict(causal=True, scale=scale)
+            out, lse = of.forward(f32(q), f32(k), f32(v), causal_alignment=alignment, **kw)
+            want_out, want_lse = reference(q, k, rounded(v), alignment=alignment, **kw)
+            assert max_error(out, want_out) < 1e-4
+            np.testing.assert_allclose(as_numpy(lse), want_lse, rtol=1e-6)
+
+
+# ---- instruction sets ------------------------------------------------------------------------
+
+
+def test_instruction_sets():
+    isas = _flash._cpu_isas()
+    assert isas[0] == "generic" and set(isas) <= {"generic", "avx2", "avx512"}
+    assert _flash._cpu_isa() == isas[-1]  # the widest by default (the isa fixture restores it)
+    with pytest.raises(ValueError, match="'avx1024' is not available"):
+        _flash._set_cpu_isa("avx1024")
+    assert _flash._cpu_isa() == isas[-1]
+
+
+def test_instruction_sets_agree(rng):
+    q, k, v = random_qkv(rng, 2, 4, 2, 150, 260, 72)
+    results = []
+    saved = _flash._cpu_isa()
+    try:
+        for name in _flash._cpu_isas():
+            _flash._set_cpu_isa(name)
+            assert _flash._cpu_isa() == name
+            results.append(as_numpy(of.forward(f32(q), f32(k), f32(v), causal=True)[0]))
+    finally:
+        _flash._set_cpu_isa(saved)
+    for other in results[1:]:
+        assert np.abs(other - results[0]).max() < 1e-5
+
+
+# ---- input checks ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("change", "error", "message"),
     [
         (lambda q, k, v: (q[..., :12], k[..., :12], v[..., :12]), ValueError, "head dim 12"),
+        (lambda q, k, v: (q[..., :0], k[..., :0], v[..., :0]), ValueError, "head dim 0"),
         (lambda q, k, v: (q, k.to(oc.float64), v), TypeError, "one dtype"),
+        (lambda q, k, v: (q, k, v.to(oc.bfloat16)), TypeError, "one dtype"),
         (lambda q, k, v: (q.to(oc.int64), k.to(oc.int64), v.to(oc.int64)), TypeError, "int64"),
-        (lambda q, k, v: (q[0], k, v), ValueError, "4-d"),
+        (lambda q, k, v: (q.to(oc.float16), k.to(oc.float16), v.to(oc.float16)), TypeError, "float16"),
+        (lambda q, k, v: (q.to(oc.bool), k.to(oc.bool), v.to(oc.bool)), TypeError, "bool"),
+        (lambda q, k, v: (q[0], k, v), ValueError, "q must be 4-d"),
+        (lambda q, k, v: (q, k[0], v), ValueError, "k must be 4-d"),
+        (lambda q, k, v: (q, k, v.unsqueeze(0)), ValueError, "v must be 4-d"),
         (lambda q, k, v: (q, k[:, :, :5], v), ValueError, "length"),
+        (lambda q, k, v: (q, k, v[:, :1]), ValueError, "heads"),
         (lambda q, k, v: (q[:, :3], k, v), ValueError, "not divisible"),
+        (lambda q, k, v: (q[:1], k, v), ValueError, "batch sizes differ"),
+        (lambda q, k, v: (q, k, v[:1]), ValueError, "batch sizes differ"),
+        (lambda q, k, v: (q[..., :8], k[..., :8], v), ValueError, "head dims differ"),
     ],
 )
 def test_bad_inputs_raise_naming_the_value(rng, change, error, message):
@@ -120,11 +254,51 @@ def test_bad_inputs_raise_naming_the_value(rng, change, error, message):
         of.forward(*change(q, k, v))
 
 
+def test_other_devices_raise(monkeypatch):
+    # "metal" here is orchard-core's host-memory stand-in: tensors on a device without kernels.
+    monkeypatch.setenv("ORCHARD_METAL_FALLBACK", "cpu")
+    cpu = oc.ones(1, 1, 4, 8)
+    metal = oc.ones(1, 1, 4, 8, device="metal")
+    with pytest.raises(ValueError, match="device metal has no kernels yet"):
+        of.forward(metal, metal, metal)
+    with pytest.raises(ValueError, match="must be on one device, got cpu, metal and metal"):
+        of.forward(cpu, metal, metal)
+    out, lse = of.forward(cpu, cpu, cpu)
+    with pytest.raises(TypeError, match="dout is float32 on metal"):
+        of.backward(metal, cpu, cpu, cpu, out, lse)
+    with pytest.raises(ValueError, match=r"lse must be float32 of shape .* on cpu, got .* on metal"):
+        of.backward(cpu, cpu, cpu, cpu, out, lse.to("metal"))
+
+
+def test_head_dim_limit(rng):
+    for dim in (8, 256):
+        q = f32(rng.standard_normal((1, 1, 3, dim)))
+        assert of.forward(q, q, q)[0].shape == (1, 1, 3, dim)
+    q = f32(rng.standard_normal((1, 1, 3, 264)))
+    with pytest.raises(ValueError, match="head dim 264"):
+        of.forward(q, q, q)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_non_finite_inputs_raise(rng, bad, which):
+    qkv = [rng.standard_normal((1, 2, 70, 16)) for _ in range(3)]
+    qkv[which][0, 1, 69, 15] = bad  # the last element: every element is checked
+    with pytest.raises(ValueError, match="contain NaN or infinite values"):
+        of.forward(*map(f32, qkv))
+
+
 def test_bad_options_raise(rng):
-    q = oc.tensor(rng.standard_normal((1, 1, 4, 8)), dtype=oc.float32)
-    with pytest.raises(ValueError, match="causal_alignment"):
+    q = f32(rng.standard_normal((1, 1, 4, 8)))
+    with pytest.raises(ValueError, match=r"causal_alignment.*'middle'"):
         of.forward(q, q, q, causal=True, causal_alignment="middle")
-    with pytest.raises(ValueError, match="scale"):
-        of.forward(q, q, q, scale=-1.0)
+    for scale in (-1.0, 0.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="scale must be finite and positive"):
+            of.forward(q, q, q, scale=scale)
+    for p in (-0.1, 1.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="dropout_p must be in"):
+            of.forward(q, q, q, dropout_p=p)
     with pytest.raises(TypeError, match="DLPack"):
         of.forward([1.0], q, q)
+    with pytest.raises(TypeError, match="k must be"):
+        of.forward(q, "k", q)

@@ -28,6 +28,12 @@ def _check_dropout(dropout_p: float) -> float:
     return p
 
 
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ValueError(f"flash attention: seed must be an int in [0, 2**64), got {seed!r}")
+    return seed
+
+
 def draw_seed() -> int:
     """A dropout seed drawn from orchard_core's generator (so manual_seed reproduces it)."""
     return int(orchard_core.randint(0, 2**62, (1,)).item())
@@ -63,7 +69,7 @@ def forward(
         scale,
         causal_alignment,
         _check_dropout(dropout_p),
-        seed,
+        _check_seed(seed),
     )
 
 
@@ -100,14 +106,16 @@ def backward(
         scale,
         causal_alignment,
         _check_dropout(dropout_p),
-        seed,
+        _check_seed(seed),
         None if dlse is None else _as_tensor(dlse, "dlse"),
     )
 
 
-def dropout_mask(batch: int, heads: int, len_q: int, len_k: int, *, dropout_p: float, seed: int) -> orchard_core.Tensor:
+def dropout_mask(
+    batch: int, heads: int, len_q: int, len_k: int, *, dropout_p: float, seed: int
+) -> orchard_core.Tensor:
     """The keep mask (batch, heads, len_q, len_k) of bools that the kernels apply for ``seed``."""
-    return _flash._dropout_mask(batch, heads, len_q, len_k, _check_dropout(dropout_p), seed)
+    return _flash._dropout_mask(batch, heads, len_q, len_k, _check_dropout(dropout_p), _check_seed(seed))
 
 
 class _FlashAttention(Function):
@@ -180,7 +188,13 @@ def flash_attention(
     p = _check_dropout(dropout_p)
     if seed is None:
         seed = draw_seed() if p > 0 else 0
-    options = {"causal": causal, "scale": scale, "causal_alignment": causal_alignment, "dropout_p": p, "seed": seed}
+    options = {
+        "causal": causal,
+        "scale": scale,
+        "causal_alignment": causal_alignment,
+        "dropout_p": p,
+        "seed": seed,
+    }
     tensors = [_as_tensor(x, name) for x, name in ((q, "q"), (k, "k"), (v, "v"))]
     out, lse = _FlashAttention.apply(*tensors, options)
     return (out, lse) if return_lse else out

@@ -59,7 +59,9 @@ int thread_count() {
 }
 
 // Scratch for one call, allocated through orchard-core (so profiling sees it).
-Tensor scratch(DType accumulate, int64_t elements) { return Tensor::empty({std::max<int64_t>(elements, 1)}, accumulate); }
+Tensor scratch(DType accumulate, int64_t elements) {
+  return Tensor::empty({std::max<int64_t>(elements, 1)}, accumulate);
+}
 
 void require_finite(bool finite, const char* names) {
   if (!finite) fail<ValueError>("flash attention: ", names, " contain NaN or infinite values");
@@ -103,9 +105,9 @@ ForwardResult forward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, con
   return result;
 }
 
-Gradients backward_cpu(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                       const Tensor& lse, const std::optional<Tensor>& dlse, const AttentionShape& shape,
-                       const Dropout& dropout) {
+Gradients backward_cpu(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const Tensor& out, const Tensor& lse, const std::optional<Tensor>& dlse,
+                       const AttentionShape& shape, const Dropout& dropout) {
   const DType accumulate = q.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
   Gradients grads{Tensor::empty(q.shape(), q.dtype()), Tensor::empty(k.shape(), k.dtype()),
                   Tensor::empty(v.shape(), v.dtype())};
@@ -134,7 +136,7 @@ Gradients backward_cpu(const Tensor& dout, const Tensor& q, const Tensor& k, con
   const Tensor shared = scratch(accumulate, backward_shared(shape));
   args.workspace = work.data_ptr();
   args.shared = shared.data_ptr();
-  require_finite(kernels().backward_pass(args), "q, k, v, out or dout");
+  require_finite(kernels().backward_pass(args), "q, k, v, out, dout, lse or dlse");
   return grads;
 }
 

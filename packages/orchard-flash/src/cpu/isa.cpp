@@ -8,7 +8,8 @@ namespace orchard::flash::cpu {
 
 namespace {
 
-constexpr Kernels kGeneric{"generic", generic::forward_pass, generic::backward_pass, generic::dropout_keep_mask};
+constexpr Kernels kGeneric{"generic", generic::forward_pass, generic::backward_pass,
+                           generic::dropout_keep_mask};
 #ifdef ORCHARD_FLASH_X86
 constexpr Kernels kAvx2{"avx2", avx2::forward_pass, avx2::backward_pass, avx2::dropout_keep_mask};
 constexpr Kernels kAvx512{"avx512", avx512::forward_pass, avx512::backward_pass, avx512::dropout_keep_mask};

@@ -39,7 +39,7 @@ struct KernelArgs {
   Operand out, dout;
   // Forward writes out and lse; backward reads lse and writes dq, dk, dv.
   Output result, dq, dk, dv;
-  void* lse = nullptr;  // (batch, heads, len_q) float32, or float64 for float64 inputs
+  void* lse = nullptr;         // (batch, heads, len_q) float32, or float64 for float64 inputs
   const void* dlse = nullptr;  // backward: the gradient of lse, or null
   // Scratch the caller allocates, in accumulator elements (float, or double for float64
   // inputs): *_workspace() for each of `threads` threads, and *_shared() for all.
@@ -67,11 +67,11 @@ int64_t backward_shared(const AttentionShape& s);
 
 // The kernels, compiled once per instruction set (kernels.h). forward_pass and backward_pass
 // return false when an input held a NaN or an infinity.
-#define ORCHARD_FLASH_DECLARE_KERNELS(isa)                          \
-  namespace isa {                                                   \
-  bool forward_pass(const KernelArgs& args);                        \
-  bool backward_pass(const KernelArgs& args);                       \
-  void dropout_keep_mask(const KernelArgs& args, uint8_t* mask);    \
+#define ORCHARD_FLASH_DECLARE_KERNELS(isa)                       \
+  namespace isa {                                                \
+  bool forward_pass(const KernelArgs& args);                     \
+  bool backward_pass(const KernelArgs& args);                    \
+  void dropout_keep_mask(const KernelArgs& args, uint8_t* mask); \
   }
 ORCHARD_FLASH_DECLARE_KERNELS(generic)
 ORCHARD_FLASH_DECLARE_KERNELS(avx2)

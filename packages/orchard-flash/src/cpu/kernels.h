@@ -16,8 +16,8 @@
 #include <omp.h>
 #endif
 
-#if !defined(ORCHARD_FLASH_ISA) || !defined(ORCHARD_FLASH_VECTOR_BYTES) || !defined(ORCHARD_FLASH_TILE_ROWS) || \
-    !defined(ORCHARD_FLASH_TILE_VECTORS)
+#if !defined(ORCHARD_FLASH_ISA) || !defined(ORCHARD_FLASH_VECTOR_BYTES) || \
+    !defined(ORCHARD_FLASH_TILE_ROWS) || !defined(ORCHARD_FLASH_TILE_VECTORS)
 #error "kernels.h needs ORCHARD_FLASH_ISA, ORCHARD_FLASH_VECTOR_BYTES, ORCHARD_FLASH_TILE_ROWS/VECTORS"
 #endif
 
@@ -58,6 +58,15 @@ FLASH_INLINE void store(A* p, V v) {
 template <class V, class A>
 FLASH_INLINE V splat(A x) {
   return x - V{};
+}
+
+template <class A>
+FLASH_INLINE A fused_multiply_add(A x, A y, A z) {
+  if constexpr (__is_same(A, float)) {
+    return __builtin_fmaf(x, y, z);
+  } else {
+    return __builtin_fma(x, y, z);
+  }
 }
 
 FLASH_INLINE int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -110,8 +119,8 @@ FLASH_INLINE const In* row_of(const Operand& t, int64_t b, int64_t h, int64_t i)
 // C[MR x NV vectors] (+)= A[MR x depth] B[depth x NV vectors]; A(i, p) = a[i*am + p*ak] is
 // broadcast, B's rows are contiguous and ldb apart. The accumulators stay in registers.
 template <class A, int MR, int NV>
-FLASH_INLINE void tile(const A* a, int64_t am, int64_t ak, const A* b, int64_t ldb, A* c, int64_t ldc, int64_t depth,
-                       bool add) {
+FLASH_INLINE void tile(const A* a, int64_t am, int64_t ak, const A* b, int64_t ldb, A* c, int64_t ldc,
+                       int64_t depth, bool add) {
   using V = typename Simd<A>::V;
   constexpr int L = kLanes<A>;
   V acc[MR][NV];
@@ -140,10 +149,11 @@ FLASH_INLINE void tile(const A* a, int64_t am, int64_t ak, const A* b, int64_t l
 
 // The tile for the last, partial rows and vectors of a product.
 template <class A, int MR, int NV>
-void tile_partial(int64_t rows, int64_t vectors, const A* a, int64_t am, int64_t ak, const A* b, int64_t ldb, A* c,
-                  int64_t ldc, int64_t depth, bool add) {
+void tile_partial(int64_t rows, int64_t vectors, const A* a, int64_t am, int64_t ak, const A* b, int64_t ldb,
+                  A* c, int64_t ldc, int64_t depth, bool add) {
   if constexpr (NV > 1) {
-    if (vectors < NV) return tile_partial<A, MR, NV - 1>(rows, vectors, a, am, ak, b, ldb, c, ldc, depth, add);
+    if (vectors < NV)
+      return tile_partial<A, MR, NV - 1>(rows, vectors, a, am, ak, b, ldb, c, ldc, depth, add);
   }
   if constexpr (MR > 1) {
     if (rows < MR) return tile_partial<A, MR - 1, NV>(rows, vectors, a, am, ak, b, ldb, c, ldc, depth, add);
@@ -153,8 +163,8 @@ void tile_partial(int64_t rows, int64_t vectors, const A* a, int64_t am, int64_t
 
 // C[m x n] (+)= A[m x depth] B[depth x n], with n a multiple of the vector lanes.
 template <class A>
-void gemm(int64_t m, int64_t n, int64_t depth, const A* a, int64_t am, int64_t ak, const A* b, int64_t ldb, A* c,
-          int64_t ldc, bool add) {
+void gemm(int64_t m, int64_t n, int64_t depth, const A* a, int64_t am, int64_t ak, const A* b, int64_t ldb,
+          A* c, int64_t ldc, bool add) {
   constexpr int64_t L = kLanes<A>;
   constexpr int64_t panel = kTileVectors * L;
   for (int64_t j0 = 0; j0 < n; j0 += panel) {
@@ -165,8 +175,8 @@ void gemm(int64_t m, int64_t n, int64_t depth, const A* a, int64_t am, int64_t a
       if (vectors == kTileVectors && m - i0 >= kTileRows) {
         tile<A, kTileRows, kTileVectors>(ai, am, ak, b + j0, ldb, ci, ldc, depth, add);
       } else {
-        tile_partial<A, kTileRows, kTileVectors>(imin(kTileRows, m - i0), vectors, ai, am, ak, b + j0, ldb, ci, ldc,
-                                                 depth, add);
+        tile_partial<A, kTileRows, kTileVectors>(imin(kTileRows, m - i0), vectors, ai, am, ak, b + j0, ldb,
+                                                 ci, ldc, depth, add);
       }
     }
   }
@@ -174,18 +184,31 @@ void gemm(int64_t m, int64_t n, int64_t depth, const A* a, int64_t am, int64_t a
 
 // ---- rows of scores ------------------------------------------------------------------------
 
-// exp for softmax arguments (at most about 0): orchard-core's float exp without its two-step
-// scaling for subnormal results and its overflow selects, about a third fewer operations.
-// Below -87 it returns exp(-87) ~ 1.6e-38 instead of a smaller number, which no sum can tell.
+// Scores are kept in base 2 (q is scaled by scale * log2(e)), so softmax needs 2^x, which
+// takes fewer operations than e^x: no argument reduction by ln 2.
+constexpr double kLog2e = 1.4426950408889634;
+constexpr double kLn2 = 0.6931471805599453;
+
+// 2^x for softmax arguments (at most about 0): 2^round(x) from the exponent bits times the
+// Taylor polynomial of 2^f = e^(f ln 2) to degree 6 for |f| <= 1/2 (relative error ~1.2e-7).
+// Below -126 it returns about 2^-126 ~ 1e-38 instead of a smaller number, which no sum can tell.
 template <class A>
-FLASH_INLINE A exp_of(A x) {
+FLASH_INLINE A exp2_of(A x) {
   if constexpr (__is_same(A, float)) {
     namespace vmath = orchard::cpu::vmath;
-    float n;
-    const float r = vmath::reduce(vmath::clamp(x, -87.0f, 88.0f), n);
-    return (vmath::expm1_reduced(r) + 1.0f) * vmath::pow2i(n);
+    const float clamped = vmath::clamp(x, -126.0f, 127.0f);
+    const float n = vmath::round_nearest(clamped);
+    const float f = clamped - n;
+    float p = 1.5403530393381606e-4f;
+    p = p * f + 1.3333558146428443e-3f;
+    p = p * f + 9.6181291076284772e-3f;
+    p = p * f + 5.5504108664821580e-2f;
+    p = p * f + 2.4022650695910071e-1f;
+    p = p * f + 6.9314718055994531e-1f;
+    p = p * f + 1.0f;
+    return p * vmath::pow2i(n);
   } else {
-    return __builtin_exp(x);
+    return __builtin_exp2(x);
   }
 }
 
@@ -220,10 +243,10 @@ A row_sum(const A* x, int64_t n) {
   return total;
 }
 
-// x[j] = exp(x[j] * scale - shift) for j < n (a loop that vectorizes).
+// x[j] = 2^(x[j] - shift) for j < n (a loop that vectorizes).
 template <class A>
-void exp_row(A* x, int64_t n, A scale, A shift) {
-  for (int64_t j = 0; j < n; ++j) x[j] = exp_of<A>(x[j] * scale - shift);
+void exp2_row(A* x, int64_t n, A shift) {
+  for (int64_t j = 0; j < n; ++j) x[j] = exp2_of<A>(x[j] - shift);
 }
 
 template <class A>
@@ -237,12 +260,13 @@ template <class A>
 void apply_dropout(A* p, int64_t n, const Dropout& dropout, int64_t b, int64_t h, int64_t row, int64_t col0) {
   const auto threshold = static_cast<uint32_t>(dropout.p * 4294967296.0);
   const A keep_scale = static_cast<A>(1.0 / (1.0 - dropout.p));
-  const std::array<uint32_t, 2> key{static_cast<uint32_t>(dropout.seed), static_cast<uint32_t>(dropout.seed >> 32)};
+  const std::array<uint32_t, 2> key{static_cast<uint32_t>(dropout.seed),
+                                    static_cast<uint32_t>(dropout.seed >> 32)};
   for (int64_t g = 0; g * 4 < n; ++g) {
-    const std::array<uint32_t, 4> words = orchard::philox4x32_10(
-        {static_cast<uint32_t>(col0 / 4 + g), static_cast<uint32_t>(row), static_cast<uint32_t>(h),
-         static_cast<uint32_t>(b)},
-        key);
+    const std::array<uint32_t, 4> words =
+        orchard::philox4x32_10({static_cast<uint32_t>(col0 / 4 + g), static_cast<uint32_t>(row),
+                                static_cast<uint32_t>(h), static_cast<uint32_t>(b)},
+                               key);
     for (int w = 0; w < 4 && g * 4 + w < n; ++w) p[g * 4 + w] *= words[w] >= threshold ? keep_scale : A(0);
   }
 }
@@ -285,9 +309,9 @@ bool pack_rows(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows,
   return finite;
 }
 
-// K^T of keys i0 .. i0 + rows by blocks of kBlockK keys: key i0 + i, element d at dst[(i / kBlockK) * kBlockK * dim + d * kBlockK +
-// i % kBlockK], zero up to key_slots(rows). Each block's rows are 512 bytes apart, not a power-of-two
-// multiple of the cache's set stride as rows of the whole sequence would be.
+// K^T of keys i0 .. i0 + rows by blocks of kBlockK keys: key i0 + i, element d at dst[(i / kBlockK) * kBlockK
+// * dim + d * kBlockK + i % kBlockK], zero up to key_slots(rows). Each block's rows are 512 bytes apart, not
+// a power-of-two multiple of the cache's set stride as rows of the whole sequence would be.
 template <class In, class A>
 bool pack_transposed(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t dim, A* dst) {
   bool finite = true;
@@ -339,12 +363,12 @@ void forward_block(const KernelArgs& args, PackedKV<A> kv, int64_t b, int64_t h,
   const AttentionShape& s = args.shape;
   const int64_t dim = s.dim, dim_p = padded(dim);
   const int64_t rows = imin(kBlockQ, s.len_q - q0);
-  A* q = work;                           // kBlockQ x dim_p, scaled
-  A* p = q + kBlockQ * dim_p;            // kBlockQ x kBlockK: scores, then probabilities
-  A* o = p + kBlockQ * kBlockK;          // kBlockQ x dim_p: unnormalized output
-  A* m = o + kBlockQ * dim_p;            // running row max
-  A* l = m + kBlockQ;                    // running row sum
-  finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, static_cast<A>(s.scale), q, dim_p);
+  A* q = work;                   // kBlockQ x dim_p, scaled
+  A* p = q + kBlockQ * dim_p;    // kBlockQ x kBlockK: scores, then probabilities
+  A* o = p + kBlockQ * kBlockK;  // kBlockQ x dim_p: unnormalized output
+  A* m = o + kBlockQ * dim_p;    // running row max
+  A* l = m + kBlockQ;            // running row sum
+  finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, static_cast<A>(s.scale * kLog2e), q, dim_p);
   fill_row<A>(o, rows * dim_p, A(0));
   fill_row<A>(m, rows, -INFINITY);
   fill_row<A>(l, rows, A(0));
@@ -361,8 +385,8 @@ void forward_block(const KernelArgs& args, PackedKV<A> kv, int64_t b, int64_t h,
       }
       const A top = row_max<A>(pi, seen);
       const A m_new = top > m[i] ? top : m[i];
-      const A alpha = exp_of<A>(m[i] - m_new);  // 0 on a row's first block (m = -inf)
-      exp_row<A>(pi, seen, A(1), m_new);
+      const A alpha = exp2_of<A>(m[i] - m_new);  // 0 on a row's first block (m = -inf)
+      exp2_row<A>(pi, seen, m_new);
       fill_row<A>(pi + seen, cols_p - seen, A(0));
       l[i] = l[i] * alpha + row_sum<A>(pi, seen);
       m[i] = m_new;
@@ -381,7 +405,8 @@ void forward_block(const KernelArgs& args, PackedKV<A> kv, int64_t b, int64_t h,
     // A row that sees no key is zeros, with lse -inf.
     const A inv = l[i] > 0 ? A(1) / l[i] : A(0);
     for (int64_t d = 0; d < dim; ++d) out[row * dim + d] = narrow<In, A>(o[i * dim_p + d] * inv);
-    lse[row] = l[i] > 0 ? m[i] + static_cast<A>(__builtin_log(static_cast<double>(l[i]))) : -INFINITY;
+    lse[row] =
+        l[i] > 0 ? static_cast<A>((m[i] + __builtin_log2(static_cast<double>(l[i]))) * kLn2) : -INFINITY;
   }
 }
 
@@ -448,13 +473,12 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
   A* dq = dq_share ? dq_share + row0 * dim_p : work + 2 * kBlockQ * dim_p;  // rows x dim_p
   fill_row<A>(dq, rows * dim_p, A(0));
   if (end > kv.begin) {
-    const A scale = static_cast<A>(s.scale);
-    A* q = work;                               // kBlockQ x dim_p
-    A* dout = q + kBlockQ * dim_p;             // kBlockQ x dim_p
-    A* p = dout + 2 * kBlockQ * dim_p;         // kBlockQ x kBlockK: probabilities
-    A* pd = p + kBlockQ * kBlockK;             // the same after dropout
-    A* dp = pd + kBlockQ * kBlockK;            // kBlockQ x kBlockK: dP, then dS
-    finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, A(1), q, dim_p);
+    A* q = work;                        // kBlockQ x dim_p, scaled as the forward pass did
+    A* dout = q + kBlockQ * dim_p;      // kBlockQ x dim_p
+    A* p = dout + 2 * kBlockQ * dim_p;  // kBlockQ x kBlockK: probabilities
+    A* pd = p + kBlockQ * kBlockK;      // the same after dropout
+    A* dp = pd + kBlockQ * kBlockK;     // kBlockQ x kBlockK: dP, then dS
+    finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, static_cast<A>(s.scale * kLog2e), q, dim_p);
     finite &= pack_rows<In, A>(args.dout, b, h, q0, rows, dim, A(1), dout, dim_p);
     const A* lse = static_cast<const A*>(args.lse) + row0;
     const A* delta_rows = delta + row0;
@@ -467,7 +491,7 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
         A* pi = p + i * kBlockK;
         A* dpi = dp + i * kBlockK;
         const int64_t seen = visible_keys(s, q0 + i, k0, cols);
-        exp_row<A>(pi, seen, scale, lse[i]);
+        exp2_row<A>(pi, seen, static_cast<A>(lse[i] * kLog2e));
         fill_row<A>(pi + seen, cols_p - seen, A(0));
         if (dropout) {
           // The kept probabilities Z * P feed dV, and dP of them is Z * (dO V^T), Z the scaled mask.
@@ -479,9 +503,11 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
             zi[j] *= pi[j];
           }
         }
-        // dS = P * (dP - rowsum(dO * O)), times the softmax scale for dQ and dK.
+        // dS = P * (dP - rowsum(dO * O)), here times ln 2: then dK = dS^T q (q packed times
+        // scale * log2(e), the products of the forward pass to the bit) and dQ = dS K times
+        // scale * log2(e), applied when dQ is written.
         const A di = delta_rows[i];
-        for (int64_t j = 0; j < cols_p; ++j) dpi[j] = pi[j] * (dpi[j] - di) * scale;
+        for (int64_t j = 0; j < cols_p; ++j) dpi[j] = pi[j] * (dpi[j] - di) * static_cast<A>(kLn2);
       }
       const A* pv = dropout ? pd : p;
       gemm<A>(cols, dim_p, rows, pv, 1, kBlockK, dout, dim_p, kv.dv + at * dim_p, dim_p, true);
@@ -491,8 +517,10 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
   }
   if (dq_share) return;
   In* dq_out = static_cast<In*>(args.dq.data);
+  const A dq_scale = static_cast<A>(s.scale * kLog2e);
   for (int64_t i = 0; i < rows; ++i) {
-    for (int64_t d = 0; d < dim; ++d) dq_out[(row0 + i) * dim + d] = narrow<In, A>(dq[i * dim_p + d]);
+    for (int64_t d = 0; d < dim; ++d)
+      dq_out[(row0 + i) * dim + d] = narrow<In, A>(dq[i * dim_p + d] * dq_scale);
   }
 }
 
@@ -506,7 +534,7 @@ bool backward(const KernelArgs& args) {
   const int64_t items = s.batch * s.heads_kv * chunks.count;
   const int64_t all_rows = s.batch * s.heads * s.len_q;
   A* shared = static_cast<A*>(args.shared);
-  A* delta = shared + items * per_chunk;  // rowsum(dO * O), (batch, heads, len_q)
+  A* delta = shared + items * per_chunk;                         // rowsum(dO * O), (batch, heads, len_q)
   A* dq_shares = chunks.count > 1 ? delta + all_rows : nullptr;  // chunks x rows x dim_p
   A* workspace = static_cast<A*>(args.workspace);
   bool finite = true;
@@ -515,11 +543,20 @@ bool backward(const KernelArgs& args) {
     const int64_t b = r / (s.heads * s.len_q), h = r / s.len_q % s.heads, i = r % s.len_q;
     const In* o = row_of<In>(args.out, b, h, i);
     const In* g = row_of<In>(args.dout, b, h, i);
+    // One fused multiply-add chain whatever the strides, so results do not depend on layout.
     A total = 0;
-    for (int64_t d = 0; d < dim; ++d) total += widen<A>(o[d * args.out.s3]) * widen<A>(g[d * args.dout.s3]);
-    finite &= total - total == 0;
+    for (int64_t d = 0; d < dim; ++d)
+      total = fused_multiply_add(widen<A>(o[d * args.out.s3]), widen<A>(g[d * args.dout.s3]), total);
+    // lse is -inf on rows that see no key, never NaN or +inf.
+    const A lse = static_cast<const A*>(args.lse)[r];
+    finite &= total - total == 0 && lse == lse && lse != A(INFINITY);
     // d lse / d s = P, so a gradient of lse enters dS = P (dP - delta) as -dlse.
-    delta[r] = args.dlse ? total - static_cast<const A*>(args.dlse)[r] : total;
+    if (args.dlse) {
+      const A dlse = static_cast<const A*>(args.dlse)[r];
+      finite &= dlse - dlse == 0;
+      total -= dlse;
+    }
+    delta[r] = total;
   }
   const int64_t q_blocks = (s.len_q + kBlockQ - 1) / kBlockQ;
 #pragma omp parallel num_threads(args.threads) reduction(&& : finite)
@@ -532,9 +569,12 @@ bool backward(const KernelArgs& args) {
       const int64_t begin = chunk * chunks.keys, keys = imin(chunks.keys, s.len_k - begin);
       A* base = shared + item * per_chunk;
       A* rows_base = base + 2 * dim * chunks.keys;
-      const PackedKVGrad<A> kv{begin,     begin + keys,
-                               base,      base + dim * chunks.keys,
-                               rows_base, rows_base + chunks.keys * dim_p,
+      const PackedKVGrad<A> kv{begin,
+                               begin + keys,
+                               base,
+                               base + dim * chunks.keys,
+                               rows_base,
+                               rows_base + chunks.keys * dim_p,
                                rows_base + 2 * chunks.keys * dim_p};
       finite &= pack_transposed<In, A>(args.k, b, hk, begin, keys, dim, kv.kt);
       finite &= pack_transposed<In, A>(args.v, b, hk, begin, keys, dim, kv.vt);
@@ -560,12 +600,13 @@ bool backward(const KernelArgs& args) {
   if (dq_shares) {
     // dQ is the sum of the chunks' shares, added in chunk order (the same for any thread count).
     In* dq_out = static_cast<In*>(args.dq.data);
+    const A dq_scale = static_cast<A>(s.scale * kLog2e);
 #pragma omp parallel for num_threads(args.threads)
     for (int64_t r = 0; r < all_rows; ++r) {
       for (int64_t d = 0; d < dim; ++d) {
         A total = 0;
         for (int64_t c = 0; c < chunks.count; ++c) total += dq_shares[(c * all_rows + r) * dim_p + d];
-        dq_out[r * dim + d] = narrow<In, A>(total);
+        dq_out[r * dim + d] = narrow<In, A>(total * dq_scale);
       }
     }
   }
@@ -576,24 +617,18 @@ bool backward(const KernelArgs& args) {
 
 bool forward_pass(const KernelArgs& args) {
   switch (args.element) {
-    case Element::Float32:
-      return forward<float, float>(args);
-    case Element::BFloat16:
-      return forward<BF16, float>(args);
-    case Element::Float64:
-      return forward<double, double>(args);
+    case Element::Float32: return forward<float, float>(args);
+    case Element::BFloat16: return forward<BF16, float>(args);
+    case Element::Float64: return forward<double, double>(args);
   }
   return false;
 }
 
 bool backward_pass(const KernelArgs& args) {
   switch (args.element) {
-    case Element::Float32:
-      return backward<float, float>(args);
-    case Element::BFloat16:
-      return backward<BF16, float>(args);
-    case Element::Float64:
-      return backward<double, double>(args);
+    case Element::Float32: return backward<float, float>(args);
+    case Element::BFloat16: return backward<BF16, float>(args);
+    case Element::Float64: return backward<double, double>(args);
   }
   return false;
 }

@@ -1,0 +1,251 @@
+"""Dropout on the attention probabilities: the documented Philox4x32-10 mask (checked against
+an independent numpy Philox), forward and backward against float64 attention with the same
+mask, and reproducibility: by seed, across thread counts, and through manual_seed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import orchard_core as oc
+import orchard_flash as of
+import pytest
+from _flash_reference import (
+    as_numpy,
+    assert_lse_close,
+    max_error,
+    philox4x32_10,
+    random_qkv,
+    reference,
+    reference_keep_mask,
+)
+from _thread_probe import compute
+
+# Every gradient tolerance as in test_backward (see GRAD_RTOL there): float32 rounding.
+GRAD_RTOL = 3e-5
+
+
+def f32(x) -> oc.Tensor:
+    return oc.tensor(x, dtype=oc.float32)
+
+
+def rounded(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32).astype(np.float64)
+
+
+def random_seed(rng) -> int:
+    return int(rng.integers(0, 2**64, dtype=np.uint64))
+
+
+# ---- the mask --------------------------------------------------------------------------------
+
+
+def test_numpy_philox_known_answers():
+    # Random123's known-answer vectors for Philox4x32-10, so the reference below is Philox.
+    cases = [
+        ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+        ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+        (
+            (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+            (0xA4093822, 0x299F31D0),
+            (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+        ),
+    ]
+    for counter, key, want in cases:
+        assert [int(w) for w in philox4x32_10(counter, key)] == list(want)
+
+
+@pytest.mark.parametrize(
+    "shape", [(2, 3, 7, 13), (1, 2, 5, 300), (3, 1, 1, 1)], ids=lambda s: "x".join(map(str, s))
+)
+def test_mask_is_philox(rng, isa, shape):
+    for seed in (random_seed(rng), 0, 2**32, 2**64 - 1):
+        p = float(rng.uniform(0.05, 0.95))
+        mask = of.dropout_mask(*shape, dropout_p=p, seed=seed)
+        assert mask.shape == shape and mask.dtype == oc.bool
+        np.testing.assert_array_equal(np.asarray(mask), reference_keep_mask(*shape, dropout_p=p, seed=seed))
+
+
+def test_mask_threshold_truncates_p_times_2_to_the_32(rng):
+    # Words equal to the threshold are kept, words just below dropped: find a word and set p
+    # so that its threshold lands exactly on it, then one above.
+    seed = random_seed(rng)
+    word = int(philox4x32_10((0, 0, 0, 0), (seed & 0xFFFFFFFF, seed >> 32))[0])
+    for threshold, kept in ((word, True), (word + 1, False)):
+        p = threshold / 2**32  # exact in a double, so uint32(p * 2^32) == threshold
+        assert bool(np.asarray(of.dropout_mask(1, 1, 1, 1, dropout_p=p, seed=seed))[0, 0, 0, 0]) == kept
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_kept_fraction(rng, p):
+    mask = np.asarray(of.dropout_mask(2, 3, 257, 515, dropout_p=p, seed=random_seed(rng)))
+    # 800k draws: the fraction's standard deviation is under 6e-4; 0.01 is 17 of them.
+    assert abs(mask.mean() - (1 - p)) < 0.01
+    for word in range(4):  # each of the four Philox words, and each head and batch
+        assert abs(mask[..., word::4].mean() - (1 - p)) < 0.01
+    assert np.all(np.abs(mask.mean(axis=(2, 3)) - (1 - p)) < 0.01)
+
+
+def test_no_dropout_keeps_everything(rng):
+    assert np.asarray(of.dropout_mask(2, 2, 9, 33, dropout_p=0.0, seed=random_seed(rng))).all()
+
+
+def test_mask_arguments_are_checked():
+    for p in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="dropout_p must be in"):
+            of.dropout_mask(1, 1, 2, 2, dropout_p=p, seed=0)
+    with pytest.raises(ValueError, match="sizes must be >= 0, got -1"):
+        of.dropout_mask(1, -1, 2, 2, dropout_p=0.1, seed=0)
+    assert of.dropout_mask(0, 2, 3, 0, dropout_p=0.1, seed=0).shape == (0, 2, 3, 0)
+
+
+# ---- forward and backward against the reference with the same mask --------------------------
+
+
+CASES = [  # batch, heads, heads_kv, len_q, len_k, dim, causal, alignment
+    (2, 4, 2, 113, 203, 40, False, "bottom_right"),
+    (1, 2, 1, 203, 113, 64, True, "bottom_right"),  # rows that see nothing
+    (2, 3, 3, 70, 150, 32, True, "top_left"),
+]
+
+
+@pytest.mark.parametrize(
+    "case", CASES, ids=lambda c: "x".join(map(str, c[:6])) + "-" + ("causal" if c[6] else "full")
+)
+@pytest.mark.parametrize("p", [0.17, 0.5])
+def test_dropout_matches_reference(rng, isa, case, p):
+    *shape, causal, alignment = case
+    q, k, v = map(rounded, random_qkv(rng, *shape))
+    dout = rounded(rng.standard_normal(q.shape))
+    dlse = rounded(rng.standard_normal(q.shape[:3]))
+    seed = random_seed(rng)
+    batch, heads, _, len_q, len_k, _ = shape
+    keep = reference_keep_mask(batch, heads, len_q, len_k, dropout_p=p, seed=seed)
+    kw = dict(causal=causal, causal_alignment=alignment, dropout_p=p, seed=seed)
+    out, lse = of.forward(f32(q), f32(k), f32(v), **kw)
+    grads = of.backward(f32(dout), f32(q), f32(k), f32(v), out, lse, dlse=f32(dlse), **kw)
+    want_out, want_lse, *want_grads = reference(
+        q, k, v, dout, dlse, causal=causal, alignment=alignment, keep=keep, dropout_p=p
+    )
+    assert max_error(out, want_out) < 1e-4
+    assert_lse_close(lse, want_lse, atol=1e-4)  # lse is that of the probabilities before dropout
+    scale = max(np.abs(w).max() for w in want_grads)
+    for g, w in zip(grads, want_grads, strict=True):
+        assert max_error(g, w) <= GRAD_RTOL * scale
+
+
+def test_dropout_changes_the_output(rng):
+    q, k, v = (f32(x) for x in random_qkv(rng, 1, 2, 2, 40, 60, 16))
+    plain = as_numpy(of.forward(q, k, v)[0])
+    dropped = as_numpy(of.forward(q, k, v, dropout_p=0.3, seed=random_seed(rng))[0])
+    assert np.abs(plain - dropped).max() > 0.05
+    # p = 0 ignores the seed.
+    assert as_numpy(of.forward(q, k, v, seed=123)[0]).tobytes() == plain.tobytes()
+
+
+# ---- reproducibility -------------------------------------------------------------------------
+
+
+def _forward_backward(inputs, **options):
+    q, k, v, dout = (f32(x) for x in inputs)
+    out, lse = of.forward(q, k, v, **options)
+    return [as_numpy(x) for x in (out, lse, *of.backward(dout, q, k, v, out, lse, **options))]
+
+
+def test_same_seed_is_bitwise_identical_and_other_seeds_differ(rng, isa):
+    q, k, v = random_qkv(rng, 2, 4, 2, 77, 140, 24)
+    inputs = (q, k, v, rng.standard_normal(q.shape))
+    seed = random_seed(rng)
+    first = _forward_backward(inputs, causal=True, dropout_p=0.25, seed=seed)
+    again = _forward_backward(inputs, causal=True, dropout_p=0.25, seed=seed)
+    other = _forward_backward(inputs, causal=True, dropout_p=0.25, seed=seed ^ 1)
+    for name, a, b, c in zip(("out", "lse", "dq", "dk", "dv"), first, again, other, strict=True):
+        assert a.tobytes() == b.tobytes(), name
+        if name != "lse":  # lse does not depend on dropout
+            assert np.abs(a - c).max() > 1e-3, name
+    np.testing.assert_array_equal(first[1], other[1])
+
+
+def test_results_do_not_depend_on_the_thread_count(rng, tmp_path):
+    q, k, v = random_qkv(rng, 2, 4, 2, 150, 260, 40)
+    data = {
+        "q": q,
+        "k": k,
+        "v": v,
+        "dout": rng.standard_normal(q.shape),
+        "dlse": rng.standard_normal(q.shape[:3]),
+        "seed": np.uint64(random_seed(rng)),
+    }
+    np.savez(tmp_path / "inputs.npz", **data)
+    here = compute(np.load(tmp_path / "inputs.npz"))
+    probe = Path(__file__).resolve().parent / "_thread_probe.py"
+    for threads in ("1", "3"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads}
+        result = tmp_path / f"threads{threads}.npz"
+        subprocess.run(
+            [sys.executable, str(probe), str(tmp_path / "inputs.npz"), str(result)],
+            env=env,
+            check=True,
+            timeout=120,
+        )
+        there = np.load(result)
+        assert sorted(there.files) == sorted(here)
+        for name, value in here.items():
+            assert there[name].tobytes() == value.tobytes(), f"{name} differs with OMP_NUM_THREADS={threads}"
+
+
+def test_seed_none_draws_from_manual_seed(rng):
+    q, k, v = (f32(x) for x in random_qkv(rng, 1, 2, 1, 30, 50, 16))
+    s = int(rng.integers(0, 2**31))
+    oc.manual_seed(s)
+    first = as_numpy(of.flash_attention(q, k, v, dropout_p=0.3))
+    second = as_numpy(of.flash_attention(q, k, v, dropout_p=0.3))  # the generator moved on
+    oc.manual_seed(s)
+    again = as_numpy(of.flash_attention(q, k, v, dropout_p=0.3))
+    assert first.tobytes() == again.tobytes()
+    assert np.abs(first - second).max() > 1e-3
+    # Without dropout nothing is drawn: the generator is where manual_seed left it.
+    oc.manual_seed(s)
+    of.flash_attention(q, k, v)
+    after = oc.randint(0, 2**62, (4,)).tolist()
+    oc.manual_seed(s)
+    assert oc.randint(0, 2**62, (4,)).tolist() == after
+
+
+def test_explicit_seed_matches_forward(rng):
+    q, k, v = (f32(x) for x in random_qkv(rng, 1, 2, 1, 30, 50, 16))
+    seed = random_seed(rng)
+    got = of.flash_attention(q, k, v, dropout_p=0.3, seed=seed, causal=True)
+    want, _ = of.forward(q, k, v, dropout_p=0.3, seed=seed, causal=True)
+    assert as_numpy(got).tobytes() == as_numpy(want).tobytes()
+
+
+def test_seed_out_of_range_raises(rng):
+    q = f32(rng.standard_normal((1, 1, 4, 8)))
+    for seed in (-1, 2**64, 1.5, True):
+        with pytest.raises(ValueError, match=rf"seed must be an int in \[0, 2\*\*64\), got {seed!r}"):
+            of.forward(q, q, q, dropout_p=0.1, seed=seed)
+        with pytest.raises(ValueError, match="seed must be an int"):
+            of.dropout_mask(1, 1, 2, 2, dropout_p=0.1, seed=seed)
+
+
+def test_concurrent_calls_from_python_threads(rng):
+    # The kernels release the GIL: calls running at once in several Python threads, each with
+    # its own scratch, give bitwise the results of the same calls made one after another.
+    inputs = [random_qkv(rng, 2, 4, 2, 90, 170, 24) for _ in range(4)]
+    dout = [rng.standard_normal(q.shape) for q, _, _ in inputs]
+    seeds = [random_seed(rng) for _ in inputs]
+
+    def call(i):
+        return _forward_backward((*inputs[i], dout[i]), causal=True, dropout_p=0.2, seed=seeds[i])
+
+    alone = [call(i) for i in range(len(inputs))]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(call, [i % len(inputs) for i in range(16)]))
+    for i, result in enumerate(together):
+        for a, b in zip(result, alone[i % len(inputs)], strict=True):
+            assert a.tobytes() == b.tobytes()
