@@ -64,6 +64,17 @@ def fma_peak() -> tuple[float, str] | None:
     return float(best[0]), best[1]
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux), or the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def cases(length: int, causal: bool, dtype: torch.dtype, heads: int, dim: int) -> list[tuple[str, Case]]:
     generator = torch.Generator().manual_seed(length)
     q, k, v, dout = (torch.randn(1, heads, length, dim, generator=generator).to(dtype) for _ in range(4))
@@ -100,13 +111,14 @@ def table(
         "# orchard-flash CPU attention vs torch scaled_dot_product_attention",
         "",
         f"Command: `{command}` (or `nox -s bench`)  ",
-        f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} cores, orchard-flash kernels "
-        f"'{of._flash._cpu_isa()}'; FMA ceiling {ceiling}; torch {torch.__version__} "
+        f"Machine: {cpu_name()}, {platform.machine()} {platform.system()}, {os.cpu_count()} cores, "
+        f"orchard-flash kernels '{of._flash._cpu_isa()}'; FMA ceiling {ceiling}; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), orchard-flash {of.__version__}.  ",
         f"Shapes: batch 1, {args.heads} heads, head dim {args.dim}. Load average {load:.1f} at the start, "
         f"{load_end} (1/5/15 min) at the end.  ",
         "Both libraries timed in the same run, taking turns; median over repeats. Ratio = torch time / "
-        "orchard time (above 1: orchard is faster). Forward+backward goes through each library's autograd.",
+        "orchard time (above 1: orchard is faster). Forward+backward goes through each library's autograd. "
+        "What bounds each pass, and where targets are missed: docs/flash.md.",
         "",
         "| dtype | L | causal | pass | orchard ms | torch ms | orchard GFLOP/s | torch GFLOP/s "
         "| orchard % of FMA ceiling | torch/orchard | target |",
