@@ -12,10 +12,14 @@
 namespace orchard::cpu::vmath {
 
 // min/max as selects: std::fmin and std::fmax are library calls unless NaNs are ruled out.
-[[gnu::always_inline]] inline float clamp(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
+[[gnu::always_inline]] inline float clamp(float x, float lo, float hi) {
+  return x < lo ? lo : (x > hi ? hi : x);
+}
 
 // 2^n for integer-valued n in [-126, 127], built from the exponent bits.
-[[gnu::always_inline]] inline float pow2i(float n) { return std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23); }
+[[gnu::always_inline]] inline float pow2i(float n) {
+  return std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+}
 
 // Round to nearest integer (|x| < 2^22), branch-free: adding 1.5 * 2^23 drops the fraction.
 [[gnu::always_inline]] inline float round_nearest(float x) {

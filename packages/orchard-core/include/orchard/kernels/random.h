@@ -17,7 +17,8 @@ struct PhiloxState {
 
 // Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11).
 // Always inlined: orchard-flash calls it from kernels compiled per instruction set.
-[[gnu::always_inline]] inline std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> counter, std::array<uint32_t, 2> key) {
+[[gnu::always_inline]] inline std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> counter,
+                                                                    std::array<uint32_t, 2> key) {
   constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
   constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
   for (int round = 0; round < 10; ++round) {
