@@ -30,21 +30,23 @@ void require_cpu(const Tensor& q) {
 }
 
 py::tuple forward(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, std::optional<double> scale,
-                  const std::string& alignment, double dropout_p, uint64_t seed) {
+                  const std::string& alignment, double dropout_p, uint64_t seed, std::optional<Tensor> out,
+                  std::optional<Tensor> lse) {
   const auto shape = orchard::flash::describe(q, k, v, causal, scale, alignment_from(alignment));
   const auto dropout = orchard::flash::describe_dropout(dropout_p, seed);
   require_cpu(q);
   orchard::flash::ForwardResult result;
   {
     const py::gil_scoped_release release;
-    result = orchard::flash::forward_cpu(q, k, v, shape, dropout);
+    result = orchard::flash::forward_cpu(q, k, v, shape, dropout, {out, lse});
   }
   return py::make_tuple(result.out, result.lse);
 }
 
 py::tuple backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                    const Tensor& lse, bool causal, std::optional<double> scale, const std::string& alignment,
-                   double dropout_p, uint64_t seed, std::optional<Tensor> dlse) {
+                   double dropout_p, uint64_t seed, std::optional<Tensor> dlse, std::optional<Tensor> dq,
+                   std::optional<Tensor> dk, std::optional<Tensor> dv) {
   const auto shape = orchard::flash::describe(q, k, v, causal, scale, alignment_from(alignment));
   const auto dropout = orchard::flash::describe_dropout(dropout_p, seed);
   orchard::flash::check_backward_inputs(dout, q, out, lse, dlse);
@@ -52,7 +54,7 @@ py::tuple backward(const Tensor& dout, const Tensor& q, const Tensor& k, const T
   orchard::flash::Gradients grads;
   {
     const py::gil_scoped_release release;
-    grads = orchard::flash::backward_cpu(dout, q, k, v, out, lse, dlse, shape, dropout);
+    grads = orchard::flash::backward_cpu(dout, q, k, v, out, lse, dlse, shape, dropout, {dq, dk, dv});
   }
   return py::make_tuple(grads.dq, grads.dk, grads.dv);
 }
@@ -78,10 +80,10 @@ PYBIND11_MODULE(_flash, m) {
   m.doc() = "orchard-flash native module";
   py::module_::import("orchard_core._core");  // Tensor's type and the exception translations
   m.def("_forward", &forward, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("causal"), py::arg("scale"),
-        py::arg("causal_alignment"), py::arg("dropout_p"), py::arg("seed"));
+        py::arg("causal_alignment"), py::arg("dropout_p"), py::arg("seed"), py::arg("out"), py::arg("lse"));
   m.def("_backward", &backward, py::arg("dout"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"),
         py::arg("lse"), py::arg("causal"), py::arg("scale"), py::arg("causal_alignment"),
-        py::arg("dropout_p"), py::arg("seed"), py::arg("dlse"));
+        py::arg("dropout_p"), py::arg("seed"), py::arg("dlse"), py::arg("dq"), py::arg("dk"), py::arg("dv"));
   m.def("_dropout_mask", &dropout_mask, py::arg("batch"), py::arg("heads"), py::arg("len_q"),
         py::arg("len_k"), py::arg("p"), py::arg("seed"));
   m.def("_cpu_isas", &orchard::flash::cpu::supported_isas,

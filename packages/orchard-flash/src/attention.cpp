@@ -1,6 +1,7 @@
 #include "attention.h"
 
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -21,7 +22,38 @@ std::string shape_str(const Shape& shape) {
   return text + ")";
 }
 
+// The bytes a strided tensor can touch: [first, last).
+std::pair<uintptr_t, uintptr_t> byte_range(const Tensor& t) {
+  const auto base = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const auto item = static_cast<intptr_t>(itemsize(t.dtype()));
+  intptr_t low = 0, high = item;
+  for (int64_t d = 0; d < t.ndim(); ++d) {
+    const intptr_t reach = static_cast<intptr_t>(t.size(d) - 1) * static_cast<intptr_t>(t.stride(d)) * item;
+    (reach < 0 ? low : high) += reach;
+  }
+  return {base + low, base + high};
+}
+
 }  // namespace
+
+void check_output(const char* name, const Tensor& t, const Shape& shape, DType dtype, Device device,
+                  std::initializer_list<const Tensor*> inputs) {
+  if (t.shape() != shape || t.dtype() != dtype || t.device() != device || !t.is_contiguous()) {
+    fail<ValueError>("flash attention: the output buffer ", name, " must be a contiguous ", dtype_name(dtype),
+                     " tensor of shape ", shape_str(shape), " on ", device.str(), ", got ",
+                     t.is_contiguous() ? "" : "a non-contiguous ", dtype_name(t.dtype()), " of shape ",
+                     shape_str(t.shape()), " on ", t.device().str());
+  }
+  if (t.numel() == 0) return;
+  const auto [first, last] = byte_range(t);
+  for (const Tensor* input : inputs) {
+    if (input->numel() == 0) continue;
+    const auto [in_first, in_last] = byte_range(*input);
+    if (first < in_last && in_first < last) {
+      fail<ValueError>("flash attention: the output buffer ", name, " overlaps an input's memory");
+    }
+  }
+}
 
 AttentionShape describe(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                         std::optional<double> scale, CausalAlignment alignment) {

@@ -4,6 +4,7 @@
 #include <orchard/orchard.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 
 namespace orchard::flash {
@@ -50,12 +51,25 @@ struct Gradients {
 void check_backward_inputs(const Tensor& dout, const Tensor& q, const Tensor& out, const Tensor& lse,
                            const std::optional<Tensor>& dlse);
 
+// Checks a caller-provided output buffer: contiguous, of this shape and dtype, on `device`, and
+// sharing no memory with any of `inputs` (ValueError naming it otherwise).
+void check_output(const char* name, const Tensor& t, const Shape& shape, DType dtype, Device device,
+                  std::initializer_list<const Tensor*> inputs);
+
+// Where the passes write: caller-provided buffers (a bridge's allocator), or new tensors.
+struct ForwardOutputs {
+  std::optional<Tensor> out, lse;
+};
+struct BackwardOutputs {
+  std::optional<Tensor> dq, dk, dv;
+};
+
 // The CPU passes: never form the len_q x len_k score matrix.
 ForwardResult forward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
-                          const Dropout& dropout);
+                          const Dropout& dropout, const ForwardOutputs& into = {});
 Gradients backward_cpu(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                        const Tensor& out, const Tensor& lse, const std::optional<Tensor>& dlse,
-                       const AttentionShape& shape, const Dropout& dropout);
+                       const AttentionShape& shape, const Dropout& dropout, const BackwardOutputs& into = {});
 // The keep mask (batch, heads, len_q, len_k) as bool, for tests.
 Tensor dropout_mask_cpu(const AttentionShape& shape, const Dropout& dropout);
 

@@ -21,6 +21,10 @@ def _as_tensor(value: Any, name: str) -> orchard_core.Tensor:
     raise TypeError(f"{name} must be an orchard_core.Tensor or support DLPack, got {type(value).__name__}")
 
 
+def _optional_tensor(value: Any, name: str) -> orchard_core.Tensor | None:
+    return None if value is None else _as_tensor(value, name)
+
+
 def _check_dropout(dropout_p: float) -> float:
     p = float(dropout_p)
     if not 0.0 <= p < 1.0:  # also catches NaN
@@ -49,6 +53,8 @@ def forward(
     causal_alignment: Alignment = "bottom_right",
     dropout_p: float = 0.0,
     seed: int = 0,
+    out: Any = None,
+    lse: Any = None,
 ) -> tuple[orchard_core.Tensor, orchard_core.Tensor]:
     """Fused softmax(q k^T * scale) v, never forming the score matrix.
 
@@ -60,6 +66,8 @@ def forward(
     ``dropout_mask(..., seed)`` returns and the rest scaled by 1/(1 - dropout_p).
     Returns (out, lse): out like q (contiguous), and the float32 (float64 for float64 inputs)
     log-sum-exp of each row's scaled scores: -inf for a row that sees no key, whose output is 0.
+    ``out`` and ``lse``, when given, are contiguous buffers of those shapes and dtypes (say,
+    from torch's allocator) that the kernels write into and return.
     """
     return _flash._forward(
         _as_tensor(q, "q"),
@@ -70,6 +78,8 @@ def forward(
         causal_alignment,
         _check_dropout(dropout_p),
         _check_seed(seed),
+        _optional_tensor(out, "out"),
+        _optional_tensor(lse, "lse"),
     )
 
 
@@ -87,13 +97,17 @@ def backward(
     dropout_p: float = 0.0,
     seed: int = 0,
     dlse: Any = None,
+    dq: Any = None,
+    dk: Any = None,
+    dv: Any = None,
 ) -> tuple[orchard_core.Tensor, orchard_core.Tensor, orchard_core.Tensor]:
     """Gradients (dq, dk, dv) of ``forward``'s out given dout, from the saved out and lse.
 
     The keyword arguments must be the forward call's; ``dlse``, when given, is a gradient of
     the lse output too. Probabilities are recomputed block by block from q, k and lse, and the
     dropout mask is regenerated from the seed, so memory stays linear in the sequence length.
-    dk and dv are summed over each group of query heads.
+    dk and dv are summed over each group of query heads. ``dq``, ``dk`` and ``dv``, when given,
+    are contiguous buffers like q, k and v that the kernels write into and return.
     """
     return _flash._backward(
         _as_tensor(dout, "dout"),
@@ -107,7 +121,10 @@ def backward(
         causal_alignment,
         _check_dropout(dropout_p),
         _check_seed(seed),
-        None if dlse is None else _as_tensor(dlse, "dlse"),
+        _optional_tensor(dlse, "dlse"),
+        _optional_tensor(dq, "dq"),
+        _optional_tensor(dk, "dk"),
+        _optional_tensor(dv, "dv"),
     )
 
 
