@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent
 PACKAGES = ["orchard-core", "orchard-flash", "orchard-torch-bridge"]  # each builds against those before it
 DIST = ROOT / "dist"
 LINT_TOOLS = ["ruff==0.17.6", "clang-format==23.1.5"]
+# What the bridge's GPT-2 switch, demo and parity suite need beyond torch.
+BRIDGE_EXTRAS = ["transformers>=5.0", "matplotlib", "tqdm"]
 CPP_SUFFIXES = {".h", ".cpp", ".mm", ".cu", ".cuh"}
 
 nox.options.sessions = ["lint", "tests", "devbuild"]
@@ -63,7 +65,7 @@ def install_packages(session: nox.Session, *extras: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Build the three packages, install them into a fresh venv and run every package's tests."""
-    install_packages(session, "pytest", "hypothesis", "mypy")
+    install_packages(session, "pytest", "hypothesis", "mypy", *BRIDGE_EXTRAS)
     test_dirs = [str(ROOT / "packages" / package / "tests") for package in PACKAGES]
     session.run("python", "-m", "pytest", *test_dirs, *session.posargs)
     # The type stub of the native module must match what it really exports.
@@ -80,6 +82,22 @@ def bench(session: nox.Session) -> None:
     for script in sorted(ROOT.glob("packages/*/benchmarks/bench_*.py")):
         name = script.stem.removeprefix("bench_")
         session.run("python", str(script), "--out", str(out / f"{name}.md"))
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Train a small character-level GPT-2 twice, stock attention and Orchard's, and plot both."""
+    install_packages(session, *BRIDGE_EXTRAS)
+    script = ROOT / "packages" / "orchard-torch-bridge" / "demo" / "train_gpt2.py"
+    session.run("python", str(script), "--out", str(ROOT / "demo-output"), *session.posargs)
+
+
+@nox.session
+def parity(session: nox.Session) -> None:
+    """Every parity test (orchard vs torch), then docs/parity.md, the migration scoreboard."""
+    install_packages(session, "pytest", "hypothesis", *BRIDGE_EXTRAS)
+    session.run("python", str(ROOT / "packages" / "orchard-torch-bridge" / "parity" / "run_parity.py"),
+                "--out", str(ROOT / "docs" / "parity.md"), *session.posargs)  # fmt: skip
 
 
 @nox.session

@@ -1,0 +1,190 @@
+"""orchard-flash's fused attention as PyTorch custom ops, with autograd and fake kernels.
+
+``torch.ops.orchard.flash_attention(q, k, v, dropout_p, is_causal, scale, seed)`` returns
+(out, lse) and ``torch.ops.orchard.flash_attention_backward`` its gradients; both are opaque
+to torch.compile (fake kernels give their shapes), and autograd connects them. Tensors reach
+orchard-flash through DLPack without copies, and the outputs are allocated by torch.
+``flash_attention`` wraps them with the arguments of
+``torch.nn.functional.scaled_dot_product_attention``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orchard_flash
+import torch
+
+# PyTorch's is_causal: query row i sees keys 0..i (orchard-flash's "top_left" alignment).
+_ALIGNMENT = "top_left"
+_FLOATING = (torch.float32, torch.bfloat16, torch.float64)
+
+
+def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> None:
+    """What can be checked without the data, so fake kernels (torch.compile) raise it too."""
+    for name, t in (("query", q), ("key", k), ("value", v)):
+        if t.dim() != 4:
+            raise ValueError(
+                f"orchard flash_attention: {name} must be 4-d (batch, heads, length, dim), got {t.dim()}-d"
+            )
+        if t.dtype not in _FLOATING:
+            raise TypeError(
+                f"orchard flash_attention: {name} is {t.dtype}; supported: float32, bfloat16, float64"
+            )
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(
+            f"orchard flash_attention: query, key and value dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}"
+        )
+    if not (q.device == k.device == v.device):
+        raise ValueError(
+            f"orchard flash_attention: query, key and value devices differ: {q.device}, {k.device}, {v.device}"
+        )
+    if q.device.type not in ("cpu", "meta"):
+        raise ValueError(
+            f"orchard flash_attention: tensors on {q.device} are not supported; orchard-flash runs on the cpu "
+            "(CUDA kernels are not built yet, Metal ones not written yet)"
+        )
+    dim = q.shape[-1]
+    if dim % 8 != 0 or not 0 < dim <= 256:
+        raise ValueError(
+            f"orchard flash_attention: head dim {dim} must be a positive multiple of 8 up to 256"
+        )
+    if k.shape[-1] != dim or v.shape[-1] != dim:
+        raise ValueError(
+            f"orchard flash_attention: head dims differ: query {dim}, key {k.shape[-1]}, value {v.shape[-1]}"
+        )
+    if k.shape[1] == 0 or q.shape[1] % k.shape[1] != 0:
+        raise ValueError(
+            f"orchard flash_attention: query's {q.shape[1]} heads are not divisible by key/value's {k.shape[1]}"
+        )
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"orchard flash_attention: dropout_p must be in [0, 1), got {dropout_p}")
+
+
+def _row_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@torch.library.custom_op("orchard::flash_attention", mutates_args=())
+def _forward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    dropout_p: float,
+    is_causal: bool,
+    scale: float,
+    seed: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    _check(q, k, v, dropout_p)
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty(q.shape[:3], dtype=_row_dtype(q.dtype), device=q.device)
+    # detach(): DLPack refuses tensors that require grad; autograd is this op's registration's job.
+    orchard_flash.forward(
+        q.detach(), k.detach(), v.detach(), causal=is_causal, causal_alignment=_ALIGNMENT, scale=scale, dropout_p=dropout_p,
+        seed=int(seed), out=out, lse=lse,
+    )  # fmt: skip
+    return out, lse
+
+
+@_forward.register_fake
+def _forward_fake(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    dropout_p: float,
+    is_causal: bool,
+    scale: float,
+    seed: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    _check(q, k, v, dropout_p)
+    return q.new_empty(q.shape), q.new_empty(q.shape[:3], dtype=_row_dtype(q.dtype))
+
+
+@torch.library.custom_op("orchard::flash_attention_backward", mutates_args=())
+def _backward(
+    dout: torch.Tensor,
+    dlse: torch.Tensor | None,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    dropout_p: float,
+    is_causal: bool,
+    scale: float,
+    seed: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    grads = [torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v)]
+    dlse = None if dlse is None else dlse.detach()
+    orchard_flash.backward(
+        *(t.detach() for t in (dout, q, k, v, out, lse)), causal=is_causal, causal_alignment=_ALIGNMENT, scale=scale,
+        dropout_p=dropout_p, seed=int(seed), dlse=dlse, dq=grads[0], dk=grads[1], dv=grads[2],
+    )  # fmt: skip
+    return grads[0], grads[1], grads[2]
+
+
+@_backward.register_fake
+def _backward_fake(
+    dout: torch.Tensor,
+    dlse: torch.Tensor | None,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    dropout_p: float,
+    is_causal: bool,
+    scale: float,
+    seed: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
+    q, k, v, dropout_p, is_causal, scale, seed = inputs
+    ctx.save_for_backward(q, k, v, *output, seed)
+    ctx.options = (dropout_p, is_causal, scale)
+
+
+def _autograd_backward(ctx: Any, dout: torch.Tensor, dlse: torch.Tensor | None) -> tuple[Any, ...]:
+    q, k, v, out, lse, seed = ctx.saved_tensors
+    dq, dk, dv = _backward(dout, dlse, q, k, v, out, lse, *ctx.options, seed)
+    return dq, dk, dv, None, None, None, None
+
+
+_forward.register_autograd(_autograd_backward, setup_context=_setup_context)
+
+
+def flash_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> torch.Tensor:
+    """A drop-in for ``torch.nn.functional.scaled_dot_product_attention`` on orchard's kernels.
+
+    Same layout (batch, heads, length, dim) and semantics: ``is_causal`` masks top-left aligned
+    as PyTorch does, ``scale`` defaults to 1/sqrt(dim), key and value may have fewer heads
+    than query (grouped-query attention; ``enable_gqa`` is accepted for compatibility and not
+    needed). Dropout draws its seed from torch's default generator, so ``torch.manual_seed``
+    reproduces a run. ``attn_mask`` is not supported: anything but None raises.
+    """
+    if attn_mask is not None:
+        raise ValueError(
+            "orchard flash_attention: attn_mask is not supported (use is_causal, or stock attention)"
+        )
+    del enable_gqa  # heads_kv < heads is always grouped-query attention here
+    _check(query, key, value, dropout_p)
+    if scale is None:
+        scale = 1.0 / math.sqrt(query.shape[-1])
+    if dropout_p > 0:
+        seed = torch.randint(0, 2**62, (), dtype=torch.int64)
+    else:
+        seed = torch.zeros((), dtype=torch.int64)
+    out, _ = _forward(query, key, value, float(dropout_p), bool(is_causal), float(scale), seed)
+    return out
