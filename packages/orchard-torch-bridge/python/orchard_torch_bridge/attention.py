@@ -38,12 +38,13 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) 
         )
     if not (q.device == k.device == v.device):
         raise ValueError(
-            f"orchard flash_attention: query, key and value devices differ: {q.device}, {k.device}, {v.device}"
+            f"orchard flash_attention: query, key and value devices differ: {q.device}, {k.device}, "
+            f"{v.device}"
         )
     if q.device.type not in ("cpu", "meta"):
         raise ValueError(
-            f"orchard flash_attention: tensors on {q.device} are not supported; orchard-flash runs on the cpu "
-            "(CUDA kernels are not built yet, Metal ones not written yet)"
+            f"orchard flash_attention: tensors on {q.device} are not supported; orchard-flash runs on "
+            "the cpu (CUDA kernels are not built yet, Metal ones not written yet)"
         )
     dim = q.shape[-1]
     if dim % 8 != 0 or not 0 < dim <= 256:
@@ -56,7 +57,8 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) 
         )
     if k.shape[1] == 0 or q.shape[1] % k.shape[1] != 0:
         raise ValueError(
-            f"orchard flash_attention: query's {q.shape[1]} heads are not divisible by key/value's {k.shape[1]}"
+            f"orchard flash_attention: query's {q.shape[1]} heads are not divisible by key/value's "
+            f"{k.shape[1]}"
         )
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"orchard flash_attention: dropout_p must be in [0, 1), got {dropout_p}")
@@ -80,10 +82,8 @@ def _forward(
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty(q.shape[:3], dtype=_row_dtype(q.dtype), device=q.device)
     # detach(): DLPack refuses tensors that require grad; autograd is this op's registration's job.
-    orchard_flash.forward(
-        q.detach(), k.detach(), v.detach(), causal=is_causal, causal_alignment=_ALIGNMENT, scale=scale, dropout_p=dropout_p,
-        seed=int(seed), out=out, lse=lse,
-    )  # fmt: skip
+    options = {"causal": is_causal, "causal_alignment": _ALIGNMENT, "scale": scale, "dropout_p": dropout_p}
+    orchard_flash.forward(q.detach(), k.detach(), v.detach(), seed=int(seed), out=out, lse=lse, **options)
     return out, lse
 
 
@@ -117,10 +117,11 @@ def _backward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     grads = [torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v)]
     dlse = None if dlse is None else dlse.detach()
+    options = {"causal": is_causal, "causal_alignment": _ALIGNMENT, "scale": scale, "dropout_p": dropout_p}
+    tensors = [t.detach() for t in (dout, q, k, v, out, lse)]
     orchard_flash.backward(
-        *(t.detach() for t in (dout, q, k, v, out, lse)), causal=is_causal, causal_alignment=_ALIGNMENT, scale=scale,
-        dropout_p=dropout_p, seed=int(seed), dlse=dlse, dq=grads[0], dk=grads[1], dv=grads[2],
-    )  # fmt: skip
+        *tensors, seed=int(seed), dlse=dlse, dq=grads[0], dk=grads[1], dv=grads[2], **options
+    )
     return grads[0], grads[1], grads[2]
 
 
