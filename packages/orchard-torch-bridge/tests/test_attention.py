@@ -1,0 +1,186 @@
+"""torch.ops.orchard.flash_attention and the SDPA-compatible wrapper against torch itself:
+float64 SDPA as the reference, autograd, gradcheck, torch.compile without graph breaks,
+torch's generator for dropout, and the errors."""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from orchard_torch_bridge import flash_attention
+from orchard_torch_bridge.attention import _check
+
+
+@pytest.fixture
+def gen(request) -> torch.Generator:
+    seed = int(os.environ.get("ORCHARD_TEST_SEED", "0"), 0) or int.from_bytes(os.urandom(4), "little")
+    print(f"random seed: ORCHARD_TEST_SEED={seed}")
+    return torch.Generator().manual_seed(seed)
+
+
+def qkv(gen, batch, heads, heads_kv, len_q, len_k, dim, dtype=torch.float32):
+    shapes = [(batch, heads, len_q, dim), (batch, heads_kv, len_k, dim), (batch, heads_kv, len_k, dim)]
+    return [torch.randn(s, generator=gen, dtype=torch.float64).to(dtype).requires_grad_() for s in shapes]
+
+
+def reference(q, k, v, dout, *, is_causal, scale=None):
+    """SDPA in float64 on the same (rounded) inputs: output and gradients."""
+    q, k, v = (t.detach().double().requires_grad_() for t in (q, k, v))
+    group = q.shape[1] // k.shape[1]
+    out = F.scaled_dot_product_attention(
+        q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), is_causal=is_causal, scale=scale
+    )
+    out.backward(dout.double())
+    return out.detach(), q.grad, k.grad, v.grad
+
+
+SHAPES = [  # batch, heads, heads_kv, len_q, len_k, dim
+    (2, 4, 4, 67, 67, 64),
+    (1, 6, 2, 130, 130, 40),  # grouped-query
+    (2, 4, 1, 50, 90, 16),  # multi-query, Lq < Lk
+    (1, 2, 2, 90, 50, 8),  # Lq > Lk: with is_causal (top-left) every row still sees key 0
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_matches_float64_sdpa(gen, shape, is_causal):
+    q, k, v = qkv(gen, *shape)
+    dout = torch.randn(q.shape, generator=gen)
+    out = flash_attention(q, k, v, is_causal=is_causal)
+    out.backward(dout)
+    want = reference(q, k, v, dout, is_causal=is_causal)
+    assert (out.detach().double() - want[0]).abs().max() < 1e-4
+    for got, w in zip((q.grad, k.grad, v.grad), want[1:], strict=True):
+        # float32 rounding of sums over up to 130 keys, relative to the gradient's size.
+        assert (got.double() - w).abs().max() < 1e-4 * max(1.0, w.abs().max().item())
+
+
+def test_top_left_causal_differs_from_bottom_right(gen):
+    # Lq != Lk is where the alignments differ: the wrapper follows torch (top-left).
+    q, k, v = qkv(gen, 1, 2, 2, 20, 50, 8)
+    ours = flash_attention(q, k, v, is_causal=True)
+    theirs = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert (ours - theirs).abs().max() < 1e-5
+
+
+def test_scale_and_gqa_flag(gen):
+    q, k, v = qkv(gen, 1, 4, 2, 33, 33, 16)
+    ours = flash_attention(q, k, v, scale=0.3, enable_gqa=True)
+    theirs = F.scaled_dot_product_attention(q, k, v, scale=0.3, enable_gqa=True)
+    assert (ours - theirs).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_gradcheck_float64(gen, is_causal):
+    q, k, v = qkv(gen, 1, 4, 2, 9, 7, 8, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda a, b, c: flash_attention(a, b, c, is_causal=is_causal), (q, k, v))
+
+
+def test_gradcheck_float64_with_dropout(gen):
+    q, k, v = qkv(gen, 1, 2, 2, 8, 8, 8, dtype=torch.float64)
+
+    def dropped(a, b, c):
+        torch.manual_seed(1234)  # the same mask on every call gradcheck makes
+        return flash_attention(a, b, c, dropout_p=0.3, is_causal=True)
+
+    assert torch.autograd.gradcheck(dropped, (q, k, v))
+
+
+def test_dropout_follows_torch_manual_seed(gen):
+    q, k, v = qkv(gen, 2, 2, 2, 40, 40, 16)
+    torch.manual_seed(5)
+    first = flash_attention(q, k, v, dropout_p=0.2)
+    torch.manual_seed(5)
+    again = flash_attention(q, k, v, dropout_p=0.2)
+    other = flash_attention(q, k, v, dropout_p=0.2)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert not torch.equal(first, flash_attention(q, k, v))
+
+
+def test_lse_output_is_differentiable(gen):
+    q, k, v = qkv(gen, 1, 2, 2, 6, 9, 8, dtype=torch.float64)
+    seed = torch.zeros((), dtype=torch.int64)
+
+    def lse_only(a, b, c):
+        return torch.ops.orchard.flash_attention(a, b, c, 0.0, True, 0.5, seed)[1]
+
+    assert torch.autograd.gradcheck(lse_only, (q, k, v))
+
+
+def test_opcheck_both_ops(gen):
+    q, k, v = (t.detach() for t in qkv(gen, 1, 4, 2, 19, 23, 16))
+    seed = torch.tensor(77, dtype=torch.int64)
+    torch.library.opcheck(torch.ops.orchard.flash_attention.default, (q, k, v, 0.1, True, 0.25, seed))
+    out, lse = torch.ops.orchard.flash_attention(q, k, v, 0.1, True, 0.25, seed)
+    dout = torch.randn(q.shape, generator=gen)
+    args = (dout, None, q, k, v, out, lse, 0.1, True, 0.25, seed)
+    torch.library.opcheck(torch.ops.orchard.flash_attention_backward.default, args)
+
+
+def test_torch_compile_fullgraph_matches_eager(gen):
+    q, k, v = qkv(gen, 2, 4, 2, 37, 37, 16)
+    dout = torch.randn(q.shape, generator=gen)
+
+    def step(a, b, c):
+        return flash_attention(a, b, c, is_causal=True, dropout_p=0.1) * 2.0
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    results = []
+    for fn in (step, compiled):
+        for t in (q, k, v):
+            t.grad = None
+        torch.manual_seed(3)
+        out = fn(q, k, v)
+        out.backward(dout)
+        results.append([out.detach(), *(t.grad.clone() for t in (q, k, v))])
+    for eager, traced in zip(*results, strict=True):
+        assert torch.equal(eager, traced)
+
+
+def test_errors_surface_under_torch_compile(gen):
+    q, k, v = (t.detach() for t in qkv(gen, 1, 2, 2, 8, 8, 12))
+    compiled = torch.compile(lambda a, b, c: flash_attention(a, b, c), fullgraph=True, backend="aot_eager")
+    with pytest.raises(Exception, match="head dim 12 must be a positive multiple of 8"):
+        compiled(q, k, v)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (lambda q, k, v: (q[..., :12], k[..., :12], v[..., :12]), ValueError, "head dim 12"),
+        (lambda q, k, v: (q.half(), k.half(), v.half()), TypeError, r"query is torch.float16; supported"),
+        (lambda q, k, v: (q, k.double(), v), TypeError, "dtypes differ"),
+        (lambda q, k, v: (q[0], k, v), ValueError, "query must be 4-d"),
+        (
+            lambda q, k, v: (q, k[:, :3], v[:, :3]),
+            ValueError,
+            "query's 4 heads are not divisible by key/value's 3",
+        ),
+        (lambda q, k, v: (q, k[..., :8], v), ValueError, "head dims differ"),
+    ],
+)
+def test_bad_inputs_raise(gen, change, error, message):
+    q, k, v = (t.detach() for t in qkv(gen, 1, 4, 4, 5, 5, 16))
+    with pytest.raises(error, match=message):
+        flash_attention(*change(q, k, v))
+
+
+def test_bad_arguments_raise(gen):
+    q, k, v = (t.detach() for t in qkv(gen, 1, 2, 2, 5, 5, 16))
+    for p in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="dropout_p must be in"):
+            flash_attention(q, k, v, dropout_p=p)
+    with pytest.raises(ValueError, match="attn_mask is not supported"):
+        flash_attention(q, k, v, attn_mask=torch.ones(5, 5, dtype=torch.bool))
+
+
+def test_unsupported_device_is_named():
+    # No GPU or MPS here: the check itself, on tensors that say they live elsewhere.
+    fake = SimpleNamespace(dim=lambda: 4, dtype=torch.float32, device=torch.device("mps"), shape=(1, 2, 3, 8))
+    with pytest.raises(ValueError, match="tensors on mps are not supported; orchard-flash runs on the cpu"):
+        _check(fake, fake, fake, 0.0)
