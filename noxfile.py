@@ -76,7 +76,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks against torch and numpy in the same run; tables go to docs/benchmarks/."""
-    install_packages(session)
+    install_packages(session, *BRIDGE_EXTRAS)
     out = ROOT / "docs" / "benchmarks"
     # Every packages/*/benchmarks/bench_NAME.py writes docs/benchmarks/NAME.md.
     for script in sorted(ROOT.glob("packages/*/benchmarks/bench_*.py")):
