@@ -4,7 +4,6 @@ torch's generator for dropout, and the errors."""
 
 from __future__ import annotations
 
-import os
 from types import SimpleNamespace
 
 import pytest
@@ -15,9 +14,7 @@ from orchard_torch_bridge.attention import _check
 
 
 @pytest.fixture
-def gen(request) -> torch.Generator:
-    seed = int(os.environ.get("ORCHARD_TEST_SEED", "0"), 0) or int.from_bytes(os.urandom(4), "little")
-    print(f"random seed: ORCHARD_TEST_SEED={seed}")
+def gen(seed) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 

@@ -23,17 +23,7 @@ from orchard_torch_bridge import gpt2  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # noqa: E402
 
-SEED_ENV = "ORCHARD_TEST_SEED"
 VOCAB = 97
-
-
-@pytest.fixture
-def seed(request) -> int:
-    text = os.environ.get(SEED_ENV)
-    value = int(text, 0) if text else int.from_bytes(os.urandom(4), "little")
-    request.node.user_properties.append(("seed", value))
-    print(f"random seed: {SEED_ENV}={value}")
-    return value
 
 
 @pytest.fixture(autouse=True)

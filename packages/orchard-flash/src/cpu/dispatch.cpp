@@ -58,6 +58,20 @@ int thread_count() {
 #endif
 }
 
+// What both passes hand the kernels about the inputs.
+KernelArgs common_args(const AttentionShape& shape, const Dropout& dropout, const Tensor& q, const Tensor& k,
+                       const Tensor& v) {
+  KernelArgs args;
+  args.shape = shape;
+  args.element = element_of(q.dtype());
+  args.dropout = dropout;
+  args.q = operand(q);
+  args.k = operand(k);
+  args.v = operand(v);
+  args.threads = thread_count();
+  return args;
+}
+
 // Scratch for one call, allocated through orchard-core (so profiling sees it).
 Tensor scratch(DType accumulate, int64_t elements) {
   return Tensor::empty({std::max<int64_t>(elements, 1)}, accumulate);
@@ -85,16 +99,9 @@ ForwardResult forward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, con
   ForwardResult result{into.out ? *into.out : Tensor::empty(out_shape, q.dtype()),
                        into.lse ? *into.lse : Tensor::empty(row_shape, accumulate)};
   if (q.numel() == 0) return result;
-  KernelArgs args;
-  args.shape = shape;
-  args.element = element_of(q.dtype());
-  args.dropout = dropout;
-  args.q = operand(q);
-  args.k = operand(k);
-  args.v = operand(v);
+  KernelArgs args = common_args(shape, dropout, q, k, v);
   args.result.data = result.out.data_ptr();
   args.lse = result.lse.data_ptr();
-  args.threads = thread_count();
   if (shape.len_k == 0) {
     // No key at all: every row is zeros with lse -inf.
     result.out.fill_(0);
@@ -124,13 +131,7 @@ Gradients backward_cpu(const Tensor& dout, const Tensor& q, const Tensor& k, con
     for (Tensor* g : {&grads.dq, &grads.dk, &grads.dv}) g->fill_(0);
     return grads;
   }
-  KernelArgs args;
-  args.shape = shape;
-  args.element = element_of(q.dtype());
-  args.dropout = dropout;
-  args.q = operand(q);
-  args.k = operand(k);
-  args.v = operand(v);
+  KernelArgs args = common_args(shape, dropout, q, k, v);
   args.out = operand(out);
   args.dout = operand(dout);
   const Tensor lse_rows = lse.contiguous();
@@ -140,7 +141,6 @@ Gradients backward_cpu(const Tensor& dout, const Tensor& q, const Tensor& k, con
   args.dq.data = grads.dq.data_ptr();
   args.dk.data = grads.dk.data_ptr();
   args.dv.data = grads.dv.data_ptr();
-  args.threads = thread_count();
   const Tensor work = scratch(accumulate, backward_workspace(shape) * args.threads);
   const Tensor shared = scratch(accumulate, backward_shared(shape));
   args.workspace = work.data_ptr();
