@@ -5,6 +5,10 @@
 #include "convert.h"
 #include "dlpack_abi.h"
 
+#ifdef ORCHARD_WITH_CUDA
+#include "backend/cuda/cuda_runtime.h"
+#endif
+
 namespace orchard::bindings {
 
 namespace {
@@ -104,6 +108,29 @@ void destroy_unconsumed(PyObject* capsule) {
   if (managed && managed->deleter) managed->deleter(managed);
 }
 
+// DLPack's `stream` for a CUDA tensor: the consumer will use the data on that stream. None
+// and 1 mean the legacy default stream, where orchard queues all its work, so nothing is
+// needed; -1 asks for no synchronisation; 2 (the per-thread default stream) or a
+// cudaStream_t is made to wait, on the device, for the work orchard has queued so far.
+void order_for_consumer([[maybe_unused]] const Tensor& tensor, py::handle stream) {
+  if (stream.is_none()) return;
+  if (!py::isinstance<py::int_>(stream) || py::isinstance<py::bool_>(stream)) {
+    fail<TypeError>("__dlpack__: stream must be an int or None for a CUDA tensor, got ",
+                    std::string(py::repr(stream)));
+  }
+  const auto value = stream.cast<int64_t>();
+  if (value == 0) {
+    fail<ValueError>(
+        "__dlpack__: stream=0 is ambiguous for CUDA; pass 1 for the legacy default stream, "
+        "2 for the per-thread default stream or a cudaStream_t as an int");
+  }
+  if (value < -1) fail<ValueError>("__dlpack__: stream=", value, " is not a CUDA stream");
+  if (value == -1 || value == 1) return;
+#ifdef ORCHARD_WITH_CUDA
+  backend::cuda_stream_wait_for_orchard(tensor.device().index, static_cast<intptr_t>(value));
+#endif
+}
+
 py::object dlpack(const Tensor& tensor, py::handle stream, py::handle max_version, py::handle dl_device,
                   py::handle copy) {
   if (!stream.is_none() && tensor.device().type == DeviceType::CPU) {
@@ -119,6 +146,7 @@ py::object dlpack(const Tensor& tensor, py::handle stream, py::handle max_versio
     }
   }
   const Tensor exported = (!copy.is_none() && copy.cast<bool>()) ? tensor.clone() : tensor;
+  if (tensor.device().type == DeviceType::CUDA) order_for_consumer(exported, stream);
   const bool versioned = !max_version.is_none() && max_version.cast<std::pair<int, int>>().first >= 1;
   if (versioned) {
     return py::reinterpret_steal<py::object>(PyCapsule_New(export_tensor<DLManagedTensorVersioned>(exported),

@@ -4,6 +4,11 @@
 
 #include "convert.h"
 
+#ifdef ORCHARD_WITH_CUDA
+#include "backend/backends.h"
+#include "backend/cuda/cuda_runtime.h"
+#endif
+
 namespace orchard::bindings {
 
 namespace {
@@ -38,6 +43,41 @@ void bind_devices(py::module_& m) {
   m.def(
       "device_description", [](py::handle d) { return runtime(to_device(d)).description(); },
       py::arg("device"), "What backs a device, e.g. 'host CPU'.");
+  m.def(
+      "synchronize",
+      [](py::handle d) {
+        DeviceRuntime& rt = runtime(to_device(d));
+        py::gil_scoped_release release;
+        rt.synchronize();
+      },
+      py::arg("device"), "Wait until all work queued on a device has finished.");
+  // Private: what the CUDA tests ask of this build (the names exist in every build).
+#ifdef ORCHARD_WITH_CUDA
+  m.attr("_built_with_cuda") = true;
+  m.def("_cuda_device_count", &backend::cuda_device_count);
+  m.def(
+      "_cuda_pool_stats",
+      [](int index) {
+        const backend::CudaPoolStats s = backend::cuda_pool_stats(index);
+        py::dict out;
+        out["used_current"] = s.used_current;
+        out["used_high"] = s.used_high;
+        out["reserved_current"] = s.reserved_current;
+        out["reserved_high"] = s.reserved_high;
+        return out;
+      },
+      py::arg("index"));
+#else
+  m.attr("_built_with_cuda") = false;
+  m.def("_cuda_device_count", [] { return 0; });
+  m.def(
+      "_cuda_pool_stats",
+      [](int index) -> py::dict {
+        fail<RuntimeError>("device 'cuda:", index,
+                           "' is not available: this orchard-core was built without CUDA");
+      },
+      py::arg("index"));
+#endif
 }
 
 }  // namespace

@@ -70,9 +70,13 @@ AttentionShape describe(const Tensor& q, const Tensor& k, const Tensor& v, bool 
                        k.device().str(), " and ", v.device().str());
     }
   }
-  if (q.dtype() != DType::Float32 && q.dtype() != DType::BFloat16 && q.dtype() != DType::Float64) {
-    fail<TypeError>("flash attention: dtype ", dtype_name(q.dtype()),
-                    " is not supported (float32, bfloat16, and float64 for gradient checks)");
+  const bool on_cuda = q.device().type == DeviceType::CUDA;
+  if (q.dtype() != DType::Float32 && q.dtype() != DType::BFloat16 && q.dtype() != DType::Float64 &&
+      !(on_cuda && q.dtype() == DType::Float16)) {
+    fail<TypeError>("flash attention: dtype ", dtype_name(q.dtype()), " is not supported on ",
+                    q.device().str(),
+                    on_cuda ? " (float16, bfloat16, float32, and float64 for gradient checks)"
+                            : " (float32, bfloat16, and float64 for gradient checks; float16 on cuda)");
   }
   AttentionShape s;
   s.batch = q.size(0);

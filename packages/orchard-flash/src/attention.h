@@ -73,4 +73,16 @@ Gradients backward_cpu(const Tensor& dout, const Tensor& q, const Tensor& k, con
 // The keep mask (batch, heads, len_q, len_k) as bool, for tests.
 Tensor dropout_mask_cpu(const AttentionShape& shape, const Dropout& dropout);
 
+// The CUDA passes (src/cuda/, built with -Dcuda=enabled): enqueued on `stream` (a cudaStream_t),
+// never synchronizing; NaN inputs are not detected (that would need a device round trip).
+ForwardResult forward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
+                           const Dropout& dropout, const ForwardOutputs& into, void* stream);
+Gradients backward_cuda(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                        const Tensor& out, const Tensor& lse, const std::optional<Tensor>& dlse,
+                        const AttentionShape& shape, const Dropout& dropout, const BackwardOutputs& into,
+                        void* stream);
+Tensor dropout_mask_cuda(const AttentionShape& shape, const Dropout& dropout, Device device, void* stream);
+// CUDA devices the runtime sees (0 without a driver or GPU).
+int cuda_device_count();
+
 }  // namespace orchard::flash

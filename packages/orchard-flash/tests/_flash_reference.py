@@ -16,11 +16,12 @@ import torch
 
 
 def as_numpy(t) -> np.ndarray:
-    """An orchard or torch tensor (any dtype, bfloat16 included) as a float64 numpy array."""
+    """An orchard or torch tensor (any dtype, bfloat16 included, on any device) as a float64
+    numpy array in host memory."""
     if isinstance(t, oc.Tensor):
         t = torch.from_dlpack(t)
     if isinstance(t, torch.Tensor):
-        return t.detach().to(torch.float64).numpy()
+        return t.detach().to(device="cpu", dtype=torch.float64).numpy()
     return np.asarray(t, dtype=np.float64)
 
 
@@ -96,7 +97,7 @@ def naive_attention(
     keep: np.ndarray | None = None,
     dropout_p: float = 0.0,
 ):
-    """softmax(q k^T * scale) v in the inputs' dtype, the score matrix formed.
+    """softmax(q k^T * scale) v in the inputs' dtype and on their device, the score matrix formed.
 
     Rows that see no key give output 0 and lse -inf (and no NaN anywhere, gradients included).
     ``keep`` (batch, heads, len_q, len_k) bools: the probabilities are multiplied by
@@ -108,35 +109,41 @@ def naive_attention(
     k = k.repeat_interleave(group, dim=1)
     v = v.repeat_interleave(group, dim=1)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    visible = torch.from_numpy(visible_keys(len_q, len_k, causal, alignment))
+    visible = torch.from_numpy(visible_keys(len_q, len_k, causal, alignment)).to(q.device)
     seen = visible.any(-1)[:, None]
     scores = (q @ k.transpose(-1, -2)) * scale
     scores = scores.masked_fill(~visible, float("-inf"))
-    scores = torch.where(seen, scores, torch.zeros((), dtype=scores.dtype))  # empty rows: finite
+    scores = torch.where(seen, scores, scores.new_zeros(()))  # empty rows: finite
     probs = torch.softmax(scores, dim=-1) * seen.to(scores.dtype)
     lse = torch.logsumexp(scores, dim=-1)
     if keep is not None:
-        probs = probs * (torch.from_numpy(np.asarray(keep)).to(probs.dtype) / (1.0 - dropout_p))
+        keep = torch.from_numpy(np.asarray(keep)).to(device=probs.device, dtype=probs.dtype)
+        probs = probs * (keep / (1.0 - dropout_p))
     out = probs @ v
-    lse_or_0 = torch.where(seen[:, 0], lse, torch.zeros((), dtype=lse.dtype))
+    lse_or_0 = torch.where(seen[:, 0], lse, lse.new_zeros(()))
     return out, torch.where(seen[:, 0], lse, float("-inf")), lse_or_0
 
 
-def reference(q, k, v, dout=None, dlse=None, *, dtype=torch.float64, **options):
-    """Naive attention on numpy inputs computed in ``dtype`` (float64: the ground truth).
+def reference(q, k, v, dout=None, dlse=None, *, dtype=torch.float64, device="cpu", **options):
+    """Naive attention on numpy inputs computed in ``dtype`` (float64: the ground truth) by torch
+    on ``device`` (a GPU for naive low-precision attention as torch runs it there).
 
     Returns numpy float64 (out, lse) or, with dout, (out, lse, dq, dk, dv): the gradients of
     sum(out * dout) + sum(lse * dlse) (lse's term only on rows that see a key).
     """
-    tensors = [torch.tensor(np.asarray(x), dtype=dtype, requires_grad=dout is not None) for x in (q, k, v)]
+
+    def make(x, requires_grad=False):
+        return torch.tensor(np.asarray(x), dtype=dtype).to(device).requires_grad_(requires_grad)
+
+    tensors = [make(x, requires_grad=dout is not None) for x in (q, k, v)]
     out, lse, lse_or_0 = naive_attention(*tensors, **options)
     results = [out, lse]
     if dout is not None:
-        loss = (out * torch.tensor(np.asarray(dout), dtype=dtype)).sum()
+        loss = (out * make(dout)).sum()
         if dlse is not None:
-            loss = loss + (lse_or_0 * torch.tensor(np.asarray(dlse), dtype=dtype)).sum()
+            loss = loss + (lse_or_0 * make(dlse)).sum()
         results += torch.autograd.grad(loss, tensors)
-    return tuple(r.detach().to(torch.float64).numpy() for r in results)
+    return tuple(r.detach().to(device="cpu", dtype=torch.float64).numpy() for r in results)
 
 
 def max_error(got, want) -> float:

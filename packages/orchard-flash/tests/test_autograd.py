@@ -1,5 +1,9 @@
 """flash_attention through orchard_core's autograd: float64 gradcheck (finite differences)
-with causal masks, GQA, dropout and the lse output, and .grad against backward()."""
+with causal masks, GQA, dropout and the lse output, and .grad against backward().
+
+On CUDA the finite differences are torch's (torch.autograd.gradcheck over forward/backward
+wrapped in a torch.autograd.Function): orchard's gradcheck perturbs its inputs through numpy,
+in host memory, and orchard-core has no CUDA operators to form a loss with."""
 
 from __future__ import annotations
 
@@ -8,12 +12,45 @@ import orchard_core as oc
 import orchard_flash as of
 import pytest
 import torch
+from _flash_devices import on
 from _flash_reference import as_numpy, random_qkv
 from orchard_core.autograd import gradcheck, no_grad
 
 
-def leaves(rng, shape, dtype=oc.float64):
-    return [oc.tensor(x, dtype=dtype).requires_grad_() for x in random_qkv(rng, *shape)]
+def leaves(rng, shape, dtype=oc.float64, device="cpu"):
+    """Orchard leaves that require grad; on CUDA orchard views of torch CUDA tensors."""
+    if device == "cpu":
+        return [oc.tensor(x, dtype=dtype).requires_grad_() for x in random_qkv(rng, *shape)]
+    return [oc.from_dlpack(on(x, device, dtype)).requires_grad_() for x in random_qkv(rng, *shape)]
+
+
+class TorchFlash(torch.autograd.Function):
+    """orchard_flash.forward and backward as a torch autograd Function (for gradcheck on CUDA)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, options):
+        # torch refuses to export tensors that require grad through DLPack: detach first.
+        q, k, v = (x.detach() for x in (q, k, v))
+        out, lse = (torch.from_dlpack(t) for t in of.forward(q, k, v, **options))
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.options = options
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, dout, dlse):
+        q, k, v, out, lse = (x.detach() for x in ctx.saved_tensors)  # saved outputs require grad
+        grads = of.backward(dout.detach(), q, k, v, out, lse, dlse=dlse.detach(), **ctx.options)
+        return (*(torch.from_dlpack(g) for g in grads), None)
+
+
+def torch_gradcheck(rng, device, shape, options, *, return_lse: bool) -> bool:
+    inputs = [on(x, device, oc.float64).requires_grad_() for x in random_qkv(rng, *shape)]
+
+    def fn(q, k, v):
+        out, lse = TorchFlash.apply(q, k, v, options)
+        return (out, lse) if return_lse else out
+
+    return torch.autograd.gradcheck(fn, inputs)
 
 
 GRADCHECKS = [  # shape (batch, heads, heads_kv, len_q, len_k, dim), options
@@ -27,7 +64,10 @@ GRADCHECKS = [  # shape (batch, heads, heads_kv, len_q, len_k, dim), options
 
 
 @pytest.mark.parametrize(("shape", "options"), GRADCHECKS, ids=lambda x: str(x))
-def test_gradcheck(rng, isa, shape, options):
+def test_gradcheck(rng, device, shape, options):
+    if device != "cpu":
+        assert torch_gradcheck(rng, device, shape, options, return_lse=False)
+        return
     inputs = leaves(rng, shape)
     assert gradcheck(lambda q, k, v: of.flash_attention(q, k, v, **options), inputs)
 
@@ -37,8 +77,11 @@ def test_gradcheck(rng, isa, shape, options):
     [{}, {"causal": True}, {"causal": True, "causal_alignment": "top_left"}, {"dropout_p": 0.4, "seed": 99}],
     ids=["full", "causal_br", "causal_tl", "dropout"],
 )
-def test_gradcheck_with_lse(rng, isa, options):
+def test_gradcheck_with_lse(rng, device, options):
     # Both outputs: out and the row log-sum-exp (len_q <= len_k, so every row sees a key).
+    if device != "cpu":
+        assert torch_gradcheck(rng, device, (1, 4, 2, 5, 7, 8), options, return_lse=True)
+        return
     inputs = leaves(rng, (1, 4, 2, 5, 7, 8))
     assert gradcheck(lambda q, k, v: of.flash_attention(q, k, v, return_lse=True, **options), inputs)
 
@@ -50,21 +93,32 @@ def test_gradcheck_lse_alone(rng):
 
 @pytest.mark.parametrize("dtype", [oc.float32, oc.bfloat16, oc.float64], ids=lambda d: d.name)
 @pytest.mark.parametrize("return_lse", [False, True])
-def test_grad_matches_backward(rng, isa, dtype, return_lse):
+def test_grad_matches_backward(rng, device, dtype, return_lse):
+    # On CUDA the output gradients go in through orchard_core.autograd.backward (no loss: that
+    # would need orchard-core CUDA operators); the engine must pass them on to the kernels.
     shape = (2, 4, 2, 70, 150, 24)
-    q, k, v = leaves(rng, shape, dtype)
-    dout = oc.tensor(rng.standard_normal((2, 4, 70, 24)), dtype=dtype)
+    q, k, v = leaves(rng, shape, dtype, device)
     row = oc.float64 if dtype == oc.float64 else oc.float32
-    dlse = oc.tensor(rng.standard_normal((2, 4, 70)), dtype=row)
+    dout, dlse = rng.standard_normal((2, 4, 70, 24)), rng.standard_normal((2, 4, 70))
+    if device == "cpu":
+        dout, dlse = oc.tensor(dout, dtype=dtype), oc.tensor(dlse, dtype=row)
+    else:
+        dout, dlse = oc.from_dlpack(on(dout, device, dtype)), oc.from_dlpack(on(dlse, device, row))
     options = {"causal": True, "dropout_p": 0.2, "seed": 7}
     if return_lse:
         out, lse = of.flash_attention(q, k, v, return_lse=True, **options)
-        loss = (out * dout).sum() + (lse * dlse).sum()
     else:
         out = of.flash_attention(q, k, v, **options)
-        loss = (out * dout).sum()
     assert isinstance(out, oc.Tensor) and out.requires_grad
-    loss.backward()
+    if device == "cpu":
+        loss = (out * dout).sum()
+        if return_lse:
+            loss = loss + (lse * dlse).sum()
+        loss.backward()
+    elif return_lse:
+        oc.autograd.backward([out, lse], [dout, dlse])
+    else:
+        oc.autograd.backward([out], [dout])
     with no_grad():
         saved_out, saved_lse = of.forward(q, k, v, **options)
         want = of.backward(dout, q, k, v, saved_out, saved_lse, dlse=dlse if return_lse else None, **options)

@@ -24,8 +24,9 @@ def test_native_module_links_to_the_core_library_in_the_package():
 def test_calls_into_core_through_the_cpp_api(monkeypatch):
     monkeypatch.delenv("ORCHARD_METAL_FALLBACK", raising=False)
     assert orchard_flash.core_devices() == [str(d) for d in orchard_core.devices()]
+    gpus = [str(d) for d in orchard_core.devices() if str(d).startswith("cuda")]
     monkeypatch.setenv("ORCHARD_METAL_FALLBACK", "cpu")
-    assert orchard_flash.core_devices() == ["cpu", "metal"]
+    assert orchard_flash.core_devices() == ["cpu", "metal", *gpus]
 
 
 def test_version_mismatch_is_a_clear_import_error():

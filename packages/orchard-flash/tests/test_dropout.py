@@ -1,6 +1,7 @@
 """Dropout on the attention probabilities: the documented Philox4x32-10 mask (checked against
 an independent numpy Philox), forward and backward against float64 attention with the same
-mask, and reproducibility: by seed, across thread counts, and through manual_seed."""
+mask, and reproducibility: by seed, across thread counts, and through manual_seed; on every
+instruction set and on CUDA (whose mask is the same: tested bitwise in test_cuda.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import numpy as np
 import orchard_core as oc
 import orchard_flash as of
 import pytest
+from _flash_devices import backward as run_backward
+from _flash_devices import dropout_mask, exact_numpy, on
+from _flash_devices import forward as run_forward
 from _flash_reference import (
     as_numpy,
     assert_lse_close,
@@ -27,10 +31,6 @@ from _thread_probe import compute
 
 # Every gradient tolerance as in test_backward (see GRAD_RTOL there): float32 rounding.
 GRAD_RTOL = 3e-5
-
-
-def f32(x) -> oc.Tensor:
-    return oc.tensor(x, dtype=oc.float32)
 
 
 def rounded(x) -> np.ndarray:
@@ -62,22 +62,23 @@ def test_numpy_philox_known_answers():
 @pytest.mark.parametrize(
     "shape", [(2, 3, 7, 13), (1, 2, 5, 300), (3, 1, 1, 1)], ids=lambda s: "x".join(map(str, s))
 )
-def test_mask_is_philox(rng, isa, shape):
+def test_mask_is_philox(rng, device, shape):
     for seed in (random_seed(rng), 0, 2**32, 2**64 - 1):
         p = float(rng.uniform(0.05, 0.95))
-        mask = of.dropout_mask(*shape, dropout_p=p, seed=seed)
+        mask = dropout_mask(device, *shape, dropout_p=p, seed=seed)
         assert mask.shape == shape and mask.dtype == oc.bool
-        np.testing.assert_array_equal(np.asarray(mask), reference_keep_mask(*shape, dropout_p=p, seed=seed))
+        np.testing.assert_array_equal(exact_numpy(mask), reference_keep_mask(*shape, dropout_p=p, seed=seed))
 
 
-def test_mask_threshold_truncates_p_times_2_to_the_32(rng):
+def test_mask_threshold_truncates_p_times_2_to_the_32(rng, any_device):
     # Words equal to the threshold are kept, words just below dropped: find a word and set p
     # so that its threshold lands exactly on it, then one above.
     seed = random_seed(rng)
     word = int(philox4x32_10((0, 0, 0, 0), (seed & 0xFFFFFFFF, seed >> 32))[0])
     for threshold, kept in ((word, True), (word + 1, False)):
         p = threshold / 2**32  # exact in a double, so uint32(p * 2^32) == threshold
-        assert bool(np.asarray(of.dropout_mask(1, 1, 1, 1, dropout_p=p, seed=seed))[0, 0, 0, 0]) == kept
+        mask = dropout_mask(any_device, 1, 1, 1, 1, dropout_p=p, seed=seed)
+        assert bool(exact_numpy(mask)[0, 0, 0, 0]) == kept
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
@@ -90,17 +91,17 @@ def test_kept_fraction(rng, p):
     assert np.all(np.abs(mask.mean(axis=(2, 3)) - (1 - p)) < 0.01)
 
 
-def test_no_dropout_keeps_everything(rng):
-    assert np.asarray(of.dropout_mask(2, 2, 9, 33, dropout_p=0.0, seed=random_seed(rng))).all()
+def test_no_dropout_keeps_everything(rng, any_device):
+    assert exact_numpy(dropout_mask(any_device, 2, 2, 9, 33, dropout_p=0.0, seed=random_seed(rng))).all()
 
 
-def test_mask_arguments_are_checked():
+def test_mask_arguments_are_checked(any_device):
     for p in (-0.1, 1.0, float("nan")):
         with pytest.raises(ValueError, match="dropout_p must be in"):
-            of.dropout_mask(1, 1, 2, 2, dropout_p=p, seed=0)
+            dropout_mask(any_device, 1, 1, 2, 2, dropout_p=p, seed=0)
     with pytest.raises(ValueError, match="sizes must be >= 0, got -1"):
-        of.dropout_mask(1, -1, 2, 2, dropout_p=0.1, seed=0)
-    assert of.dropout_mask(0, 2, 3, 0, dropout_p=0.1, seed=0).shape == (0, 2, 3, 0)
+        dropout_mask(any_device, 1, -1, 2, 2, dropout_p=0.1, seed=0)
+    assert dropout_mask(any_device, 0, 2, 3, 0, dropout_p=0.1, seed=0).shape == (0, 2, 3, 0)
 
 
 # ---- forward and backward against the reference with the same mask --------------------------
@@ -117,7 +118,7 @@ CASES = [  # batch, heads, heads_kv, len_q, len_k, dim, causal, alignment
     "case", CASES, ids=lambda c: "x".join(map(str, c[:6])) + "-" + ("causal" if c[6] else "full")
 )
 @pytest.mark.parametrize("p", [0.17, 0.5])
-def test_dropout_matches_reference(rng, isa, case, p):
+def test_dropout_matches_reference(rng, device, case, p):
     *shape, causal, alignment = case
     q, k, v = map(rounded, random_qkv(rng, *shape))
     dout = rounded(rng.standard_normal(q.shape))
@@ -126,8 +127,9 @@ def test_dropout_matches_reference(rng, isa, case, p):
     batch, heads, _, len_q, len_k, _ = shape
     keep = reference_keep_mask(batch, heads, len_q, len_k, dropout_p=p, seed=seed)
     kw = dict(causal=causal, causal_alignment=alignment, dropout_p=p, seed=seed)
-    out, lse = of.forward(f32(q), f32(k), f32(v), **kw)
-    grads = of.backward(f32(dout), f32(q), f32(k), f32(v), out, lse, dlse=f32(dlse), **kw)
+    inputs = [on(x, device) for x in (q, k, v)]
+    out, lse = run_forward(*inputs, **kw)
+    grads = run_backward(on(dout, device), *inputs, out, lse, dlse=on(dlse, device), **kw)
     want_out, want_lse, *want_grads = reference(
         q, k, v, dout, dlse, causal=causal, alignment=alignment, keep=keep, dropout_p=p
     )
@@ -138,8 +140,8 @@ def test_dropout_matches_reference(rng, isa, case, p):
         assert max_error(g, w) <= GRAD_RTOL * scale
 
 
-def test_dropout_changes_the_output(rng):
-    q, k, v = (f32(x) for x in random_qkv(rng, 1, 2, 2, 40, 60, 16))
+def test_dropout_changes_the_output(rng, any_device):
+    q, k, v = (on(x, any_device) for x in random_qkv(rng, 1, 2, 2, 40, 60, 16))
     plain = as_numpy(of.forward(q, k, v)[0])
     dropped = as_numpy(of.forward(q, k, v, dropout_p=0.3, seed=random_seed(rng))[0])
     assert np.abs(plain - dropped).max() > 0.05
@@ -150,19 +152,19 @@ def test_dropout_changes_the_output(rng):
 # ---- reproducibility -------------------------------------------------------------------------
 
 
-def _forward_backward(inputs, **options):
-    q, k, v, dout = (f32(x) for x in inputs)
-    out, lse = of.forward(q, k, v, **options)
-    return [as_numpy(x) for x in (out, lse, *of.backward(dout, q, k, v, out, lse, **options))]
+def _forward_backward(inputs, device="cpu", **options):
+    q, k, v, dout = (on(x, device) for x in inputs)
+    out, lse = run_forward(q, k, v, **options)
+    return [as_numpy(x) for x in (out, lse, *run_backward(dout, q, k, v, out, lse, **options))]
 
 
-def test_same_seed_is_bitwise_identical_and_other_seeds_differ(rng, isa):
+def test_same_seed_is_bitwise_identical_and_other_seeds_differ(rng, device):
     q, k, v = random_qkv(rng, 2, 4, 2, 77, 140, 24)
     inputs = (q, k, v, rng.standard_normal(q.shape))
     seed = random_seed(rng)
-    first = _forward_backward(inputs, causal=True, dropout_p=0.25, seed=seed)
-    again = _forward_backward(inputs, causal=True, dropout_p=0.25, seed=seed)
-    other = _forward_backward(inputs, causal=True, dropout_p=0.25, seed=seed ^ 1)
+    first = _forward_backward(inputs, device, causal=True, dropout_p=0.25, seed=seed)
+    again = _forward_backward(inputs, device, causal=True, dropout_p=0.25, seed=seed)
+    other = _forward_backward(inputs, device, causal=True, dropout_p=0.25, seed=seed ^ 1)
     for name, a, b, c in zip(("out", "lse", "dq", "dk", "dv"), first, again, other, strict=True):
         assert a.tobytes() == b.tobytes(), name
         if name != "lse":  # lse does not depend on dropout
@@ -198,8 +200,9 @@ def test_results_do_not_depend_on_the_thread_count(rng, tmp_path):
             assert there[name].tobytes() == value.tobytes(), f"{name} differs with OMP_NUM_THREADS={threads}"
 
 
-def test_seed_none_draws_from_manual_seed(rng):
-    q, k, v = (f32(x) for x in random_qkv(rng, 1, 2, 1, 30, 50, 16))
+def test_seed_none_draws_from_manual_seed(rng, any_device):
+    # The seed is drawn on the CPU, from orchard_core's generator, whatever the device.
+    q, k, v = (on(x, any_device) for x in random_qkv(rng, 1, 2, 1, 30, 50, 16))
     s = int(rng.integers(0, 2**31))
     oc.manual_seed(s)
     first = as_numpy(of.flash_attention(q, k, v, dropout_p=0.3))
@@ -216,21 +219,21 @@ def test_seed_none_draws_from_manual_seed(rng):
     assert oc.randint(0, 2**62, (4,)).tolist() == after
 
 
-def test_explicit_seed_matches_forward(rng):
-    q, k, v = (f32(x) for x in random_qkv(rng, 1, 2, 1, 30, 50, 16))
+def test_explicit_seed_matches_forward(rng, any_device):
+    q, k, v = (on(x, any_device) for x in random_qkv(rng, 1, 2, 1, 30, 50, 16))
     seed = random_seed(rng)
     got = of.flash_attention(q, k, v, dropout_p=0.3, seed=seed, causal=True)
     want, _ = of.forward(q, k, v, dropout_p=0.3, seed=seed, causal=True)
     assert as_numpy(got).tobytes() == as_numpy(want).tobytes()
 
 
-def test_seed_out_of_range_raises(rng):
-    q = f32(rng.standard_normal((1, 1, 4, 8)))
+def test_seed_out_of_range_raises(rng, any_device):
+    q = on(rng.standard_normal((1, 1, 4, 8)), any_device)
     for seed in (-1, 2**64, 1.5, True):
         with pytest.raises(ValueError, match=rf"seed must be an int in \[0, 2\*\*64\), got {seed!r}"):
             of.forward(q, q, q, dropout_p=0.1, seed=seed)
         with pytest.raises(ValueError, match="seed must be an int"):
-            of.dropout_mask(1, 1, 2, 2, dropout_p=0.1, seed=seed)
+            dropout_mask(any_device, 1, 1, 2, 2, dropout_p=0.1, seed=seed)
 
 
 def test_concurrent_calls_from_python_threads(rng):

@@ -1,5 +1,6 @@
 """Caller-provided output buffers (a bridge passes torch-allocated tensors): written in place,
-bitwise the results of a call that allocates its own, and checked before any write."""
+bitwise the results of a call that allocates its own, and checked before any write; on every
+instruction set and on CUDA (torch CUDA buffers)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,18 @@ import torch
 from _flash_reference import random_qkv
 
 
-def torch_qkv(rng, *shape):
-    return [torch.from_numpy(x.astype("float32")) for x in random_qkv(rng, *shape)]
+def torch_qkv(rng, device, *shape):
+    return [torch.from_numpy(x.astype("float32")).to(device) for x in random_qkv(rng, *shape)]
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_buffers_receive_the_results(rng, isa, causal):
-    q, k, v = torch_qkv(rng, 2, 4, 2, 77, 130, 40)
-    dout = torch.from_numpy(rng.standard_normal(q.shape).astype("float32"))
+def test_buffers_receive_the_results(rng, device, causal):
+    q, k, v = torch_qkv(rng, device, 2, 4, 2, 77, 130, 40)
+    dout = torch.from_numpy(rng.standard_normal(q.shape).astype("float32")).to(device)
     want_out, want_lse = (
         torch.from_dlpack(t) for t in of.forward(q, k, v, causal=causal, dropout_p=0.2, seed=7)
     )
-    out, lse = torch.full_like(q, float("nan")), torch.full(q.shape[:3], float("nan"))
+    out, lse = torch.full_like(q, float("nan")), torch.full(q.shape[:3], float("nan"), device=q.device)
     got = of.forward(q, k, v, causal=causal, dropout_p=0.2, seed=7, out=out, lse=lse)
     assert torch.from_dlpack(got[0]).data_ptr() == out.data_ptr()
     assert torch.equal(out, want_out) and torch.equal(lse, want_lse)
@@ -34,19 +35,20 @@ def test_buffers_receive_the_results(rng, isa, causal):
         assert torch.equal(buffer, torch.from_dlpack(w))
 
 
-def test_bad_buffers_raise(rng):
-    q, k, v = torch_qkv(rng, 1, 2, 1, 9, 11, 16)
+def test_bad_buffers_raise(rng, any_device):
+    device = any_device
+    q, k, v = torch_qkv(rng, device, 1, 2, 1, 9, 11, 16)
     out, lse = (torch.from_dlpack(t) for t in of.forward(q, k, v))
     dout = torch.randn_like(q)
     cases = [
         (
-            {"out": torch.empty(1, 2, 9, 8)},
+            {"out": torch.empty(1, 2, 9, 8, device=device)},
             r"out must be a contiguous float32 tensor of shape \(1, 2, 9, 16\)",
         ),
         ({"out": torch.empty_like(q, dtype=torch.float64)}, "got float64"),
-        ({"out": torch.empty(1, 2, 16, 9).transpose(2, 3)}, "got a non-contiguous float32"),
+        ({"out": torch.empty(1, 2, 16, 9, device=device).transpose(2, 3)}, "got a non-contiguous float32"),
         (
-            {"lse": torch.empty(1, 2, 9, dtype=torch.float64)},
+            {"lse": torch.empty(1, 2, 9, dtype=torch.float64, device=device)},
             r"lse must be a contiguous float32 tensor of shape \(1, 2, 9\)",
         ),
         ({"out": q}, "out overlaps an input's memory"),

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from orchard_torch_bridge import flash_attention
+from orchard_torch_bridge import attention, flash_attention
 from orchard_torch_bridge.attention import _check
 
 
@@ -176,8 +176,34 @@ def test_bad_arguments_raise(gen):
         flash_attention(q, k, v, attn_mask=torch.ones(5, 5, dtype=torch.bool))
 
 
-def test_unsupported_device_is_named():
-    # No GPU or MPS here: the check itself, on tensors that say they live elsewhere.
-    fake = SimpleNamespace(dim=lambda: 4, dtype=torch.float32, device=torch.device("mps"), shape=(1, 2, 3, 8))
-    with pytest.raises(ValueError, match="tensors on mps are not supported; orchard-flash runs on the cpu"):
+@pytest.mark.parametrize("device", ["mps", "cuda:0"])
+def test_unsupported_device_is_named(device, monkeypatch):
+    # The check itself, on tensors that say they live elsewhere, with a build that has no kernels
+    # there (CUDA builds are tested on the GPU in test_cuda_op.py).
+    monkeypatch.setattr(attention, "_CUDA_INDICES", ())
+    where = torch.device(device)
+    fake = SimpleNamespace(dim=lambda: 4, dtype=torch.float32, device=where, shape=(1, 2, 3, 8))
+    message = f"tensors on {device} are not supported; orchard-flash has no kernels for {device} in this"
+    with pytest.raises(ValueError, match=message):
         _check(fake, fake, fake, 0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_fake_kernels_on_cuda_tensors(monkeypatch, dtype):
+    # What torch.compile sees of CUDA inputs, without a GPU: fake CUDA tensors through both ops'
+    # fake kernels, as if this build had kernels for cuda:0 (float16 included, unlike the CPU).
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    monkeypatch.setattr(attention, "_CUDA_INDICES", (0,))
+    seed = torch.zeros((), dtype=torch.int64)
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        q = torch.empty(2, 4, 16, 32, device="cuda", dtype=dtype)
+        kv = torch.empty(2, 2, 24, 32, device="cuda", dtype=dtype)
+        out, lse = torch.ops.orchard.flash_attention(q, kv, kv, 0.1, True, 0.5, seed)
+        grads = torch.ops.orchard.flash_attention_backward(
+            out, lse, q, kv, kv, out, lse, 0.1, True, 0.5, seed
+        )
+    assert (out.device, out.dtype, out.shape) == (q.device, dtype, q.shape)
+    assert (lse.device, lse.dtype, lse.shape) == (q.device, torch.float32, q.shape[:3])
+    for got, like in zip(grads, (q, kv, kv), strict=True):
+        assert (got.device, got.dtype, got.shape) == (like.device, dtype, like.shape)

@@ -88,6 +88,7 @@ from ._core import (
     std,
     sub,
     sum,  # noqa: A004
+    synchronize,
     tanh,
     tril,
     triu,
@@ -198,6 +199,7 @@ __all__ = [
     "std",
     "sub",
     "sum",
+    "synchronize",
     "tanh",
     "tensor",
     "tril",

@@ -100,6 +100,15 @@ def devices() -> list[device]:
 def device_description(device: _DeviceLike) -> str:
     """What backs a device, e.g. 'host CPU'."""
 
+def synchronize(device: _DeviceLike) -> None:
+    """Wait until all work queued on a device has finished."""
+
+# Private: what the CUDA tests ask of this build (present in every build).
+_built_with_cuda: builtins.bool
+
+def _cuda_device_count() -> int: ...
+def _cuda_pool_stats(index: int) -> dict[str, int]: ...
+
 # dims of a reduction: None (all), one int or a sequence of ints; negatives count from the end.
 _Dims: TypeAlias = SupportsIndex | Sequence[SupportsIndex] | None
 

@@ -29,12 +29,13 @@ def check_core_version(built_against: str, installed: str) -> None:
 # than an unresolved symbol.
 check_core_version(_BUILT_AGAINST, orchard_core.__version__)
 
-from ._attention import backward, dropout_mask, flash_attention, forward  # noqa: E402
+from ._attention import available_devices, backward, dropout_mask, flash_attention, forward  # noqa: E402
 from ._flash import core_devices, core_version_built_against, core_version_linked  # noqa: E402
 
 check_core_version(core_version_linked(), orchard_core.__version__)
 
 __all__ = [
+    "available_devices",
     "backward",
     "check_core_version",
     "core_devices",

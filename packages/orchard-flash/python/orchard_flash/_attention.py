@@ -25,6 +25,25 @@ def _optional_tensor(value: Any, name: str) -> orchard_core.Tensor | None:
     return None if value is None else _as_tensor(value, name)
 
 
+def _stream_handle(stream: Any, values: tuple[Any, ...]) -> int:
+    """The cudaStream_t the CUDA kernels run on, as an int (0: the legacy default stream).
+
+    An int, or an object with ``cuda_stream`` (torch.cuda.Stream), is taken as is; None means
+    torch's current stream of the first torch CUDA tensor among ``values``, else 0. Ignored on CPU.
+    """
+    if stream is not None:
+        handle = getattr(stream, "cuda_stream", stream)
+        if isinstance(handle, bool) or not isinstance(handle, int) or handle < 0:
+            raise TypeError(f"stream must be a cudaStream_t int or have .cuda_stream, got {stream!r}")
+        return handle
+    for value in values:
+        if type(value).__module__.startswith("torch") and getattr(value, "is_cuda", False):
+            import torch  # only when torch tensors came in
+
+            return int(torch.cuda.current_stream(value.device).cuda_stream)
+    return 0
+
+
 def _check_dropout(dropout_p: float) -> float:
     p = float(dropout_p)
     if not 0.0 <= p < 1.0:  # also catches NaN
@@ -55,11 +74,14 @@ def forward(
     seed: int = 0,
     out: Any = None,
     lse: Any = None,
+    stream: Any = None,
 ) -> tuple[orchard_core.Tensor, orchard_core.Tensor]:
     """Fused softmax(q k^T * scale) v, never forming the score matrix.
 
     q is (batch, heads, len_q, dim), k and v (batch, heads_kv, len_k, dim) with heads a
-    multiple of heads_kv (grouped-query attention); any strides; float32, bfloat16 or float64.
+    multiple of heads_kv (grouped-query attention); any strides; float32, bfloat16 or float64,
+    and float16 on CUDA. Tensors on a CUDA device run the CUDA kernels, asynchronously on
+    ``stream`` (default: torch's current stream for torch tensors, else the default stream).
     ``scale`` defaults to 1/sqrt(dim). With ``causal``, query row i sees key j when
     j <= i + len_k - len_q ("bottom_right", flash-attn's convention) or j <= i ("top_left",
     torch's is_causal). With ``dropout_p`` > 0 the probabilities are dropped by the mask that
@@ -80,6 +102,7 @@ def forward(
         _check_seed(seed),
         _optional_tensor(out, "out"),
         _optional_tensor(lse, "lse"),
+        _stream_handle(stream, (q, k, v)),
     )
 
 
@@ -100,6 +123,7 @@ def backward(
     dq: Any = None,
     dk: Any = None,
     dv: Any = None,
+    stream: Any = None,
 ) -> tuple[orchard_core.Tensor, orchard_core.Tensor, orchard_core.Tensor]:
     """Gradients (dq, dk, dv) of ``forward``'s out given dout, from the saved out and lse.
 
@@ -107,7 +131,8 @@ def backward(
     the lse output too. Probabilities are recomputed block by block from q, k and lse, and the
     dropout mask is regenerated from the seed, so memory stays linear in the sequence length.
     dk and dv are summed over each group of query heads. ``dq``, ``dk`` and ``dv``, when given,
-    are contiguous buffers like q, k and v that the kernels write into and return.
+    are contiguous buffers like q, k and v that the kernels write into and return. On CUDA the
+    result is deterministic (no atomics): the same inputs give bitwise-equal gradients.
     """
     return _flash._backward(
         _as_tensor(dout, "dout"),
@@ -125,14 +150,40 @@ def backward(
         _optional_tensor(dq, "dq"),
         _optional_tensor(dk, "dk"),
         _optional_tensor(dv, "dv"),
+        _stream_handle(stream, (dout, q, k, v)),
     )
 
 
 def dropout_mask(
-    batch: int, heads: int, len_q: int, len_k: int, *, dropout_p: float, seed: int
+    batch: int,
+    heads: int,
+    len_q: int,
+    len_k: int,
+    *,
+    dropout_p: float,
+    seed: int,
+    device: str = "cpu",
+    stream: Any = None,
 ) -> orchard_core.Tensor:
-    """The keep mask (batch, heads, len_q, len_k) of bools that the kernels apply for ``seed``."""
-    return _flash._dropout_mask(batch, heads, len_q, len_k, _check_dropout(dropout_p), _check_seed(seed))
+    """The keep mask (batch, heads, len_q, len_k) of bools that the kernels apply for ``seed``.
+
+    Drawn by ``device``'s kernels ("cpu" or "cuda:N"): the same mask on every device.
+    """
+    return _flash._dropout_mask(
+        batch,
+        heads,
+        len_q,
+        len_k,
+        _check_dropout(dropout_p),
+        _check_seed(seed),
+        device,
+        _stream_handle(stream, ()),
+    )
+
+
+def available_devices() -> list[str]:
+    """Devices with flash kernels in this build on this host: "cpu", then "cuda:N" per GPU."""
+    return list(_flash._available_devices())
 
 
 class _FlashAttention(Function):
@@ -211,6 +262,8 @@ def flash_attention(
         "causal_alignment": causal_alignment,
         "dropout_p": p,
         "seed": seed,
+        # Taken now: torch tensors become orchard tensors below, whose stream torch cannot tell.
+        "stream": _stream_handle(None, (q, k, v)),
     }
     tensors = [_as_tensor(x, name) for x, name in ((q, "q"), (k, "k"), (v, "v"))]
     out, lse = _FlashAttention.apply(*tensors, options)

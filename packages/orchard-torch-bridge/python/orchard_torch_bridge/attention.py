@@ -3,7 +3,9 @@
 ``torch.ops.orchard.flash_attention(q, k, v, dropout_p, is_causal, scale, seed)`` returns
 (out, lse) and ``torch.ops.orchard.flash_attention_backward`` its gradients; both are opaque
 to torch.compile (fake kernels give their shapes), and autograd connects them. Tensors reach
-orchard-flash through DLPack without copies, and the outputs are allocated by torch.
+orchard-flash through DLPack without copies, and the outputs are allocated by torch. CPU
+tensors run orchard-flash's CPU kernels; CUDA tensors its CUDA kernels, on torch's current
+stream, when this orchard-flash build has them (``orchard_flash.available_devices()``).
 ``flash_attention`` wraps them with the arguments of
 ``torch.nn.functional.scaled_dot_product_attention``.
 """
@@ -18,33 +20,61 @@ import torch
 
 # PyTorch's is_causal: query row i sees keys 0..i (orchard-flash's "top_left" alignment).
 _ALIGNMENT = "top_left"
-_FLOATING = (torch.float32, torch.bfloat16, torch.float64)
+# dtypes orchard-flash computes in, per device type ("meta": whatever some device accepts).
+_DTYPES = {
+    "cpu": (torch.float32, torch.bfloat16, torch.float64),
+    "cuda": (torch.float16, torch.bfloat16, torch.float32, torch.float64),
+    "meta": (torch.float16, torch.bfloat16, torch.float32, torch.float64),
+}
+
+
+def _available_devices() -> tuple[str, ...]:
+    """The devices this orchard-flash build has kernels for, e.g. ("cpu", "cuda:0")."""
+    query = getattr(orchard_flash, "available_devices", None)  # older builds: the CPU only
+    return tuple(query()) if query is not None else ("cpu",)
+
+
+# Asked once at import: _check runs inside torch.compile's traced code, where a call into the
+# native module would break the graph, while a tuple of constants is folded away.
+_DEVICES = _available_devices()
+_CUDA_INDICES = tuple(int(d.split(":", 1)[1]) for d in _DEVICES if d.startswith("cuda:"))
+
+
+def _device_supported(device: torch.device) -> bool:
+    if device.type in ("cpu", "meta"):
+        return True
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return index in _CUDA_INDICES
+    return False
 
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> None:
     """What can be checked without the data, so fake kernels (torch.compile) raise it too."""
-    for name, t in (("query", q), ("key", k), ("value", v)):
-        if t.dim() != 4:
-            raise ValueError(
-                f"orchard flash_attention: {name} must be 4-d (batch, heads, length, dim), got {t.dim()}-d"
-            )
-        if t.dtype not in _FLOATING:
-            raise TypeError(
-                f"orchard flash_attention: {name} is {t.dtype}; supported: float32, bfloat16, float64"
-            )
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(
-            f"orchard flash_attention: query, key and value dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}"
-        )
     if not (q.device == k.device == v.device):
         raise ValueError(
             f"orchard flash_attention: query, key and value devices differ: {q.device}, {k.device}, "
             f"{v.device}"
         )
-    if q.device.type not in ("cpu", "meta"):
+    if not _device_supported(q.device):
         raise ValueError(
-            f"orchard flash_attention: tensors on {q.device} are not supported; orchard-flash runs on "
-            "the cpu (CUDA kernels are not built yet, Metal ones not written yet)"
+            f"orchard flash_attention: tensors on {q.device} are not supported; orchard-flash has no "
+            f"kernels for {q.device} in this build (it has: {', '.join(_DEVICES)})"
+        )
+    supported = _DTYPES[q.device.type]
+    for name, t in (("query", q), ("key", k), ("value", v)):
+        if t.dim() != 4:
+            raise ValueError(
+                f"orchard flash_attention: {name} must be 4-d (batch, heads, length, dim), got {t.dim()}-d"
+            )
+        if t.dtype not in supported:
+            names = ", ".join(str(d).removeprefix("torch.") for d in supported)
+            raise TypeError(
+                f"orchard flash_attention: {name} is {t.dtype}; supported on {q.device.type}: {names}"
+            )
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(
+            f"orchard flash_attention: query, key and value dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}"
         )
     dim = q.shape[-1]
     if dim % 8 != 0 or not 0 < dim <= 256:
@@ -68,6 +98,20 @@ def _row_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _options(q: torch.Tensor, dropout_p: float, is_causal: bool, scale: float) -> dict[str, Any]:
+    """orchard_flash.forward/backward's keyword arguments; on CUDA, torch's current stream."""
+    options: dict[str, Any] = {
+        "causal": is_causal,
+        "causal_alignment": _ALIGNMENT,
+        "scale": scale,
+        "dropout_p": dropout_p,
+    }
+    if q.device.type == "cuda":
+        # The kernels are queued on the stream torch would use for this device, without a sync.
+        options["stream"] = torch.cuda.current_stream(q.device).cuda_stream
+    return options
+
+
 @torch.library.custom_op("orchard::flash_attention", mutates_args=())
 def _forward(
     q: torch.Tensor,
@@ -82,7 +126,7 @@ def _forward(
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty(q.shape[:3], dtype=_row_dtype(q.dtype), device=q.device)
     # detach(): DLPack refuses tensors that require grad; autograd is this op's registration's job.
-    options = {"causal": is_causal, "causal_alignment": _ALIGNMENT, "scale": scale, "dropout_p": dropout_p}
+    options = _options(q, dropout_p, is_causal, scale)
     orchard_flash.forward(q.detach(), k.detach(), v.detach(), seed=int(seed), out=out, lse=lse, **options)
     return out, lse
 
@@ -117,7 +161,7 @@ def _backward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     grads = [torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v)]
     dlse = None if dlse is None else dlse.detach()
-    options = {"causal": is_causal, "causal_alignment": _ALIGNMENT, "scale": scale, "dropout_p": dropout_p}
+    options = _options(q, dropout_p, is_causal, scale)
     tensors = [t.detach() for t in (dout, q, k, v, out, lse)]
     orchard_flash.backward(
         *tensors, seed=int(seed), dlse=dlse, dq=grads[0], dk=grads[1], dv=grads[2], **options
@@ -183,9 +227,11 @@ def flash_attention(
     _check(query, key, value, dropout_p)
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1])
+    # The seed is a CPU tensor whatever the inputs' device: drawn from torch's default CPU generator
+    # (torch.manual_seed reproduces it), and read by the op without a device-to-host copy.
     if dropout_p > 0:
-        seed = torch.randint(0, 2**62, (), dtype=torch.int64)
+        seed = torch.randint(0, 2**62, (), dtype=torch.int64, device="cpu")
     else:
-        seed = torch.zeros((), dtype=torch.int64)
+        seed = torch.zeros((), dtype=torch.int64, device="cpu")
     out, _ = _forward(query, key, value, float(dropout_p), bool(is_causal), float(scale), seed)
     return out

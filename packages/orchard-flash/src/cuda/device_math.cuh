@@ -1,0 +1,89 @@
+// Device helpers every CUDA kernel shares: element conversion and the dropout generator.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "cuda/args.h"
+
+namespace orchard::flash::cuda {
+
+template <class T>
+__device__ __forceinline__ float to_float(T x) {
+  return static_cast<float>(x);
+}
+template <>
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+template <>
+__device__ __forceinline__ float to_float(__half x) {
+  return __half2float(x);
+}
+
+template <class T, class A>
+__device__ __forceinline__ A widen(T x) {
+  if constexpr (sizeof(A) == 8) {
+    return static_cast<A>(x);
+  } else {
+    return to_float(x);
+  }
+}
+
+template <class T, class A>
+__device__ __forceinline__ T narrow(A x) {
+  if constexpr (sizeof(T) == sizeof(A)) {
+    return x;
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    return __float2bfloat16_rn(x);
+  } else if constexpr (std::is_same_v<T, __half>) {
+    return __float2half_rn(x);
+  } else {
+    return static_cast<T>(x);
+  }
+}
+
+template <class A>
+__device__ __forceinline__ A row_value(const Rows& rows, int64_t b, int64_t h, int64_t i) {
+  return static_cast<const A*>(rows.data)[b * rows.sb + h * rows.sh + i * rows.sl];
+}
+
+// Philox4x32-10 (Salmon et al. 2011), the generator of the CPU kernels.
+__device__ __forceinline__ uint4 philox4x32_10(uint4 c, uint32_t k0, uint32_t k1) {
+#pragma unroll
+  for (int round = 0; round < 10; ++round) {
+    const uint32_t lo0 = 0xD2511F53u * c.x, hi0 = __umulhi(0xD2511F53u, c.x);
+    const uint32_t lo1 = 0xCD9E8D57u * c.z, hi1 = __umulhi(0xCD9E8D57u, c.z);
+    c = make_uint4(hi1 ^ c.y ^ k0, lo1, hi0 ^ c.w ^ k1, lo0);
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  return c;
+}
+
+// The dropout of one call: element (b, h, row, col) is kept when word col % 4 of Philox under
+// key `seed`, counter (col / 4, row, h, b), is at or above `threshold` (see attention.h).
+struct DropoutDraw {
+  uint32_t threshold = 0, key0 = 0, key1 = 0;
+
+  __device__ __forceinline__ uint4 words(int64_t col, int64_t row, int64_t h, int64_t b) const {
+    return philox4x32_10(make_uint4(static_cast<uint32_t>(col / 4), static_cast<uint32_t>(row),
+                                    static_cast<uint32_t>(h), static_cast<uint32_t>(b)),
+                         key0, key1);
+  }
+  __device__ __forceinline__ bool keep(int64_t col, int64_t row, int64_t h, int64_t b) const {
+    const uint4 w = words(col, row, h, b);
+    const int lane = static_cast<int>(col & 3);
+    const uint32_t word = lane == 0 ? w.x : lane == 1 ? w.y : lane == 2 ? w.z : w.w;
+    return word >= threshold;
+  }
+};
+
+inline DropoutDraw dropout_draw(const Args& args) {
+  return DropoutDraw{static_cast<uint32_t>(args.dropout_p * 4294967296.0), static_cast<uint32_t>(args.seed),
+                     static_cast<uint32_t>(args.seed >> 32)};
+}
+
+}  // namespace orchard::flash::cuda
