@@ -3,6 +3,7 @@
 // P is recomputed from lse in both; nothing is accumulated across blocks with atomics.
 #include <cmath>
 
+#include "cuda/backward_steps.cuh"
 #include "cuda/device_math.cuh"
 #include "cuda/launch.h"
 #include "cuda/mma.cuh"
@@ -12,16 +13,6 @@ namespace orchard::flash::cuda {
 namespace {
 
 using namespace mma;
-
-constexpr float kLog2e = 1.4426950408889634f;
-
-// lse in base-2 units of the scaled scores; +inf where a row sees no key (or does not exist),
-// so that exp2(s - lse) is 0 there.
-__device__ __forceinline__ float lse_base2(const Args& a, int64_t b, int64_t h, int64_t row) {
-  if (row >= a.len_q) return INFINITY;
-  const float x = row_value<float>(a.lse_in, b, h, row);
-  return x == -INFINITY ? INFINITY : x * kLog2e;
-}
 
 template <int kD>
 struct DqConfig {
@@ -51,7 +42,6 @@ __global__ void __launch_bounds__(DqConfig<kD>::kWarps * 32)
   const int dim = static_cast<int>(a.dim);
   const T* qb = static_cast<const T*>(a.q.data) + b * a.q.sb + h * a.q.sh;
   const T* dob = static_cast<const T*>(a.dout.data) + b * a.dout.sb + h * a.dout.sh;
-  const T* ob = static_cast<const T*>(a.out.data) + b * a.out.sb + h * a.out.sh;
   const T* kb = static_cast<const T*>(a.k.data) + b * a.k.sb + hk * a.k.sh;
   const T* vb = static_cast<const T*>(a.v.data) + b * a.v.sb + hk * a.v.sh;
   const int64_t row0 = (b * a.heads + h) * a.len_q;
@@ -70,25 +60,9 @@ __global__ void __launch_bounds__(DqConfig<kD>::kWarps * 32)
   commit_copies();
 
   // delta = rowsum(dO * O) - dlse for this warp's 16 rows, kept for the dK/dV kernel.
-  for (int r = 0; r < 16; ++r) {
-    const int64_t row = m0 + warp * 16 + r;
-    float total = 0;
-    if (row < a.len_q) {
-      for (int d = lane; d < dim; d += 32)
-        total = fmaf(to_float(ob[row * a.out.sl + d]), to_float(dob[row * a.dout.sl + d]), total);
-    }
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) total += __shfl_xor_sync(0xffffffffu, total, offset);
-    if (row < a.len_q && a.dlse.data) total -= row_value<float>(a.dlse, b, h, row);
-    if (lane == 0) {
-      s_delta[warp * 16 + r] = total;
-      s_lse[warp * 16 + r] = lse_base2(a, b, h, row);
-      if (row < a.len_q) static_cast<float*>(a.delta)[row0 + row] = total;
-    }
-  }
+  delta_and_lse<T>(a, b, h, m0 + warp * 16, warp * 16, s_delta, s_lse);
 
   float dq[kD / 8][4] = {};
-  const bool dropout = a.dropout_p > 0;
   for (int nb = 0; nb < n_blocks; ++nb) {
     const int stage = nb & 1;
     if (nb + 1 < n_blocks) {
@@ -125,30 +99,8 @@ __global__ void __launch_bounds__(DqConfig<kD>::kWarps * 32)
     // dS = P (dP Z - delta), Z the scaled keep mask.
     const int64_t n0 = static_cast<int64_t>(nb) * kBlockN;
     const bool masked = n0 + kBlockN > a.len_k || (a.causal && n0 + kBlockN - 1 > m0 + a.causal_offset);
-#pragma unroll
-    for (int nt = 0; nt < kBlockN / 8; ++nt) {
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int64_t row = rows[half];
-        const int local = warp * 16 + g + 8 * half;
-        const float row_lse = s_lse[local], row_delta = s_delta[local];
-        uint32_t keep0 = 1, keep1 = 1;
-        if (dropout) {
-          const uint4 w = drop.words(n0 + nt * 8 + 2 * t, row, h, b);
-          keep0 = ((t & 1) ? w.z : w.x) >= drop.threshold;
-          keep1 = ((t & 1) ? w.w : w.y) >= drop.threshold;
-        }
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int idx = 2 * half + e;
-          const int64_t col = n0 + nt * 8 + 2 * t + e;
-          float p = exp2f(fmaf(s[nt][idx], scale_log2, -row_lse));
-          if (masked && (col >= a.len_k || (a.causal && col > row + a.causal_offset))) p = 0;
-          const float z = dropout ? ((e ? keep1 : keep0) ? keep_scale : 0.0f) : 1.0f;
-          s[nt][idx] = p * (dp[nt][idx] * z - row_delta);
-        }
-      }
-    }
+    const int local[2] = {warp * 16 + g, warp * 16 + g + 8};
+    scores_to_ds(s, dp, a, drop, scale_log2, keep_scale, rows, local, s_lse, s_delta, n0, masked, h, b, t);
 
     // dQ += dS K.
 #pragma unroll
@@ -168,21 +120,8 @@ __global__ void __launch_bounds__(DqConfig<kD>::kWarps * 32)
   }
   wait_copies<0>();
 
-  const float scale = scale_log2 / kLog2e;
-  T* dqb = static_cast<T*>(a.dq.data) + row0 * a.dim;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int64_t row = rows[half];
-    if (row >= a.len_q) continue;
-#pragma unroll
-    for (int dt = 0; dt < kD / 8; ++dt) {
-      const int col = dt * 8 + 2 * t;
-      if (col < dim) {
-        *reinterpret_cast<uint32_t*>(dqb + row * a.dim + col) =
-            pack<T>(dq[dt][2 * half] * scale, dq[dt][2 * half + 1] * scale);
-      }
-    }
-  }
+  write_gradient<T>(dq, static_cast<T*>(a.dq.data) + row0 * a.dim, rows, a.len_q, dim, scale_log2 / kLog2e,
+                    t);
 }
 
 template <int kD>
@@ -244,7 +183,6 @@ __global__ void __launch_bounds__(DkvConfig<kD>::kWarps * 32)
   commit_copies();
 
   float dk[kD / 8][4] = {}, dv[kD / 8][4] = {};
-  const bool dropout = a.dropout_p > 0;
   for (int64_t it = 0; it < steps; ++it) {
     const int stage = static_cast<int>(it & 1);
     if (it + 1 < steps) start_step(it + 1, stage ^ 1);
@@ -277,19 +215,7 @@ __global__ void __launch_bounds__(DkvConfig<kD>::kWarps * 32)
     }
 
     // P^T, then P^T Z (into st) and dS^T (into dpt).
-#pragma unroll
-    for (int nt = 0; nt < kBlockM / 8; ++nt) {
-#pragma unroll
-      for (int idx = 0; idx < 4; ++idx) {
-        const int local = nt * 8 + 2 * t + (idx & 1);
-        const int64_t row = m0 + local, key = keys[idx / 2];
-        float p = exp2f(fmaf(st[nt][idx], scale_log2, -s_lse[local]));
-        if (a.causal && key > row + a.causal_offset) p = 0;
-        const float z = dropout ? (drop.keep(key, row, h, b) ? keep_scale : 0.0f) : 1.0f;
-        dpt[nt][idx] = p * (dpt[nt][idx] * z - s_delta[local]);
-        st[nt][idx] = p * z;
-      }
-    }
+    scores_to_pz_ds(st, dpt, a, drop, scale_log2, keep_scale, keys, s_lse, s_delta, m0, h, b, t);
 
     // dV += (P Z)^T dO and dK += dS^T Q.
 #pragma unroll
@@ -315,25 +241,10 @@ __global__ void __launch_bounds__(DkvConfig<kD>::kWarps * 32)
   }
   wait_copies<0>();
 
-  const float scale = scale_log2 / kLog2e;
   const int64_t key0 = (b * a.heads_kv + hk) * a.len_k;
-  T* dkb = static_cast<T*>(a.dk.data) + key0 * a.dim;
-  T* dvb = static_cast<T*>(a.dv.data) + key0 * a.dim;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int64_t key = keys[half];
-    if (key >= a.len_k) continue;
-#pragma unroll
-    for (int dt = 0; dt < kD / 8; ++dt) {
-      const int col = dt * 8 + 2 * t;
-      if (col < dim) {
-        *reinterpret_cast<uint32_t*>(dkb + key * a.dim + col) =
-            pack<T>(dk[dt][2 * half] * scale, dk[dt][2 * half + 1] * scale);
-        *reinterpret_cast<uint32_t*>(dvb + key * a.dim + col) =
-            pack<T>(dv[dt][2 * half], dv[dt][2 * half + 1]);
-      }
-    }
-  }
+  write_gradient<T>(dk, static_cast<T*>(a.dk.data) + key0 * a.dim, keys, a.len_k, dim, scale_log2 / kLog2e,
+                    t);
+  write_gradient<T>(dv, static_cast<T*>(a.dv.data) + key0 * a.dim, keys, a.len_k, dim, 1.0f, t);
 }
 
 template <class Kernel>

@@ -33,6 +33,8 @@ cudaError_t launch_mma_forward(const Args& args, cudaStream_t stream);
 cudaError_t launch_mma_backward(const Args& args, cudaStream_t stream);
 bool hopper_forward_supported(const Args& args);
 cudaError_t launch_hopper_forward(const Args& args, cudaStream_t stream);
+bool hopper_backward_supported(const Args& args);
+cudaError_t launch_hopper_backward(const Args& args, cudaStream_t stream);
 // Compute capability major of the current device (cached per device).
 int current_device_major();
 

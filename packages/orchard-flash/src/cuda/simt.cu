@@ -286,8 +286,11 @@ cudaError_t launch_forward(const Args& a, cudaStream_t stream) {
 }
 
 cudaError_t launch_backward(const Args& a, cudaStream_t stream) {
-  if (tier_limit() >= Tier::Sm80 && current_device_major() >= 8 && mma_backward_supported(a))
-    return launch_mma_backward(a, stream);
+  const Tier tier = tier_limit();
+  const int major = current_device_major();
+  if (tier >= Tier::Hopper && major == 9 && mma_backward_supported(a) && hopper_backward_supported(a))
+    return launch_hopper_backward(a, stream);
+  if (tier >= Tier::Sm80 && major >= 8 && mma_backward_supported(a)) return launch_mma_backward(a, stream);
   switch (a.element) {
     case Element::Float16: return simt_backward_launch<__half, float>(a, stream);
     case Element::BFloat16: return simt_backward_launch<__nv_bfloat16, float>(a, stream);
