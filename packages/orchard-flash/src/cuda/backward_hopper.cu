@@ -1,12 +1,16 @@
 // The Hopper backward pass (sm_90a), deterministic like backward.cu: a dQ kernel per query block
-// and a dK/dV kernel per key block, each warpgroup owning 64 rows, every product a wgmma with
-// its B operand (and A where it is an input) read from 128-byte-swizzled shared memory.
+// and a dK/dV kernel per key block. Both are warp-specialized like forward_hopper.cu: a producer
+// warpgroup streams tiles with bulk tensor copies, two consumer warpgroups of 64 rows run every
+// product as a wgmma with its B operand (and A where it is an input) read from shared memory.
 #include <cmath>
+#include <tuple>
 
 #include "cuda/backward_steps.cuh"
 #include "cuda/device_math.cuh"
 #include "cuda/hopper.cuh"
 #include "cuda/launch.h"
+#include "cuda/tensor_map.h"
+#include "cuda/tma.cuh"
 
 namespace orchard::flash::cuda {
 
@@ -44,72 +48,96 @@ __device__ __forceinline__ void product_ss(float (&acc)[8][4], uint32_t a_tile, 
 
 template <int kD>
 struct HopperDqConfig {
-  static constexpr int kThreads = 256;  // two warpgroups
-  static constexpr int kBlockM = 128, kBlockN = 64;
-  static constexpr int kSharedBytes =
-      2 * Panels<kBlockM, kD>::kBytes + 4 * Panels<kBlockN, kD>::kBytes + 2 * kBlockM * 4 + 1024;
+  static constexpr int kConsumers = 2;                     // warpgroups of 64 query rows
+  static constexpr int kThreads = 128 * (kConsumers + 1);  // and one producer warpgroup
+  static constexpr int kBlockM = 64 * kConsumers, kBlockN = 64, kStages = 2;
+  static constexpr int kSharedBytes = 1024 + 2 * Panels<kBlockM, kD>::kBytes +
+                                      kStages * 2 * Panels<kBlockN, kD>::kBytes + 2 * kBlockM * 4 + 64;
 };
 
+// dQ for one block of query rows over every key block it sees: delta and dQ stay on chip.
 template <class T, int kD>
 __global__ void __launch_bounds__(HopperDqConfig<kD>::kThreads, 1)
-    hopper_dq_kernel(Args a, DropoutDraw drop, float scale_log2, float keep_scale) {
+    hopper_dq_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap dout_map,
+                     const __grid_constant__ CUtensorMap k_map, const __grid_constant__ CUtensorMap v_map,
+                     Args a, DropoutDraw drop, float scale_log2, float keep_scale) {
 #ifdef ORCHARD_HOPPER
   using Config = HopperDqConfig<kD>;
-  constexpr int kBlockM = Config::kBlockM, kBlockN = Config::kBlockN, kThreads = Config::kThreads;
+  constexpr int kBlockM = Config::kBlockM, kBlockN = Config::kBlockN, kStages = Config::kStages;
   constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
   using QTile = Panels<kBlockM, kD>;
   using KTile = Panels<kBlockN, kD>;
   extern __shared__ unsigned char shared_raw[];
   const uint32_t raw = mma::smem_address(shared_raw), sq = (raw + 1023) & ~1023u;
   const uint32_t sdo = sq + QTile::kBytes, sk_base = sdo + QTile::kBytes;
-  float* s_lse = reinterpret_cast<float*>(shared_raw + (sk_base + 4 * KTile::kBytes - raw));
+  const uint32_t rows_at = sk_base + kStages * 2 * KTile::kBytes, bars = rows_at + 2 * kBlockM * 4;
+  float* s_lse = reinterpret_cast<float*>(shared_raw + (rows_at - raw));
   float* s_delta = s_lse + kBlockM;
+  const uint32_t q_full = bars, full = bars + 8, empty = full + 8 * kStages;
 
   const int m_block = a.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
   const int64_t h = blockIdx.y, b = blockIdx.z, hk = h / (a.heads / a.heads_kv);
   const int64_t m0 = static_cast<int64_t>(m_block) * kBlockM;
-  const int warpgroup = threadIdx.x / 128, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = lane / 4, t = lane % 4;
-  const int dim = static_cast<int>(a.dim);
-  const T* kb = static_cast<const T*>(a.k.data) + b * a.k.sb + hk * a.k.sh;
-  const T* vb = static_cast<const T*>(a.v.data) + b * a.v.sb + hk * a.v.sh;
-  const int64_t rows[2] = {m0 + warp * 16 + g, m0 + warp * 16 + g + 8};
-  const int local[2] = {warp * 16 + g, warp * 16 + g + 8};
-
   const int64_t n_end = a.causal ? min(a.len_k, m0 + kBlockM + a.causal_offset) : a.len_k;
   const int n_blocks = n_end > 0 ? static_cast<int>((n_end + kBlockN - 1) / kBlockN) : 0;
 
-  load_panels<kBlockM, kD, kThreads>(sq, static_cast<const T*>(a.q.data) + b * a.q.sb + h * a.q.sh, a.q.sl,
-                                     m0, a.len_q, dim);
-  load_panels<kBlockM, kD, kThreads>(sdo, static_cast<const T*>(a.dout.data) + b * a.dout.sb + h * a.dout.sh,
-                                     a.dout.sl, m0, a.len_q, dim);
-  if (n_blocks > 0) {
-    load_panels<kBlockN, kD, kThreads>(sk_base, kb, a.k.sl, 0, a.len_k, dim);
-    load_panels<kBlockN, kD, kThreads>(sk_base + KTile::kBytes, vb, a.v.sl, 0, a.len_k, dim);
+  if (threadIdx.x == 0) {
+    tma::barrier_init(q_full, 1);
+    for (int s = 0; s < kStages; ++s) {
+      tma::barrier_init(full + 8 * s, 1);
+      tma::barrier_init(empty + 8 * s, 4 * Config::kConsumers);
+    }
+    tma::barrier_init_fence();
   }
-  mma::commit_copies();
+  __syncthreads();
+
+  const int role = threadIdx.x / 128;
+  if (role == 0) {
+    tma::registers_down<24>();
+    if (threadIdx.x != 0 || n_blocks == 0) return;
+    tma::barrier_expect(q_full, 2 * QTile::kBytes);
+    for (int p = 0; p < kD / 64; ++p) {
+      tma::copy_tile(sq + p * QTile::kPanelBytes, &q_map, q_full, 64 * p, static_cast<int>(m0),
+                     static_cast<int>(h), static_cast<int>(b));
+      tma::copy_tile(sdo + p * QTile::kPanelBytes, &dout_map, q_full, 64 * p, static_cast<int>(m0),
+                     static_cast<int>(h), static_cast<int>(b));
+    }
+    for (int nb = 0; nb < n_blocks; ++nb) {
+      const int stage = nb % kStages, use = nb / kStages;
+      if (use > 0) tma::barrier_wait(empty + 8 * stage, (use - 1) & 1);
+      const uint32_t sk = sk_base + stage * 2 * KTile::kBytes, bar = full + 8 * stage;
+      tma::barrier_expect(bar, 2 * KTile::kBytes);
+      for (int p = 0; p < kD / 64; ++p) {
+        tma::copy_tile(sk + p * KTile::kPanelBytes, &k_map, bar, 64 * p, nb * kBlockN, static_cast<int>(hk),
+                       static_cast<int>(b));
+        tma::copy_tile(sk + KTile::kBytes + p * KTile::kPanelBytes, &v_map, bar, 64 * p, nb * kBlockN,
+                       static_cast<int>(hk), static_cast<int>(b));
+      }
+    }
+    return;
+  }
+
+  tma::registers_up<240>();
+  const int consumer = role - 1, warp = threadIdx.x / 32 - 4, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int64_t rows[2] = {m0 + warp * 16 + g, m0 + warp * 16 + g + 8};
+  const int local[2] = {warp * 16 + g, warp * 16 + g + 8};
+  // This warp's rows: delta (also kept for the dK/dV kernel) and lse, read by this warp only.
   delta_and_lse<T>(a, b, h, m0 + warp * 16, warp * 16, s_delta, s_lse);
+  __syncwarp();
 
   float dq[kD / 8][4] = {};
+  if (n_blocks > 0) tma::barrier_wait(q_full, 0);
   for (int nb = 0; nb < n_blocks; ++nb) {
-    const int stage = nb & 1;
-    if (nb + 1 < n_blocks) {
-      const uint32_t next = sk_base + (stage ^ 1) * 2 * KTile::kBytes;
-      load_panels<kBlockN, kD, kThreads>(next, kb, a.k.sl, (nb + 1) * int64_t{kBlockN}, a.len_k, dim);
-      load_panels<kBlockN, kD, kThreads>(next + KTile::kBytes, vb, a.v.sl, (nb + 1) * int64_t{kBlockN},
-                                         a.len_k, dim);
-    }
-    mma::commit_copies();
-    mma::wait_copies<1>();
-    fence_shared_for_async();
-    __syncthreads();
+    const int stage = nb % kStages;
+    tma::barrier_wait(full + 8 * stage, (nb / kStages) & 1);
     const uint32_t sk = sk_base + stage * 2 * KTile::kBytes, sv = sk + KTile::kBytes;
 
     // S = Q K^T and dP = dO V^T for this warpgroup's 64 rows.
     float s[kBlockN / 8][4], dp[kBlockN / 8][4];
     fence_operands();
-    product_ss<kBf16, kD, kBlockM, kBlockN>(s, sq, warpgroup * 64, sk);
-    product_ss<kBf16, kD, kBlockM, kBlockN>(dp, sdo, warpgroup * 64, sv);
+    product_ss<kBf16, kD, kBlockM, kBlockN>(s, sq, consumer * 64, sk);
+    product_ss<kBf16, kD, kBlockM, kBlockN>(dp, sdo, consumer * 64, sv);
     commit();
     wait<0>();
     fence_registers(s);
@@ -129,81 +157,115 @@ __global__ void __launch_bounds__(HopperDqConfig<kD>::kThreads, 1)
     commit();
     wait<0>();
     fence_registers(dq);
-    __syncthreads();
+    if (lane == 0) tma::barrier_arrive(empty + 8 * stage);
   }
-  mma::wait_copies<0>();
   const int64_t row0 = (b * a.heads + h) * a.len_q;
-  write_gradient<T>(dq, static_cast<T*>(a.dq.data) + row0 * a.dim, rows, a.len_q, dim, scale_log2 / kLog2e,
-                    t);
+  write_gradient<T>(dq, static_cast<T*>(a.dq.data) + row0 * a.dim, rows, a.len_q, static_cast<int>(a.dim),
+                    scale_log2 / kLog2e, t);
 #endif
 }
 
 template <int kD>
 struct HopperDkvConfig {
-  static constexpr int kThreads = 256;               // two warpgroups
-  static constexpr int kBlockN = 128, kBlockM = 64;  // keys per block, queries per step
-  static constexpr int kSharedBytes =
-      2 * Panels<kBlockN, kD>::kBytes + 4 * Panels<kBlockM, kD>::kBytes + 4 * kBlockM * 4 + 1024;
+  static constexpr int kConsumers = 2;                     // warpgroups of 64 keys
+  static constexpr int kThreads = 128 * (kConsumers + 1);  // and one producer warpgroup
+  static constexpr int kBlockN = 64 * kConsumers, kBlockM = 64,
+                       kStages = 2;  // keys per block, queries per step
+  static constexpr int kSharedBytes = 1024 + 2 * Panels<kBlockN, kD>::kBytes +
+                                      kStages * (2 * Panels<kBlockM, kD>::kBytes + 2 * kBlockM * 4) + 64;
 };
 
+// dK and dV for one block of keys, summed over the queries of every head in its group.
 template <class T, int kD>
 __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
-    hopper_dkdv_kernel(Args a, DropoutDraw drop, float scale_log2, float keep_scale) {
+    hopper_dkdv_kernel(const __grid_constant__ CUtensorMap q_map,
+                       const __grid_constant__ CUtensorMap dout_map,
+                       const __grid_constant__ CUtensorMap k_map, const __grid_constant__ CUtensorMap v_map,
+                       Args a, DropoutDraw drop, float scale_log2, float keep_scale) {
 #ifdef ORCHARD_HOPPER
   using Config = HopperDkvConfig<kD>;
-  constexpr int kBlockM = Config::kBlockM, kBlockN = Config::kBlockN, kThreads = Config::kThreads;
+  constexpr int kBlockM = Config::kBlockM, kBlockN = Config::kBlockN, kStages = Config::kStages;
   constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
   using KTile = Panels<kBlockN, kD>;
   using QTile = Panels<kBlockM, kD>;
   extern __shared__ unsigned char shared_raw[];
   const uint32_t raw = mma::smem_address(shared_raw), sk = (raw + 1023) & ~1023u;
   const uint32_t sv = sk + KTile::kBytes, sq_base = sv + KTile::kBytes;
-  float* s_rows = reinterpret_cast<float*>(shared_raw + (sq_base + 4 * QTile::kBytes - raw));
+  const uint32_t rows_at = sq_base + kStages * 2 * QTile::kBytes, bars = rows_at + kStages * 2 * kBlockM * 4;
+  float* s_rows = reinterpret_cast<float*>(shared_raw + (rows_at - raw));  // per stage: lse, then delta
+  const uint32_t kv_full = bars, full = bars + 8, empty = full + 8 * kStages;
 
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kBlockN;
   const int64_t hk = blockIdx.y, b = blockIdx.z;
   const int64_t group = a.heads / a.heads_kv;
-  const int warpgroup = threadIdx.x / 128, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = lane / 4, t = lane % 4;
-  const int dim = static_cast<int>(a.dim);
-  const int64_t keys[2] = {n0 + warp * 16 + g, n0 + warp * 16 + g + 8};
-
+  // Query rows i >= n0 - offset see some key of this block.
   const int64_t first_row = a.causal ? (n0 - a.causal_offset > 0 ? n0 - a.causal_offset : int64_t{0}) : 0;
   const int64_t m_first = first_row / kBlockM;
   const int64_t m_count = first_row < a.len_q ? (a.len_q + kBlockM - 1) / kBlockM - m_first : 0;
   const int64_t steps = group * m_count;
 
-  auto start_step = [&](int64_t it, int stage) {
-    const int64_t h = hk * group + it / m_count, m0 = (m_first + it % m_count) * kBlockM;
-    const uint32_t dst = sq_base + stage * 2 * QTile::kBytes;
-    load_panels<kBlockM, kD, kThreads>(dst, static_cast<const T*>(a.q.data) + b * a.q.sb + h * a.q.sh, a.q.sl,
-                                       m0, a.len_q, dim);
-    load_panels<kBlockM, kD, kThreads>(dst + QTile::kBytes,
-                                       static_cast<const T*>(a.dout.data) + b * a.dout.sb + h * a.dout.sh,
-                                       a.dout.sl, m0, a.len_q, dim);
-    const int64_t row0 = (b * a.heads + h) * a.len_q;
-    for (int r = threadIdx.x; r < kBlockM; r += kThreads) {
-      s_rows[stage * 2 * kBlockM + r] = lse_base2(a, b, h, m0 + r);
-      s_rows[stage * 2 * kBlockM + kBlockM + r] =
-          m0 + r < a.len_q ? static_cast<const float*>(a.delta)[row0 + m0 + r] : 0.0f;
+  if (threadIdx.x == 0) {
+    tma::barrier_init(kv_full, 1);
+    for (int s = 0; s < kStages; ++s) {
+      tma::barrier_init(full + 8 * s, 1 + 32);  // the copies, and warp 1 writing lse and delta
+      tma::barrier_init(empty + 8 * s, 4 * Config::kConsumers);
     }
-  };
+    tma::barrier_init_fence();
+  }
+  __syncthreads();
 
-  load_panels<kBlockN, kD, kThreads>(sk, static_cast<const T*>(a.k.data) + b * a.k.sb + hk * a.k.sh, a.k.sl,
-                                     n0, a.len_k, dim);
-  load_panels<kBlockN, kD, kThreads>(sv, static_cast<const T*>(a.v.data) + b * a.v.sb + hk * a.v.sh, a.v.sl,
-                                     n0, a.len_k, dim);
-  if (steps > 0) start_step(0, 0);
-  mma::commit_copies();
+  const int role = threadIdx.x / 128;
+  if (role == 0) {
+    // Producer: thread 0 issues the copies, warp 1 fills each stage's lse and delta rows.
+    tma::registers_down<24>();
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (steps == 0 || warp > 1 || (warp == 0 && lane != 0)) return;
+    if (warp == 0) {
+      tma::barrier_expect(kv_full, 2 * KTile::kBytes);
+      for (int p = 0; p < kD / 64; ++p) {
+        tma::copy_tile(sk + p * KTile::kPanelBytes, &k_map, kv_full, 64 * p, static_cast<int>(n0),
+                       static_cast<int>(hk), static_cast<int>(b));
+        tma::copy_tile(sv + p * KTile::kPanelBytes, &v_map, kv_full, 64 * p, static_cast<int>(n0),
+                       static_cast<int>(hk), static_cast<int>(b));
+      }
+    }
+    for (int64_t it = 0; it < steps; ++it) {
+      const int stage = static_cast<int>(it % kStages);
+      const int64_t use = it / kStages;
+      if (use > 0) tma::barrier_wait(empty + 8 * stage, (use - 1) & 1);
+      const int64_t h = hk * group + it / m_count, m0 = (m_first + it % m_count) * kBlockM;
+      const uint32_t bar = full + 8 * stage;
+      if (warp == 0) {
+        const uint32_t sq = sq_base + stage * 2 * QTile::kBytes;
+        tma::barrier_expect(bar, 2 * QTile::kBytes);
+        for (int p = 0; p < kD / 64; ++p) {
+          tma::copy_tile(sq + p * QTile::kPanelBytes, &q_map, bar, 64 * p, static_cast<int>(m0),
+                         static_cast<int>(h), static_cast<int>(b));
+          tma::copy_tile(sq + QTile::kBytes + p * QTile::kPanelBytes, &dout_map, bar, 64 * p,
+                         static_cast<int>(m0), static_cast<int>(h), static_cast<int>(b));
+        }
+      } else {
+        float* lse = s_rows + stage * 2 * kBlockM;
+        const float* delta = static_cast<const float*>(a.delta) + (b * a.heads + h) * a.len_q;
+        for (int r = lane; r < kBlockM; r += 32) {
+          lse[r] = lse_base2(a, b, h, m0 + r);
+          lse[kBlockM + r] = m0 + r < a.len_q ? delta[m0 + r] : 0.0f;
+        }
+        tma::barrier_arrive(bar);
+      }
+    }
+    return;
+  }
 
+  tma::registers_up<240>();
+  const int consumer = role - 1, warp = threadIdx.x / 32 - 4, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int64_t keys[2] = {n0 + warp * 16 + g, n0 + warp * 16 + g + 8};
   float dk[kD / 8][4] = {}, dv[kD / 8][4] = {};
+  if (steps > 0) tma::barrier_wait(kv_full, 0);
   for (int64_t it = 0; it < steps; ++it) {
-    const int stage = static_cast<int>(it & 1);
-    if (it + 1 < steps) start_step(it + 1, stage ^ 1);
-    mma::commit_copies();
-    mma::wait_copies<1>();
-    fence_shared_for_async();
-    __syncthreads();
+    const int stage = static_cast<int>(it % kStages);
+    tma::barrier_wait(full + 8 * stage, (it / kStages) & 1);
     const int64_t h = hk * group + it / m_count, m0 = (m_first + it % m_count) * kBlockM;
     const uint32_t sq = sq_base + stage * 2 * QTile::kBytes, sdo = sq + QTile::kBytes;
     const float* s_lse = s_rows + stage * 2 * kBlockM;
@@ -212,8 +274,8 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
     // S^T = K Q^T and dP^T = V dO^T for this warpgroup's 64 keys.
     float st[kBlockM / 8][4], dpt[kBlockM / 8][4];
     fence_operands();
-    product_ss<kBf16, kD, kBlockN, kBlockM>(st, sk, warpgroup * 64, sq);
-    product_ss<kBf16, kD, kBlockN, kBlockM>(dpt, sv, warpgroup * 64, sdo);
+    product_ss<kBf16, kD, kBlockN, kBlockM>(st, sk, consumer * 64, sq);
+    product_ss<kBf16, kD, kBlockN, kBlockM>(dpt, sv, consumer * 64, sdo);
     commit();
     wait<0>();
     fence_registers(st);
@@ -237,26 +299,46 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
     wait<0>();
     fence_registers(dv);
     fence_registers(dk);
-    __syncthreads();
+    if (lane == 0) tma::barrier_arrive(empty + 8 * stage);
   }
-  mma::wait_copies<0>();
 
   const int64_t key0 = (b * a.heads_kv + hk) * a.len_k;
+  const int dim = static_cast<int>(a.dim);
   write_gradient<T>(dk, static_cast<T*>(a.dk.data) + key0 * a.dim, keys, a.len_k, dim, scale_log2 / kLog2e,
                     t);
   write_gradient<T>(dv, static_cast<T*>(a.dv.data) + key0 * a.dim, keys, a.len_k, dim, 1.0f, t);
 #endif
 }
 
+struct Maps {
+  CUtensorMap q, dout, k, v;
+};
+
 template <class Kernel>
 cudaError_t launch_kernel(Kernel kernel, dim3 grid, int threads, int shared, cudaStream_t stream,
-                          const Args& a, const DropoutDraw& drop, float scale_log2, float keep_scale) {
+                          const Maps& maps, const Args& a, const DropoutDraw& drop, float scale_log2,
+                          float keep_scale) {
   if (const cudaError_t status =
           cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared);
       status != cudaSuccess)
     return status;
-  kernel<<<grid, threads, shared, stream>>>(a, drop, scale_log2, keep_scale);
+  kernel<<<grid, threads, shared, stream>>>(maps.q, maps.dout, maps.k, maps.v, a, drop, scale_log2,
+                                            keep_scale);
   return cudaGetLastError();
+}
+
+// Tensor maps whose boxes are `q_rows` query rows and `k_rows` key rows.
+cudaError_t make_maps(Maps& maps, const Args& a, int q_rows, int k_rows) {
+  for (const auto& [map, operand, heads, rows, box] :
+       {std::tuple{&maps.q, &a.q, a.heads, a.len_q, q_rows},
+        std::tuple{&maps.dout, &a.dout, a.heads, a.len_q, q_rows},
+        std::tuple{&maps.k, &a.k, a.heads_kv, a.len_k, k_rows},
+        std::tuple{&maps.v, &a.v, a.heads_kv, a.len_k, k_rows}}) {
+    if (const cudaError_t status = make_tile_map(map, *operand, a.batch, heads, rows, a.dim, box);
+        status != cudaSuccess)
+      return status;
+  }
+  return cudaSuccess;
 }
 
 template <class T, int kD>
@@ -265,17 +347,23 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
   const float keep_scale = static_cast<float>(1.0 / (1.0 - a.dropout_p));
   const DropoutDraw drop = dropout_draw(a);
   using Dq = HopperDqConfig<kD>;
+  using Dkv = HopperDkvConfig<kD>;
+  Maps dq_maps, dkv_maps;
+  if (const cudaError_t status = make_maps(dq_maps, a, Dq::kBlockM, Dq::kBlockN); status != cudaSuccess)
+    return status;
+  if (const cudaError_t status = make_maps(dkv_maps, a, Dkv::kBlockM, Dkv::kBlockN); status != cudaSuccess)
+    return status;
   const dim3 dq_grid(static_cast<unsigned>((a.len_q + Dq::kBlockM - 1) / Dq::kBlockM),
                      static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
-  if (const cudaError_t status = launch_kernel(hopper_dq_kernel<T, kD>, dq_grid, Dq::kThreads,
-                                               Dq::kSharedBytes, stream, a, drop, scale_log2, keep_scale);
+  if (const cudaError_t status =
+          launch_kernel(hopper_dq_kernel<T, kD>, dq_grid, Dq::kThreads, Dq::kSharedBytes, stream, dq_maps, a,
+                        drop, scale_log2, keep_scale);
       status != cudaSuccess)
     return status;
-  using Dkv = HopperDkvConfig<kD>;
   const dim3 dkv_grid(static_cast<unsigned>((a.len_k + Dkv::kBlockN - 1) / Dkv::kBlockN),
                       static_cast<unsigned>(a.heads_kv), static_cast<unsigned>(a.batch));
-  return launch_kernel(hopper_dkdv_kernel<T, kD>, dkv_grid, Dkv::kThreads, Dkv::kSharedBytes, stream, a, drop,
-                       scale_log2, keep_scale);
+  return launch_kernel(hopper_dkdv_kernel<T, kD>, dkv_grid, Dkv::kThreads, Dkv::kSharedBytes, stream,
+                       dkv_maps, a, drop, scale_log2, keep_scale);
 }
 
 }  // namespace
