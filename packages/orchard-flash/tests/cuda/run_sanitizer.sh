@@ -13,6 +13,8 @@
 #   TOOLS      the tools to run, in order (memcheck racecheck); tools other than memcheck run
 #              the tiny grid
 #   GRID       overrides the grid for every tool (tiny, small or full)
+#   TIERS      the CUDA kernel tiers to check, each in turn (default: hopper sm80 simt; a tier
+#              the GPU lacks falls back to the next one down)
 #   ORCHARD_SANITIZER_KERNELS
 #              regex over the mangled kernel names to check (default "orchard|flash": the
 #              kernels live in namespace orchard::flash::cuda, so their names contain both);
@@ -31,6 +33,7 @@ if [[ -z "$sanitizer" ]]; then
 fi
 kernels="${ORCHARD_SANITIZER_KERNELS-orchard|flash}"
 tools="${TOOLS:-memcheck racecheck}"
+tiers="${TIERS:-hopper sm80 simt}"
 
 filter=()
 if [[ -n "$kernels" ]]; then
@@ -44,15 +47,17 @@ export PYTORCH_NO_CUDA_MEMORY_CACHING=1
 
 "$sanitizer" --version | head -n 3
 status=0
-for tool in $tools; do
-  grid="${GRID:-$([[ "$tool" == memcheck ]] && echo small || echo tiny)}"
-  echo "== compute-sanitizer --tool $tool, grid $grid, kernels ${kernels:-(all)}"
-  if "$sanitizer" --tool "$tool" --error-exitcode 1 ${filter[@]+"${filter[@]}"} \
-    "$python" "$here/sanitize_grid.py" --grid "$grid"; then
-    echo "== $tool: passed"
-  else
-    echo "== $tool: FAILED (exit status $?)"
-    status=1
-  fi
+for tier in $tiers; do
+  for tool in $tools; do
+    grid="${GRID:-$([[ "$tool" == memcheck ]] && echo small || echo tiny)}"
+    echo "== compute-sanitizer --tool $tool, tier $tier, grid $grid, kernels ${kernels:-(all)}"
+    if "$sanitizer" --tool "$tool" --error-exitcode 1 ${filter[@]+"${filter[@]}"} \
+      "$python" "$here/sanitize_grid.py" --grid "$grid" --tier "$tier"; then
+      echo "== $tool ($tier): passed"
+    else
+      echo "== $tool ($tier): FAILED (exit status $?)"
+      status=1
+    fi
+  done
 done
 exit "$status"

@@ -173,7 +173,12 @@ def main() -> int:
     parser.add_argument("--grid", choices=["tiny", "small", "full"], default="small")
     parser.add_argument("--device", help="default: the first CUDA device orchard-flash lists")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tier", choices=["hopper", "sm80", "simt"], help="limit the CUDA kernels to this tier")
     args = parser.parse_args()
+    if args.tier:
+        from orchard_flash import _flash
+
+        _flash._set_cuda_tier(args.tier)
     cuda = [d for d in of.available_devices() if d.startswith("cuda")]
     if not torch.cuda.is_available() or not (args.device or cuda):
         print("no CUDA device: orchard-flash lists", of.available_devices(), file=sys.stderr)
