@@ -173,7 +173,7 @@ def main() -> int:
     parser.add_argument("--grid", choices=["tiny", "small", "full"], default="small")
     parser.add_argument("--device", help="default: the first CUDA device orchard-flash lists")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tier", choices=["hopper", "sm80", "simt"], help="limit the CUDA kernels to this tier")
+    parser.add_argument("--tier", choices=["hopper", "sm80", "simt"], help="limit the kernels to a tier")
     args = parser.parse_args()
     if args.tier:
         from orchard_flash import _flash
