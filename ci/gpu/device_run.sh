@@ -40,6 +40,8 @@ for stage in $STAGES; do
       timeout 200 python3 -m pytest -q -p no:cacheprovider "$REPO/packages/orchard-core/tests/test_cuda_runtime.py" \
         2>&1 | tee "$OUT/core-tests.log" | tail -15 ;;
     bridge-test)
+      (cd "$REPO" && python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/orch \
+        ./packages/orchard-torch-bridge >"$OUT/build-bridge.log" 2>&1) || tail -20 "$OUT/build-bridge.log"
       timeout 300 python3 -m pytest -q -p no:cacheprovider "$REPO/packages/orchard-torch-bridge/tests/test_cuda_op.py" \
         2>&1 | tee "$OUT/bridge-tests.log" | tail -15 ;;
     sanitize)

@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(HopperDqConfig<kD>::kThreads, 1)
     tma::barrier_init(q_full, 1);
     for (int s = 0; s < kStages; ++s) {
       tma::barrier_init(full + 8 * s, 1);
-      tma::barrier_init(empty + 8 * s, 4 * Config::kConsumers);
+      tma::barrier_init(empty + 8 * s, 128 * Config::kConsumers);  // every consumer thread frees it
     }
     tma::barrier_init_fence();
   }
@@ -157,7 +157,7 @@ __global__ void __launch_bounds__(HopperDqConfig<kD>::kThreads, 1)
     commit();
     wait<0>();
     fence_registers(dq);
-    if (lane == 0) tma::barrier_arrive(empty + 8 * stage);
+    tma::barrier_arrive(empty + 8 * stage);  // each thread, after its own reads of the stage
   }
   const int64_t row0 = (b * a.heads + h) * a.len_q;
   write_gradient<T>(dq, static_cast<T*>(a.dq.data) + row0 * a.dim, rows, a.len_q, static_cast<int>(a.dim),
@@ -208,7 +208,7 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
     tma::barrier_init(kv_full, 1);
     for (int s = 0; s < kStages; ++s) {
       tma::barrier_init(full + 8 * s, 1 + 32);  // the copies, and warp 1 writing lse and delta
-      tma::barrier_init(empty + 8 * s, 4 * Config::kConsumers);
+      tma::barrier_init(empty + 8 * s, 128 * Config::kConsumers);  // every consumer thread frees it
     }
     tma::barrier_init_fence();
   }
@@ -299,7 +299,7 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
     wait<0>();
     fence_registers(dv);
     fence_registers(dk);
-    if (lane == 0) tma::barrier_arrive(empty + 8 * stage);
+    tma::barrier_arrive(empty + 8 * stage);  // each thread, after its own reads of the stage
   }
 
   const int64_t key0 = (b * a.heads_kv + hk) * a.len_k;

@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(HopperForwardConfig<kD>::kThreads, 1)
     tma::barrier_init(q_full, 1);
     for (int s = 0; s < kStages; ++s) {
       tma::barrier_init(full + 8 * s, 1);
-      tma::barrier_init(empty + 8 * s, 4 * Config::kConsumers);  // each consumer warp frees the stage
+      tma::barrier_init(empty + 8 * s, 128 * Config::kConsumers);  // every consumer thread frees it
     }
     tma::barrier_init_fence();
   }
@@ -139,7 +139,7 @@ __global__ void __launch_bounds__(HopperForwardConfig<kD>::kThreads, 1)
     commit();
     wait<0>();
     fence_registers(o);
-    if (lane == 0) tma::barrier_arrive(empty + 8 * stage);  // this warp is done with the stage
+    tma::barrier_arrive(empty + 8 * stage);  // each thread, after its own reads of the stage
   }
 
   write_rows<T>(o, m, l, rows, a, static_cast<T*>(a.out.data) + row0 * a.dim,
