@@ -174,8 +174,11 @@ def run_shape(
     def ours_fwd() -> object:
         return of.forward(qd, kd, vd, out=out, lse=lse, **options)
 
-    def ours_bwd() -> object:
-        return of.backward(do, qd, kd, vd, out, lse, dq=dq, dk=dk, dv=dv, **options)
+    # Timed as torch's flash backend runs: dq summed with atomics (deterministic=False); the
+    # deterministic kernels are timed too, in their own column.
+    def ours_bwd(deterministic: bool = False) -> object:
+        grads = {"dq": dq, "dk": dk, "dv": dv}
+        return of.backward(do, qd, kd, vd, out, lse, **grads, deterministic=deterministic, **options)
 
     def torch_fwd() -> torch.Tensor:
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
@@ -203,6 +206,8 @@ def run_shape(
     # orchard: checked once against the first torch backend that ran, timed only if right.
     try:
         ours_fwd()
+        ours_bwd(deterministic=True)
+        deterministic_dq = dq.clone()
         ours_bwd()
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # an asynchronous kernel error surfaces here
@@ -226,6 +231,8 @@ def run_shape(
             if errors:
                 row.check = "ok (" + ", ".join(f"{n} {e:.1e}" for n, e in errors.items()) + ")"
             row.ms["ours"] = {"fwd": timer(ours_fwd), "bwd": timer(ours_bwd)}
+            row.ms["ours-det"] = {"fwd": None, "bwd": timer(lambda: ours_bwd(deterministic=True))}
+            row.notes.append(f"dq atomic vs deterministic: rel err {_rel_err(dq, deterministic_dq):.1e}")
     row.ms.setdefault("ours", {"fwd": None, "bwd": None})
     return row  # the tensors go with this frame; the caller empties torch's cache
 
@@ -240,7 +247,7 @@ def _fmt(x: float | None, digits: int = 0) -> str:
 HEADER = [
     "D", "L", "B", "H", "causal",
     "ours fwd", "ours bwd", "flash fwd", "flash bwd", "cudnn fwd", "cudnn bwd",
-    "ours/flash fwd", "ours/flash bwd", "ours/cudnn fwd", "ours/cudnn bwd", "check",
+    "ours/flash fwd", "ours/flash bwd", "ours/cudnn fwd", "ours/cudnn bwd", "ours bwd deterministic", "check",
 ]  # fmt: skip
 
 
@@ -248,7 +255,7 @@ def cells(row: Row) -> list[str]:
     out = [str(row.dim), str(row.length), str(row.batch), str(row.heads), "yes" if row.causal else "no"]
     out += [_fmt(row.tflops(impl, d)) for impl in IMPLS for d in ("fwd", "bwd")]
     out += [_fmt(row.ratio(other, d), 2) for other in ("flash", "cudnn") for d in ("fwd", "bwd")]
-    return [*out, row.check]
+    return [*out, _fmt(row.tflops("ours-det", "bwd")), row.check]
 
 
 def print_row(row: Row) -> None:
@@ -256,7 +263,8 @@ def print_row(row: Row) -> None:
     print(
         f"D={c[0]:>3} L={c[1]:>5} B={c[2]:>2} H={c[3]:>2} causal={c[4]:3}"
         f" | ours {c[5]:>4}/{c[6]:>4}  flash {c[7]:>4}/{c[8]:>4}  cudnn {c[9]:>4}/{c[10]:>4} TFLOP/s fwd/bwd"
-        f" | ours/flash {c[11]:>4}/{c[12]:>4}  ours/cudnn {c[13]:>4}/{c[14]:>4} | {c[15]}",
+        f" | ours/flash {c[11]:>4}/{c[12]:>4}  ours/cudnn {c[13]:>4}/{c[14]:>4}"
+        f" | det bwd {c[15]:>4} | {c[16]}",
         flush=True,
     )
     for note in row.notes:

@@ -63,7 +63,7 @@ void* stream_of(uintptr_t stream) { return reinterpret_cast<void*>(stream); }
 
 py::tuple forward(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, std::optional<double> scale,
                   const std::string& alignment, double dropout_p, uint64_t seed, std::optional<Tensor> out,
-                  std::optional<Tensor> lse, uintptr_t stream) {
+                  std::optional<Tensor> lse, [[maybe_unused]] uintptr_t stream) {
   const auto shape = orchard::flash::describe(q, k, v, causal, scale, alignment_from(alignment));
   const auto dropout = orchard::flash::describe_dropout(dropout_p, seed);
   const bool cuda = on_cuda(q.device(), q.dtype());
@@ -81,7 +81,8 @@ py::tuple forward(const Tensor& q, const Tensor& k, const Tensor& v, bool causal
 py::tuple backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                    const Tensor& lse, bool causal, std::optional<double> scale, const std::string& alignment,
                    double dropout_p, uint64_t seed, std::optional<Tensor> dlse, std::optional<Tensor> dq,
-                   std::optional<Tensor> dk, std::optional<Tensor> dv, uintptr_t stream) {
+                   std::optional<Tensor> dk, std::optional<Tensor> dv, [[maybe_unused]] bool deterministic,
+                   [[maybe_unused]] uintptr_t stream) {
   const auto shape = orchard::flash::describe(q, k, v, causal, scale, alignment_from(alignment));
   const auto dropout = orchard::flash::describe_dropout(dropout_p, seed);
   orchard::flash::check_backward_inputs(dout, q, out, lse, dlse);
@@ -92,7 +93,7 @@ py::tuple backward(const Tensor& dout, const Tensor& q, const Tensor& k, const T
 #ifdef ORCHARD_FLASH_WITH_CUDA
     if (cuda) {
       grads = orchard::flash::backward_cuda(dout, q, k, v, out, lse, dlse, shape, dropout, {dq, dk, dv},
-                                            stream_of(stream));
+                                            deterministic, stream_of(stream));
     }
 #endif
     if (!cuda)
@@ -135,7 +136,7 @@ PYBIND11_MODULE(_flash, m) {
   m.def("_backward", &backward, py::arg("dout"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"),
         py::arg("lse"), py::arg("causal"), py::arg("scale"), py::arg("causal_alignment"),
         py::arg("dropout_p"), py::arg("seed"), py::arg("dlse"), py::arg("dq"), py::arg("dk"), py::arg("dv"),
-        py::arg("stream") = 0);
+        py::arg("deterministic") = true, py::arg("stream") = 0);
   m.def("_dropout_mask", &dropout_mask, py::arg("batch"), py::arg("heads"), py::arg("len_q"),
         py::arg("len_k"), py::arg("p"), py::arg("seed"), py::arg("device") = "cpu", py::arg("stream") = 0);
   m.def("_available_devices", &devices_with_kernels,

@@ -77,10 +77,12 @@ Tensor dropout_mask_cpu(const AttentionShape& shape, const Dropout& dropout);
 // never synchronizing; NaN inputs are not detected (that would need a device round trip).
 ForwardResult forward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
                            const Dropout& dropout, const ForwardOutputs& into, void* stream);
+// With `deterministic` false the Hopper kernels may sum dQ with float32 atomics (faster; the
+// order of the additions, so the last bits of dq, vary between runs).
 Gradients backward_cuda(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                         const Tensor& out, const Tensor& lse, const std::optional<Tensor>& dlse,
                         const AttentionShape& shape, const Dropout& dropout, const BackwardOutputs& into,
-                        void* stream);
+                        bool deterministic, void* stream);
 Tensor dropout_mask_cuda(const AttentionShape& shape, const Dropout& dropout, Device device, void* stream);
 // CUDA devices the runtime sees (0 without a driver or GPU).
 int cuda_device_count();

@@ -123,6 +123,7 @@ def backward(
     dq: Any = None,
     dk: Any = None,
     dv: Any = None,
+    deterministic: bool = True,
     stream: Any = None,
 ) -> tuple[orchard_core.Tensor, orchard_core.Tensor, orchard_core.Tensor]:
     """Gradients (dq, dk, dv) of ``forward``'s out given dout, from the saved out and lse.
@@ -131,8 +132,10 @@ def backward(
     the lse output too. Probabilities are recomputed block by block from q, k and lse, and the
     dropout mask is regenerated from the seed, so memory stays linear in the sequence length.
     dk and dv are summed over each group of query heads. ``dq``, ``dk`` and ``dv``, when given,
-    are contiguous buffers like q, k and v that the kernels write into and return. On CUDA the
-    result is deterministic (no atomics): the same inputs give bitwise-equal gradients.
+    are contiguous buffers like q, k and v that the kernels write into and return. By default
+    the result is deterministic (no atomics): the same inputs give bitwise-equal gradients.
+    ``deterministic=False`` lets the Hopper kernels sum dq with float32 atomics, faster, with
+    the last bits of dq varying from run to run (the CPU and other GPUs ignore it).
     """
     return _flash._backward(
         _as_tensor(dout, "dout"),
@@ -150,6 +153,7 @@ def backward(
         _optional_tensor(dq, "dq"),
         _optional_tensor(dk, "dk"),
         _optional_tensor(dv, "dv"),
+        bool(deterministic),
         _stream_handle(stream, (dout, q, k, v)),
     )
 

@@ -169,14 +169,23 @@ template <int kD>
 struct HopperDkvConfig {
   static constexpr int kConsumers = 2;                     // warpgroups of 64 keys
   static constexpr int kThreads = 128 * (kConsumers + 1);  // and one producer warpgroup
-  static constexpr int kBlockN = 64 * kConsumers, kBlockM = 64,
-                       kStages = 2;  // keys per block, queries per step
+  static constexpr int kBlockN = 64 * kConsumers;          // keys per block
+  static constexpr int kBlockM = 64, kStages = 2;          // queries per step
+  // With dQ accumulated here: dS^T of a step (keys x queries), double-buffered by step parity.
+  static constexpr int kDsBytes = Panels<kBlockN, kBlockM>::kBytes;
   static constexpr int kSharedBytes = 1024 + 2 * Panels<kBlockN, kD>::kBytes +
-                                      kStages * (2 * Panels<kBlockM, kD>::kBytes + 2 * kBlockM * 4) + 64;
+                                      kStages * (2 * Panels<kBlockM, kD>::kBytes + 2 * kBlockM * 4) +
+                                      2 * kDsBytes + 64;
 };
 
-// dK and dV for one block of keys, summed over the queries of every head in its group.
-template <class T, int kD>
+// Adds a float pair to dq_accum with one atomic (sm_90: vector reductions).
+__device__ __forceinline__ void add_pair(float* at, float x, float y) {
+  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(at), "f"(x), "f"(y) : "memory");
+}
+
+// dK and dV for one block of keys, summed over the queries of every head in its group; with
+// kAccumulateDq also each step's dQ share, dS K, added into a float32 buffer atomically.
+template <class T, int kD, bool kAccumulateDq>
 __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
     hopper_dkdv_kernel(const __grid_constant__ CUtensorMap q_map,
                        const __grid_constant__ CUtensorMap dout_map,
@@ -191,7 +200,8 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
   extern __shared__ unsigned char shared_raw[];
   const uint32_t raw = mma::smem_address(shared_raw), sk = (raw + 1023) & ~1023u;
   const uint32_t sv = sk + KTile::kBytes, sq_base = sv + KTile::kBytes;
-  const uint32_t rows_at = sq_base + kStages * 2 * QTile::kBytes, bars = rows_at + kStages * 2 * kBlockM * 4;
+  const uint32_t ds_base = sq_base + kStages * 2 * QTile::kBytes, rows_at = ds_base + 2 * Config::kDsBytes;
+  const uint32_t bars = rows_at + kStages * 2 * kBlockM * 4;
   float* s_rows = reinterpret_cast<float*>(shared_raw + (rows_at - raw));  // per stage: lse, then delta
   const uint32_t kv_full = bars, full = bars + 8, empty = full + 8 * kStages;
 
@@ -296,10 +306,58 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
     accumulate_rs<kBf16, kD, kBlockM>(dv, pf, sdo);
     accumulate_rs<kBf16, kD, kBlockM>(dk, sf, sq);
     commit();
-    wait<0>();
-    fence_registers(dv);
-    fence_registers(dk);
-    tma::barrier_arrive(empty + 8 * stage);  // each thread, after its own reads of the stage
+    if constexpr (kAccumulateDq) {
+      // dS^T to shared memory (this warpgroup's 64 key rows), then dQ share = dS K: for D = 128
+      // each warpgroup takes one 64-column panel over all 128 keys, for D = 64 its own keys.
+      const uint32_t ds = ds_base + static_cast<uint32_t>(it & 1) * Config::kDsBytes;
+      using DsTile = Panels<kBlockN, kBlockM>;
+      const int key_row = consumer * 64 + warp * 16 + g;
+#pragma unroll
+      for (int kk = 0; kk < kBlockM / 16; ++kk) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const uint32_t at = ds + DsTile::offset(key_row + 8 * (e & 1), 2 * kk + e / 2) + 4 * t;
+          asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(at), "r"(sf[kk][e]) : "memory");
+        }
+      }
+      fence_shared_for_async();
+      asm volatile("bar.sync 1, %0;\n" ::"n"(128 * Config::kConsumers) : "memory");
+      constexpr bool kSplitColumns = kD == 128;
+      const int panel = kSplitColumns ? consumer : 0;
+      const int k_first = kSplitColumns ? 0 : consumer * 4, k_steps = kSplitColumns ? 8 : 4;
+      float dq[8][4];
+      fence_operands();
+#pragma unroll
+      for (int kk = 0; kk < 8; ++kk) {
+        if (kk < k_steps) {
+          const uint64_t ad = mn_major<kBlockN, kBlockM>(ds, k_first + kk);
+          const uint64_t bd = mn_major<kBlockN, 64>(sk + panel * KTile::kPanelBytes, k_first + kk);
+          wgmma_tt_n64<kBf16>(flat(dq), ad, bd, kk > 0);
+        }
+      }
+      commit();
+      wait<0>();
+      fence_registers(dq);
+      fence_registers(dv);
+      fence_registers(dk);
+      tma::barrier_arrive(empty + 8 * stage);  // each thread, after its own reads of the stage
+      float* accum = a.dq_accum + ((b * a.heads + h) * a.len_q + m0) * a.dim;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int col = panel * 64 + nt * 8 + 2 * t;
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int row = warp * 16 + g + 8 * half;
+          if (m0 + row < a.len_q && col < a.dim)
+            add_pair(accum + row * a.dim + col, dq[nt][2 * half], dq[nt][2 * half + 1]);
+        }
+      }
+    } else {
+      wait<0>();
+      fence_registers(dv);
+      fence_registers(dk);
+      tma::barrier_arrive(empty + 8 * stage);  // each thread, after its own reads of the stage
+    }
   }
 
   const int64_t key0 = (b * a.heads_kv + hk) * a.len_k;
@@ -308,6 +366,14 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
                     t);
   write_gradient<T>(dv, static_cast<T*>(a.dv.data) + key0 * a.dim, keys, a.len_k, dim, 1.0f, t);
 #endif
+}
+
+// dq = dq_accum * scale in the input dtype.
+template <class T>
+__global__ void finish_dq(const float* accum, T* dq, int64_t count, float scale) {
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < count;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    dq[e] = narrow<T, float>(accum[e] * scale);
 }
 
 struct Maps {
@@ -353,6 +419,20 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
     return status;
   if (const cudaError_t status = make_maps(dkv_maps, a, Dkv::kBlockM, Dkv::kBlockN); status != cudaSuccess)
     return status;
+  const dim3 dkv_grid(static_cast<unsigned>((a.len_k + Dkv::kBlockN - 1) / Dkv::kBlockN),
+                      static_cast<unsigned>(a.heads_kv), static_cast<unsigned>(a.batch));
+  if (a.dq_accum) {
+    // Fast path: delta first, then dK, dV and atomic dQ shares in one pass, then dQ's dtype.
+    if (const cudaError_t status = launch_delta(a, stream); status != cudaSuccess) return status;
+    if (const cudaError_t status =
+            launch_kernel(hopper_dkdv_kernel<T, kD, true>, dkv_grid, Dkv::kThreads, Dkv::kSharedBytes, stream,
+                          dkv_maps, a, drop, scale_log2, keep_scale);
+        status != cudaSuccess)
+      return status;
+    finish_dq<T><<<1024, 256, 0, stream>>>(a.dq_accum, static_cast<T*>(a.dq.data),
+                                           a.batch * a.heads * a.len_q * a.dim, static_cast<float>(a.scale));
+    return cudaGetLastError();
+  }
   const dim3 dq_grid(static_cast<unsigned>((a.len_q + Dq::kBlockM - 1) / Dq::kBlockM),
                      static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
   if (const cudaError_t status =
@@ -360,9 +440,7 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
                         drop, scale_log2, keep_scale);
       status != cudaSuccess)
     return status;
-  const dim3 dkv_grid(static_cast<unsigned>((a.len_k + Dkv::kBlockN - 1) / Dkv::kBlockN),
-                      static_cast<unsigned>(a.heads_kv), static_cast<unsigned>(a.batch));
-  return launch_kernel(hopper_dkdv_kernel<T, kD>, dkv_grid, Dkv::kThreads, Dkv::kSharedBytes, stream,
+  return launch_kernel(hopper_dkdv_kernel<T, kD, false>, dkv_grid, Dkv::kThreads, Dkv::kSharedBytes, stream,
                        dkv_maps, a, drop, scale_log2, keep_scale);
 }
 

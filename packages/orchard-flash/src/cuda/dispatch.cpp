@@ -192,7 +192,7 @@ ForwardResult forward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, co
 Gradients backward_cuda(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                         const Tensor& out, const Tensor& lse, const std::optional<Tensor>& dlse,
                         const AttentionShape& shape, const Dropout& dropout, const BackwardOutputs& into,
-                        void* stream_handle) {
+                        bool deterministic, void* stream_handle) {
   const DeviceGuard guard(q.device());
   const auto stream = static_cast<cudaStream_t>(stream_handle);
   const std::initializer_list<const Tensor*> inputs{&dout, &q, &k, &v, &out, &lse};
@@ -222,6 +222,13 @@ Gradients backward_cuda(const Tensor& dout, const Tensor& q, const Tensor& k, co
   const Scratch delta(q.device(), shape.batch * shape.heads * shape.len_q * itemsize(accumulation(q.dtype())),
                       stream);
   a.delta = delta.data();
+  std::optional<Scratch> dq_accum;
+  if (!deterministic && cuda::backward_tier(a) == cuda::Tier::Hopper) {
+    const size_t bytes = q.numel() * sizeof(float);
+    dq_accum.emplace(q.device(), bytes, stream);
+    check(cudaMemsetAsync(dq_accum->data(), 0, bytes, stream), "cudaMemsetAsync");
+    a.dq_accum = static_cast<float*>(dq_accum->data());
+  }
   check(cuda::launch_backward(a, stream), "the backward kernel launch");
   return grads;
 }

@@ -22,9 +22,15 @@ def numbered(count: int, first: int) -> str:
     return ", ".join(f"%{first + i}" for i in range(count))
 
 
-def emit(n: int, a_in_registers: bool) -> str:
+def emit(n: int, a_in_registers: bool, transposed: bool = False) -> str:
     regs = n // 2
-    if a_in_registers:
+    if transposed:
+        doc = f"// A and B MN-major tiles in shared memory (both transposed); N = {n}."
+        params = f"float (&d)[{regs}], uint64_t a, uint64_t b, int accumulate"
+        a_op, b_op, p_op = f"%{regs}", f"%{regs + 1}", f"%{regs + 2}"
+        inputs = '"l"(a), "l"(b), "r"(accumulate)'
+        tail = "p, 1, 1, 1, 1"
+    elif a_in_registers:
         doc = f"// A from registers (mma.sync's A fragment per warp), B an MN-major tile; N = {n}."
         params = f"float (&d)[{regs}], const uint32_t (&a)[4], uint64_t b, int accumulate"
         a_op, b_op, p_op = "{" + numbered(4, regs) + "}", f"%{regs + 4}", f"%{regs + 5}"
@@ -37,11 +43,8 @@ def emit(n: int, a_in_registers: bool) -> str:
         inputs = '"l"(a), "l"(b), "r"(accumulate)'
         tail = "p, 1, 1, 0, 0"
     outputs = ", ".join(f'"+f"(d[{i}])' for i in range(regs))
-    lines = [
-        doc,
-        "template <bool kBf16>",
-        f"__device__ __forceinline__ void wgmma_{'rs' if a_in_registers else 'ss'}_n{n}({params}) {{",
-    ]
+    name = "tt" if transposed else "rs" if a_in_registers else "ss"
+    lines = [doc, "template <bool kBf16>", f"__device__ __forceinline__ void wgmma_{name}_n{n}({params}) {{"]
     for branch, kind in (("if constexpr (kBf16) {", "bf16"), ("} else {", "f16")):
         lines += [
             f"  {branch}",
@@ -58,4 +61,5 @@ def emit(n: int, a_in_registers: bool) -> str:
     return "\n".join(lines)
 
 
-sys.stdout.write(HEADER + "\n" + "".join(emit(n, r) for r in (False, True) for n in (64, 128)) + FOOTER)
+forms = [emit(n, r) for r in (False, True) for n in (64, 128)] + [emit(64, False, transposed=True)]
+sys.stdout.write(HEADER + "\n" + "".join(forms) + FOOTER)

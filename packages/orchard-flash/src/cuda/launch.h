@@ -34,6 +34,10 @@ cudaError_t launch_mma_backward(const Args& args, cudaStream_t stream);
 bool hopper_forward_supported(const Args& args);
 cudaError_t launch_hopper_forward(const Args& args, cudaStream_t stream);
 bool hopper_backward_supported(const Args& args);
+// The tier launch_backward will run for `args` on the current device.
+Tier backward_tier(const Args& args);
+// delta = rowsum(dout * out) - dlse into args.delta (for the atomic dQ path).
+cudaError_t launch_delta(const Args& args, cudaStream_t stream);
 cudaError_t launch_hopper_backward(const Args& args, cudaStream_t stream);
 // Compute capability major of the current device (cached per device).
 int current_device_major();

@@ -285,12 +285,32 @@ cudaError_t launch_forward(const Args& a, cudaStream_t stream) {
   return cudaErrorInvalidValue;
 }
 
-cudaError_t launch_backward(const Args& a, cudaStream_t stream) {
+Tier backward_tier(const Args& a) {
   const Tier tier = tier_limit();
   const int major = current_device_major();
   if (tier >= Tier::Hopper && major == 9 && mma_backward_supported(a) && hopper_backward_supported(a))
-    return launch_hopper_backward(a, stream);
-  if (tier >= Tier::Sm80 && major >= 8 && mma_backward_supported(a)) return launch_mma_backward(a, stream);
+    return Tier::Hopper;
+  if (tier >= Tier::Sm80 && major >= 8 && mma_backward_supported(a)) return Tier::Sm80;
+  return Tier::Simt;
+}
+
+cudaError_t launch_delta(const Args& a, cudaStream_t stream) {
+  const unsigned blocks = blocks_for(a.batch * a.heads * a.len_q), threads = 32 * kWarpsPerBlock;
+  switch (a.element) {
+    case Element::Float16: simt_delta<__half, float><<<blocks, threads, 0, stream>>>(a); break;
+    case Element::BFloat16: simt_delta<__nv_bfloat16, float><<<blocks, threads, 0, stream>>>(a); break;
+    case Element::Float32: simt_delta<float, float><<<blocks, threads, 0, stream>>>(a); break;
+    case Element::Float64: simt_delta<double, double><<<blocks, threads, 0, stream>>>(a); break;
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t launch_backward(const Args& a, cudaStream_t stream) {
+  switch (backward_tier(a)) {
+    case Tier::Hopper: return launch_hopper_backward(a, stream);
+    case Tier::Sm80: return launch_mma_backward(a, stream);
+    case Tier::Simt: break;
+  }
   switch (a.element) {
     case Element::Float16: return simt_backward_launch<__half, float>(a, stream);
     case Element::BFloat16: return simt_backward_launch<__nv_bfloat16, float>(a, stream);
