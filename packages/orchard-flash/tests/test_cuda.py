@@ -17,7 +17,7 @@ import torch
 from _flash_devices import as_torch, exact_numpy, on
 from _flash_devices import backward as run_backward
 from _flash_devices import forward as run_forward
-from _flash_reference import as_numpy, assert_lse_close, max_error, random_qkv, reference
+from _flash_reference import as_numpy, assert_lse_close, max_error, random_qkv, reference, reference_keep_mask
 
 MASKS = [(False, "bottom_right"), (True, "bottom_right"), (True, "top_left")]
 MASK_IDS = ["full", "causal_br", "causal_tl"]
@@ -268,3 +268,37 @@ def test_long_sequence_bfloat16(rng, cuda, causal):
         assert err <= 3 * naive_err + SLACK, (name, err, naive_err)
     # Sums of 4096 float32 terms, on both sides: 1e-3 rather than the 1e-4 of shorter rows.
     assert_lse_close(lse, want_lse, atol=1e-3)
+
+
+# ---- the non-deterministic backward (dq summed with atomics) ----------------------------------
+
+
+@pytest.mark.parametrize(("causal", "alignment"), MASKS, ids=MASK_IDS)
+@pytest.mark.parametrize("dim", [40, 64, 96, 128])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_atomic_backward_matches_the_reference(rng, cuda, dtype, dim, causal, alignment):
+    # deterministic=False takes the Hopper kernels' atomic dQ path where the GPU has it (the
+    # other tiers ignore the flag): the deterministic kernels' bounds, dropout and dlse included.
+    kw = dict(causal=causal, alignment=alignment)
+    for batch, heads, heads_kv, len_q, len_k in [
+        (2, 8, 2, 65, 200),
+        (1, 4, 1, 300, 130),
+        (1, 2, 2, 257, 257),
+    ]:
+        shape = (batch, heads, heads_kv, len_q, len_k, dim)
+        q, k, v = (torch_on(x, cuda, dtype) for x in random_qkv(rng, *shape))
+        dout = torch_on(rng.standard_normal(q.shape), cuda, dtype)
+        dlse = torch_on(rng.standard_normal(q.shape[:3]), cuda, torch.float32)
+        seed, p = random_seed(rng), 0.2
+        keep = reference_keep_mask(batch, heads, len_q, len_k, dropout_p=p, seed=seed)
+        exact = [as_numpy(x) for x in (q, k, v, dout)]
+        drop = dict(keep=keep, dropout_p=p)
+        _, _, *want = reference(*exact, dlse=as_numpy(dlse), device=cuda, **kw, **drop)
+        _, _, *naive = reference(*exact, dlse=as_numpy(dlse), dtype=dtype, device=cuda, **kw, **drop)
+        options = dict(causal=causal, causal_alignment=alignment, dropout_p=p, seed=seed)
+        out, lse = of.forward(q, k, v, **options)
+        fast = of.backward(dout, q, k, v, out, lse, dlse=dlse, deterministic=False, **options)
+        where = f"shape {shape}"
+        for name, g, w, n in zip(("dq", "dk", "dv"), fast, want, naive, strict=True):
+            err, naive_err = max_error(g, w), max_error(n, w)
+            assert err <= 3 * naive_err + SLACK, (where, name, err, naive_err)
