@@ -311,7 +311,7 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
       // each warpgroup takes one 64-column panel over all 128 keys, for D = 64 its own keys.
       const uint32_t ds = ds_base + static_cast<uint32_t>(it & 1) * Config::kDsBytes;
       using DsTile = Panels<kBlockN, kBlockM>;
-      const int key_row = consumer * 64 + warp * 16 + g;
+      const int key_row = warp * 16 + g;  // warp counts both consumer warpgroups' warps
 #pragma unroll
       for (int kk = 0; kk < kBlockM / 16; ++kk) {
 #pragma unroll
@@ -347,7 +347,7 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
         const int col = panel * 64 + nt * 8 + 2 * t;
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
-          const int row = warp * 16 + g + 8 * half;
+          const int row = warp % 4 * 16 + g + 8 * half;  // dQ's rows: the step's 64 queries
           if (m0 + row < a.len_q && col < a.dim)
             add_pair(accum + row * a.dim + col, dq[nt][2 * half], dq[nt][2 * half + 1]);
         }
