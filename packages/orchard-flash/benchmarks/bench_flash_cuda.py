@@ -230,9 +230,10 @@ def run_shape(
         else:
             if errors:
                 row.check = "ok (" + ", ".join(f"{n} {e:.1e}" for n, e in errors.items()) + ")"
+            # Before the timed calls overwrite dq: how far the atomic sums land from the others.
+            row.notes.append(f"dq atomic vs deterministic: rel err {_rel_err(dq, deterministic_dq):.1e}")
             row.ms["ours"] = {"fwd": timer(ours_fwd), "bwd": timer(ours_bwd)}
             row.ms["ours-det"] = {"fwd": None, "bwd": timer(lambda: ours_bwd(deterministic=True))}
-            row.notes.append(f"dq atomic vs deterministic: rel err {_rel_err(dq, deterministic_dq):.1e}")
     row.ms.setdefault("ours", {"fwd": None, "bwd": None})
     return row  # the tensors go with this frame; the caller empties torch's cache
 

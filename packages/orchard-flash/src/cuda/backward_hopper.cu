@@ -50,7 +50,7 @@ template <int kD>
 struct HopperDqConfig {
   static constexpr int kConsumers = 2;                     // warpgroups of 64 query rows
   static constexpr int kThreads = 128 * (kConsumers + 1);  // and one producer warpgroup
-  static constexpr int kBlockM = 64 * kConsumers, kBlockN = 64, kStages = 3;
+  static constexpr int kBlockM = 64 * kConsumers, kBlockN = 64, kStages = 2;
   static constexpr int kSharedBytes = 1024 + 2 * Panels<kBlockM, kD>::kBytes +
                                       kStages * 2 * Panels<kBlockN, kD>::kBytes + 2 * kBlockM * 4 + 64;
 };
@@ -170,7 +170,7 @@ struct HopperDkvConfig {
   static constexpr int kConsumers = 2;                     // warpgroups of 64 keys
   static constexpr int kThreads = 128 * (kConsumers + 1);  // and one producer warpgroup
   static constexpr int kBlockN = 64 * kConsumers;          // keys per block
-  static constexpr int kBlockM = 64, kStages = 3;          // queries per step
+  static constexpr int kBlockM = 64, kStages = 2;          // queries per step
   // With dQ accumulated here: dS^T of a step (keys x queries), double-buffered by step parity.
   static constexpr int kDsBytes = Panels<kBlockN, kBlockM>::kBytes;
   static constexpr int kSharedBytes = 1024 + 2 * Panels<kBlockN, kD>::kBytes +
