@@ -45,7 +45,7 @@ for stage in $STAGES; do
       timeout 300 python3 -m pytest -q -p no:cacheprovider "$REPO/packages/orchard-torch-bridge/tests/test_cuda_op.py" \
         2>&1 | tee "$OUT/bridge-tests.log" | tail -15 ;;
     sanitize)
-      timeout 400 bash "$REPO/packages/orchard-flash/tests/cuda/run_sanitizer.sh" 2>&1 | tee "$OUT/sanitizer.log" | tail -15 ;;
+      timeout 400 bash "$REPO/packages/orchard-flash/tests/cuda/run_sanitizer.sh" 2>&1 | tee "$OUT/sanitizer.log" | grep -E "^== |SUMMARY|cases," ;;
     bench)
       timeout 400 python3 "$REPO/packages/orchard-flash/benchmarks/bench_flash_cuda.py" --out "$OUT/flash-cuda-h100.md" \
         --json "$OUT/flash-cuda-h100.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -30 ;;
