@@ -162,7 +162,8 @@ def run_case(case, device: str, rng: np.random.Generator) -> list[str]:
         # 1/(1 - p) makes that rounding inexact. Naive attention has no such term to compare.
         lone = p > 0 and visible_keys(len_q, len_k, causal, alignment).sum(-1).max(initial=0) <= 1
         checked = [*zip(names, (2, None, 3, 3, 3), results, range(5), strict=True)]
-        checked += [(f"atomic {n}", 3, host(g), i) for n, g, i in zip(names[2:], atomic, (2, 3, 4), strict=True)]
+        atomic_grads = zip(names[2:], atomic, (2, 3, 4), strict=True)
+        checked += [(f"atomic {name}", 3, host(g), i) for name, g, i in atomic_grads]
         for name, bound, result, i in checked:
             if bound is None or (lone and name.endswith(("dq", "dk"))):
                 continue
