@@ -178,10 +178,12 @@ struct HopperDkvConfig {
                                       2 * kDsBytes + 64;
 };
 
+#ifdef ORCHARD_HOPPER
 // Adds a float pair to dq_accum with one atomic (sm_90: vector reductions).
 __device__ __forceinline__ void add_pair(float* at, float x, float y) {
   asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(at), "f"(x), "f"(y) : "memory");
 }
+#endif
 
 // dK and dV for one block of keys, summed over the queries of every head in its group; with
 // kAccumulateDq also each step's dQ share, dS K, added into a float32 buffer atomically.

@@ -23,20 +23,6 @@ struct Panels {
   }
 };
 
-// Same contract as mma::load_tile, into the panel layout.
-template <int kRows, int kD, int kThreads, class T>
-__device__ __forceinline__ void load_panels(uint32_t dst, const T* base, int64_t row_stride, int64_t row0,
-                                            int64_t rows, int dim) {
-  using Layout = Panels<kRows, kD>;
-  constexpr int kChunks = kD / 8;
-  for (int e = threadIdx.x; e < kRows * kChunks; e += kThreads) {
-    const int r = e / kChunks, c = e % kChunks;
-    const bool valid = row0 + r < rows && c * 8 < dim;
-    const T* src = valid ? base + (row0 + r) * row_stride + c * 8 : base;
-    mma::copy_async_16(dst + Layout::offset(r, c), src, valid);
-  }
-}
-
 // A wgmma matrix descriptor of a 128-byte-swizzled tile at shared address `address`.
 __device__ __forceinline__ uint64_t descriptor(uint32_t address, uint32_t leading_bytes,
                                                uint32_t stride_bytes) {
