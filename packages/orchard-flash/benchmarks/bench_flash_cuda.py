@@ -345,11 +345,11 @@ def plot(rows: list[Row], path: Path) -> None:
 
     dims = sorted({row.dim for row in rows})
     fig, axes = plt.subplots(len(dims), 2, figsize=(11, 4 * len(dims)), squeeze=False, sharex=True)
-    colors = {"ours": "tab:green", "flash": "tab:blue", "cudnn": "tab:orange"}
+    colors = {"ours": "tab:green", "ours-det": "tab:olive", "flash": "tab:blue", "cudnn": "tab:orange"}
     for i, dim in enumerate(dims):
         for j, direction in enumerate(("fwd", "bwd")):
             ax = axes[i][j]
-            for impl in IMPLS:
+            for impl in (*IMPLS, "ours-det") if direction == "bwd" else IMPLS:
                 for causal, style in ((False, "-"), (True, "--")):
                     points = [
                         (row.length, row.tflops(impl, direction))
@@ -418,12 +418,28 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the raw numbers here")
     parser.add_argument("--plot", type=Path, help="write a TFLOP/s vs L plot here (png, svg, pdf)")
     parser.add_argument(
+        "--replot",
+        type=Path,
+        metavar="JSON",
+        help="no GPU needed: draw --plot from the --json file of an earlier run, and exit",
+    )
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="exit 1 (not 0) when there is no GPU or no CUDA build of orchard-flash, or when a "
         "shape fails its check",
     )
     args = parser.parse_args()
+
+    if args.replot:
+        payload = json.loads(args.replot.read_text(encoding="utf-8"))
+        fields = Row.__dataclass_fields__
+        rows = [Row(**{k: v for k, v in saved.items() if k in fields}) for saved in payload["rows"]]
+        if not args.plot:
+            parser.error("--replot needs --plot")
+        plot(rows, args.plot)
+        print(f"wrote {args.plot}")
+        return 0
 
     reason = cuda_ready()
     if reason:
