@@ -67,9 +67,9 @@ bool rows_aligned(const Tensor& t) {
   return true;
 }
 
-Args common_args(const AttentionShape& s, const Dropout& dropout, const Tensor& q) {
+// The call's sizes, mask and dropout (all a dropout mask needs).
+Args shape_args(const AttentionShape& s, const Dropout& dropout) {
   Args a;
-  a.element = element_of(q.dtype());
   a.batch = s.batch;
   a.heads = s.heads;
   a.heads_kv = s.heads_kv;
@@ -81,6 +81,12 @@ Args common_args(const AttentionShape& s, const Dropout& dropout, const Tensor& 
   a.causal_offset = s.causal_offset;
   a.dropout_p = dropout.p;
   a.seed = dropout.seed;
+  return a;
+}
+
+Args common_args(const AttentionShape& s, const Dropout& dropout, const Tensor& q) {
+  Args a = shape_args(s, dropout);
+  a.element = element_of(q.dtype());
   a.aligned = q.dtype() == DType::BFloat16 || q.dtype() == DType::Float16;  // packed() below if need be
   return a;
 }
@@ -238,14 +244,7 @@ Tensor dropout_mask_cuda(const AttentionShape& shape, const Dropout& dropout, De
   const DeviceGuard guard(device);
   Tensor mask = Tensor::empty({shape.batch, shape.heads, shape.len_q, shape.len_k}, DType::Bool, device);
   if (mask.numel() == 0) return mask;
-  Args a;
-  a.batch = shape.batch;
-  a.heads = shape.heads;
-  a.heads_kv = shape.heads;
-  a.len_q = shape.len_q;
-  a.len_k = shape.len_k;
-  a.dropout_p = dropout.p;
-  a.seed = dropout.seed;
+  const Args a = shape_args(shape, dropout);
   check(cuda::launch_dropout_mask(a, static_cast<uint8_t*>(mask.data_ptr()),
                                   static_cast<cudaStream_t>(stream_handle)),
         "the dropout mask kernel launch");
