@@ -33,8 +33,9 @@ struct Args {
   void* lse = nullptr;
   Rows lse_in, dlse;
   void* delta = nullptr;  // backward scratch, contiguous: rowsum(dout * out) - dlse
-  // Backward scratch of the fast, non-deterministic path: dQ summed in float32 by atomic adds
-  // (batch, heads, len_q, dim), zeroed by the host; null for the deterministic kernels.
+  // Backward scratch of the fast, non-deterministic path: dQ summed in float32 by reductions in
+  // the kernel's own layout (hopper_dq_accum_bytes), zeroed by the host; null for the
+  // deterministic kernels.
   float* dq_accum = nullptr;
   // Tensor-core kernels need 16-byte aligned rows with unit head-dim stride; set by the host.
   bool aligned = false;

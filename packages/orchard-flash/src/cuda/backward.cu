@@ -214,27 +214,34 @@ __global__ void __launch_bounds__(DkvConfig<kD>::kWarps * 32)
       }
     }
 
-    // P^T, then P^T Z (into st) and dS^T (into dpt).
-    scores_to_pz_ds(st, dpt, a, drop, scale_log2, keep_scale, keys, s_lse, s_delta, m0, h, b, t);
+    // P^T Z and dS^T as A fragments (every step may cross the causal edge or the last key).
+    const KeyMajorStep step{{static_cast<int>(keys[0]), static_cast<int>(keys[1])},
+                            static_cast<int>(m0),
+                            static_cast<int>(h),
+                            static_cast<int>(b),
+                            s_lse,
+                            s_delta};
+    uint32_t pz[kBlockM / 16][4], ds[kBlockM / 16][4], keep = 0;
+    if (a.dropout_p > 0) {
+      key_major_probabilities<T, true, true>(st, pz, keep, step, a, drop, scale_log2, keep_scale, t);
+      key_major_ds<T, true>(st, dpt, ds, keep, step, keep_scale, t);
+    } else {
+      key_major_probabilities<T, true, false>(st, pz, keep, step, a, drop, scale_log2, keep_scale, t);
+      key_major_ds<T, false>(st, dpt, ds, keep, step, keep_scale, t);
+    }
 
     // dV += (P Z)^T dO and dK += dS^T Q.
 #pragma unroll
     for (int kk = 0; kk < kBlockM / 16; ++kk) {
-      const uint32_t pf[4] = {pack<T>(st[2 * kk][0], st[2 * kk][1]), pack<T>(st[2 * kk][2], st[2 * kk][3]),
-                              pack<T>(st[2 * kk + 1][0], st[2 * kk + 1][1]),
-                              pack<T>(st[2 * kk + 1][2], st[2 * kk + 1][3])};
-      const uint32_t sf[4] = {
-          pack<T>(dpt[2 * kk][0], dpt[2 * kk][1]), pack<T>(dpt[2 * kk][2], dpt[2 * kk][3]),
-          pack<T>(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]), pack<T>(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3])};
 #pragma unroll
       for (int nd = 0; nd < kD / 16; ++nd) {
         uint32_t gf[4], qf[4];
         ldmatrix_x4_trans(gf, sdo + QTile::offset(kk * 16 + lane % 16, nd * 2 + lane / 16));
         ldmatrix_x4_trans(qf, sq + QTile::offset(kk * 16 + lane % 16, nd * 2 + lane / 16));
-        mma_16816<T>(dv[2 * nd], pf, gf[0], gf[1]);
-        mma_16816<T>(dv[2 * nd + 1], pf, gf[2], gf[3]);
-        mma_16816<T>(dk[2 * nd], sf, qf[0], qf[1]);
-        mma_16816<T>(dk[2 * nd + 1], sf, qf[2], qf[3]);
+        mma_16816<T>(dv[2 * nd], pz[kk], gf[0], gf[1]);
+        mma_16816<T>(dv[2 * nd + 1], pz[kk], gf[2], gf[3]);
+        mma_16816<T>(dk[2 * nd], ds[kk], qf[0], qf[1]);
+        mma_16816<T>(dk[2 * nd + 1], ds[kk], qf[2], qf[3]);
       }
     }
     __syncthreads();

@@ -165,29 +165,36 @@ __global__ void __launch_bounds__(HopperDqConfig<kD>::kThreads, 1)
 #endif
 }
 
+// dq_accum, the float32 sum of the dQ shares: per (batch, head) and block of 64 queries, kD / 64
+// parts (64 queries x 64 columns) in the wgmma accumulator's order, so that a warpgroup's part
+// travels as one linear bulk reduce. Float4 `chunk` (an 8-column tile) of warpgroup thread i
+// sits at float (chunk * 128 + i) * 4 of its part.
+constexpr int kDqPartFloats = 64 * 64;
+
+template <int kD>
+int64_t dq_accum_floats(const Args& a) {
+  return a.batch * a.heads * ((a.len_q + 63) / 64) * 64 * kD;
+}
+
 template <int kD>
 struct HopperDkvConfig {
   static constexpr int kConsumers = 2;                     // warpgroups of 64 keys
   static constexpr int kThreads = 128 * (kConsumers + 1);  // and one producer warpgroup
   static constexpr int kBlockN = 64 * kConsumers;          // keys per block
   static constexpr int kBlockM = 64, kStages = 2;          // queries per step
-  // With dQ accumulated here: dS^T of a step (keys x queries), double-buffered by step parity.
+  // With dQ accumulated here: dS^T of a step (keys x queries), double-buffered by step parity,
+  // and the step's dQ share in float32 for the bulk reduce.
   static constexpr int kDsBytes = Panels<kBlockN, kBlockM>::kBytes;
+  static constexpr int kDqBytes = kD / 64 * kDqPartFloats * 4;
   static constexpr int kSharedBytes = 1024 + 2 * Panels<kBlockN, kD>::kBytes +
                                       kStages * (2 * Panels<kBlockM, kD>::kBytes + 2 * kBlockM * 4) +
-                                      2 * kDsBytes + 64;
+                                      2 * kDsBytes + kDqBytes + 64;
 };
 
-#ifdef ORCHARD_HOPPER
-// Adds a float pair to dq_accum with one atomic (sm_90: vector reductions).
-__device__ __forceinline__ void add_pair(float* at, float x, float y) {
-  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(at), "f"(x), "f"(y) : "memory");
-}
-#endif
-
 // dK and dV for one block of keys, summed over the queries of every head in its group; with
-// kAccumulateDq also each step's dQ share, dS K, added into a float32 buffer atomically.
-template <class T, int kD, bool kAccumulateDq>
+// kAccumulateDq also each step's dQ share, dS K, reduced into dq_accum. Each step runs S^T and
+// dP^T as two wgmma groups, so P's exponentials overlap dP^T, and dS overlaps dV's product.
+template <class T, int kD, bool kAccumulateDq, bool kDropout>
 __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
     hopper_dkdv_kernel(const __grid_constant__ CUtensorMap q_map,
                        const __grid_constant__ CUtensorMap dout_map,
@@ -199,22 +206,23 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
   constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
   using KTile = Panels<kBlockN, kD>;
   using QTile = Panels<kBlockM, kD>;
+  using DsTile = Panels<kBlockN, kBlockM>;
   extern __shared__ unsigned char shared_raw[];
   const uint32_t raw = mma::smem_address(shared_raw), sk = (raw + 1023) & ~1023u;
   const uint32_t sv = sk + KTile::kBytes, sq_base = sv + KTile::kBytes;
-  const uint32_t ds_base = sq_base + kStages * 2 * QTile::kBytes, rows_at = ds_base + 2 * Config::kDsBytes;
-  const uint32_t bars = rows_at + kStages * 2 * kBlockM * 4;
+  const uint32_t ds_base = sq_base + kStages * 2 * QTile::kBytes, dq_base = ds_base + 2 * Config::kDsBytes;
+  const uint32_t rows_at = dq_base + Config::kDqBytes, bars = rows_at + kStages * 2 * kBlockM * 4;
   float* s_rows = reinterpret_cast<float*>(shared_raw + (rows_at - raw));  // per stage: lse, then delta
   const uint32_t kv_full = bars, full = bars + 8, empty = full + 8 * kStages;
 
-  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kBlockN;
-  const int64_t hk = blockIdx.y, b = blockIdx.z;
-  const int64_t group = a.heads / a.heads_kv;
+  const int n0 = static_cast<int>(blockIdx.x) * kBlockN, hk = static_cast<int>(blockIdx.y);
+  const int b = static_cast<int>(blockIdx.z), group = static_cast<int>(a.heads / a.heads_kv);
+  const int len_q = static_cast<int>(a.len_q), causal_offset = static_cast<int>(a.causal_offset);
   // Query rows i >= n0 - offset see some key of this block.
-  const int64_t first_row = a.causal ? (n0 - a.causal_offset > 0 ? n0 - a.causal_offset : int64_t{0}) : 0;
-  const int64_t m_first = first_row / kBlockM;
-  const int64_t m_count = first_row < a.len_q ? (a.len_q + kBlockM - 1) / kBlockM - m_first : 0;
-  const int64_t steps = group * m_count;
+  const int first_row = a.causal ? max(n0 - causal_offset, 0) : 0;
+  const int m_first = first_row / kBlockM;
+  const int m_count = first_row < len_q ? (len_q + kBlockM - 1) / kBlockM - m_first : 0;
+  const int steps = group * m_count;
 
   if (threadIdx.x == 0) {
     tma::barrier_init(kv_full, 1);
@@ -235,33 +243,29 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
     if (warp == 0) {
       tma::barrier_expect(kv_full, 2 * KTile::kBytes);
       for (int p = 0; p < kD / 64; ++p) {
-        tma::copy_tile(sk + p * KTile::kPanelBytes, &k_map, kv_full, 64 * p, static_cast<int>(n0),
-                       static_cast<int>(hk), static_cast<int>(b));
-        tma::copy_tile(sv + p * KTile::kPanelBytes, &v_map, kv_full, 64 * p, static_cast<int>(n0),
-                       static_cast<int>(hk), static_cast<int>(b));
+        tma::copy_tile(sk + p * KTile::kPanelBytes, &k_map, kv_full, 64 * p, n0, hk, b);
+        tma::copy_tile(sv + p * KTile::kPanelBytes, &v_map, kv_full, 64 * p, n0, hk, b);
       }
     }
-    for (int64_t it = 0; it < steps; ++it) {
-      const int stage = static_cast<int>(it % kStages);
-      const int64_t use = it / kStages;
+    for (int it = 0; it < steps; ++it) {
+      const int stage = it % kStages, use = it / kStages;
       if (use > 0) tma::barrier_wait(empty + 8 * stage, (use - 1) & 1);
-      const int64_t h = hk * group + it / m_count, m0 = (m_first + it % m_count) * kBlockM;
+      const int h = hk * group + it / m_count, m0 = (m_first + it % m_count) * kBlockM;
       const uint32_t bar = full + 8 * stage;
       if (warp == 0) {
         const uint32_t sq = sq_base + stage * 2 * QTile::kBytes;
         tma::barrier_expect(bar, 2 * QTile::kBytes);
         for (int p = 0; p < kD / 64; ++p) {
-          tma::copy_tile(sq + p * QTile::kPanelBytes, &q_map, bar, 64 * p, static_cast<int>(m0),
-                         static_cast<int>(h), static_cast<int>(b));
-          tma::copy_tile(sq + QTile::kBytes + p * QTile::kPanelBytes, &dout_map, bar, 64 * p,
-                         static_cast<int>(m0), static_cast<int>(h), static_cast<int>(b));
+          tma::copy_tile(sq + p * QTile::kPanelBytes, &q_map, bar, 64 * p, m0, h, b);
+          tma::copy_tile(sq + QTile::kBytes + p * QTile::kPanelBytes, &dout_map, bar, 64 * p, m0, h, b);
         }
       } else {
         float* lse = s_rows + stage * 2 * kBlockM;
-        const float* delta = static_cast<const float*>(a.delta) + (b * a.heads + h) * a.len_q;
+        const float* delta =
+            static_cast<const float*>(a.delta) + (static_cast<int64_t>(b) * a.heads + h) * len_q;
         for (int r = lane; r < kBlockM; r += 32) {
           lse[r] = lse_base2(a, b, h, m0 + r);
-          lse[kBlockM + r] = m0 + r < a.len_q ? delta[m0 + r] : 0.0f;
+          lse[kBlockM + r] = m0 + r < len_q ? delta[m0 + r] : 0.0f;
         }
         tma::barrier_arrive(bar);
       }
@@ -271,87 +275,95 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
 
   tma::registers_up<240>();
   const int consumer = role - 1, warp = threadIdx.x / 32 - 4, lane = threadIdx.x % 32;
-  const int g = lane / 4, t = lane % 4;
-  const int64_t keys[2] = {n0 + warp * 16 + g, n0 + warp * 16 + g + 8};
+  const int g = lane / 4, t = lane % 4, wg_thread = threadIdx.x % 128;
+  KeyMajorStep step{{n0 + warp * 16 + g, n0 + warp * 16 + g + 8}, 0, 0, b, nullptr, nullptr};
   float dk[kD / 8][4] = {}, dv[kD / 8][4] = {};
   if (steps > 0) tma::barrier_wait(kv_full, 0);
-  for (int64_t it = 0; it < steps; ++it) {
-    const int stage = static_cast<int>(it % kStages);
+  for (int it = 0; it < steps; ++it) {
+    const int stage = it % kStages;
     tma::barrier_wait(full + 8 * stage, (it / kStages) & 1);
-    const int64_t h = hk * group + it / m_count, m0 = (m_first + it % m_count) * kBlockM;
+    step.h = hk * group + it / m_count;
+    step.m0 = (m_first + it % m_count) * kBlockM;
+    step.lse = s_rows + stage * 2 * kBlockM;
+    step.delta = step.lse + kBlockM;
     const uint32_t sq = sq_base + stage * 2 * QTile::kBytes, sdo = sq + QTile::kBytes;
-    const float* s_lse = s_rows + stage * 2 * kBlockM;
-    const float* s_delta = s_lse + kBlockM;
 
     // S^T = K Q^T and dP^T = V dO^T for this warpgroup's 64 keys.
     float st[kBlockM / 8][4], dpt[kBlockM / 8][4];
     fence_operands();
     product_ss<kBf16, kD, kBlockN, kBlockM>(st, sk, consumer * 64, sq);
+    commit();
     product_ss<kBf16, kD, kBlockN, kBlockM>(dpt, sv, consumer * 64, sdo);
     commit();
-    wait<0>();
+    wait<1>();
     fence_registers(st);
-    fence_registers(dpt);
-
-    scores_to_pz_ds(st, dpt, a, drop, scale_log2, keep_scale, keys, s_lse, s_delta, m0, h, b, t);
-
-    // dV += (P Z)^T dO and dK += dS^T Q.
-    uint32_t pf[kBlockM / 16][4], sf[kBlockM / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kBlockM / 16; ++kk) {
-      probability_fragment<T>(pf[kk], st, kk);
-      probability_fragment<T>(sf[kk], dpt, kk);
+    // Only blocks that cross the causal edge, or hold keys past len_k, need the mask.
+    const bool masked = n0 + kBlockN > a.len_k || (a.causal && n0 + kBlockN - 1 > step.m0 + causal_offset);
+    uint32_t pz[kBlockM / 16][4], keep;
+    if (masked) {
+      key_major_probabilities<T, true, kDropout>(st, pz, keep, step, a, drop, scale_log2, keep_scale, t);
+    } else {
+      key_major_probabilities<T, false, kDropout>(st, pz, keep, step, a, drop, scale_log2, keep_scale, t);
     }
+
+    // dV += (P Z)^T dO runs while dS is computed; then dK += dS^T Q.
     fence_registers(dv);
+    fence_operands();
+    accumulate_rs<kBf16, kD, kBlockM>(dv, pz, sdo);
+    commit();
+    wait<1>();
+    fence_registers(dpt);
+    uint32_t ds[kBlockM / 16][4];
+    key_major_ds<T, kDropout>(st, dpt, ds, keep, step, keep_scale, t);
     fence_registers(dk);
     fence_operands();
-    accumulate_rs<kBf16, kD, kBlockM>(dv, pf, sdo);
-    accumulate_rs<kBf16, kD, kBlockM>(dk, sf, sq);
+    accumulate_rs<kBf16, kD, kBlockM>(dk, ds, sq);
     commit();
+
     if constexpr (kAccumulateDq) {
-      // dS^T to shared memory (this warpgroup's 64 key rows), then dQ share = dS K: for D = 128
-      // each warpgroup takes one 64-column panel over all 128 keys, for D = 64 its own keys.
-      const uint32_t ds = ds_base + static_cast<uint32_t>(it & 1) * Config::kDsBytes;
-      using DsTile = Panels<kBlockN, kBlockM>;
-      const int key_row = warp * 16 + g;  // warp counts both consumer warpgroups' warps
+      // dS^T to shared memory (this warp's 16 key rows; warp counts both warpgroups' warps).
+      const uint32_t ds_tile = ds_base + static_cast<uint32_t>(it & 1) * Config::kDsBytes;
+      const int key_row = warp * 16 + lane % 8 + 8 * (lane / 8 % 2);
 #pragma unroll
-      for (int kk = 0; kk < kBlockM / 16; ++kk) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const uint32_t at = ds + DsTile::offset(key_row + 8 * (e & 1), 2 * kk + e / 2) + 4 * t;
-          asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(at), "r"(sf[kk][e]) : "memory");
-        }
-      }
+      for (int kk = 0; kk < kBlockM / 16; ++kk)
+        store_fragment(ds_tile + DsTile::offset(key_row, 2 * kk + lane / 16), ds[kk]);
       fence_shared_for_async();
-      asm volatile("bar.sync 1, %0;\n" ::"n"(128 * Config::kConsumers) : "memory");
-      constexpr bool kSplitColumns = kD == 128;
-      const int panel = kSplitColumns ? consumer : 0;
-      const int k_first = kSplitColumns ? 0 : consumer * 4, k_steps = kSplitColumns ? 8 : 4;
+      if (wg_thread == 0) tma::bulk_wait();  // the last dQ share has left its buffer
+      sync_named(1, 128 * Config::kConsumers);
+      // dQ share = dS K over the block's 128 keys: at D = 128 each warpgroup one 64-column
+      // panel, at D = 64 the warpgroups take turns by step.
+      const bool mine = kD == 128 || (it & 1) == consumer;
+      const int panel = kD == 128 ? consumer : 0;
       float dq[8][4];
-      fence_operands();
+      if (mine) {
+        fence_operands();
 #pragma unroll
-      for (int kk = 0; kk < 8; ++kk) {
-        if (kk < k_steps) {
-          const uint64_t ad = mn_major<kBlockN, kBlockM>(ds, k_first + kk);
-          const uint64_t bd = mn_major<kBlockN, 64>(sk + panel * KTile::kPanelBytes, k_first + kk);
-          wgmma_tt_n64<kBf16>(flat(dq), ad, bd, kk > 0);
+        for (int kk = 0; kk < kBlockN / 16; ++kk) {
+          wgmma_tt_n64<kBf16>(flat(dq), mn_major<kBlockN, kBlockM>(ds_tile, kk),
+                              mn_major<kBlockN, 64>(sk + panel * KTile::kPanelBytes, kk), kk > 0);
         }
+        commit();
       }
-      commit();
       wait<0>();
-      fence_registers(dq);
       fence_registers(dv);
       fence_registers(dk);
       tma::barrier_arrive(empty + 8 * stage);  // each thread, after its own reads of the stage
-      float* accum = a.dq_accum + ((b * a.heads + h) * a.len_q + m0) * a.dim;
+      if (mine) {
+        fence_registers(dq);
+        const uint32_t part = dq_base + panel * kDqPartFloats * 4;
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        const int col = panel * 64 + nt * 8 + 2 * t;
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int row = warp % 4 * 16 + g + 8 * half;  // dQ's rows: the step's 64 queries
-          if (m0 + row < a.len_q && col < a.dim)
-            add_pair(accum + row * a.dim + col, dq[nt][2 * half], dq[nt][2 * half + 1]);
+        for (int c = 0; c < 8; ++c) {
+          asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(part + (c * 128 + wg_thread) * 16),
+                       "f"(dq[c][0]), "f"(dq[c][1]), "f"(dq[c][2]), "f"(dq[c][3])
+                       : "memory");
+        }
+        fence_shared_for_async();
+        sync_named(2 + consumer, 128);
+        if (wg_thread == 0) {
+          const int64_t block =
+              (static_cast<int64_t>(b) * a.heads + step.h) * ((len_q + 63) / 64) + step.m0 / 64;
+          tma::reduce_add(a.dq_accum + (block * kD / 64 + panel) * kDqPartFloats, part, kDqPartFloats * 4);
+          tma::bulk_commit();
         }
       }
     } else {
@@ -361,8 +373,10 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
       tma::barrier_arrive(empty + 8 * stage);  // each thread, after its own reads of the stage
     }
   }
+  if (kAccumulateDq && wg_thread == 0) tma::bulk_wait<true>();
 
-  const int64_t key0 = (b * a.heads_kv + hk) * a.len_k;
+  const int64_t key0 = (static_cast<int64_t>(b) * a.heads_kv + hk) * a.len_k;
+  const int64_t keys[2] = {step.keys[0], step.keys[1]};
   const int dim = static_cast<int>(a.dim);
   write_gradient<T>(dk, static_cast<T*>(a.dk.data) + key0 * a.dim, keys, a.len_k, dim, scale_log2 / kLog2e,
                     t);
@@ -370,12 +384,25 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
 #endif
 }
 
-// dq = dq_accum * scale in the input dtype.
-template <class T>
-__global__ void finish_dq(const float* accum, T* dq, int64_t count, float scale) {
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < count;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    dq[e] = narrow<T, float>(accum[e] * scale);
+// dq = dq_accum * scale in the input dtype: one float4 of dq_accum (rows r and r + 8, columns c
+// and c + 1) per thread and loop.
+template <class T, int kD>
+__global__ void finish_dq(const float4* accum, T* dq, int64_t blocks, int m_blocks, int len_q, int dim,
+                          float scale) {
+  const int64_t chunks = blocks * 64 * kD / 4;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < chunks;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t block = e / (16 * kD);
+    const int within = static_cast<int>(e % (16 * kD)), i = within % 128;
+    const int col = within / 1024 * 64 + within / 128 % 8 * 8 + 2 * (i % 4);
+    const int row = static_cast<int>(block % m_blocks) * 64 + i / 32 * 16 + i % 32 / 4;
+    if (col >= dim) continue;
+    const float4 x = accum[e];
+    T* base = dq + block / m_blocks * len_q * dim + col;
+    if (row < len_q) *reinterpret_cast<uint32_t*>(base + row * dim) = mma::pack<T>(x.x * scale, x.y * scale);
+    if (row + 8 < len_q)
+      *reinterpret_cast<uint32_t*>(base + (row + 8) * dim) = mma::pack<T>(x.z * scale, x.w * scale);
+  }
 }
 
 struct Maps {
@@ -409,7 +436,7 @@ cudaError_t make_maps(Maps& maps, const Args& a, int q_rows, int k_rows) {
   return cudaSuccess;
 }
 
-template <class T, int kD>
+template <class T, int kD, bool kDropout>
 cudaError_t launch(const Args& a, cudaStream_t stream) {
   const float scale_log2 = static_cast<float>(a.scale * kLog2e);
   const float keep_scale = static_cast<float>(1.0 / (1.0 - a.dropout_p));
@@ -424,15 +451,17 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
   const dim3 dkv_grid(static_cast<unsigned>((a.len_k + Dkv::kBlockN - 1) / Dkv::kBlockN),
                       static_cast<unsigned>(a.heads_kv), static_cast<unsigned>(a.batch));
   if (a.dq_accum) {
-    // Fast path: delta first, then dK, dV and atomic dQ shares in one pass, then dQ's dtype.
+    // Fast path: delta first, then dK, dV and the dQ shares in one pass, then dQ's dtype.
     if (const cudaError_t status = launch_delta(a, stream); status != cudaSuccess) return status;
     if (const cudaError_t status =
-            launch_kernel(hopper_dkdv_kernel<T, kD, true>, dkv_grid, Dkv::kThreads, Dkv::kSharedBytes, stream,
-                          dkv_maps, a, drop, scale_log2, keep_scale);
+            launch_kernel(hopper_dkdv_kernel<T, kD, true, kDropout>, dkv_grid, Dkv::kThreads,
+                          Dkv::kSharedBytes, stream, dkv_maps, a, drop, scale_log2, keep_scale);
         status != cudaSuccess)
       return status;
-    finish_dq<T><<<1024, 256, 0, stream>>>(a.dq_accum, static_cast<T*>(a.dq.data),
-                                           a.batch * a.heads * a.len_q * a.dim, static_cast<float>(a.scale));
+    const int m_blocks = static_cast<int>((a.len_q + 63) / 64);
+    finish_dq<T, kD><<<1024, 256, 0, stream>>>(
+        reinterpret_cast<const float4*>(a.dq_accum), static_cast<T*>(a.dq.data), a.batch * a.heads * m_blocks,
+        m_blocks, static_cast<int>(a.len_q), static_cast<int>(a.dim), static_cast<float>(a.scale));
     return cudaGetLastError();
   }
   const dim3 dq_grid(static_cast<unsigned>((a.len_q + Dq::kBlockM - 1) / Dq::kBlockM),
@@ -442,13 +471,23 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
                         drop, scale_log2, keep_scale);
       status != cudaSuccess)
     return status;
-  return launch_kernel(hopper_dkdv_kernel<T, kD, false>, dkv_grid, Dkv::kThreads, Dkv::kSharedBytes, stream,
-                       dkv_maps, a, drop, scale_log2, keep_scale);
+  return launch_kernel(hopper_dkdv_kernel<T, kD, false, kDropout>, dkv_grid, Dkv::kThreads, Dkv::kSharedBytes,
+                       stream, dkv_maps, a, drop, scale_log2, keep_scale);
+}
+
+template <class T, int kD>
+cudaError_t launch(const Args& a, cudaStream_t stream) {
+  return a.dropout_p > 0 ? launch<T, kD, true>(a, stream) : launch<T, kD, false>(a, stream);
 }
 
 }  // namespace
 
 bool hopper_backward_supported(const Args& a) { return a.dim <= 128; }
+
+int64_t hopper_dq_accum_bytes(const Args& a) {
+  return (a.dim <= 64 ? dq_accum_floats<64>(a) : dq_accum_floats<128>(a)) *
+         static_cast<int64_t>(sizeof(float));
+}
 
 cudaError_t launch_hopper_backward(const Args& a, cudaStream_t stream) {
   if (a.element == Element::BFloat16)

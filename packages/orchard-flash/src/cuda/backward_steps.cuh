@@ -78,28 +78,75 @@ __device__ __forceinline__ void scores_to_ds(float (&s)[kTiles][4], const float 
   }
 }
 
-// Key-major block (rows: this thread's two keys; columns: queries from m0): S^T becomes P^T Z
-// (for dV) and dP^T becomes dS^T (for dK).
-template <int kTiles>
-__device__ __forceinline__ void scores_to_pz_ds(float (&st)[kTiles][4], float (&dpt)[kTiles][4],
-                                                const Args& a, const DropoutDraw& drop, float scale_log2,
-                                                float keep_scale, const int64_t (&keys)[2],
-                                                const float* s_lse, const float* s_delta, int64_t m0,
-                                                int64_t h, int64_t b, int t) {
-  const bool dropout = a.dropout_p > 0;
+// One key-major step (rows: this thread's two keys; columns: the step's queries from m0), the
+// backward dK/dV kernels' view. Indices are int: a length fits, and int64 costs registers.
+struct KeyMajorStep {
+  int keys[2];         // this thread's keys: its rows g and g + 8
+  int m0;              // the step's first query
+  int h, b;            // its head and batch (for the dropout draw)
+  const float* lse;    // base-2 lse of the step's queries (shared memory)
+  const float* delta;  // and their delta
+};
+
+// S^T becomes P^T (float, for dS), and `pz` the A fragments of P^T Z (for dV); `keep` gets one
+// bit per element (tile * 4 + index) under dropout. kMasked: keys past len_k or, under the
+// causal mask, past query + offset get P = 0 (only blocks that cross the edge need it).
+template <class T, bool kMasked, bool kDropout, int kTiles>
+__device__ __forceinline__ void key_major_probabilities(float (&st)[kTiles][4], uint32_t (&pz)[kTiles / 2][4],
+                                                        uint32_t& keep, const KeyMajorStep& step,
+                                                        const Args& a, const DropoutDraw& drop,
+                                                        float scale_log2, float keep_scale, int t) {
+  static_assert(kTiles * 4 <= 32, "one keep bit per element");
+  keep = 0;
 #pragma unroll
   for (int nt = 0; nt < kTiles; ++nt) {
+    const float2 lse = reinterpret_cast<const float2*>(step.lse)[nt * 4 + t];  // queries 2t, 2t + 1
 #pragma unroll
     for (int idx = 0; idx < 4; ++idx) {
-      const int local = nt * 8 + 2 * t + (idx & 1);
-      const int64_t row = m0 + local, key = keys[idx / 2];
-      float p = exp2f(fmaf(st[nt][idx], scale_log2, -s_lse[local]));
-      if (a.causal && key > row + a.causal_offset) p = 0;
-      const float z = dropout ? (drop.keep(key, row, h, b) ? keep_scale : 0.0f) : 1.0f;
-      dpt[nt][idx] = p * (dpt[nt][idx] * z - s_delta[local]);
-      st[nt][idx] = p * z;
+      float p = exp2f(fmaf(st[nt][idx], scale_log2, -((idx & 1) ? lse.y : lse.x)));
+      const int query = step.m0 + nt * 8 + 2 * t + (idx & 1), key = step.keys[idx / 2];
+      if constexpr (kMasked) {
+        if (key >= a.len_k || (a.causal && key > query + static_cast<int>(a.causal_offset))) p = 0;
+      }
+      st[nt][idx] = p;
+      if constexpr (kDropout) {
+        if (drop.keep(key, query, step.h, step.b)) keep |= 1u << (nt * 4 + idx);
+      }
     }
   }
+#pragma unroll
+  for (int kk = 0; kk < kTiles / 2; ++kk) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int nt = 2 * kk + r / 2, idx = 2 * (r % 2);
+      float lo = st[nt][idx], hi = st[nt][idx + 1];
+      if constexpr (kDropout) {
+        lo *= (keep >> (nt * 4 + idx) & 1) ? keep_scale : 0.0f;
+        hi *= (keep >> (nt * 4 + idx + 1) & 1) ? keep_scale : 0.0f;
+      }
+      pz[kk][r] = mma::pack<T>(lo, hi);
+    }
+  }
+}
+
+// dS^T = P^T (dP^T Z - delta) as A fragments (for dK, and dQ through shared memory).
+template <class T, bool kDropout, int kTiles>
+__device__ __forceinline__ void key_major_ds(const float (&pt)[kTiles][4], const float (&dpt)[kTiles][4],
+                                             uint32_t (&ds)[kTiles / 2][4], uint32_t keep,
+                                             const KeyMajorStep& step, float keep_scale, int t) {
+  float value[kTiles][4];
+#pragma unroll
+  for (int nt = 0; nt < kTiles; ++nt) {
+    const float2 delta = reinterpret_cast<const float2*>(step.delta)[nt * 4 + t];
+#pragma unroll
+    for (int idx = 0; idx < 4; ++idx) {
+      float dp = dpt[nt][idx];
+      if constexpr (kDropout) dp *= (keep >> (nt * 4 + idx) & 1) ? keep_scale : 0.0f;
+      value[nt][idx] = pt[nt][idx] * (dp - ((idx & 1) ? delta.y : delta.x));
+    }
+  }
+#pragma unroll
+  for (int kk = 0; kk < kTiles / 2; ++kk) probability_fragment<T>(ds[kk], value, kk);
 }
 
 // Writes rows [first, first + 16) of a gradient from its m16n8 accumulators times `factor`.

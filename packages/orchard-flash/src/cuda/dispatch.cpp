@@ -230,7 +230,7 @@ Gradients backward_cuda(const Tensor& dout, const Tensor& q, const Tensor& k, co
   a.delta = delta.data();
   std::optional<Scratch> dq_accum;
   if (!deterministic && cuda::backward_tier(a) == cuda::Tier::Hopper) {
-    const size_t bytes = q.numel() * sizeof(float);
+    const auto bytes = static_cast<size_t>(cuda::hopper_dq_accum_bytes(a));
     dq_accum.emplace(q.device(), bytes, stream);
     check(cudaMemsetAsync(dq_accum->data(), 0, bytes, stream), "cudaMemsetAsync");
     a.dq_accum = static_cast<float*>(dq_accum->data());

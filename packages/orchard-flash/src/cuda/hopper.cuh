@@ -55,6 +55,20 @@ __device__ __forceinline__ void fence_shared_for_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+// Waits for `threads` threads (whole warps) at named barrier `id` (0 is __syncthreads').
+__device__ __forceinline__ void sync_named(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// Stores an mma A fragment (four 8 x 8 matrices of 16-bit pairs) to shared memory: lane l gives
+// the address of row l % 8 of matrix l / 8, in the fragment's order (rows 0-7, rows 8-15 of the
+// first 8 columns, then of the next 8).
+__device__ __forceinline__ void store_fragment(uint32_t address, const uint32_t (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(address), "r"(r[0]),
+               "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+}
+
 // Pins accumulator registers in program order around the asynchronous wgmma: reads after a
 // wait, and writes before the next product, cannot be moved across these.
 template <int kTiles>

@@ -39,6 +39,8 @@ Tier backward_tier(const Args& args);
 // delta = rowsum(dout * out) - dlse into args.delta (for the atomic dQ path).
 cudaError_t launch_delta(const Args& args, cudaStream_t stream);
 cudaError_t launch_hopper_backward(const Args& args, cudaStream_t stream);
+// Bytes of the zeroed dq_accum scratch the Hopper backward's atomic path needs (see args.h).
+int64_t hopper_dq_accum_bytes(const Args& args);
 // Compute capability major of the current device (cached per device).
 int current_device_major();
 

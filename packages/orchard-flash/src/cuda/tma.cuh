@@ -44,6 +44,25 @@ __device__ __forceinline__ void copy_tile(uint32_t dst, const CUtensorMap* map, 
       : "memory");
 }
 
+// Adds `bytes` of float32 in shared memory at `src` into global memory at `dst` (reduced in L2)
+// as one bulk copy of this thread's open bulk group; both 16-byte aligned.
+__device__ __forceinline__ void reduce_add(float* dst, uint32_t src, uint32_t bytes) {
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
+               "r"(src), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// Waits until this thread's bulk copies have read their shared-memory sources (which may then
+// be rewritten), or with kWrites until they completed.
+template <bool kWrites = false>
+__device__ __forceinline__ void bulk_wait() {
+  if constexpr (kWrites) {
+    asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+  } else {
+    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+  }
+}
+
 // Gives this warpgroup's registers back to the pool, or takes more (see HOPPER.md).
 template <int kRegisters>
 __device__ __forceinline__ void registers_down() {
