@@ -273,12 +273,14 @@ def test_long_sequence_bfloat16(rng, cuda, causal):
 # ---- the non-deterministic backward (dq summed with atomics) ----------------------------------
 
 
+@pytest.mark.parametrize("p", [0.0, 0.2])
 @pytest.mark.parametrize(("causal", "alignment"), MASKS, ids=MASK_IDS)
 @pytest.mark.parametrize("dim", [40, 64, 96, 128])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
-def test_atomic_backward_matches_the_reference(rng, cuda, dtype, dim, causal, alignment):
+def test_atomic_backward_matches_the_reference(rng, cuda, dtype, dim, causal, alignment, p):
     # deterministic=False takes the Hopper kernels' atomic dQ path where the GPU has it (the
-    # other tiers ignore the flag): the deterministic kernels' bounds, dropout and dlse included.
+    # other tiers ignore the flag): the deterministic kernels' bounds, dropout (a kernel of its
+    # own) and dlse included.
     kw = dict(causal=causal, alignment=alignment)
     for batch, heads, heads_kv, len_q, len_k in [
         (2, 8, 2, 65, 200),
@@ -289,7 +291,7 @@ def test_atomic_backward_matches_the_reference(rng, cuda, dtype, dim, causal, al
         q, k, v = (torch_on(x, cuda, dtype) for x in random_qkv(rng, *shape))
         dout = torch_on(rng.standard_normal(q.shape), cuda, dtype)
         dlse = torch_on(rng.standard_normal(q.shape[:3]), cuda, torch.float32)
-        seed, p = random_seed(rng), 0.2
+        seed = random_seed(rng)
         keep = reference_keep_mask(batch, heads, len_q, len_k, dropout_p=p, seed=seed)
         exact = [as_numpy(x) for x in (q, k, v, dout)]
         drop = dict(keep=keep, dropout_p=p)

@@ -165,16 +165,31 @@ __global__ void __launch_bounds__(HopperDqConfig<kD>::kThreads, 1)
 #endif
 }
 
-// dq_accum, the float32 sum of the dQ shares: per (batch, head) and block of 64 queries, kD / 64
-// parts (64 queries x 64 columns) in the wgmma accumulator's order, so that a warpgroup's part
-// travels as one linear bulk reduce. Float4 `chunk` (an 8-column tile) of warpgroup thread i
-// sits at float (chunk * 128 + i) * 4 of its part.
-constexpr int kDqPartFloats = 64 * 64;
+// dq_accum, the float32 sum of the dQ shares: per (batch, head) and block of 64 queries, one part
+// per consumer warpgroup (64 queries x kD / 2 columns) in the wgmma accumulator's order, so that
+// a part travels as one linear bulk reduce. Float4 `chunk` (an 8-column tile) of warpgroup
+// thread i sits at float (chunk * 128 + i) * 4 of its part.
+template <int kD>
+constexpr int kDqColumns = kD / 2;
 
 template <int kD>
 int64_t dq_accum_floats(const Args& a) {
   return a.batch * a.heads * ((a.len_q + 63) / 64) * 64 * kD;
 }
+
+// The steps of a dK/dV block: query blocks m_first .. m_end - 1 of each head of the group in
+// turn, advanced without a division per step.
+#ifdef ORCHARD_HOPPER
+struct QueryWalk {
+  int h, m_block, m_first, m_end;
+  __device__ __forceinline__ void next() {
+    if (++m_block == m_end) {
+      m_block = m_first;
+      ++h;
+    }
+  }
+};
+#endif
 
 template <int kD>
 struct HopperDkvConfig {
@@ -185,7 +200,7 @@ struct HopperDkvConfig {
   // With dQ accumulated here: dS^T of a step (keys x queries), double-buffered by step parity,
   // and the step's dQ share in float32 for the bulk reduce.
   static constexpr int kDsBytes = Panels<kBlockN, kBlockM>::kBytes;
-  static constexpr int kDqBytes = kD / 64 * kDqPartFloats * 4;
+  static constexpr int kDqBytes = 64 * kD * 4;
   static constexpr int kSharedBytes = 1024 + 2 * Panels<kBlockN, kD>::kBytes +
                                       kStages * (2 * Panels<kBlockM, kD>::kBytes + 2 * kBlockM * 4) +
                                       2 * kDsBytes + kDqBytes + 64;
@@ -247,10 +262,11 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
         tma::copy_tile(sv + p * KTile::kPanelBytes, &v_map, kv_full, 64 * p, n0, hk, b);
       }
     }
-    for (int it = 0; it < steps; ++it) {
+    QueryWalk walk{hk * group, m_first, m_first, m_first + m_count};
+    for (int it = 0; it < steps; ++it, walk.next()) {
       const int stage = it % kStages, use = it / kStages;
       if (use > 0) tma::barrier_wait(empty + 8 * stage, (use - 1) & 1);
-      const int h = hk * group + it / m_count, m0 = (m_first + it % m_count) * kBlockM;
+      const int h = walk.h, m0 = walk.m_block * kBlockM;
       const uint32_t bar = full + 8 * stage;
       if (warp == 0) {
         const uint32_t sq = sq_base + stage * 2 * QTile::kBytes;
@@ -279,11 +295,12 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
   KeyMajorStep step{{n0 + warp * 16 + g, n0 + warp * 16 + g + 8}, 0, 0, b, nullptr, nullptr};
   float dk[kD / 8][4] = {}, dv[kD / 8][4] = {};
   if (steps > 0) tma::barrier_wait(kv_full, 0);
-  for (int it = 0; it < steps; ++it) {
+  QueryWalk walk{hk * group, m_first, m_first, m_first + m_count};
+  for (int it = 0; it < steps; ++it, walk.next()) {
     const int stage = it % kStages;
     tma::barrier_wait(full + 8 * stage, (it / kStages) & 1);
-    step.h = hk * group + it / m_count;
-    step.m0 = (m_first + it % m_count) * kBlockM;
+    step.h = walk.h;
+    step.m0 = walk.m_block * kBlockM;
     step.lse = s_rows + stage * 2 * kBlockM;
     step.delta = step.lse + kBlockM;
     const uint32_t sq = sq_base + stage * 2 * QTile::kBytes, sdo = sq + QTile::kBytes;
@@ -330,41 +347,43 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
       fence_shared_for_async();
       if (wg_thread == 0) tma::bulk_wait();  // the last dQ share has left its buffer
       sync_named(1, 128 * Config::kConsumers);
-      // dQ share = dS K over the block's 128 keys: at D = 128 each warpgroup one 64-column
-      // panel, at D = 64 the warpgroups take turns by step.
-      const bool mine = kD == 128 || (it & 1) == consumer;
-      const int panel = kD == 128 ? consumer : 0;
-      float dq[8][4];
-      if (mine) {
-        fence_operands();
+      // dQ share = dS K over the block's 128 keys, each warpgroup half of the columns (at D = 64
+      // the right half starts 64 bytes into the swizzled rows, as a k-step does for K-major).
+      constexpr int kColumns = kDqColumns<kD>;
+      const int column0 = consumer * kColumns;
+      const uint32_t k_columns = sk + column0 / 64 * KTile::kPanelBytes + column0 % 64 * 2;
+      float dq[kColumns / 8][4];
+      fence_operands();
 #pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk) {
-          wgmma_tt_n64<kBf16>(flat(dq), mn_major<kBlockN, kBlockM>(ds_tile, kk),
-                              mn_major<kBlockN, 64>(sk + panel * KTile::kPanelBytes, kk), kk > 0);
+      for (int kk = 0; kk < kBlockN / 16; ++kk) {
+        const uint64_t ad = mn_major<kBlockN, kBlockM>(ds_tile, kk),
+                       bd = mn_major<kBlockN, 64>(k_columns, kk);
+        if constexpr (kColumns == 64) {
+          wgmma_tt_n64<kBf16>(flat(dq), ad, bd, kk > 0);
+        } else {
+          wgmma_tt_n32<kBf16>(flat(dq), ad, bd, kk > 0);
         }
-        commit();
       }
+      commit();
       wait<0>();
       fence_registers(dv);
       fence_registers(dk);
+      fence_registers(dq);
       tma::barrier_arrive(empty + 8 * stage);  // each thread, after its own reads of the stage
-      if (mine) {
-        fence_registers(dq);
-        const uint32_t part = dq_base + panel * kDqPartFloats * 4;
+      const uint32_t part = dq_base + consumer * 64 * kColumns * 4;
 #pragma unroll
-        for (int c = 0; c < 8; ++c) {
-          asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(part + (c * 128 + wg_thread) * 16),
-                       "f"(dq[c][0]), "f"(dq[c][1]), "f"(dq[c][2]), "f"(dq[c][3])
-                       : "memory");
-        }
-        fence_shared_for_async();
-        sync_named(2 + consumer, 128);
-        if (wg_thread == 0) {
-          const int64_t block =
-              (static_cast<int64_t>(b) * a.heads + step.h) * ((len_q + 63) / 64) + step.m0 / 64;
-          tma::reduce_add(a.dq_accum + (block * kD / 64 + panel) * kDqPartFloats, part, kDqPartFloats * 4);
-          tma::bulk_commit();
-        }
+      for (int c = 0; c < kColumns / 8; ++c) {
+        asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(part + (c * 128 + wg_thread) * 16),
+                     "f"(dq[c][0]), "f"(dq[c][1]), "f"(dq[c][2]), "f"(dq[c][3])
+                     : "memory");
+      }
+      fence_shared_for_async();
+      sync_named(2 + consumer, 128);
+      if (wg_thread == 0) {
+        const int64_t block =
+            (static_cast<int64_t>(b) * a.heads + step.h) * ((len_q + 63) / 64) + step.m0 / 64;
+        tma::reduce_add(a.dq_accum + block * 64 * kD + consumer * 64 * kColumns, part, 64 * kColumns * 4);
+        tma::bulk_commit();
       }
     } else {
       wait<0>();
@@ -384,24 +403,56 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
 #endif
 }
 
-// dq = dq_accum * scale in the input dtype: one float4 of dq_accum (rows r and r + 8, columns c
-// and c + 1) per thread and loop.
+// delta = rowsum(dout * out) - dlse (the atomic path's first kernel): kD / 8 threads per row,
+// 16 bytes of each operand per thread (16-bit rows with unit column stride, as the Hopper path
+// requires).
 template <class T, int kD>
-__global__ void finish_dq(const float4* accum, T* dq, int64_t blocks, int m_blocks, int len_q, int dim,
-                          float scale) {
-  const int64_t chunks = blocks * 64 * kD / 4;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < chunks;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t block = e / (16 * kD);
-    const int within = static_cast<int>(e % (16 * kD)), i = within % 128;
-    const int col = within / 1024 * 64 + within / 128 % 8 * 8 + 2 * (i % 4);
-    const int row = static_cast<int>(block % m_blocks) * 64 + i / 32 * 16 + i % 32 / 4;
+__global__ void __launch_bounds__(256) hopper_delta(Args a) {
+  constexpr int kLanes = kD / 8;
+  const int64_t r = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kLanes;
+  const int col = threadIdx.x % kLanes * 8;
+  const bool real = r < a.batch * a.heads * a.len_q;
+  const int64_t b = r / (a.heads * a.len_q), h = r / a.len_q % a.heads, i = r % a.len_q;
+  float total = 0;
+  if (real && col < a.dim) {
+    const uint4 o = *reinterpret_cast<const uint4*>(static_cast<const T*>(a.out.data) + b * a.out.sb +
+                                                    h * a.out.sh + i * a.out.sl + col);
+    const uint4 g = *reinterpret_cast<const uint4*>(static_cast<const T*>(a.dout.data) + b * a.dout.sb +
+                                                    h * a.dout.sh + i * a.dout.sl + col);
+    const T* ov = reinterpret_cast<const T*>(&o);
+    const T* gv = reinterpret_cast<const T*>(&g);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) total = fmaf(to_float(ov[k]), to_float(gv[k]), total);
+  }
+#pragma unroll
+  for (int offset = kLanes / 2; offset > 0; offset >>= 1)
+    total += __shfl_xor_sync(0xffffffffu, total, offset);
+  if (real && col == 0) {
+    if (a.dlse.data) total -= row_value<float>(a.dlse, b, h, i);
+    static_cast<float*>(a.delta)[r] = total;
+  }
+}
+
+// dq = dq_accum * scale in the input dtype: a CTA per block of 64 queries, a thread per float4 of
+// dq_accum (rows r and r + 8, columns c and c + 1).
+template <class T, int kD>
+__global__ void __launch_bounds__(256) finish_dq(const float4* __restrict__ accum, T* __restrict__ dq,
+                                                 int m_blocks, int len_q, int dim, float scale) {
+  constexpr int kColumns = kDqColumns<kD>, kPartChunks = 16 * kColumns;  // float4 of a part
+  const int m_block = static_cast<int>(blockIdx.x % m_blocks);
+  T* base = dq + static_cast<int64_t>(blockIdx.x / m_blocks) * len_q * dim;
+  accum += static_cast<int64_t>(blockIdx.x) * 16 * kD;
+#pragma unroll  // all loads first: one at a time would idle on latency
+  for (int pass = 0; pass < 16 * kD / 256; ++pass) {
+    const int e = pass * 256 + static_cast<int>(threadIdx.x);
+    const int i = e % 128, row = m_block * 64 + i / 32 * 16 + i % 32 / 4;
+    const int col = e / kPartChunks * kColumns + e % kPartChunks / 128 * 8 + 2 * (i % 4);
     if (col >= dim) continue;
     const float4 x = accum[e];
-    T* base = dq + block / m_blocks * len_q * dim + col;
-    if (row < len_q) *reinterpret_cast<uint32_t*>(base + row * dim) = mma::pack<T>(x.x * scale, x.y * scale);
+    if (row < len_q)
+      *reinterpret_cast<uint32_t*>(base + row * dim + col) = mma::pack<T>(x.x * scale, x.y * scale);
     if (row + 8 < len_q)
-      *reinterpret_cast<uint32_t*>(base + (row + 8) * dim) = mma::pack<T>(x.z * scale, x.w * scale);
+      *reinterpret_cast<uint32_t*>(base + (row + 8) * dim + col) = mma::pack<T>(x.z * scale, x.w * scale);
   }
 }
 
@@ -452,16 +503,17 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
                       static_cast<unsigned>(a.heads_kv), static_cast<unsigned>(a.batch));
   if (a.dq_accum) {
     // Fast path: delta first, then dK, dV and the dQ shares in one pass, then dQ's dtype.
-    if (const cudaError_t status = launch_delta(a, stream); status != cudaSuccess) return status;
+    const int64_t delta_threads = a.batch * a.heads * a.len_q * (kD / 8);
+    hopper_delta<T, kD><<<static_cast<unsigned>((delta_threads + 255) / 256), 256, 0, stream>>>(a);
     if (const cudaError_t status =
             launch_kernel(hopper_dkdv_kernel<T, kD, true, kDropout>, dkv_grid, Dkv::kThreads,
                           Dkv::kSharedBytes, stream, dkv_maps, a, drop, scale_log2, keep_scale);
         status != cudaSuccess)
       return status;
     const int m_blocks = static_cast<int>((a.len_q + 63) / 64);
-    finish_dq<T, kD><<<1024, 256, 0, stream>>>(
-        reinterpret_cast<const float4*>(a.dq_accum), static_cast<T*>(a.dq.data), a.batch * a.heads * m_blocks,
-        m_blocks, static_cast<int>(a.len_q), static_cast<int>(a.dim), static_cast<float>(a.scale));
+    finish_dq<T, kD><<<static_cast<unsigned>(a.batch * a.heads * m_blocks), 256, 0, stream>>>(
+        reinterpret_cast<const float4*>(a.dq_accum), static_cast<T*>(a.dq.data), m_blocks,
+        static_cast<int>(a.len_q), static_cast<int>(a.dim), static_cast<float>(a.scale));
     return cudaGetLastError();
   }
   const dim3 dq_grid(static_cast<unsigned>((a.len_q + Dq::kBlockM - 1) / Dq::kBlockM),

@@ -103,7 +103,7 @@ __device__ __forceinline__ void key_major_probabilities(float (&st)[kTiles][4], 
     const float2 lse = reinterpret_cast<const float2*>(step.lse)[nt * 4 + t];  // queries 2t, 2t + 1
 #pragma unroll
     for (int idx = 0; idx < 4; ++idx) {
-      float p = exp2f(fmaf(st[nt][idx], scale_log2, -((idx & 1) ? lse.y : lse.x)));
+      float p = exp2_flush(fmaf(st[nt][idx], scale_log2, -((idx & 1) ? lse.y : lse.x)));
       const int query = step.m0 + nt * 8 + 2 * t + (idx & 1), key = step.keys[idx / 2];
       if constexpr (kMasked) {
         if (key >= a.len_k || (a.causal && key > query + static_cast<int>(a.causal_offset))) p = 0;

@@ -36,8 +36,6 @@ cudaError_t launch_hopper_forward(const Args& args, cudaStream_t stream);
 bool hopper_backward_supported(const Args& args);
 // The tier launch_backward will run for `args` on the current device.
 Tier backward_tier(const Args& args);
-// delta = rowsum(dout * out) - dlse into args.delta (for the atomic dQ path).
-cudaError_t launch_delta(const Args& args, cudaStream_t stream);
 cudaError_t launch_hopper_backward(const Args& args, cudaStream_t stream);
 // Bytes of the zeroed dq_accum scratch the Hopper backward's atomic path needs (see args.h).
 int64_t hopper_dq_accum_bytes(const Args& args);

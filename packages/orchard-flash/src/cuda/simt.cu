@@ -294,17 +294,6 @@ Tier backward_tier(const Args& a) {
   return Tier::Simt;
 }
 
-cudaError_t launch_delta(const Args& a, cudaStream_t stream) {
-  const unsigned blocks = blocks_for(a.batch * a.heads * a.len_q), threads = 32 * kWarpsPerBlock;
-  switch (a.element) {
-    case Element::Float16: simt_delta<__half, float><<<blocks, threads, 0, stream>>>(a); break;
-    case Element::BFloat16: simt_delta<__nv_bfloat16, float><<<blocks, threads, 0, stream>>>(a); break;
-    case Element::Float32: simt_delta<float, float><<<blocks, threads, 0, stream>>>(a); break;
-    case Element::Float64: simt_delta<double, double><<<blocks, threads, 0, stream>>>(a); break;
-  }
-  return cudaGetLastError();
-}
-
 cudaError_t launch_backward(const Args& a, cudaStream_t stream) {
   switch (backward_tier(a)) {
     case Tier::Hopper: return launch_hopper_backward(a, stream);
