@@ -171,7 +171,36 @@ def _eager_and_compiled(fn, compiled, inputs, dout):
     return results
 
 
-def test_torch_compile_fullgraph_matches_eager(gen):
+@pytest.fixture
+def deterministic_algorithms():
+    """torch.use_deterministic_algorithms(True) for one test: the bridge's backward follows it."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    yield
+    torch.use_deterministic_algorithms(previous, warn_only=warn_only)
+
+
+def _gradients(q, k, v, dout):
+    for t in (q, k, v):
+        t.grad = None
+    flash_attention(q, k, v, is_causal=True).backward(dout)
+    return [t.grad.clone() for t in (q, k, v)]
+
+
+def test_backward_follows_torchs_deterministic_switch(gen, deterministic_algorithms):
+    q, k, v = qkv(gen, 2, 8, 2, 333, 333, 64, dtype=torch.bfloat16)
+    dout = torch.randn(q.shape, generator=gen).to(DEVICE, torch.bfloat16)
+    first, again = _gradients(q, k, v, dout), _gradients(q, k, v, dout)
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a, b)
+    torch.use_deterministic_algorithms(False)
+    # The default (atomic dq on Hopper) agrees to bf16 rounding: float32 sums in another order.
+    for name, fast, exact in zip(("dq", "dk", "dv"), _gradients(q, k, v, dout), first, strict=True):
+        torch.testing.assert_close(fast, exact, rtol=2e-2, atol=2e-2, msg=name)
+
+
+def test_torch_compile_fullgraph_matches_eager(gen, deterministic_algorithms):
     q, k, v = qkv(gen, 2, 4, 2, 37, 37, 16, dtype=torch.bfloat16)
     dout = torch.randn(q.shape, generator=gen).to(DEVICE, torch.bfloat16)
 

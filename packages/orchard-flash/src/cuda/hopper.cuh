@@ -80,6 +80,16 @@ __device__ __forceinline__ void fence_registers(float (&tiles)[kTiles][4]) {
   }
 }
 
+// The same for A fragments held in registers across a product.
+template <int kSteps>
+__device__ __forceinline__ void fence_fragments(uint32_t (&fragments)[kSteps][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kSteps; ++kk) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(fragments[kk][e])::"memory");
+  }
+}
+
 // A float[4 * kTiles] accumulator seen as kTiles 8-column tiles (the m16n8 layout per warp).
 template <int kTiles>
 __device__ __forceinline__ float (&flat(float (&tiles)[kTiles][4]))[4 * kTiles] {

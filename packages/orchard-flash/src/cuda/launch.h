@@ -41,5 +41,7 @@ cudaError_t launch_hopper_backward(const Args& args, cudaStream_t stream);
 int64_t hopper_dq_accum_bytes(const Args& args);
 // Compute capability major of the current device (cached per device).
 int current_device_major();
+// Multiprocessors of the current device (cached per device): the persistent kernels' grid.
+int current_device_multiprocessors();
 
 }  // namespace orchard::flash::cuda

@@ -270,6 +270,16 @@ int current_device_major() {
   return major;
 }
 
+int current_device_multiprocessors() {
+  static std::array<std::atomic<int>, 64> counts{};  // 0: not asked yet
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return 1;
+  int count = counts[device].load();
+  if (count == 0 && cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) == cudaSuccess)
+    counts[device].store(count);
+  return count > 0 ? count : 1;
+}
+
 cudaError_t launch_forward(const Args& a, cudaStream_t stream) {
   const Tier tier = tier_limit();
   const int major = current_device_major();

@@ -27,11 +27,12 @@ __device__ __forceinline__ void mask_scores(float (&s)[kTiles][4], const Args& a
   }
 }
 
-// Online softmax in base 2: scores become unnormalized probabilities, o is rescaled to the
-// new row maxima m, l accumulates each thread's share of the row sums (undropped).
-template <int kTiles, int kOutTiles>
-__device__ __forceinline__ void softmax_step(float (&s)[kTiles][4], float (&o)[kOutTiles][4], float (&m)[2],
-                                             float (&l)[2], float scale_log2) {
+// Online softmax in base 2: scores become unnormalized probabilities against the new row
+// maxima m, l accumulates each thread's share of the row sums (undropped), and `correction`
+// is the factor the output rows accumulated so far must be scaled by.
+template <int kTiles>
+__device__ __forceinline__ void softmax_scores(float (&s)[kTiles][4], float (&m)[2], float (&l)[2],
+                                               float (&correction)[2], float scale_log2) {
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     float block_max = -INFINITY;
@@ -42,24 +43,36 @@ __device__ __forceinline__ void softmax_step(float (&s)[kTiles][4], float (&o)[k
     block_max = fmaxf(block_max, __shfl_xor_sync(0xffffffffu, block_max, 2));
     const float m_new = fmaxf(m[half], block_max * scale_log2);
     const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-    const float correction = exp2f(m[half] - m_use);
+    correction[half] = exp2_flush(m[half] - m_use);
     m[half] = m_new;
     float row_sum = 0;
 #pragma unroll
     for (int nt = 0; nt < kTiles; ++nt) {
 #pragma unroll
       for (int e = 2 * half; e < 2 * half + 2; ++e) {
-        s[nt][e] = exp2f(fmaf(s[nt][e], scale_log2, -m_use));
+        s[nt][e] = exp2_flush(fmaf(s[nt][e], scale_log2, -m_use));
         row_sum += s[nt][e];
       }
     }
-    l[half] = l[half] * correction + row_sum;
-#pragma unroll
-    for (int dt = 0; dt < kOutTiles; ++dt) {
-      o[dt][2 * half] *= correction;
-      o[dt][2 * half + 1] *= correction;
-    }
+    l[half] = l[half] * correction[half] + row_sum;
   }
+}
+
+template <int kOutTiles>
+__device__ __forceinline__ void rescale_rows(float (&o)[kOutTiles][4], const float (&correction)[2]) {
+#pragma unroll
+  for (int dt = 0; dt < kOutTiles; ++dt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[dt][e] *= correction[e / 2];
+  }
+}
+
+template <int kTiles, int kOutTiles>
+__device__ __forceinline__ void softmax_step(float (&s)[kTiles][4], float (&o)[kOutTiles][4], float (&m)[2],
+                                             float (&l)[2], float scale_log2) {
+  float correction[2];
+  softmax_scores(s, m, l, correction, scale_log2);
+  rescale_rows(o, correction);
 }
 
 // Zeroes the dropped probabilities; columns 2t and 2t+1 share one Philox draw (words 0,1 or 2,3).

@@ -163,8 +163,18 @@ def _backward(
     dlse = None if dlse is None else dlse.detach()
     options = _options(q, dropout_p, is_causal, scale)
     tensors = [t.detach() for t in (dout, q, k, v, out, lse)]
+    # As torch's own attention backends: dq summed by atomics (faster, last bits varying from
+    # run to run) unless torch.use_deterministic_algorithms(True) asks for bitwise repeatability.
+    deterministic = torch.are_deterministic_algorithms_enabled()
     orchard_flash.backward(
-        *tensors, seed=int(seed), dlse=dlse, dq=grads[0], dk=grads[1], dv=grads[2], **options
+        *tensors,
+        seed=int(seed),
+        dlse=dlse,
+        dq=grads[0],
+        dk=grads[1],
+        dv=grads[2],
+        deterministic=deterministic,
+        **options,
     )
     return grads[0], grads[1], grads[2]
 
