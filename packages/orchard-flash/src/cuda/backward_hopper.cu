@@ -1,7 +1,9 @@
-// The Hopper backward pass (sm_90a), deterministic like backward.cu: a dQ kernel per query block
-// and a dK/dV kernel per key block. Both are warp-specialized like forward_hopper.cu: a producer
-// warpgroup streams tiles with bulk tensor copies, two consumer warpgroups of 64 rows run every
-// product as a wgmma with its B operand (and A where it is an input) read from shared memory.
+// The Hopper backward pass (sm_90a). Deterministic like backward.cu: a dQ kernel per query block
+// and a dK/dV kernel per key block. Or, when the caller allows it, the dK/dV kernel alone, also
+// adding each step's dQ share into a float32 buffer by bulk reductions. Both kernels are
+// warp-specialized like forward_hopper.cu: a producer warpgroup streams tiles with bulk tensor
+// copies, two consumer warpgroups of 64 rows run every product as a wgmma with its B operand
+// (and A where it is an input) read from shared memory.
 #include <cmath>
 #include <tuple>
 

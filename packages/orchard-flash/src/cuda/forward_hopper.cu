@@ -1,8 +1,9 @@
 // The Hopper forward pass (sm_90a), warp-specialized: a producer warpgroup streams key/value
 // blocks into a ring of shared-memory stages with bulk tensor copies (TMA); two consumer
 // warpgroups of 64 query rows each run S = Q K^T and O += P V as wgmma products with Q, K and
-// V read straight from the 128-byte-swizzled tiles and P from registers. Each warpgroup issues
-// block n's S together with block n - 1's P V, so its softmax overlaps its own product.
+// V read straight from the 128-byte-swizzled tiles and P from registers. CTAs are persistent
+// (one per multiprocessor, taking query tiles in turn); at D = 128 each warpgroup issues block
+// n's S together with block n - 1's P V, so its softmax overlaps its own product.
 #include <algorithm>
 #include <cmath>
 #include <tuple>
