@@ -61,5 +61,6 @@ def emit(n: int, a_in_registers: bool, transposed: bool = False) -> str:
     return "\n".join(lines)
 
 
-forms = [emit(n, r) for r in (False, True) for n in (64, 128)] + [emit(n, False, transposed=True) for n in (32, 64)]
+forms = [emit(n, r) for r in (False, True) for n in (64, 128)]
+forms += [emit(n, False, transposed=True) for n in (32, 64)]
 sys.stdout.write(HEADER + "\n" + "".join(forms) + FOOTER)
