@@ -75,7 +75,8 @@ __global__ void __launch_bounds__(HopperDqConfig<kD>::kThreads, 1)
   const uint32_t rows_at = sk_base + kStages * 2 * KTile::kBytes, bars = rows_at + 2 * kBlockM * 4;
   float* s_lse = reinterpret_cast<float*>(shared_raw + (rows_at - raw));
   float* s_delta = s_lse + kBlockM;
-  const uint32_t q_full = bars, full = bars + 8, empty = full + 8 * kStages;
+  const uint32_t q_full = bars;
+  const tma::StageRing<kStages> stages{bars + 8};
 
   const int m_block = a.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
   const int64_t h = blockIdx.y, b = blockIdx.z, hk = h / (a.heads / a.heads_kv);
@@ -85,10 +86,7 @@ __global__ void __launch_bounds__(HopperDqConfig<kD>::kThreads, 1)
 
   if (threadIdx.x == 0) {
     tma::barrier_init(q_full, 1);
-    for (int s = 0; s < kStages; ++s) {
-      tma::barrier_init(full + 8 * s, 1);
-      tma::barrier_init(empty + 8 * s, 128 * Config::kConsumers);  // every consumer thread frees it
-    }
+    stages.init(1, 128 * Config::kConsumers);
     tma::barrier_init_fence();
   }
   __syncthreads();
@@ -105,9 +103,8 @@ __global__ void __launch_bounds__(HopperDqConfig<kD>::kThreads, 1)
                      static_cast<int>(h), static_cast<int>(b));
     }
     for (int nb = 0; nb < n_blocks; ++nb) {
-      const int stage = nb % kStages, use = nb / kStages;
-      if (use > 0) tma::barrier_wait(empty + 8 * stage, (use - 1) & 1);
-      const uint32_t sk = sk_base + stage * 2 * KTile::kBytes, bar = full + 8 * stage;
+      stages.wait_empty(nb);
+      const uint32_t sk = sk_base + nb % kStages * 2 * KTile::kBytes, bar = stages.full(nb);
       tma::barrier_expect(bar, 2 * KTile::kBytes);
       for (int p = 0; p < kD / 64; ++p) {
         tma::copy_tile(sk + p * KTile::kPanelBytes, &k_map, bar, 64 * p, nb * kBlockN, static_cast<int>(hk),
@@ -131,9 +128,8 @@ __global__ void __launch_bounds__(HopperDqConfig<kD>::kThreads, 1)
   float dq[kD / 8][4] = {};
   if (n_blocks > 0) tma::barrier_wait(q_full, 0);
   for (int nb = 0; nb < n_blocks; ++nb) {
-    const int stage = nb % kStages;
-    tma::barrier_wait(full + 8 * stage, (nb / kStages) & 1);
-    const uint32_t sk = sk_base + stage * 2 * KTile::kBytes, sv = sk + KTile::kBytes;
+    stages.wait_full(nb);
+    const uint32_t sk = sk_base + nb % kStages * 2 * KTile::kBytes, sv = sk + KTile::kBytes;
 
     // S = Q K^T and dP = dO V^T for this warpgroup's 64 rows.
     float s[kBlockN / 8][4], dp[kBlockN / 8][4];
@@ -159,7 +155,7 @@ __global__ void __launch_bounds__(HopperDqConfig<kD>::kThreads, 1)
     commit();
     wait<0>();
     fence_registers(dq);
-    tma::barrier_arrive(empty + 8 * stage);  // each thread, after its own reads of the stage
+    stages.release(nb);
   }
   const int64_t row0 = (b * a.heads + h) * a.len_q;
   write_gradient<T>(dq, static_cast<T*>(a.dq.data) + row0 * a.dim, rows, a.len_q, static_cast<int>(a.dim),
@@ -230,7 +226,8 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
   const uint32_t ds_base = sq_base + kStages * 2 * QTile::kBytes, dq_base = ds_base + 2 * Config::kDsBytes;
   const uint32_t rows_at = dq_base + Config::kDqBytes, bars = rows_at + kStages * 2 * kBlockM * 4;
   float* s_rows = reinterpret_cast<float*>(shared_raw + (rows_at - raw));  // per stage: lse, then delta
-  const uint32_t kv_full = bars, full = bars + 8, empty = full + 8 * kStages;
+  const uint32_t kv_full = bars;
+  const tma::StageRing<kStages> stages{bars + 8};
 
   const int n0 = static_cast<int>(blockIdx.x) * kBlockN, hk = static_cast<int>(blockIdx.y);
   const int b = static_cast<int>(blockIdx.z), group = static_cast<int>(a.heads / a.heads_kv);
@@ -243,10 +240,7 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
 
   if (threadIdx.x == 0) {
     tma::barrier_init(kv_full, 1);
-    for (int s = 0; s < kStages; ++s) {
-      tma::barrier_init(full + 8 * s, 1 + 32);  // the copies, and warp 1 writing lse and delta
-      tma::barrier_init(empty + 8 * s, 128 * Config::kConsumers);  // every consumer thread frees it
-    }
+    stages.init(1 + 32, 128 * Config::kConsumers);  // full: the copies, and warp 1 writing lse and delta
     tma::barrier_init_fence();
   }
   __syncthreads();
@@ -266,10 +260,10 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
     }
     QueryWalk walk{hk * group, m_first, m_first, m_first + m_count};
     for (int it = 0; it < steps; ++it, walk.next()) {
-      const int stage = it % kStages, use = it / kStages;
-      if (use > 0) tma::barrier_wait(empty + 8 * stage, (use - 1) & 1);
+      const int stage = it % kStages;
+      stages.wait_empty(it);
       const int h = walk.h, m0 = walk.m_block * kBlockM;
-      const uint32_t bar = full + 8 * stage;
+      const uint32_t bar = stages.full(it);
       if (warp == 0) {
         const uint32_t sq = sq_base + stage * 2 * QTile::kBytes;
         tma::barrier_expect(bar, 2 * QTile::kBytes);
@@ -300,7 +294,7 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
   QueryWalk walk{hk * group, m_first, m_first, m_first + m_count};
   for (int it = 0; it < steps; ++it, walk.next()) {
     const int stage = it % kStages;
-    tma::barrier_wait(full + 8 * stage, (it / kStages) & 1);
+    stages.wait_full(it);
     step.h = walk.h;
     step.m0 = walk.m_block * kBlockM;
     step.lse = s_rows + stage * 2 * kBlockM;
@@ -371,7 +365,7 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
       fence_registers(dv);
       fence_registers(dk);
       fence_registers(dq);
-      tma::barrier_arrive(empty + 8 * stage);  // each thread, after its own reads of the stage
+      stages.release(it);
       const uint32_t part = dq_base + consumer * 64 * kColumns * 4;
 #pragma unroll
       for (int c = 0; c < kColumns / 8; ++c) {
@@ -391,7 +385,7 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
       wait<0>();
       fence_registers(dv);
       fence_registers(dk);
-      tma::barrier_arrive(empty + 8 * stage);  // each thread, after its own reads of the stage
+      stages.release(it);
     }
   }
   if (kAccumulateDq && wg_thread == 0) tma::bulk_wait<true>();

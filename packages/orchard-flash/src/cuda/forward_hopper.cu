@@ -74,8 +74,9 @@ __global__ void __launch_bounds__(HopperForwardConfig<kD>::kThreads, 1)
   // wgmma's swizzle atoms are 1024 bytes: align the tiles to them. Stage s holds K then V.
   const uint32_t sq = (mma::smem_address(shared_raw) + 1023) & ~1023u, sk_base = sq + QTile::kBytes;
   const uint32_t bars = sk_base + kStages * 2 * KTile::kBytes;
-  // Barriers, 8 bytes each: Q loaded and Q free, then each stage's full and empty.
-  const uint32_t q_full = bars, q_empty = bars + 8, full = bars + 16, empty = full + 8 * kStages;
+  // Q is a ring of one stage; the key/value ring follows it.
+  const tma::StageRing<1> q_stage{bars};
+  const tma::StageRing<kStages> stages{bars + 16};
 
   // Round r gives CTA i tile r * G + i, and in odd rounds r * G + G - 1 - i (G CTAs): a CTA
   // that took one of the long causal tiles of a round takes a short one in the next.
@@ -85,12 +86,8 @@ __global__ void __launch_bounds__(HopperForwardConfig<kD>::kThreads, 1)
   };
 
   if (threadIdx.x == 0) {
-    tma::barrier_init(q_full, 1);
-    tma::barrier_init(q_empty, 128 * Config::kConsumers);
-    for (int s = 0; s < kStages; ++s) {
-      tma::barrier_init(full + 8 * s, 1);
-      tma::barrier_init(empty + 8 * s, 128 * Config::kConsumers);  // every consumer thread frees it
-    }
+    q_stage.init(1, 128 * Config::kConsumers);
+    stages.init(1, 128 * Config::kConsumers);
     tma::barrier_init_fence();
   }
   __syncthreads();
@@ -106,16 +103,15 @@ __global__ void __launch_bounds__(HopperForwardConfig<kD>::kThreads, 1)
       if (tile >= tiles) continue;
       const ForwardTile f = forward_tile<kBlockM, kBlockN>(a, tile);
       if (f.n_blocks == 0) continue;
-      if (q_uses > 0) tma::barrier_wait(q_empty, (q_uses - 1) & 1);
-      ++q_uses;
+      q_stage.wait_empty(q_uses);
+      const uint32_t q_full = q_stage.full(q_uses++);
       tma::barrier_expect(q_full, QTile::kBytes);
       for (int p = 0; p < kD / 64; ++p)
         tma::copy_tile(sq + p * QTile::kPanelBytes, &q_map, q_full, 64 * p, static_cast<int>(f.m0),
                        static_cast<int>(f.h), static_cast<int>(f.b));
       for (int nb = 0; nb < f.n_blocks; ++nb, ++ring) {
-        const int stage = ring % kStages, use = ring / kStages;
-        if (use > 0) tma::barrier_wait(empty + 8 * stage, (use - 1) & 1);
-        const uint32_t sk = sk_base + stage * 2 * KTile::kBytes, bar = full + 8 * stage;
+        stages.wait_empty(ring);
+        const uint32_t sk = sk_base + ring % kStages * 2 * KTile::kBytes, bar = stages.full(ring);
         tma::barrier_expect(bar, 2 * KTile::kBytes);
         for (int p = 0; p < kD / 64; ++p) {
           tma::copy_tile(sk + p * KTile::kPanelBytes, &k_map, bar, 64 * p, nb * kBlockN,
@@ -160,12 +156,11 @@ __global__ void __launch_bounds__(HopperForwardConfig<kD>::kThreads, 1)
       }
       commit();
     };
-    auto release = [&](int nb) { tma::barrier_arrive(empty + 8 * ((ring + nb) % kStages)); };
+    auto release = [&](int nb) { stages.release(ring + nb); };
     // S = Q K^T of block nb, issued once its stage is full.
     auto issue_scores = [&](int nb, float (&s)[kBlockN / 8][4]) {
-      const int stage = (ring + nb) % kStages;
-      tma::barrier_wait(full + 8 * stage, ((ring + nb) / kStages) & 1);
-      const uint32_t sk = sk_base + stage * 2 * KTile::kBytes;
+      stages.wait_full(ring + nb);
+      const uint32_t sk = sk_base + (ring + nb) % kStages * 2 * KTile::kBytes;
       fence_operands();
 #pragma unroll
       for (int ks = 0; ks < kD / 16; ++ks) {
@@ -193,8 +188,7 @@ __global__ void __launch_bounds__(HopperForwardConfig<kD>::kThreads, 1)
     };
 
     if (n_blocks > 0) {
-      tma::barrier_wait(q_full, q_uses & 1);
-      ++q_uses;
+      q_stage.wait_full(q_uses);
       {
         float s[kBlockN / 8][4];
         issue_scores(0, s);
@@ -236,7 +230,7 @@ __global__ void __launch_bounds__(HopperForwardConfig<kD>::kThreads, 1)
         rescale_rows(o, correction);
         make_fragments(nb, s);
       }
-      tma::barrier_arrive(q_empty);  // every S of the tile is done: the next Q may come
+      q_stage.release(q_uses++);  // every S of the tile is done: the next Q may come
       fence_operands();
       add_pv(n_blocks - 1);
       wait<0>();

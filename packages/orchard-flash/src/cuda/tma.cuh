@@ -33,6 +33,32 @@ __device__ __forceinline__ void barrier_wait(uint32_t bar, uint32_t parity) {
       : "memory");
 }
 
+// A ring of kStages shared-memory stages between a producer and its consumers: each stage has a
+// "full" barrier (completed by the copies' bytes and `full_arrivals` arrivals) and an "empty" one
+// (completed when every consumer thread has released it), 16 * kStages bytes from `bars`. The
+// uses of the ring are counted from 0; use n takes stage n % kStages.
+template <int kStages>
+struct StageRing {
+  uint32_t bars;
+  __device__ __forceinline__ uint32_t full(int use) const { return bars + 8 * (use % kStages); }
+  __device__ __forceinline__ uint32_t empty(int use) const { return bars + 8 * (kStages + use % kStages); }
+  // By one thread, before barrier_init_fence.
+  __device__ __forceinline__ void init(int full_arrivals, int empty_arrivals) const {
+    for (int s = 0; s < kStages; ++s) {
+      barrier_init(full(s), full_arrivals);
+      barrier_init(empty(s), empty_arrivals);
+    }
+  }
+  // Producer: waits until the previous use of this use's stage has been released.
+  __device__ __forceinline__ void wait_empty(int use) const {
+    if (use >= kStages) barrier_wait(empty(use), (use / kStages - 1) & 1);
+  }
+  // Consumer: waits until this use's data has arrived.
+  __device__ __forceinline__ void wait_full(int use) const { barrier_wait(full(use), (use / kStages) & 1); }
+  // Consumer, each thread after its own reads of the stage.
+  __device__ __forceinline__ void release(int use) const { barrier_arrive(empty(use)); }
+};
+
 // Copies the box at coordinates (c0 innermost .. c3) of a 4-d tensor map into shared memory.
 __device__ __forceinline__ void copy_tile(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c0, int c1,
                                           int c2, int c3) {
