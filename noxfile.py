@@ -83,12 +83,27 @@ TEST_TOOLS = ["pytest", "hypothesis", "mypy"]
 
 
 def run_tests(session: nox.Session) -> None:
-    """Every package's tests (extra pytest arguments from posargs), then the native module's stub."""
+    """Every package's tests (extra pytest arguments from posargs), then the native module's stub.
+
+    Both checks run even when the first fails; the session then fails, naming each that failed.
+    """
+    from nox.command import CommandFailed
+
+    failed = []
     test_dirs = [str(ROOT / "packages" / package / "tests") for package in PACKAGES]
-    session.run("python", "-m", "pytest", *test_dirs, *session.posargs)
+    try:
+        session.run("python", "-m", "pytest", *test_dirs, *session.posargs)
+    except CommandFailed as error:
+        failed.append(f"pytest ({error.reason})")
+        session.warn("pytest failed; running the type-stub check anyway")
     # The type stub of the native module must match what it really exports.
     allowlist = ROOT / "packages" / "orchard-core" / "stubtest-allowlist.txt"
-    session.run("python", "-m", "mypy.stubtest", "orchard_core._core", "--allowlist", str(allowlist))
+    try:
+        session.run("python", "-m", "mypy.stubtest", "orchard_core._core", "--allowlist", str(allowlist))
+    except CommandFailed as error:
+        failed.append(f"the type-stub check, mypy.stubtest orchard_core._core ({error.reason})")
+    if failed:
+        session.error("failed: " + "; ".join(failed))
 
 
 @nox.session

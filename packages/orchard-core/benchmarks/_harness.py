@@ -108,16 +108,24 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
-def omp_threads() -> str:
-    """orchard-core's OpenMP thread setting: OMP_NUM_THREADS or its default of all cores."""
-    return os.environ.get("OMP_NUM_THREADS", f"default ({os.cpu_count()} cores)")
+def cpu_name() -> str:
+    """The CPU's model name (Linux), or the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def print_settings() -> float:
-    """Print thread counts and the load average; return the load average (for the table)."""
+    """Print the CPU, thread counts and the load average; return the load average (for the table)."""
     load = load_average()
-    threads = torch.get_num_threads()
-    print(f"torch threads {threads}, orchard OpenMP threads {omp_threads()}, load average {load:.1f}")
+    print(
+        f"{cpu_name()}: torch threads {torch.get_num_threads()}, orchard threads {oc.get_num_threads()} "
+        f"(kernels '{oc.cpu_isa()}'), load average {load:.1f}"
+    )
     return load
 
 
@@ -165,9 +173,9 @@ def write_table(
         f"# {title}",
         "",
         f"Command: `{command_line()}` (or `nox -s bench`)  ",
-        f"Machine: {platform.machine()} {platform.system()}, {cores} cores; torch {torch.__version__} "
-        f"({torch_threads}), numpy {np.__version__}, orchard-core {oc.__version__} "
-        f"(OpenMP threads: {omp_threads()}).  ",
+        f"Machine: {cpu_name()}, {platform.machine()} {platform.system()}, {cores} cores; torch "
+        f"{torch.__version__} ({torch_threads}), numpy {np.__version__}, orchard-core {oc.__version__} "
+        f"({oc.get_num_threads()} threads, kernels '{oc.cpu_isa()}').  ",
         f"Load average: {load}{load_end} (1/5/15 min) at the end; a shared machine, so absolute times "
         "are noise and the ratios within one run are the evidence.  ",
         f"{RATIO_NOTE} All libraries timed in the same run, taking turns; median over repeats.",

@@ -4,7 +4,7 @@ Each case times the same operation in each library (median over repeats of a tim
 loop, the libraries taking turns in every repeat so that load from other processes falls
 on all of them alike) and reports microseconds per call and the ratios torch/orchard and
 numpy/orchard (above 1: orchard is faster). torch keeps its default thread count and orchard-core
-uses OpenMP; both thread counts are printed and written to the table.
+its own (orchard_core.get_num_threads()); both are printed and written to the table.
 
     python bench_elementwise.py --out docs/benchmarks/elementwise.md
 """
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _harness import Case, measure, print_row, print_settings, write_table
 
 
-def cases(side: int) -> list[Case]:
+def cases(side: int, cached: int) -> list[Case]:
     rng = np.random.default_rng(0)
 
     def trio(*shape: int) -> tuple[np.ndarray, torch.Tensor, oc.Tensor]:
@@ -34,6 +34,9 @@ def cases(side: int) -> list[Case]:
     a_np, a_t, a_o = trio(side, side)
     b_np, b_t, b_o = trio(side, side)
     r_np, r_t, r_o = trio(side)
+    # A tensor that stays in cache: the transcendentals' arithmetic, not memory, sets the time.
+    c_np, c_t, c_o = trio(cached, cached)
+    c = f"{cached}x{cached} float32"
     n = f"{side}x{side} float32"
     return [
         Case("add 16 floats (dispatch)", lambda: s_o + s_o, lambda: s_t + s_t, lambda: s_np + s_np),
@@ -48,6 +51,16 @@ def cases(side: int) -> list[Case]:
         Case(f"exp {n}", lambda: oc.exp(a_o), lambda: torch.exp(a_t), lambda: np.exp(a_np)),
         Case(f"gelu {n}", lambda: oc.gelu(a_o), lambda: torch.nn.functional.gelu(a_t), None),
         Case(f"in-place add_ {n}", lambda: a_o.add_(b_o), lambda: a_t.add_(b_t), None),
+        Case(f"exp {c}", lambda: oc.exp(c_o), lambda: torch.exp(c_t), lambda: np.exp(c_np)),
+        Case(f"tanh {c}", lambda: c_o.tanh(), lambda: c_t.tanh(), lambda: np.tanh(c_np)),
+        Case(f"sigmoid {c}", lambda: c_o.sigmoid(), lambda: c_t.sigmoid(), None),
+        Case(f"gelu {c}", lambda: oc.gelu(c_o), lambda: torch.nn.functional.gelu(c_t), None),
+        Case(
+            f"gelu tanh {c}",
+            lambda: oc.gelu(c_o, approximate="tanh"),
+            lambda: torch.nn.functional.gelu(c_t, approximate="tanh"),
+            None,
+        ),
     ]
 
 
@@ -56,15 +69,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--side", type=int, default=4096, help="side of the square matrices (default 4096)")
+    parser.add_argument("--cached", type=int, default=384, help="side of the in-cache matrices (default 384)")
     parser.add_argument("--budget", type=float, default=0.5, help="seconds per measurement (default 0.5)")
     parser.add_argument("--out", type=Path, help="write a markdown table here")
     args = parser.parse_args()
-    load = (
-        print_settings()
-    )  # torch keeps its default threads; orchard's OpenMP uses OMP_NUM_THREADS or all cores
+    load = print_settings()  # torch keeps its default threads; orchard uses oc.get_num_threads()
 
     rows = []
-    for case in cases(args.side):
+    for case in cases(args.side, args.cached):
         row = measure(case, args.budget, repeats=9, fraction=20)
         rows.append(row)
         print_row(row, unit="µs")

@@ -6,8 +6,8 @@ the ratios torch/orchard and numpy/orchard (above 1: orchard is faster; this scr
 to report orchard/other, and was turned round to match the other benchmarks).
 orchard-core and numpy both call OpenBLAS; torch uses its own BLAS. Absolute times on
 shared machines are noise; the ratios within one run are the evidence. Threads: torch
-keeps its default count, OpenBLAS (orchard-core's and numpy's) its own default,
-orchard-core's OpenMP loops (bfloat16 conversion) theirs.
+keeps its default count, numpy's OpenBLAS its own default; orchard-core runs its OpenBLAS
+single-threaded on bands of the product spread over its own threads (orchard/parallel.h).
 
     python bench_matmul.py --out docs/benchmarks/matmul.md
 """
@@ -15,7 +15,6 @@ orchard-core's OpenMP loops (bfloat16 conversion) theirs.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -80,13 +79,12 @@ def main() -> None:
 
     if args.out:
         notes = [
-            "numpy and orchard-core both call OpenBLAS with its default threads (orchard-core through",
-            "scipy-openblas32); torch uses its own BLAS. orchard-core's OpenMP loops (bfloat16 conversion)",
-            f"use {os.environ.get('OMP_NUM_THREADS', os.cpu_count())} threads. Median of {args.repeats} "
-            "timed loops per library, with a 0.2 s pause before each library's turn: numpy's and "
-            "orchard-core's OpenBLAS are two thread pools whose threads spin after a call and would "
-            "otherwise slow whichever library runs next. Target: float32 1024² and 2048² within 1.1x "
-            "of numpy (numpy/orchard at least 0.91).",
+            "numpy and orchard-core both call OpenBLAS (orchard-core through scipy-openblas32, single-",
+            f"threaded, on bands of each product spread over its {oc.get_num_threads()} threads); torch",
+            f"uses its own BLAS. Median of {args.repeats} timed loops per library, with a 0.2 s pause "
+            "before each library's turn: numpy's OpenBLAS pool spins after a call and would otherwise "
+            "slow whichever library runs next. Target: float32 1024² and 2048² within 1.1x of numpy "
+            "(numpy/orchard at least 0.91).",
         ]
         title = "orchard-core matmul vs torch and numpy"
         write_table(args.out, title, rows, notes, unit="ms", digits=3, load_at_start=load)

@@ -2,10 +2,12 @@
 // pieces bound in the other files of this folder.
 #include <pybind11/stl.h>
 
+#include "backend/backends.h"
+#include "backend/cpu/cpu_isa.h"
 #include "convert.h"
+#include "orchard/parallel.h"
 
 #ifdef ORCHARD_WITH_CUDA
-#include "backend/backends.h"
 #include "backend/cuda/cuda_runtime.h"
 #endif
 
@@ -80,6 +82,17 @@ void bind_devices(py::module_& m) {
 #endif
 }
 
+void bind_cpu(py::module_& m) {
+  m.def("get_num_threads", &get_num_threads, "The threads orchard's CPU kernels use.");
+  m.def("set_num_threads", &set_num_threads, py::arg("count"),
+        "Sets the threads orchard's CPU kernels use (its OpenMP loops and its BLAS calls alike).");
+  m.def("_blas_num_threads", &backend::cpu_blas_threads);
+  // Private: the instruction-set variants of the CPU kernels (tests force each in turn).
+  m.def("_cpu_isas", &backend::supported_cpu_isas);
+  m.def("_cpu_isa", [] { return std::string(backend::cpu_row_kernels().isa); });
+  m.def("_set_cpu_isa", &backend::set_cpu_isa, py::arg("name"));
+}
+
 }  // namespace
 
 }  // namespace orchard::bindings
@@ -112,4 +125,5 @@ PYBIND11_MODULE(_core, m) {
   bind_devices(m);
   bind_tensor(m);
   bind_profile(m);
+  bind_cpu(m);
 }

@@ -450,10 +450,33 @@ def test_float32_transcendentals_over_their_whole_range(name, rng):
     finite = (np.abs(want) >= 2.0**-126) & (np.abs(want) <= np.finfo(np.float32).max)
     relative = np.abs(got[finite] - want[finite]) / np.abs(want[finite])
     assert relative.max() < 1e-4, x[finite][np.argmax(relative)]
+    # Specials as torch gives them in float64 (see test_gelu_at_the_infinities for float32).
     specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], dtype=np.float32)
-    np.testing.assert_array_equal(np.asarray(ours(oc.tensor(specials))), theirs(torch.from_numpy(specials)))
+    want_specials = theirs(torch.from_numpy(specials).double()).float()
+    np.testing.assert_array_equal(np.asarray(ours(oc.tensor(specials))), want_specials)
     # Strided views and bfloat16 take the scalar path of the same functions.
     values = rng.uniform(-6, 6, (37, 41)).astype(np.float32)
     np.testing.assert_array_equal(
         np.asarray(ours(oc.tensor(values.T.copy()).T)), np.asarray(ours(oc.tensor(values)))
     )
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+def test_gelu_at_the_infinities(approximate, dtype):
+    """gelu(x) = x * Phi(x) (torch's documented definition; its tanh form likewise) evaluated
+    as written: +inf * 1 = +inf and -inf * 0 = NaN. torch gives exactly that in float64 and for
+    the tanh form; its float32 CPU kernel for approximate="none" gives NaN at +inf too (its
+    vectorized erf), which orchard does not copy. Contiguous and strided paths agree."""
+    specials = np.array([np.inf, -np.inf, np.nan, 1e30, -1e30], dtype=np.float32)
+    want = np.array([np.inf, np.nan, np.nan, 1e30, -0.0])
+    reference = torch.nn.functional.gelu(torch.from_numpy(specials).double(), approximate=approximate)
+    np.testing.assert_array_equal(reference.numpy(), want.astype(np.float32).astype(np.float64))
+    t = oc.tensor(specials).to(getattr(oc, dtype))
+    strided = oc.tensor(np.repeat(specials, 2)).to(getattr(oc, dtype))[::2]
+    want_in_dtype = np.asarray(t.to(oc.float64))  # +-1e30 rounded to the dtype: gelu is exact there
+    want_in_dtype[:3] = want[:3]
+    want_in_dtype[4] = -0.0
+    for x in (t, strided):
+        got = np.asarray(oc.gelu(x, approximate=approximate).to(oc.float64))
+        np.testing.assert_array_equal(got, want_in_dtype)

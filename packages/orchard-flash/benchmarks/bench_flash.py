@@ -29,7 +29,7 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 # The timing loop shared with orchard-core's benchmarks (libraries take turns, median kept).
 sys.path.insert(0, str(HERE.parents[1] / "orchard-core" / "benchmarks"))
-from _harness import Case, Row, measure, print_settings  # noqa: E402
+from _harness import Case, Row, cpu_name, measure, print_settings  # noqa: E402
 
 TARGETS = {"float32": 1.3, "bfloat16": 2.0}
 
@@ -62,17 +62,6 @@ def fma_peak() -> tuple[float, str] | None:
             print(f"FMA ceiling not measured: {error}")
             return None
     return float(best[0]), best[1]
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), or the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def cases(length: int, causal: bool, dtype: torch.dtype, heads: int, dim: int) -> list[tuple[str, Case]]:

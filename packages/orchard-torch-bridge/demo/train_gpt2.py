@@ -5,12 +5,19 @@ batches in the same order (everything is seeded), with dropout on, so their loss
 directly comparable; the only difference is the attention: transformers' ``"sdpa"``
 (``torch.nn.functional.scaled_dot_product_attention``) against ``"orchard"``
 (``orchard_torch_bridge.flash_attention`` on orchard-flash's fused kernels, registered with
-transformers by ``orchard_torch_bridge.gpt2.enable()``).
+transformers by ``orchard_torch_bridge.gpt2.register()``).
+
+Speed: the two models train in one process, their steps interleaved (stock then Orchard on even
+steps, Orchard then stock on odd ones), so that load from elsewhere falls on both alike. Each
+model keeps its own optimizer and dropout random state, so its loss curve is exactly that of a
+run on its own. Tokens/s comes from the median step time; the Orchard/stock ratio is the median
+over steps of stock's step time divided by Orchard's at the same step.
 
 The default corpus needs no download: the source of a fixed list of standard-library modules
 of the running Python. ``--corpus PATH`` trains on any UTF-8 text file instead. Outputs, in
-``--out``: ``loss.png`` (train and validation loss of each run) and ``summary.json`` (the
-configuration, per-run final losses, tokens/s, wall time, peak RSS and the loss curves).
+``--out``: ``loss.png`` (loss curves, their difference and per-step tokens/s) and
+``summary.json`` (configuration, library versions, kernel tiers and thread counts, per-run
+final losses, step-time quantiles, tokens/s and the curves).
 
     python train_gpt2.py --steps 50 --size tiny --attention orchard --out /tmp/demo
 """
@@ -21,15 +28,21 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import platform
 import resource
+import statistics
 import sys
 import sysconfig
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orchard_core
+import orchard_flash
+import orchard_torch_bridge
 import torch
 import torch.nn.functional as F
 
@@ -63,6 +76,10 @@ SIZES = {"tiny": (2, 2, 64), "small": (4, 4, 128)}
 ATTENTIONS = {"stock": "sdpa", "orchard": "orchard"}
 DROPOUT = 0.1
 EVAL_BATCHES = 4
+QUANTILES = {"p10": 0.1, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p90": 0.9}
+RATIO_METHOD = (
+    "median over steps of (stock step time / Orchard step time) at the same step; steps interleaved"
+)
 
 
 def default_corpus() -> tuple[str, str]:
@@ -141,7 +158,42 @@ def attention_implementations(attentions: list[str]) -> Iterator[None]:
             gpt2.enable()
 
 
-def build_model(args: argparse.Namespace, vocab_size: int, attention: str) -> torch.nn.Module:
+@dataclass
+class Run:
+    """One attention's model and optimizer, its own dropout random state, and what its steps gave."""
+
+    attention: str
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    cpu_rng: torch.Tensor  # torch's default CPU generator's state between this run's steps
+    cuda_rng: torch.Tensor | None  # the CUDA device's default generator's, on CUDA
+    step_seconds: list[float] = field(default_factory=list)
+    train_curve: list[list[float]] = field(default_factory=list)
+    val_curve: list[list[float]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def own_random_state(run: Run, device: torch.device) -> Iterator[None]:
+    """Runs the block on `run`'s own random streams, and keeps where the block left them.
+
+    Stock dropout draws from torch's default generator of the device (the CUDA one on CUDA), and
+    Orchard's attention draws its kernel's dropout seed from the default CPU generator. Loading
+    the run's saved states into those generators before each of its steps, and saving them
+    after, makes its dropout masks those of a run on its own, whatever the other run drew in
+    between.
+    """
+    torch.set_rng_state(run.cpu_rng)
+    if run.cuda_rng is not None:
+        torch.cuda.set_rng_state(run.cuda_rng, device)
+    try:
+        yield
+    finally:
+        run.cpu_rng = torch.get_rng_state()
+        if run.cuda_rng is not None:
+            run.cuda_rng = torch.cuda.get_rng_state(device)
+
+
+def build_run(args: argparse.Namespace, vocab_size: int, attention: str) -> Run:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
@@ -157,9 +209,13 @@ def build_model(args: argparse.Namespace, vocab_size: int, attention: str) -> to
         eos_token_id=0,
     )
     config._attn_implementation = ATTENTIONS[attention]
+    device = torch.device(args.device)
     torch.manual_seed(args.seed)  # the same initial weights for every attention
-    model = GPT2LMHeadModel(config)
-    return model.to(args.device)
+    model = GPT2LMHeadModel(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1, betas=(0.9, 0.95))
+    torch.manual_seed(args.seed + 2)  # every run's dropout streams start at the same state
+    cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return Run(attention, model, optimizer, torch.get_rng_state(), cuda_rng)
 
 
 def loss_of(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
@@ -170,7 +226,7 @@ def loss_of(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches: torch.Tensor) -> float:
-    model.eval()
+    model.eval()  # no dropout, so no random draws
     losses = [loss_of(model, b).item() for b in batches]
     model.train()
     return sum(losses) / len(losses)
@@ -185,90 +241,214 @@ def learning_rate(args: argparse.Namespace, step: int) -> float:
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def synchronize(device: torch.device) -> None:
+    """Waits for the device's queued work, so that a step's time is all of its work (CUDA)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_step(run: Run, batch: torch.Tensor, lr: float, device: torch.device) -> float:
+    """One optimizer step of `run` on `batch`; appends its time to run.step_seconds, returns the loss."""
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    with own_random_state(run, device):
+        synchronize(device)
+        tick = time.perf_counter()
+        loss = loss_of(run.model, batch)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
+        run.optimizer.step()
+        value = loss.item()
+        synchronize(device)
+        run.step_seconds.append(time.perf_counter() - tick)
+    return value
+
+
+def train(args: argparse.Namespace, data: Data, attentions: list[str]) -> list[Run]:
+    """Trains one model per attention, their steps interleaved, on the same batches in the same order."""
+    from tqdm import tqdm
+
+    device = torch.device(args.device)
+    runs = [build_run(args, data.vocab_size, attention) for attention in attentions]
+    train_starts = Data.starts(data.train, args.steps, args.batch_size, args.seq_len, args.seed)
+    val_starts = Data.starts(data.val, EVAL_BATCHES, args.batch_size, args.seq_len, args.seed + 1)
+    val_batches = Data.windows(data.val, val_starts, args.seq_len).to(device)
+    tokens_per_step = args.batch_size * args.seq_len
+    for run in runs:
+        run.val_curve.append([0, evaluate(run.model, val_batches)])
+    bar = tqdm(range(args.steps), desc="training", unit="step", dynamic_ncols=True)
+    for step in bar:
+        batch = Data.windows(data.train, train_starts[step], args.seq_len).to(device)
+        lr = learning_rate(args, step)
+        # Who goes first alternates, so that neither model always runs just after the other.
+        for run in runs if step % 2 == 0 else runs[::-1]:
+            value = train_step(run, batch, lr, device)
+            if not math.isfinite(value):
+                bar.close()
+                raise SystemExit(
+                    f"train_gpt2: {run.attention} attention's loss became {value} at step {step + 1}"
+                )
+            run.train_curve.append([step + 1, value])
+        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+            for run in runs:
+                run.val_curve.append([step + 1, evaluate(run.model, val_batches)])
+        postfix = {
+            run.attention: f"loss {run.train_curve[-1][1]:.3f}, "
+            f"{tokens_per_step / statistics.median(run.step_seconds):,.0f} tok/s"
+            for run in runs
+        }
+        bar.set_postfix(postfix, refresh=False)
+    bar.close()
+    return runs
+
+
+def quantiles(values: list[float]) -> dict[str, float]:
+    """QUANTILES of `values` (linear interpolation, as numpy's default)."""
+    probabilities = torch.tensor(list(QUANTILES.values()), dtype=torch.float64)
+    cuts = torch.tensor(values, dtype=torch.float64).quantile(probabilities)
+    return dict(zip(QUANTILES, cuts.tolist(), strict=True))
+
+
+def run_summary(run: Run, tokens_per_step: int) -> dict[str, Any]:
+    step_quantiles = quantiles(run.step_seconds)
+    tail = [loss for _, loss in run.train_curve[-max(1, min(10, len(run.train_curve) // 10)) :]]
+    return {
+        "attention": run.attention,
+        "attn_implementation": ATTENTIONS[run.attention],
+        "final_train_loss": run.train_curve[-1][1],
+        "final_train_loss_smoothed": sum(tail) / len(tail),
+        "final_val_loss": run.val_curve[-1][1],
+        "step_seconds_quantiles": step_quantiles,
+        "tokens_per_s": tokens_per_step / step_quantiles["p50"],
+        # A slower step is fewer tokens/s: the interquartile range of the step times, inverted.
+        "tokens_per_s_iqr": [
+            tokens_per_step / step_quantiles["p75"],
+            tokens_per_step / step_quantiles["p25"],
+        ],
+        "train_seconds": sum(run.step_seconds),
+        "parameters": sum(p.numel() for p in run.model.parameters()),
+        "train_loss": run.train_curve,
+        "val_loss": run.val_curve,
+        "step_seconds": run.step_seconds,
+    }
+
+
 def peak_rss_mib() -> float:
-    """The process's peak resident set size so far (MiB); it never decreases between runs."""
+    """The process's peak resident set size so far (MiB), both models together."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
-def train(args: argparse.Namespace, data: Data, attention: str) -> dict[str, Any]:
-    from tqdm import tqdm
-
-    model = build_model(args, data.vocab_size, attention)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1, betas=(0.9, 0.95))
-    # The same batches, in the same order, for every attention; validation batches are fixed.
-    train_starts = Data.starts(data.train, args.steps, args.batch_size, args.seq_len, args.seed)
-    val_starts = Data.starts(data.val, EVAL_BATCHES, args.batch_size, args.seq_len, args.seed + 1)
-    val_batches = Data.windows(data.val, val_starts, args.seq_len).to(args.device)
-    tokens_per_step = args.batch_size * args.seq_len
-    torch.manual_seed(args.seed + 2)  # the dropout masks' stream starts at the same state
-    train_curve: list[list[float]] = []
-    val_curve: list[list[float]] = [[0, evaluate(model, val_batches)]]
-    train_seconds = 0.0
-    start = time.perf_counter()
-    model.train()
-    bar = tqdm(range(args.steps), desc=f"{attention:>7}", unit="step", dynamic_ncols=True)
-    for step in bar:
-        tick = time.perf_counter()
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(args, step)
-        loss = loss_of(model, Data.windows(data.train, train_starts[step], args.seq_len).to(args.device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        value = loss.item()  # synchronizes, so the step's time is all in
-        train_seconds += time.perf_counter() - tick
-        if not math.isfinite(value):
-            bar.close()
-            raise SystemExit(f"train_gpt2: {attention} attention's loss became {value} at step {step + 1}")
-        train_curve.append([step + 1, value])
-        postfix = {"loss": f"{value:.3f}", "tok/s": f"{tokens_per_step * (step + 1) / train_seconds:,.0f}"}
-        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
-            val_curve.append([step + 1, evaluate(model, val_batches)])
-            postfix["val"] = f"{val_curve[-1][1]:.3f}"
-        bar.set_postfix(postfix, refresh=False)
-    bar.close()
-    wall = time.perf_counter() - start
-    tail = [loss for _, loss in train_curve[-max(1, min(10, args.steps // 10)) :]]
-    return {
-        "attention": attention,
-        "attn_implementation": ATTENTIONS[attention],
-        "final_train_loss": train_curve[-1][1],
-        "final_train_loss_smoothed": sum(tail) / len(tail),
-        "final_val_loss": val_curve[-1][1],
-        "tokens_per_s": tokens_per_step * args.steps / train_seconds,
-        "train_seconds": train_seconds,
-        "wall_seconds": wall,
-        "peak_rss_mib": peak_rss_mib(),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "train_loss": train_curve,
-        "val_loss": val_curve,
-    }
-
-
-def plot(runs: list[dict[str, Any]], path: Path, title: str) -> None:
+def plot(runs: dict[str, dict[str, Any]], tokens_per_step: int, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import StrMethodFormatter
 
-    colors = {"stock": "tab:blue", "orchard": "tab:orange"}
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    for run in runs:
-        color = colors[run["attention"]]
+    both = len(runs) == 2
+    # The two train curves nearly coincide: stock is a wide translucent band, Orchard a thin line
+    # inside it, so that both stay visible; the difference panel shows what the eye cannot.
+    styles = {
+        "stock": {
+            "color": "tab:blue",
+            "median_ls": "-",
+            "lw": 2.5,
+            "alpha": 0.4,
+            "marker": "o",
+            "mfc": "tab:blue",
+        },
+        "orchard": {
+            "color": "tab:orange",
+            "median_ls": "--",
+            "lw": 0.9,
+            "alpha": 1.0,
+            "marker": "s",
+            "mfc": "none",
+        },
+    }
+    heights = [3, 1.4, 2] if both else [3, 2]
+    fig, axes = plt.subplots(
+        len(heights), 1, figsize=(9, 9 if both else 7), dpi=120, sharex=True, height_ratios=heights
+    )
+    loss_ax, speed_ax = axes[0], axes[-1]
+    for name, run in runs.items():
+        style = styles[name]
         steps, losses = zip(*run["train_loss"], strict=True)
-        ax.plot(steps, losses, color=color, alpha=0.8, lw=1, label=f"{run['attention']} train")
+        loss_ax.plot(
+            steps, losses, color=style["color"], lw=style["lw"], alpha=style["alpha"], label=f"{name} train"
+        )
         steps, losses = zip(*run["val_loss"], strict=True)
-        ax.plot(steps, losses, "o--", color=color, ms=4, lw=1.5, label=f"{run['attention']} validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy loss (nats / character)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
+        loss_ax.plot(
+            steps,
+            losses,
+            color=style["color"],
+            ls=":",
+            lw=1.5,
+            marker=style["marker"],
+            mfc=style["mfc"],
+            ms=6,
+            label=f"{name} validation",
+        )
+        speeds = [tokens_per_step / seconds for seconds in run["step_seconds"]]
+        speed_ax.plot(
+            range(1, len(speeds) + 1), speeds, style["marker"], color=style["color"], mfc=style["mfc"], ms=3
+        )
+        low, high = run["tokens_per_s_iqr"]
+        speed_ax.axhline(
+            run["tokens_per_s"],
+            color=style["color"],
+            ls=style["median_ls"],
+            lw=1.5,
+            label=f"{name}: median {run['tokens_per_s']:,.0f} tokens/s (IQR {low:,.0f}-{high:,.0f})",
+        )
+    loss_ax.set_ylabel("cross-entropy loss\n(nats / character)")
+    loss_ax.set_title(title, fontsize=10)
+    loss_ax.legend(ncols=2, fontsize=8)
+    if both:
+        diff_ax = axes[1]
+        stock, orchard = runs["stock"], runs["orchard"]
+        steps = [step for step, _ in stock["train_loss"]]
+        diff = [o - s for (_, s), (_, o) in zip(stock["train_loss"], orchard["train_loss"], strict=True)]
+        diff_ax.plot(steps, diff, color="tab:gray", lw=0.8, alpha=0.7, label="train, per step")
+        val_steps = [step for step, _ in stock["val_loss"]]
+        val_diff = [o - s for (_, s), (_, o) in zip(stock["val_loss"], orchard["val_loss"], strict=True)]
+        diff_ax.plot(val_steps, val_diff, "o:", color="black", ms=4, label="validation")
+        diff_ax.axhline(0, color="black", lw=0.5)
+        diff_ax.set_ylabel("loss difference\n(orchard - stock)")
+        diff_ax.legend(fontsize=8)
+    speed_ax.set_ylabel("tokens/s per step")
+    speed_ax.set_xlabel("step")
+    speed_ax.set_ylim(bottom=0)
+    speed_ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    speed_ax.legend(fontsize=8, loc="lower right")
+    for ax in axes:
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def orchard_device_problem(device: torch.device) -> str | None:
+    """Why Orchard's attention cannot run on `device` with this orchard-flash build, or None."""
+    if device.type == "cpu":
+        return None
+    name = str(device)
+    if device.type == "cuda" and device.index is None:
+        name = f"cuda:{torch.cuda.current_device()}"
+    available = orchard_flash.available_devices()
+    if name in available:
+        return None
+    if device.type != "cuda":
+        return f"orchard-flash has no {device.type} kernels; use --device cpu or cuda, or --attention stock"
+    if not orchard_flash._flash._built_with_cuda():
+        return (
+            f"orchard attention on {name} needs orchard-flash's CUDA kernels, and this orchard-flash was "
+            "built without them; build orchard-core and orchard-flash with -Csetup-args=-Dcuda=enabled "
+            "(docs/cuda.md), or use --attention stock"
+        )
+    return f"orchard-flash's CUDA build sees no {name} (it has kernels for: {', '.join(available)})"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -291,11 +471,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--attention", choices=["stock", "orchard", "both"], default="both", help="which runs (default both)"
     )
     parser.add_argument(
-        "--device", default="cpu", help="torch device (default cpu; orchard runs on cpu only)"
+        "--device",
+        default="cpu",
+        help="torch device of both runs (default cpu; cuda needs orchard-flash built with CUDA)",
     )
     parser.add_argument("--corpus", help="a UTF-8 text file to train on (default: Python stdlib source)")
     parser.add_argument("--eval-every", type=int, default=50, help="steps between validation losses")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, help="threads of torch and orchard-core alike (default: each library's own)"
+    )
     parser.add_argument("--out", default="demo-output", help="directory for loss.png and summary.json")
     args = parser.parse_args(argv)
 
@@ -318,49 +502,80 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as error:
         parser.error(f"--device {args.device} is not usable here: {error}")
-    if "orchard" in args.attentions and device.type != "cpu":
-        parser.error(
-            f"orchard attention runs on the cpu only (orchard-flash has no {device.type} kernels yet); "
-            f"use --device cpu, or --attention stock on {device.type}"
-        )
+    problem = orchard_device_problem(device) if "orchard" in args.attentions else None
+    if problem:
+        parser.error(problem)
     return args
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """Where the runs ran: cores, load, thread counts and the CPU kernel tiers in use."""
+    about: dict[str, Any] = {
+        "platform": f"{platform.machine()} {platform.system()}",
+        "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()),
+        "torch_threads": torch.get_num_threads(),
+        "orchard_core_threads": orchard_core.get_num_threads(),
+        "orchard_core_cpu_isa": orchard_core.cpu_isa(),
+        "orchard_flash_cpu_isa": orchard_flash._flash._cpu_isa(),
+    }
+    if device.type == "cuda":
+        about["cuda_device"] = torch.cuda.get_device_name(device)
+    return about
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+        orchard_core.set_num_threads(args.threads)
     text, source = load_corpus(args.corpus)
     data = Data(text, args.seq_len)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(args.device)
+    before = machine(device)
 
     print(
         f"corpus: {source}\n"
         f"        {len(text):,} characters, vocabulary {data.vocab_size}, "
         f"{len(data.train):,} train / {len(data.val):,} validation\n"
         f"model:  GPT-2, {args.n_layer} layers, {args.n_head} heads, {args.n_embd} wide, dropout {DROPOUT}; "
-        f"{args.steps} steps of {args.batch_size} x {args.seq_len} characters on {args.device} "
-        f"({torch.get_num_threads()} threads)"
+        f"{args.steps} steps of {args.batch_size} x {args.seq_len} characters on {args.device}\n"
+        f"cpu:    {before['cpu_count']} cores, load average {before['load_average'][0]:.1f}; threads: torch "
+        f"{before['torch_threads']}, orchard-core {before['orchard_core_threads']}; kernels: orchard-core "
+        f"{before['orchard_core_cpu_isa']}, orchard-flash {before['orchard_flash_cpu_isa']}"
     )
+    if "orchard" in args.attentions and before["torch_threads"] != before["orchard_core_threads"]:
+        print("note: torch and orchard-core use different thread counts; the speed comparison is uneven")
     start = time.perf_counter()
     with attention_implementations(args.attentions):
-        runs = [train(args, data, attention) for attention in args.attentions]
+        trained = train(args, data, args.attentions)
     total = time.perf_counter() - start
 
+    tokens_per_step = args.batch_size * args.seq_len
+    runs = {run.attention: run_summary(run, tokens_per_step) for run in trained}
     print()
-    for run in runs:
+    for name, run in runs.items():
+        ms = {key: seconds * 1e3 for key, seconds in run["step_seconds_quantiles"].items()}
         print(
-            f"{run['attention']:>7} ({run['attn_implementation']}): train loss {run['final_train_loss']:.4f} "
-            f"(last-steps mean {run['final_train_loss_smoothed']:.4f}), validation loss "
-            f"{run['final_val_loss']:.4f}, {run['tokens_per_s']:,.0f} tokens/s, {run['wall_seconds']:.1f} s"
+            f"{name:>7} ({run['attn_implementation']}): train loss {run['final_train_loss']:.4f} (last-steps "
+            f"mean {run['final_train_loss_smoothed']:.4f}), validation loss {run['final_val_loss']:.4f}\n"
+            f"         step time median {ms['p50']:.1f} ms (IQR {ms['p25']:.1f}-{ms['p75']:.1f}, p10-p90 "
+            f"{ms['p10']:.1f}-{ms['p90']:.1f}): {run['tokens_per_s']:,.0f} tokens/s"
         )
-    by_name = {run["attention"]: run for run in runs}
-    ratio = None
-    if len(by_name) == 2:
-        ratio = by_name["orchard"]["tokens_per_s"] / by_name["stock"]["tokens_per_s"]
-        gap = by_name["orchard"]["final_val_loss"] - by_name["stock"]["final_val_loss"]
-        print(f"orchard / stock tokens/s: {ratio:.2f}x; validation loss difference {gap:+.4f}")
+    ratio: dict[str, Any] | None = None
+    if len(runs) == 2:
+        stock, orchard = runs["stock"], runs["orchard"]
+        paired = [s / o for s, o in zip(stock["step_seconds"], orchard["step_seconds"], strict=True)]
+        ratio = {"method": RATIO_METHOD, **quantiles(paired)}
+        gap = orchard["final_val_loss"] - stock["final_val_loss"]
+        print(
+            f"orchard / stock tokens/s: {ratio['p50']:.2f}x (median of per-step paired ratios; IQR "
+            f"{ratio['p25']:.2f}-{ratio['p75']:.2f}); validation loss difference {gap:+.4f}"
+        )
+
+    import transformers
 
     summary = {
         "config": {
@@ -374,7 +589,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "lr": args.lr,
             "seed": args.seed,
             "device": args.device,
-            "threads": torch.get_num_threads(),
             "eval_every": args.eval_every,
             "corpus": source,
             "corpus_characters": len(text),
@@ -383,19 +597,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "transformers": __import__("transformers").__version__,
+            "transformers": transformers.__version__,
+            "orchard_core": orchard_core.__version__,
+            "orchard_flash": orchard_flash.__version__,
+            "orchard_torch_bridge": orchard_torch_bridge.__version__,
         },
+        "machine": {**before, "load_average_end": list(os.getloadavg())},
         "total_wall_seconds": total,
+        "peak_rss_mib": peak_rss_mib(),
         "orchard_over_stock_tokens_per_s": ratio,
-        "runs": {run["attention"]: run for run in runs},
+        "runs": runs,
     }
     summary_path, plot_path = out / "summary.json", out / "loss.png"
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     title = (
-        f"char-level GPT-2 ({args.n_layer}L/{args.n_head}H/{args.n_embd}, seq {args.seq_len}, "
-        f"batch {args.batch_size}, dropout {DROPOUT}): stock vs orchard attention"
+        f"char-level GPT-2 ({args.n_layer}L/{args.n_head}H/{args.n_embd}, seq {args.seq_len}, batch "
+        f"{args.batch_size}, dropout {DROPOUT}) on {args.device}: stock vs orchard attention"
     )
-    plot(runs, plot_path, title)
+    if ratio:
+        title += f"\norchard / stock tokens/s {ratio['p50']:.2f}x (median of per-step ratios)"
+    plot(runs, tokens_per_step, plot_path, title)
     print(f"wrote {plot_path} and {summary_path} ({total:.1f} s in all)")
     return summary
 

@@ -48,6 +48,7 @@ from ._core import (
     gather,
     ge,
     gelu,
+    get_num_threads,
     gt,
     index_select,
     int32,
@@ -80,6 +81,7 @@ from ._core import (
     result_type,
     rsqrt,
     scatter_add,
+    set_num_threads,
     sigmoid,
     softmax,
     split,
@@ -105,6 +107,15 @@ __version__: str = _core.__version__
 _install_tensor_methods(Tensor)
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def cpu_isa() -> str:
+    """The instruction set of the CPU kernels in use: "generic", "avx2" or "avx512".
+
+    The widest this CPU runs, unless ORCHARD_CPU_ISA named a narrower one at import. Every
+    set gives bitwise the same results (docs/architecture.md, "Numerics").
+    """
+    return _core._cpu_isa()
 
 
 def get_include() -> str:
@@ -133,6 +144,7 @@ __all__ = [
     "cat",
     "chunk",
     "clamp",
+    "cpu_isa",
     "device",
     "device_description",
     "devices",
@@ -156,6 +168,7 @@ __all__ = [
     "gelu",
     "get_include",
     "get_lib",
+    "get_num_threads",
     "gt",
     "index_select",
     "int32",
@@ -191,6 +204,7 @@ __all__ = [
     "rsqrt",
     "scatter_add",
     "set_grad_enabled",
+    "set_num_threads",
     "sigmoid",
     "softmax",
     "split",

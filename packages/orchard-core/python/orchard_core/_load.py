@@ -10,14 +10,6 @@ if sys.platform != "darwin":
     # finds it through its rpath; importing the wheel first loads it for build-tree imports too.
     import scipy_openblas32  # noqa: F401
 
-# OpenMP threads that spin after a parallel region steal the cores OpenBLAS's own pool needs
-# for the next matmul (4-5x slower fwd+bwd of a linear layer on 2 cores). Unless the user chose
-# a policy, orchard's OpenMP runtime, initialised as _core loads, waits passively; the
-# variable is removed at once so that child processes do not inherit it.
-_POLICY_CHOSEN = "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
-if not _POLICY_CHOSEN:
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-
 
 def _load_cudart(soname: str) -> None:
     """Loads the CUDA runtime a CUDA build of liborchard_core links (``soname``), globally.
@@ -56,8 +48,31 @@ except ImportError:  # a source tree without a build: _core's import says what i
     CUDART_SONAME = ""
 if CUDART_SONAME:
     _load_cudart(CUDART_SONAME)
-try:
-    from . import _core  # noqa: F401
-finally:
-    if not _POLICY_CHOSEN:
-        del os.environ["OMP_WAIT_POLICY"]
+from . import _core  # noqa: E402
+
+
+def _configure_cpu() -> None:
+    """Applies the variables that choose the CPU kernels' thread count and instruction set.
+
+    Read once, here, under the GIL: the native code never reads the environment while kernels
+    run. OMP_NUM_THREADS (its first entry) sets orchard's thread count, as it does torch's;
+    otherwise orchard uses every CPU this process may run on, whichever of torch and orchard
+    was imported first. ORCHARD_CPU_ISA=generic|avx2|avx512 forces a narrower instruction set.
+    """
+    threads = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if threads:
+        try:
+            _core.set_num_threads(int(threads))
+        except ValueError as error:
+            raise ImportError(
+                f"orchard_core: OMP_NUM_THREADS={threads!r} is not a thread count: {error}"
+            ) from None
+    isa = os.environ.get("ORCHARD_CPU_ISA", "").strip()
+    if isa:
+        try:
+            _core._set_cpu_isa(isa)
+        except ValueError as error:
+            raise ImportError(f"orchard_core: ORCHARD_CPU_ISA={isa!r}: {error}") from None
+
+
+_configure_cpu()

@@ -15,6 +15,9 @@ const ElementwiseKernels& cpu_elementwise_kernels();
 const IndexKernels& cpu_index_kernels();
 const RandomKernels& cpu_random_kernels();
 const ReduceKernels& cpu_reduce_kernels();
+// The threads OpenBLAS would start for one call: 1, since orchard runs it inside its own
+// threads (matmul_kernels.cpp); 0 where the BLAS manages its own (Accelerate).
+int cpu_blas_threads();
 
 // A "metal" device backed by host memory (ORCHARD_METAL_FALLBACK=cpu).
 DeviceRuntime& metal_host_fallback_runtime();

@@ -8,10 +8,6 @@
 #include "cpu/isa.h"
 #include "cpu/kernel_args.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 namespace orchard::flash::cpu {
 
 int64_t forward_workspace(const AttentionShape& s) {
@@ -50,14 +46,6 @@ Operand operand(const Tensor& t) {
   return Operand{t.data_ptr(), t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
 }
 
-int thread_count() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
 // What both passes hand the kernels about the inputs.
 KernelArgs common_args(const AttentionShape& shape, const Dropout& dropout, const Tensor& q, const Tensor& k,
                        const Tensor& v) {
@@ -68,7 +56,7 @@ KernelArgs common_args(const AttentionShape& shape, const Dropout& dropout, cons
   args.q = operand(q);
   args.k = operand(k);
   args.v = operand(v);
-  args.threads = thread_count();
+  args.threads = get_num_threads();
   return args;
 }
 
@@ -154,7 +142,7 @@ Tensor dropout_mask_cpu(const AttentionShape& shape, const Dropout& dropout) {
   KernelArgs args;
   args.shape = shape;
   args.dropout = dropout;
-  args.threads = thread_count();
+  args.threads = get_num_threads();
   kernels().dropout_keep_mask(args, static_cast<uint8_t*>(mask.data_ptr()));
   return mask;
 }

@@ -1,5 +1,7 @@
 #include "cpu/isa.h"
 
+#include <orchard/cpu/isa.h>
+
 #include <atomic>
 
 #include "attention.h"
@@ -15,16 +17,17 @@ constexpr Kernels kAvx2{"avx2", avx2::forward_pass, avx2::backward_pass, avx2::d
 constexpr Kernels kAvx512{"avx512", avx512::forward_pass, avx512::backward_pass, avx512::dropout_keep_mask};
 #endif
 
+// The tiers built here that this CPU runs (orchard-core's check, so both libraries agree).
 std::vector<const Kernels*> supported() {
-  std::vector<const Kernels*> sets{&kGeneric};
 #ifdef ORCHARD_FLASH_X86
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) sets.push_back(&kAvx2);
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
-    sets.push_back(&kAvx512);
-  }
+  const Kernels* built[] = {&kGeneric, &kAvx2, &kAvx512};
+#else
+  const Kernels* built[] = {&kGeneric};
 #endif
+  std::vector<const Kernels*> sets;
+  for (const Kernels* k : built) {
+    if (orchard::cpu::runs_isa(k->name)) sets.push_back(k);
+  }
   return sets;
 }
 

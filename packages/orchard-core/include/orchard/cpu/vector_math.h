@@ -1,6 +1,10 @@
 // float32 exp, expm1, tanh, sigmoid and gelu written without calls or branches, so that
 // loops over them vectorize (libm's expf/tanhf/erff are scalar calls). Each is within a
 // few ulps of the correctly rounded result; tests compare them with float64 references.
+// Polynomials step with explicit fused multiply-adds (std::fma: one rounding per step), so
+// every instruction set computes the same bits: a vfmadd where the target has FMA, libm's
+// exact fmaf where it has not. orchard-core compiles without implicit contraction
+// (-ffp-contract=off), so no other a * b + c is fused anywhere.
 // Always inlined: extensions compile them per instruction set (orchard-flash's AVX2 and
 // AVX-512 kernels), and an out-of-line copy would be shared between those.
 #pragma once
@@ -27,16 +31,19 @@ namespace orchard::cpu::vmath {
   return (x + shifter) - shifter;
 }
 
+// One Horner step, p * x + c, rounded once.
+[[gnu::always_inline]] inline float horner(float p, float x, float c) { return std::fma(p, x, c); }
+
 // exp(r) - 1 for |r| <= ln(2)/2: the Taylor series to r^8, no cancellation near 0.
 [[gnu::always_inline]] inline float expm1_reduced(float r) {
   float p = 1.0f / 40320.0f;
-  p = p * r + 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  return (p * r) * r + r;
+  p = horner(p, r, 1.0f / 5040.0f);
+  p = horner(p, r, 1.0f / 720.0f);
+  p = horner(p, r, 1.0f / 120.0f);
+  p = horner(p, r, 1.0f / 24.0f);
+  p = horner(p, r, 1.0f / 6.0f);
+  p = horner(p, r, 0.5f);
+  return horner(p * r, r, r);
 }
 
 // x + lo = n * ln2 + r with |r| <= ln(2)/2 (lo a small correction to x, or 0); ln2 is
@@ -100,15 +107,15 @@ namespace orchard::cpu::vmath {
   const float z = std::fabs(x) * 0.70710678118654752f;
   const float t = 1.0f / (1.0f + 0.5f * z);
   float p = 0.17087277f;
-  p = p * t - 0.82215223f;
-  p = p * t + 1.48851587f;
-  p = p * t - 1.13520398f;
-  p = p * t + 0.27886807f;
-  p = p * t - 0.18628806f;
-  p = p * t + 0.09678418f;
-  p = p * t + 0.37409196f;
-  p = p * t + 1.00002368f;
-  p = p * t - 1.26551223f;
+  p = horner(p, t, -0.82215223f);
+  p = horner(p, t, 1.48851587f);
+  p = horner(p, t, -1.13520398f);
+  p = horner(p, t, 0.27886807f);
+  p = horner(p, t, -0.18628806f);
+  p = horner(p, t, 0.09678418f);
+  p = horner(p, t, 0.37409196f);
+  p = horner(p, t, 1.00002368f);
+  p = horner(p, t, -1.26551223f);
   float lo;
   const double xd = x;
   const float hi = split_negated(0.5 * xd * xd, lo);
@@ -161,14 +168,5 @@ constexpr double kSqrt2OverPi = 0.79788456080286536;
   const float du = 2.0f * static_cast<float>(kSqrt2OverPi) * (1.0f + 3.0f * 0.044715f * x * x);
   return s + x * (s * one_minus_s) * du;
 }
-
-// The functions above over contiguous rows, vectorized (vector_math_rows.cpp).
-void exp_row(const float* in, float* out, int64_t n);
-void tanh_row(const float* in, float* out, int64_t n);
-void sigmoid_row(const float* in, float* out, int64_t n);
-void gelu_row(const float* in, float* out, int64_t n);
-void gelu_tanh_row(const float* in, float* out, int64_t n);
-void gelu_derivative_row(const float* in, float* out, int64_t n);
-void gelu_tanh_derivative_row(const float* in, float* out, int64_t n);
 
 }  // namespace orchard::cpu::vmath

@@ -5,6 +5,7 @@
 
 #include "backend/backends.h"
 #include "backend/cpu/strided_loop.h"
+#include "orchard/parallel.h"
 #include "orchard/tensor.h"
 
 namespace orchard::backend {
@@ -45,7 +46,7 @@ template <class Dst, class Src>
 void convert_contiguous(const Src* in, Dst* out, int64_t n) {
   constexpr int64_t kBlock = 1 << 15;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (blocks > 1)
+#pragma omp parallel for num_threads(get_num_threads()) schedule(static) if (blocks > 1)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t begin = b * kBlock;
     const int64_t count = std::min(kBlock, n - begin);

@@ -1,5 +1,6 @@
 // CPU elementwise kernels: one templated row loop per op and dtype, over
 // coalesced dims, split across OpenMP threads for large tensors.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <functional>
@@ -7,7 +8,8 @@
 #include <vector>
 
 #include "backend/backends.h"
-#include "orchard/cpu/vector_math.h"
+#include "backend/cpu/cpu_isa.h"
+#include "orchard/parallel.h"
 #include "orchard/tensor.h"
 
 #ifdef _OPENMP
@@ -96,7 +98,7 @@ void for_each_row(const Geometry<N>& g, Row&& row) {
     return;
   }
 #ifdef _OPENMP
-#pragma omp parallel
+#pragma omp parallel num_threads(get_num_threads())
   {
     const int64_t threads = omp_get_num_threads();
     const int64_t me = omp_get_thread_num();
@@ -242,27 +244,50 @@ void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& o
   }
 }
 
-using FloatRow = void (*)(const float*, float*, int64_t);
-
-// out = f(a). A float32 tensor's contiguous rows go to `row` when given, a vectorized
-// version of f (vector_math_rows.cpp); strided rows and other dtypes use f.
-template <class T, class F>
-void run_unary(F f, const Tensor& a, const Tensor& out, FloatRow row = nullptr) {
-  using A = Acc<T>;
+// Calls row(out_row, a_row, out_step, a_step, count) over every innermost row of a unary op.
+template <class T, class Row>
+void for_each_unary_row(const Tensor& a, const Tensor& out, Row&& row) {
   const Geometry<2> g(out.shape(), {&out.strides(), &a.strides()});
   T* o = typed<T>(out);
   const T* pa = typed<const T>(a);
   const int64_t so = g.strides[0].back(), sa = g.strides[1].back();
   for_each_row(g, [&](const std::array<int64_t, 2>& off, int64_t start, int64_t count) {
-    T* ro = o + off[0] + start * so;
-    const T* ra = pa + off[1] + start * sa;
-    if constexpr (std::is_same_v<T, float>) {
-      if (row != nullptr && so == 1 && sa == 1) return row(ra, ro, count);
-    }
+    row(o + off[0] + start * so, pa + off[1] + start * sa, so, sa, count);
+  });
+}
+
+// out = f(a) elementwise, f computed in Acc<T>.
+template <class T, class F>
+void run_unary(F f, const Tensor& a, const Tensor& out) {
+  using A = Acc<T>;
+  for_each_unary_row<T>(a, out, [&](T* ro, const T* ra, int64_t so, int64_t sa, int64_t count) {
     if (so == 1 && sa == 1) {
       for (int64_t i = 0; i < count; ++i) ro[i] = T(f(A(ra[i])));
     } else {
       for (int64_t i = 0; i < count; ++i) ro[i * so] = T(f(A(ra[i * sa])));
+    }
+  });
+}
+
+using FloatRow = void (*)(const float*, float*, int64_t);
+
+// out = row(a) for a float row kernel of isa_rows.cpp. Every element goes through the same
+// kernel: contiguous float32 rows directly, strided and 16-bit rows through a float buffer,
+// so all layouts and dtypes get the bits of the contiguous float32 result.
+template <class T>
+void run_unary_rows(FloatRow row, const Tensor& a, const Tensor& out) {
+  constexpr int64_t kChunk = 256;
+  for_each_unary_row<T>(a, out, [&](T* ro, const T* ra, int64_t so, int64_t sa, int64_t count) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (so == 1 && sa == 1) return row(ra, ro, count);
+    }
+    float in[kChunk];
+    float result[kChunk];
+    for (int64_t begin = 0; begin < count; begin += kChunk) {
+      const int64_t n = std::min(kChunk, count - begin);
+      for (int64_t i = 0; i < n; ++i) in[i] = float(ra[(begin + i) * sa]);
+      row(in, result, n);
+      for (int64_t i = 0; i < n; ++i) ro[(begin + i) * so] = T(result[i]);
     }
   });
 }
@@ -277,24 +302,15 @@ void unary_typed(UnaryOp op, const Tensor& a, const Tensor& out) {
     default: break;
   }
   if constexpr (std::is_same_v<A, float>) {
+    const CpuRowKernels& rows = cpu_row_kernels();
     switch (op) {
-      case UnaryOp::Exp:
-        return run_unary<T>([](float x) { return cpu::vmath::exp(x); }, a, out, cpu::vmath::exp_row);
-      case UnaryOp::Tanh:
-        return run_unary<T>([](float x) { return cpu::vmath::tanh(x); }, a, out, cpu::vmath::tanh_row);
-      case UnaryOp::Sigmoid:
-        return run_unary<T>([](float x) { return cpu::vmath::sigmoid(x); }, a, out, cpu::vmath::sigmoid_row);
-      case UnaryOp::Gelu:
-        return run_unary<T>([](float x) { return cpu::vmath::gelu(x); }, a, out, cpu::vmath::gelu_row);
-      case UnaryOp::GeluDerivative:
-        return run_unary<T>([](float x) { return cpu::vmath::gelu_derivative(x); }, a, out,
-                            cpu::vmath::gelu_derivative_row);
-      case UnaryOp::GeluTanhDerivative:
-        return run_unary<T>([](float x) { return cpu::vmath::gelu_tanh_derivative(x); }, a, out,
-                            cpu::vmath::gelu_tanh_derivative_row);
-      case UnaryOp::GeluTanh:
-        return run_unary<T>([](float x) { return cpu::vmath::gelu_tanh(x); }, a, out,
-                            cpu::vmath::gelu_tanh_row);
+      case UnaryOp::Exp: return run_unary_rows<T>(rows.exp, a, out);
+      case UnaryOp::Tanh: return run_unary_rows<T>(rows.tanh, a, out);
+      case UnaryOp::Sigmoid: return run_unary_rows<T>(rows.sigmoid, a, out);
+      case UnaryOp::Gelu: return run_unary_rows<T>(rows.gelu, a, out);
+      case UnaryOp::GeluDerivative: return run_unary_rows<T>(rows.gelu_derivative, a, out);
+      case UnaryOp::GeluTanhDerivative: return run_unary_rows<T>(rows.gelu_tanh_derivative, a, out);
+      case UnaryOp::GeluTanh: return run_unary_rows<T>(rows.gelu_tanh, a, out);
       default: break;
     }
   }

@@ -7,6 +7,7 @@
 
 #include "backend/backends.h"
 #include "backend/cpu/strided_loop.h"
+#include "orchard/parallel.h"
 #include "orchard/tensor.h"
 
 namespace orchard::backend {
@@ -50,7 +51,7 @@ void copy_rows(char* dst, int64_t dst_pitch, const char* src, int64_t src_pitch,
                int64_t bytes) {
   const int64_t pieces = rows == 1 ? std::max<int64_t>(1, bytes >> 20) : 1;
   const int64_t piece = (bytes + pieces - 1) / pieces;
-#pragma omp parallel for collapse(2) if (rows * bytes > kParallelGrain * 8)
+#pragma omp parallel for num_threads(get_num_threads()) collapse(2) if (rows * bytes > kParallelGrain * 8)
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t p = 0; p < pieces; ++p) {
       const int64_t begin = p * piece;
@@ -71,7 +72,8 @@ class CpuIndexKernels final : public IndexKernels {
       int64_t high = std::numeric_limits<int64_t>::min();
       if (index.is_contiguous()) {
         const int64_t n = index.numel();
-#pragma omp parallel for reduction(min : low) reduction(max : high) if (n > kParallelGrain)
+#pragma omp parallel for num_threads(get_num_threads()) reduction(min : low) \
+    reduction(max : high) if (n > kParallelGrain)
         for (int64_t i = 0; i < n; ++i) {
           low = std::min<int64_t>(low, data[i]);
           high = std::max<int64_t>(high, data[i]);
@@ -117,13 +119,13 @@ class CpuIndexKernels final : public IndexKernels {
         const auto* idx = static_cast<const decltype(index_tag)*>(index.data_ptr());
         // collapse(2) shares (outer, j) pairs among threads without a division per element.
         if (inner == 1) {  // selecting single elements: no per-element memcpy call
-#pragma omp parallel for collapse(2) if (rows > kParallelGrain)
+#pragma omp parallel for num_threads(get_num_threads()) collapse(2) if (rows > kParallelGrain)
           for (int64_t o = 0; o < outer; ++o) {
             for (int64_t j = 0; j < count; ++j) out[o * count + j] = in[o * src_rows + idx[j]];
           }
           return;
         }
-#pragma omp parallel for collapse(2) if (rows * inner > kParallelGrain)
+#pragma omp parallel for num_threads(get_num_threads()) collapse(2) if (rows * inner > kParallelGrain)
         for (int64_t o = 0; o < outer; ++o) {
           for (int64_t j = 0; j < count; ++j) {
             const T* from = in + (o * src_rows + idx[j]) * inner;
@@ -146,7 +148,7 @@ class CpuIndexKernels final : public IndexKernels {
       using T = decltype(tag);
       const auto* __restrict in = static_cast<const T*>(src.data_ptr());
       auto* __restrict out = static_cast<T*>(dst.data_ptr());
-#pragma omp parallel for if (index.numel() > kParallelGrain)
+#pragma omp parallel for num_threads(get_num_threads()) if (index.numel() > kParallelGrain)
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t base = row_offset(shape, src.strides(), r, dim);
         const int64_t* row_idx = idx + r * inner;
@@ -172,7 +174,7 @@ class CpuIndexKernels final : public IndexKernels {
       using T = decltype(tag);
       const auto* in = static_cast<const T*>(src.data_ptr());
       auto* out = static_cast<T*>(dst.data_ptr());
-#pragma omp parallel for if (parallel)
+#pragma omp parallel for num_threads(get_num_threads()) if (parallel)
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t base = row_offset(shape, dst.strides(), r, dim);
         const int64_t src_base = row_offset(shape, src.strides(), r, -1);

@@ -1,5 +1,7 @@
 // CPU matrix products through the platform BLAS: OpenBLAS (the scipy-openblas32 wheel,
-// whose symbols carry a scipy_ prefix) on Linux, Accelerate on macOS.
+// whose symbols carry a scipy_ prefix) on Linux, Accelerate on macOS. OpenBLAS runs
+// single-threaded inside orchard's own OpenMP threads: its own pool would busy-wait between
+// calls on the cores orchard's threads need (orchard/parallel.h).
 #include <algorithm>
 #include <climits>
 #include <optional>
@@ -8,6 +10,7 @@
 #include <vector>
 
 #include "backend/backends.h"
+#include "orchard/parallel.h"
 #include "orchard/tensor.h"
 
 #ifdef ORCHARD_BLAS_ACCELERATE
@@ -28,12 +31,20 @@ constexpr int64_t kParallelElements = int64_t{1} << 15;
 template <class Body>
 void for_range(int64_t count, bool parallel, Body&& body) {
   if (parallel) {
-#pragma omp parallel for
+#pragma omp parallel for num_threads(get_num_threads())
     for (int64_t i = 0; i < count; ++i) body(i);
   } else {
     for (int64_t i = 0; i < count; ++i) body(i);
   }
 }
+
+// Below this many multiply-adds a product runs on one thread.
+constexpr int64_t kParallelProduct = int64_t{1} << 18;
+
+#ifndef ORCHARD_BLAS_ACCELERATE
+// OpenBLAS starts its pool when it loads, before this library; from here on it is never woken.
+[[maybe_unused]] const bool kBlasSingleThreaded = (scipy_openblas_set_num_threads(1), true);
+#endif
 
 // Row-major C = op(A) @ op(B), the only form of gemm this file needs.
 void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const float* a, int lda,
@@ -55,21 +66,21 @@ void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const dou
 }
 
 // Row-major y = op(A) @ x for A stored rows x cols: matrix-vector products skip gemm's packing.
-void gemv(CBLAS_TRANSPOSE ta, int rows, int cols, const float* a, int lda, const float* x, int incx,
-          float* y) {
+void gemv(CBLAS_TRANSPOSE ta, int rows, int cols, const float* a, int lda, const float* x, int incx, float* y,
+          int incy) {
 #ifdef ORCHARD_BLAS_ACCELERATE
-  cblas_sgemv(CblasRowMajor, ta, rows, cols, 1.0f, a, lda, x, incx, 0.0f, y, 1);
+  cblas_sgemv(CblasRowMajor, ta, rows, cols, 1.0f, a, lda, x, incx, 0.0f, y, incy);
 #else
-  scipy_cblas_sgemv(CblasRowMajor, ta, rows, cols, 1.0f, a, lda, x, incx, 0.0f, y, 1);
+  scipy_cblas_sgemv(CblasRowMajor, ta, rows, cols, 1.0f, a, lda, x, incx, 0.0f, y, incy);
 #endif
 }
 
 void gemv(CBLAS_TRANSPOSE ta, int rows, int cols, const double* a, int lda, const double* x, int incx,
-          double* y) {
+          double* y, int incy) {
 #ifdef ORCHARD_BLAS_ACCELERATE
-  cblas_dgemv(CblasRowMajor, ta, rows, cols, 1.0, a, lda, x, incx, 0.0, y, 1);
+  cblas_dgemv(CblasRowMajor, ta, rows, cols, 1.0, a, lda, x, incx, 0.0, y, incy);
 #else
-  scipy_cblas_dgemv(CblasRowMajor, ta, rows, cols, 1.0, a, lda, x, incx, 0.0, y, 1);
+  scipy_cblas_dgemv(CblasRowMajor, ta, rows, cols, 1.0, a, lda, x, incx, 0.0, y, incy);
 #endif
 }
 
@@ -154,18 +165,59 @@ int vector_step(const BlasOperand& op, bool column) {
   return (op.trans == CblasNoTrans) == column ? op.ld : 1;
 }
 
-// out (dense m x n) = a @ b where BLAS reads both in place: gemv when either is a vector.
+// out (m x n, rows ldc apart) = a @ b where BLAS reads both in place: gemv when either is a
+// vector.
 template <class T>
-void multiply(int m, int n, int k, const T* a, BlasOperand a_op, const T* b, BlasOperand b_op, T* out) {
+void multiply_block(int m, int n, int k, const T* a, BlasOperand a_op, const T* b, BlasOperand b_op, T* out,
+                    int ldc) {
   if (n == 1) {  // out = op(A) @ (b's column)
     const bool stored = a_op.trans == CblasNoTrans;
-    gemv(a_op.trans, stored ? m : k, stored ? k : m, a, a_op.ld, b, vector_step(b_op, true), out);
+    gemv(a_op.trans, stored ? m : k, stored ? k : m, a, a_op.ld, b, vector_step(b_op, true), out, ldc);
   } else if (m == 1) {  // out = op(B)^T @ (a's row)
     const bool stored = b_op.trans == CblasNoTrans;
     gemv(stored ? CblasTrans : CblasNoTrans, stored ? k : n, stored ? n : k, b, b_op.ld, a,
-         vector_step(a_op, false), out);
+         vector_step(a_op, false), out, 1);
   } else {
-    gemm(a_op.trans, b_op.trans, m, n, k, a, a_op.ld, b, b_op.ld, out, n);
+    gemm(a_op.trans, b_op.trans, m, n, k, a, a_op.ld, b, b_op.ld, out, ldc);
+  }
+}
+
+// The first element of row `row` of op(X), or of column `col`.
+template <class T>
+const T* row_of(const T* x, BlasOperand op, int row) {
+  return x + static_cast<int64_t>(row) * (op.trans == CblasNoTrans ? op.ld : 1);
+}
+template <class T>
+const T* column_of(const T* x, BlasOperand op, int col) {
+  return x + static_cast<int64_t>(col) * (op.trans == CblasNoTrans ? 1 : op.ld);
+}
+
+// out (dense m x n) = a @ b in bands of the output's rows (or columns, when it has fewer rows
+// than columns), each a BLAS call of its own, spread over `threads` threads. The bands depend
+// on the sizes alone (at most kMaxBands, kBandAlign apart), so whatever the thread count BLAS
+// makes the same calls and results do not change with it.
+template <class T>
+void multiply(int m, int n, int k, const T* a, BlasOperand a_op, const T* b, BlasOperand b_op, T* out,
+              int threads) {
+  constexpr int64_t kBandAlign = 512;
+  constexpr int64_t kMaxBands = 16;
+  const int64_t along = std::max(m, n);
+  if (int64_t{m} * n * k < kParallelProduct || along <= kBandAlign) {
+    return multiply_block(m, n, k, a, a_op, b, b_op, out, n);
+  }
+  const int64_t least = (along + kMaxBands - 1) / kMaxBands;
+  const int64_t band = (least + kBandAlign - 1) / kBandAlign * kBandAlign;
+  const auto bands = static_cast<int>((along + band - 1) / band);
+  const bool by_rows = m >= n;
+#pragma omp parallel for num_threads(std::min(threads, bands)) schedule(static)
+  for (int i = 0; i < bands; ++i) {
+    const auto begin = static_cast<int>(i * band);
+    const auto size = static_cast<int>(std::min(band, along - begin));
+    if (by_rows) {
+      multiply_block(size, n, k, row_of(a, a_op, begin), a_op, b, b_op, out + int64_t{begin} * n, n);
+    } else {
+      multiply_block(m, size, k, a, a_op, column_of(b, b_op, begin), b_op, out + begin, n);
+    }
   }
 }
 
@@ -175,8 +227,8 @@ BlasOperand dense_operand(const MatrixView& m) {
 
 // out = a @ b for float or double, reading a and b in place where BLAS can.
 template <class T>
-void product(const T* a, const MatrixView& av, const T* b, const MatrixView& bv, T* out,
-             Scratch<T>& scratch) {
+void product(const T* a, const MatrixView& av, const T* b, const MatrixView& bv, T* out, Scratch<T>& scratch,
+             int threads) {
   std::optional<BlasOperand> a_op = blas_operand(av);
   if (!a_op) {
     a = pack(a, av, scratch.a);
@@ -188,18 +240,18 @@ void product(const T* a, const MatrixView& av, const T* b, const MatrixView& bv,
     b_op = dense_operand(bv);
   }
   multiply(static_cast<int>(av.rows), static_cast<int>(bv.cols), static_cast<int>(av.cols), a, *a_op, b,
-           *b_op, out);
+           *b_op, out, threads);
 }
 
 // bfloat16: both operands widen to float, BLAS accumulates in float, one rounding at the end.
 void product(const BFloat16* a, const MatrixView& av, const BFloat16* b, const MatrixView& bv, BFloat16* out,
-             Scratch<float>& scratch) {
+             Scratch<float>& scratch, int threads) {
   const float* a32 = pack(a, av, scratch.a);
   const float* b32 = pack(b, bv, scratch.b);
   const int64_t count = av.rows * bv.cols;
   scratch.out.resize(static_cast<size_t>(count));
   multiply(static_cast<int>(av.rows), static_cast<int>(bv.cols), static_cast<int>(av.cols), a32,
-           dense_operand(av), b32, dense_operand(bv), scratch.out.data());
+           dense_operand(av), b32, dense_operand(bv), scratch.out.data(), threads);
   const float* __restrict wide = scratch.out.data();
   for_range(count, count >= kParallelElements, [=](int64_t i) { out[i] = BFloat16(wide[i]); });
 }
@@ -222,10 +274,24 @@ void matmul_typed(const Tensor& a, const Tensor& b, const Tensor& out) {
   const std::vector<int64_t> b_offsets = batch_offsets(batch, b.strides());
   const auto* a_data = static_cast<const T*>(a.data_ptr());
   const auto* b_data = static_cast<const T*>(b.data_ptr());
-  std::conditional_t<std::is_same_v<T, BFloat16>, Scratch<float>, Scratch<T>> scratch;
-  for (size_t i = 0; i < a_offsets.size(); ++i) {
+  using BatchScratch = std::conditional_t<std::is_same_v<T, BFloat16>, Scratch<float>, Scratch<T>>;
+  auto product_at = [&](size_t i, BatchScratch& scratch, int threads) {
     product(a_data + a_offsets[i], av, b_data + b_offsets[i], bv, result + static_cast<int64_t>(i) * m * n,
-            scratch);
+            scratch, threads);
+  };
+  const int threads = get_num_threads();
+  const auto count = static_cast<int64_t>(a_offsets.size());
+  if (count >= threads && threads > 1 && count * m * n * k >= kParallelProduct) {
+    // A batch of at least one matrix per thread: whole products, one per thread at a time.
+#pragma omp parallel num_threads(threads)
+    {
+      BatchScratch scratch;
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < count; ++i) product_at(static_cast<size_t>(i), scratch, 1);
+    }
+  } else {
+    BatchScratch scratch;
+    for (int64_t i = 0; i < count; ++i) product_at(static_cast<size_t>(i), scratch, threads);
   }
 }
 
@@ -242,6 +308,14 @@ class CpuLinalgKernels final : public LinalgKernels {
 };
 
 }  // namespace
+
+int cpu_blas_threads() {
+#ifdef ORCHARD_BLAS_ACCELERATE
+  return 0;
+#else
+  return scipy_openblas_get_num_threads();
+#endif
+}
 
 const LinalgKernels& cpu_matmul_kernels() {
   static const CpuLinalgKernels kernels;

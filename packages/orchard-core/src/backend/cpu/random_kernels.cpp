@@ -2,8 +2,8 @@
 // counter (offset + i), so threads may split the elements any way they like.
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <numbers>
+#include <string_view>
 #include <type_traits>
 
 #ifdef __SSE2__
@@ -11,6 +11,8 @@
 #endif
 
 #include "backend/backends.h"
+#include "backend/cpu/cpu_isa.h"
+#include "orchard/parallel.h"
 #include "orchard/tensor.h"
 
 namespace orchard::backend {
@@ -124,12 +126,9 @@ __attribute__((target("avx2"))) void philox_rounds_avx2(uint32_t (&c)[4][kLanes]
   }
 }
 
-// ORCHARD_DISABLE_AVX2 (read once) forces the SSE2 path, so tests cover both on one host.
-bool use_avx2() {
-  static const bool use =
-      (__builtin_cpu_init(), __builtin_cpu_supports("avx2")) && !std::getenv("ORCHARD_DISABLE_AVX2");
-  return use;
-}
+// The AVX2 path whenever the CPU kernels' instruction set has AVX2 (cpu_isa.h): forcing
+// "generic" (ORCHARD_CPU_ISA) takes the SSE2 path, so tests cover both on one host.
+bool use_avx2() { return std::string_view(cpu_row_kernels().isa) != "generic"; }
 #endif
 
 // Standard normals of a block's elements in float: Box-Muller on words 0-1 and 2-3, where
@@ -217,7 +216,7 @@ void philox_block(const PhiloxState& state, uint64_t first, Words& words) {
 template <class Fill>
 void for_each_block(int64_t n, const PhiloxState& state, Fill&& fill) {
   const int64_t blocks = (n + kLanes - 1) / kLanes;
-#pragma omp parallel for if (n > kParallelGrain)
+#pragma omp parallel for num_threads(get_num_threads()) if (n > kParallelGrain)
   for (int64_t b = 0; b < blocks; ++b) {
     Words words;
     const int64_t first = b * kLanes;

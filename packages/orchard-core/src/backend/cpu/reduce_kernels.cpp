@@ -12,48 +12,17 @@
 #include <vector>
 
 #include "backend/backends.h"
+#include "backend/cpu/cpu_isa.h"
+#include "backend/cpu/reduce_rows.h"
 #include "backend/cpu/strided_loop.h"
-#include "backend/cpu/target_clones.h"
+#include "orchard/parallel.h"
 #include "orchard/tensor.h"
 
 namespace orchard::backend {
 
 namespace {
 
-constexpr int64_t kLanes = 16;              // independent accumulators: the loops vectorize
-constexpr int64_t kBlock = 4096;            // elements per partial sum
-constexpr int64_t kTile = 1024;             // output columns summed together down a column
-constexpr int64_t kRowsPerBlock = 64;       // rows per float partial down a column
 constexpr int64_t kParallelWork = 1 << 15;  // below this many elements, one thread
-
-// The float loops that bound sums and softmax get an AVX2 clone (target_clones.h).
-
-template <class T>
-constexpr bool is_half_float = std::is_same_v<T, BFloat16> || std::is_same_v<T, Float16>;
-template <class T>
-constexpr bool is_float_type = std::is_floating_point_v<T> || is_half_float<T>;
-
-// What a sum accumulates in: float32 for the 16-bit floats, int64 for integers and bool.
-template <class T>
-using Acc = std::conditional_t<std::is_same_v<T, double>, double,
-                               std::conditional_t<is_float_type<T>, float, int64_t>>;
-// What partial sums are combined in.
-template <class T>
-using Total = std::conditional_t<is_float_type<T>, double, int64_t>;
-// What softmax and the comparisons compute in.
-template <class T>
-using Compute = std::conditional_t<is_half_float<T>, float, T>;
-template <class T>
-using SumOut = std::conditional_t<is_float_type<T>, T, int64_t>;
-
-template <class Out, class V>
-Out store(V value) {
-  if constexpr (is_half_float<Out>) {
-    return Out(static_cast<float>(value));
-  } else {
-    return static_cast<Out>(value);
-  }
-}
 
 // (size, stride) of dims [begin, end) of `t` walked as one, or nullopt when
 // their strides are not one progression. Dims of size 1 are skipped.
@@ -97,26 +66,10 @@ Rows as_rows(const Tensor& src, int64_t kept_ndim) {
   return {src.contiguous(), rows, length, length};
 }
 
-// Sum of n <= kBlock contiguous values: kLanes accumulators, then the tail.
-template <class T>
-[[gnu::always_inline]] inline Total<T> sum_block(const T* __restrict in, int64_t n) {
-  Acc<T> lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int64_t j = 0; j < kLanes; ++j) lanes[j] += static_cast<Acc<T>>(in[i + j]);
-  }
-  Total<T> total = 0;
-  for (; i < n; ++i) total += static_cast<Acc<T>>(in[i]);
-  for (int64_t j = 0; j < kLanes; ++j) total += lanes[j];
-  return total;
-}
-
-ORCHARD_AVX2_CLONE double sum_block_float(const float* in, int64_t n) { return sum_block(in, n); }
-
 template <class T>
 Total<T> block_sum(const T* in, int64_t n) {
   if constexpr (std::is_same_v<T, float>) {
-    return sum_block_float(in, n);
+    return cpu_row_kernels().sum_block(in, n);
   } else {
     return sum_block(in, n);
   }
@@ -134,7 +87,7 @@ Total<T> sum_row(const T* in, int64_t n, bool parallel) {
     return total;
   }
   std::vector<Total<T>> partial(blocks);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(get_num_threads()) schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     partial[b] = block_sum(in + b * kBlock, std::min(kBlock, n - b * kBlock));
   }
@@ -142,47 +95,15 @@ Total<T> sum_row(const T* in, int64_t n, bool parallel) {
   return total;
 }
 
-template <class T>
-SumOut<T> scaled(Total<T> total, double scale) {
-  if constexpr (std::is_integral_v<Total<T>>) {
-    return total;  // integer sums are never scaled (mean takes floats only)
-  } else {
-    return store<SumOut<T>>(scale * total);
-  }
-}
-
-// out[k0 + j] = sum over r of in[k0 + j + r * stride] for j < width <= kTile,
-// down the rows in blocks of float partials as in sum_row.
-template <class T>
-[[gnu::always_inline]] inline void sum_tile(const T* in, SumOut<T>* out, int64_t k0, int64_t width,
-                                            int64_t rows, int64_t stride, double scale) {
-  Total<T> total[kTile] = {};
-  for (int64_t r0 = 0; r0 < rows; r0 += kRowsPerBlock) {
-    Acc<T> acc[kTile] = {};
-    const int64_t r_end = std::min(rows, r0 + kRowsPerBlock);
-    for (int64_t r = r0; r < r_end; ++r) {
-      const T* __restrict row = in + r * stride + k0;
-      for (int64_t j = 0; j < width; ++j) acc[j] += static_cast<Acc<T>>(row[j]);
-    }
-    for (int64_t j = 0; j < width; ++j) total[j] += acc[j];
-  }
-  for (int64_t j = 0; j < width; ++j) out[k0 + j] = scaled<T>(total[j], scale);
-}
-
-ORCHARD_AVX2_CLONE void sum_tile_float(const float* in, float* out, int64_t k0, int64_t width, int64_t rows,
-                                       int64_t stride, double scale) {
-  sum_tile(in, out, k0, width, rows, stride, scale);
-}
-
 // Sums down the columns when the kept elements have unit stride, kTile at a time.
 template <class T>
 void sum_columns(const T* in, SumOut<T>* out, int64_t columns, int64_t rows, int64_t stride, double scale) {
   const int64_t tiles = (columns + kTile - 1) / kTile;
-#pragma omp parallel for schedule(static) if (columns * rows >= kParallelWork)
+#pragma omp parallel for num_threads(get_num_threads()) schedule(static) if (columns * rows >= kParallelWork)
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t width = std::min(kTile, columns - t * kTile);
     if constexpr (std::is_same_v<T, float>) {
-      sum_tile_float(in, out, t * kTile, width, rows, stride, scale);
+      cpu_row_kernels().sum_tile(in, out, t * kTile, width, rows, stride, scale);
     } else {
       sum_tile(in, out, t * kTile, width, rows, stride, scale);
     }
@@ -209,7 +130,7 @@ void sum_typed(const Tensor& src, const Tensor& dst, double scale) {
     out[0] = scaled<T>(sum_row(in, rows.length, true), scale);
     return;
   }
-#pragma omp parallel for schedule(static) if (src.numel() >= kParallelWork)
+#pragma omp parallel for num_threads(get_num_threads()) schedule(static) if (src.numel() >= kParallelWork)
   for (int64_t k = 0; k < rows.rows; ++k)
     out[k] = scaled<T>(sum_row(in + k * rows.row_stride, rows.length, false), scale);
 }
@@ -240,7 +161,7 @@ void extreme_typed(const Tensor& src, const Tensor& values, const Tensor& indice
   const auto* in = static_cast<const T*>(rows.data.data_ptr());
   T* value_out = values.defined() ? static_cast<T*>(values.data_ptr()) : nullptr;
   int64_t* index_out = indices.defined() ? static_cast<int64_t*>(indices.data_ptr()) : nullptr;
-#pragma omp parallel for schedule(static) if (src.numel() >= kParallelWork)
+#pragma omp parallel for num_threads(get_num_threads()) schedule(static) if (src.numel() >= kParallelWork)
   for (int64_t k = 0; k < rows.rows; ++k) {
     const T* row = in + k * rows.row_stride;
     const int64_t i = extreme_index(row, rows.length, largest);
@@ -258,7 +179,7 @@ void var_typed(const Tensor& src, const Tensor& dst, double correction, bool tak
   const double n = static_cast<double>(rows.length);
   const double divisor = std::max(0.0, n - correction);
   const int64_t outputs = dst.numel();
-#pragma omp parallel for schedule(static) if (src.numel() >= kParallelWork)
+#pragma omp parallel for num_threads(get_num_threads()) schedule(static) if (src.numel() >= kParallelWork)
   for (int64_t k = 0; k < outputs; ++k) {
     const T* row = in + k * rows.row_stride;
     double total = 0;
@@ -280,7 +201,7 @@ void logsumexp_typed(const Tensor& src, const Tensor& dst) {
   const auto* in = static_cast<const T*>(rows.data.data_ptr());
   auto* out = static_cast<T*>(dst.data_ptr());
   const int64_t outputs = dst.numel();
-#pragma omp parallel for schedule(static) if (src.numel() >= kParallelWork)
+#pragma omp parallel for num_threads(get_num_threads()) schedule(static) if (src.numel() >= kParallelWork)
   for (int64_t k = 0; k < outputs; ++k) {
     const T* row = in + k * rows.row_stride;
     double top = -std::numeric_limits<double>::infinity();
@@ -292,122 +213,11 @@ void logsumexp_typed(const Tensor& src, const Tensor& dst) {
   }
 }
 
-// exp(x) for x <= 0 (and a little above) as 2^n * p(x - n ln2), within an ulp;
-// 0 below -87.3. No float compares or branches, so loops over it vectorize
-// (a float select would not without -fno-trapping-math, nor would libm's expf).
-[[gnu::always_inline]] inline float exp_nonpositive(float x) {
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  constexpr uint32_t kLowestBits = std::bit_cast<uint32_t>(-87.33654f);  // exp: the smallest normal
-  constexpr uint32_t kMinusInfBits = 0xff800000u;
-  const float shifted = x * kLog2e + kRound;
-  const float n = shifted - kRound;
-  const float r = x - n * 0.693359375f - n * -2.12194440e-4f;  // ln2 in two parts
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float poly = p * r * r + r + 1.0f;
-  const auto exponent =
-      static_cast<uint32_t>(std::bit_cast<int32_t>(shifted) - std::bit_cast<int32_t>(kRound));
-  const float value = poly * std::bit_cast<float>((exponent + 127u) << 23);
-  // x in [-inf, -87.3): as unsigned bits, the negative floats order by magnitude; NaN passes.
-  const uint32_t bits = std::bit_cast<uint32_t>(x);
-  const uint32_t keep = static_cast<uint32_t>((bits > kLowestBits) & (bits <= kMinusInfBits)) - 1u;
-  return std::bit_cast<float>(std::bit_cast<uint32_t>(value) & keep);
-}
-
-template <class C>
-[[gnu::always_inline]] inline C exp_shifted(C x) {
-  if constexpr (std::is_same_v<C, float>) {
-    return exp_nonpositive(x);
-  } else {
-    return std::exp(x);
-  }
-}
-
-// The largest element of a non-empty row, NaN if there is one. Floats compare
-// as integers of the same order (the sign flips the others' bits), so it vectorizes.
-template <class C>
-[[gnu::always_inline]] inline C row_max(const C* __restrict in, int64_t n) {
-  if constexpr (std::is_same_v<C, float>) {
-    int32_t lanes[kLanes];
-    std::fill_n(lanes, kLanes, std::numeric_limits<int32_t>::min());
-    auto key = [](int32_t bits) { return bits ^ ((bits >> 31) & 0x7fffffff); };
-    int64_t i = 0;
-    for (; i + kLanes <= n; i += kLanes) {
-      for (int64_t j = 0; j < kLanes; ++j) {
-        const int32_t k = key(std::bit_cast<int32_t>(in[i + j]));
-        lanes[j] = k > lanes[j] ? k : lanes[j];
-      }
-    }
-    int32_t top = std::numeric_limits<int32_t>::min();
-    for (; i < n; ++i) top = std::max(top, key(std::bit_cast<int32_t>(in[i])));
-    for (int64_t j = 0; j < kLanes; ++j) top = std::max(top, lanes[j]);
-    const float value = std::bit_cast<float>(key(top));
-    return std::isnan(value) ? std::numeric_limits<float>::quiet_NaN() : value;
-  } else {
-    C top = in[0];
-    for (int64_t i = 0; i < n; ++i) top = std::isnan(in[i]) || in[i] > top ? in[i] : top;
-    return top;
-  }
-}
-
-// Sum of exp(in[i] - top) over n <= kBlock values, grouped as in sum_block;
-// softmax (not Log) keeps each exponential in out[i].
-template <bool Log, class C>
-[[gnu::always_inline]] inline Total<C> exp_block(const C* __restrict in, C* __restrict out, int64_t n,
-                                                 C top) {
-  C lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int64_t j = 0; j < kLanes; ++j) {
-      const C e = exp_shifted(in[i + j] - top);
-      if constexpr (!Log) out[i + j] = e;
-      lanes[j] += e;
-    }
-  }
-  Total<C> total = 0;
-  for (; i < n; ++i) {
-    const C e = exp_shifted(in[i] - top);
-    if constexpr (!Log) out[i] = e;
-    total += e;
-  }
-  for (int64_t j = 0; j < kLanes; ++j) total += lanes[j];
-  return total;
-}
-
-// Softmax of one row, subtracting the max so exp never overflows: three passes
-// (max; exp and sum; scale or shift).
-template <bool Log, class C>
-[[gnu::always_inline]] inline void softmax_row(const C* __restrict in, C* __restrict out, int64_t n) {
-  const C top = row_max(in, n);
-  Total<C> total = 0;
-  for (int64_t b = 0; b < n; b += kBlock) {
-    total += exp_block<Log>(in + b, out + b, std::min(kBlock, n - b), top);
-  }
-  if constexpr (Log) {
-    const C offset = top + static_cast<C>(std::log(total));
-    for (int64_t i = 0; i < n; ++i) out[i] = in[i] - offset;
-  } else {
-    const C inverse = static_cast<C>(1.0 / total);
-    for (int64_t i = 0; i < n; ++i) out[i] *= inverse;
-  }
-}
-
-ORCHARD_AVX2_CLONE void softmax_row_float(const float* in, float* out, int64_t n) {
-  softmax_row<false>(in, out, n);
-}
-ORCHARD_AVX2_CLONE void log_softmax_row_float(const float* in, float* out, int64_t n) {
-  softmax_row<true>(in, out, n);
-}
-
 template <bool Log, class C>
 void softmax_dispatch(const C* in, C* out, int64_t n) {
   if constexpr (std::is_same_v<C, float>) {
-    (Log ? log_softmax_row_float : softmax_row_float)(in, out, n);
+    const CpuRowKernels& rows = cpu_row_kernels();
+    (Log ? rows.log_softmax : rows.softmax)(in, out, n);
   } else {
     softmax_row<Log>(in, out, n);
   }
@@ -439,7 +249,7 @@ void softmax_typed(const Tensor& src, const Tensor& dst) {
   const bool direct_in = std::is_same_v<T, C> && (in_step == 1 || n == 1);
   const bool direct_out = std::is_same_v<T, C> && (out_step == 1 || n == 1);
   const auto rows = static_cast<int64_t>(src_rows.size());
-#pragma omp parallel if (src.numel() >= kParallelWork)
+#pragma omp parallel num_threads(get_num_threads()) if (src.numel() >= kParallelWork)
   {
     std::vector<C> in_buffer(direct_in ? 0 : n);
     std::vector<C> out_buffer(direct_out ? 0 : n);

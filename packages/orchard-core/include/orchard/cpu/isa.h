@@ -1,0 +1,13 @@
+// The instruction-set tiers of CPU kernels: "generic", "avx2" (AVX2 and FMA) and "avx512"
+// (AVX-512 F, BW, DQ and VL). orchard-core compiles its hot loops once per tier, and
+// extensions (orchard-flash) name theirs the same, so one check decides for both.
+#pragma once
+
+#include <string_view>
+
+namespace orchard::cpu {
+
+// Whether this CPU runs tier `name`; false for a name that is not a tier.
+bool runs_isa(std::string_view name);
+
+}  // namespace orchard::cpu

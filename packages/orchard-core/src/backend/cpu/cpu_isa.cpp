@@ -1,0 +1,70 @@
+#include "backend/cpu/cpu_isa.h"
+
+#include <atomic>
+
+#include "orchard/cpu/isa.h"
+#include "orchard/error.h"
+
+namespace orchard::cpu {
+
+bool runs_isa(std::string_view name) {
+  if (name == "generic") return true;
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (name == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (name == "avx512") {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  }
+#endif
+  return false;
+}
+
+}  // namespace orchard::cpu
+
+namespace orchard::backend {
+
+namespace {
+
+std::vector<const CpuRowKernels*> supported() {
+#if defined(__x86_64__)
+  const CpuRowKernels* built[] = {&isa_generic::row_kernels(), &isa_avx2::row_kernels(),
+                                  &isa_avx512::row_kernels()};
+#else
+  const CpuRowKernels* built[] = {&isa_generic::row_kernels()};
+#endif
+  std::vector<const CpuRowKernels*> sets;
+  for (const CpuRowKernels* k : built) {
+    if (cpu::runs_isa(k->isa)) sets.push_back(k);
+  }
+  return sets;
+}
+
+std::atomic<const CpuRowKernels*>& current() {
+  static std::atomic<const CpuRowKernels*> chosen{supported().back()};
+  return chosen;
+}
+
+}  // namespace
+
+const CpuRowKernels& cpu_row_kernels() { return *current().load(std::memory_order_relaxed); }
+
+std::vector<std::string> supported_cpu_isas() {
+  std::vector<std::string> names;
+  for (const CpuRowKernels* k : supported()) names.emplace_back(k->isa);
+  return names;
+}
+
+void set_cpu_isa(const std::string& name) {
+  for (const CpuRowKernels* k : supported()) {
+    if (name == k->isa) {
+      current().store(k);
+      return;
+    }
+  }
+  std::string names;
+  for (const std::string& n : supported_cpu_isas()) names += (names.empty() ? "" : ", ") + n;
+  fail<ValueError>("CPU instruction set '", name, "' is not available here (", names, ")");
+}
+
+}  // namespace orchard::backend

@@ -1,0 +1,54 @@
+// The float loops that bound CPU speed (vector math, sums, softmax), compiled once per
+// instruction set (isa_rows.cpp, built three times by meson.build), and which set runs.
+// The numerics contract: orchard-core compiles without implicit contraction
+// (-ffp-contract=off) and writes the fused multiply-adds it wants explicitly (std::fma in
+// vector_math.h's polynomials), so every set rounds the same operations in the same order.
+// Results are bitwise identical across sets and CPUs, and elementwise functions of strided,
+// 16-bit and contiguous tensors go through the same row kernels (tests/test_cpu_isa.py
+// forces each set in turn).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace orchard::backend {
+
+struct CpuRowKernels {
+  const char* isa;
+  // out[i] = f(in[i]) for i < n, f from orchard/cpu/vector_math.h.
+  void (*exp)(const float* in, float* out, int64_t n);
+  void (*tanh)(const float* in, float* out, int64_t n);
+  void (*sigmoid)(const float* in, float* out, int64_t n);
+  void (*gelu)(const float* in, float* out, int64_t n);
+  void (*gelu_tanh)(const float* in, float* out, int64_t n);
+  void (*gelu_derivative)(const float* in, float* out, int64_t n);
+  void (*gelu_tanh_derivative)(const float* in, float* out, int64_t n);
+  // reduce_rows.h's loops at float.
+  double (*sum_block)(const float* in, int64_t n);
+  void (*sum_tile)(const float* in, float* out, int64_t k0, int64_t width, int64_t rows, int64_t stride,
+                   double scale);
+  void (*softmax)(const float* in, float* out, int64_t n);
+  void (*log_softmax)(const float* in, float* out, int64_t n);
+};
+
+namespace isa_generic {
+const CpuRowKernels& row_kernels();
+}
+#if defined(__x86_64__)
+namespace isa_avx2 {
+const CpuRowKernels& row_kernels();
+}
+namespace isa_avx512 {
+const CpuRowKernels& row_kernels();
+}
+#endif
+
+// The set in use: the widest this CPU runs unless set_cpu_isa chose another.
+const CpuRowKernels& cpu_row_kernels();
+// The sets this CPU runs, narrowest first ("generic", "avx2", "avx512").
+std::vector<std::string> supported_cpu_isas();
+// Switches to `name`; ValueError naming it when this CPU or build lacks it.
+void set_cpu_isa(const std::string& name);
+
+}  // namespace orchard::backend

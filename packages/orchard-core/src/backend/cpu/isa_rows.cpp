@@ -1,0 +1,57 @@
+// The CPU row kernels of cpu_isa.h, compiled once per instruction set: meson.build builds this
+// file three times, defining ORCHARD_CPU_ISA (the set's name), ORCHARD_CPU_ISA_NAMESPACE
+// (isa_<name>) and passing that set's -m flags. It is also compiled with -fno-trapping-math, so that GCC
+// turns vector_math.h's selects into blends instead of branches and the loops vectorize.
+#include "backend/cpu/cpu_isa.h"
+#include "backend/cpu/reduce_rows.h"
+#include "orchard/cpu/vector_math.h"
+
+#if !defined(ORCHARD_CPU_ISA) || !defined(ORCHARD_CPU_ISA_NAMESPACE)
+#error "define ORCHARD_CPU_ISA (generic, avx2 or avx512) and ORCHARD_CPU_ISA_NAMESPACE (isa_<name>)"
+#endif
+#define ORCHARD_STRINGIFY_(a) #a
+#define ORCHARD_STRINGIFY(a) ORCHARD_STRINGIFY_(a)
+
+namespace orchard::backend::ORCHARD_CPU_ISA_NAMESPACE {
+
+namespace {
+
+namespace vm = cpu::vmath;
+
+// Lambdas rather than function pointers: taking vector_math.h's addresses would emit
+// out-of-line copies that the linker may share between the instruction sets.
+template <auto F>
+void map_row(const float* __restrict in, float* __restrict out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = F(in[i]);
+}
+
+double sum_block_float(const float* in, int64_t n) { return sum_block(in, n); }
+
+void sum_tile_float(const float* in, float* out, int64_t k0, int64_t width, int64_t rows, int64_t stride,
+                    double scale) {
+  sum_tile(in, out, k0, width, rows, stride, scale);
+}
+
+void softmax_row_float(const float* in, float* out, int64_t n) { softmax_row<false>(in, out, n); }
+void log_softmax_row_float(const float* in, float* out, int64_t n) { softmax_row<true>(in, out, n); }
+
+constexpr CpuRowKernels kRowKernels{
+    ORCHARD_STRINGIFY(ORCHARD_CPU_ISA),
+    map_row<[](float x) { return vm::exp(x); }>,
+    map_row<[](float x) { return vm::tanh(x); }>,
+    map_row<[](float x) { return vm::sigmoid(x); }>,
+    map_row<[](float x) { return vm::gelu(x); }>,
+    map_row<[](float x) { return vm::gelu_tanh(x); }>,
+    map_row<[](float x) { return vm::gelu_derivative(x); }>,
+    map_row<[](float x) { return vm::gelu_tanh_derivative(x); }>,
+    sum_block_float,
+    sum_tile_float,
+    softmax_row_float,
+    log_softmax_row_float,
+};
+
+}  // namespace
+
+const CpuRowKernels& row_kernels() { return kRowKernels; }
+
+}  // namespace orchard::backend::ORCHARD_CPU_ISA_NAMESPACE

@@ -1,0 +1,120 @@
+"""The CPU kernels' instruction-set variants give bitwise the same results.
+
+orchard-core compiles its hot float loops once per instruction set (generic, AVX2, AVX-512)
+without floating-point contraction, so every variant rounds the same operations in the same
+order as the others, and elementwise functions as their strided (scalar) path. Each variant
+this CPU runs is forced in turn; on a machine without AVX-512 the test covers the ones it has.
+NaN is compared as NaN: its sign and payload are not part of the contract (x86 propagates
+either operand's NaN, and compilers may swap the operands of a commutative operation).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import orchard_core as oc
+import pytest
+from orchard_core import _core
+
+
+@pytest.fixture
+def restore_isa():
+    saved = _core._cpu_isa()
+    yield
+    _core._set_cpu_isa(saved)
+
+
+def _grad(fn, x: oc.Tensor) -> oc.Tensor:
+    leaf = x.detach().requires_grad_()
+    fn(leaf).sum().backward()
+    return leaf.grad
+
+
+# Every operation with a per-instruction-set float32 loop (isa_rows.cpp), applied to a tensor.
+ELEMENTWISE = {
+    "exp": oc.exp,
+    "tanh": lambda t: t.tanh(),
+    "sigmoid": lambda t: t.sigmoid(),
+    "gelu": oc.gelu,
+    "gelu_tanh": lambda t: oc.gelu(t, approximate="tanh"),
+    "gelu_backward": lambda t: _grad(oc.gelu, t),
+    "gelu_tanh_backward": lambda t: _grad(lambda u: oc.gelu(u, approximate="tanh"), t),
+}
+# Reductions sum in an order fixed by the layout (rows or columns), the same in every variant.
+REDUCTIONS = {
+    "sum_rows": lambda t: t.sum(-1),
+    "sum_columns": lambda t: t.sum(0),
+    "mean_all": lambda t: t.mean(),
+    "softmax": lambda t: t.softmax(-1),
+    "log_softmax": lambda t: t.log_softmax(-1),
+}
+OPERATIONS = {**ELEMENTWISE, **REDUCTIONS}
+
+
+def _inputs(rng: np.random.Generator) -> np.ndarray:
+    """Values over the functions' whole range, tails and specials included, in an odd shape.
+
+    701 x 523 is a multiple of no block size and large enough to be split over threads.
+    """
+    shape = (701, 523)
+    count = shape[0] * shape[1]
+    wide = rng.uniform(-110.0, 95.0, count // 2)
+    ordinary = rng.standard_normal(count - wide.size - 5) * 4.0
+    specials = [np.inf, -np.inf, np.nan, 0.0, -0.0]
+    values = np.concatenate([wide, ordinary, specials]).astype(np.float32)
+    return rng.permutation(values).reshape(shape)
+
+
+def _bits(t: oc.Tensor) -> np.ndarray:
+    values = np.asarray(t)
+    return np.where(np.isnan(values), np.float32(np.nan), values).view(np.uint32)
+
+
+@pytest.mark.parametrize("name", list(OPERATIONS))
+def test_every_instruction_set_gives_the_same_bits(name, rng, restore_isa):
+    operation = OPERATIONS[name]
+    values = _inputs(rng)
+    contiguous = oc.tensor(values)
+    # The same values as a transposed view: rows with stride != 1 take the scalar path.
+    strided = oc.tensor(np.ascontiguousarray(values.T)).T
+    results = {}
+    for isa in _core._cpu_isas():
+        _core._set_cpu_isa(isa)
+        assert oc.cpu_isa() == isa
+        results[isa] = (_bits(operation(contiguous)), _bits(operation(strided)))
+        if name in ELEMENTWISE:
+            np.testing.assert_array_equal(results[isa][1], results[isa][0], err_msg=f"{isa}, strided")
+    reference = results.pop("generic")
+    for isa, layouts in results.items():
+        for layout, bits, want in zip(("contiguous", "strided"), layouts, reference, strict=True):
+            np.testing.assert_array_equal(bits, want, err_msg=f"{isa} against generic, {layout}")
+
+
+def test_the_widest_instruction_set_is_the_default():
+    script = "import orchard_core as oc; print(oc.cpu_isa(), oc._core._cpu_isas()[-1])"
+    env = {k: v for k, v in os.environ.items() if k != "ORCHARD_CPU_ISA"}
+    chosen, widest = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert chosen == widest
+
+
+def test_orchard_cpu_isa_forces_a_narrower_set():
+    env = {**os.environ, "ORCHARD_CPU_ISA": "generic"}
+    script = "import orchard_core as oc; print(oc.cpu_isa())"
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "generic"
+
+
+def test_an_unknown_instruction_set_is_refused_by_name(restore_isa):
+    with pytest.raises(ValueError, match=r"'avx9000'.*generic"):
+        _core._set_cpu_isa("avx9000")
+    env = {**os.environ, "ORCHARD_CPU_ISA": "avx9000"}
+    out = subprocess.run(
+        [sys.executable, "-c", "import orchard_core"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode != 0
+    assert "ORCHARD_CPU_ISA='avx9000'" in out.stderr
