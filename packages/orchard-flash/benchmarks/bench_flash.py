@@ -1,9 +1,9 @@
 """orchard-flash's fused CPU attention next to torch's scaled_dot_product_attention, in one run.
 
-torch's SDPA on the CPU is its own fused flash kernel. Shapes as in the issue: batch 1, 8
+torch's SDPA on the CPU is its own fused flash kernel. Shapes: batch 1, 8
 heads, head dim 64, lengths 512 to 4096, causal and not, float32 and bfloat16. FLOPs count
 4·B·H·Lq·Lk·D for the forward pass (half for causal) and 3.5 times that for forward plus
-backward (the convention of ../shared/ANCHORS.md). The FMA ceiling is measured by
+backward (FlashAttention's benchmark convention). The FMA ceiling is measured by
 fma_peak.c, compiled here with gcc -O3 -fopenmp.
 
     python packages/orchard-flash/benchmarks/bench_flash.py --out docs/benchmarks/flash.md

@@ -1,8 +1,8 @@
 """orchard-flash's CUDA attention next to torch's SDPA backends (FlashAttention-2 and cuDNN), in one run.
 
-Shapes, dtype and FLOP conventions are those of ../../../../shared/anchors/gpu_sdpa.py (the GPU
-rows of ANCHORS.md): bfloat16, model dim 2048 (H = 2048 / D heads), batch·L = 32k tokens (B =
-2·max(1, 16384 / L)), D = 64 and 128, L = 512 to 16384, causal and not. Forward FLOPs are
+Shapes, dtype and FLOP conventions are those of FlashAttention's own benchmarks: bfloat16,
+model dim 2048 (H = 2048 / D heads), batch·L = 32k tokens (B = 2·max(1, 16384 / L)), D = 64
+and 128, L = 512 to 16384, causal and not. Forward FLOPs are
 4·B·H·L²·D (half for causal); the backward pass alone counts 2.5 times that.
 
 Timing: CUDA events around each call (triton.testing.do_bench, median, when triton is
