@@ -31,19 +31,19 @@ namespace orchard::cpu::vmath {
   return (x + shifter) - shifter;
 }
 
-// One Horner step, p * x + c, rounded once.
-[[gnu::always_inline]] inline float horner(float p, float x, float c) { return std::fma(p, x, c); }
+// a * b + c rounded once: a fused multiply-add.
+[[gnu::always_inline]] inline float madd(float a, float b, float c) { return std::fma(a, b, c); }
 
 // exp(r) - 1 for |r| <= ln(2)/2: the Taylor series to r^8, no cancellation near 0.
 [[gnu::always_inline]] inline float expm1_reduced(float r) {
   float p = 1.0f / 40320.0f;
-  p = horner(p, r, 1.0f / 5040.0f);
-  p = horner(p, r, 1.0f / 720.0f);
-  p = horner(p, r, 1.0f / 120.0f);
-  p = horner(p, r, 1.0f / 24.0f);
-  p = horner(p, r, 1.0f / 6.0f);
-  p = horner(p, r, 0.5f);
-  return horner(p * r, r, r);
+  p = madd(p, r, 1.0f / 5040.0f);
+  p = madd(p, r, 1.0f / 720.0f);
+  p = madd(p, r, 1.0f / 120.0f);
+  p = madd(p, r, 1.0f / 24.0f);
+  p = madd(p, r, 1.0f / 6.0f);
+  p = madd(p, r, 0.5f);
+  return madd(p * r, r, r);
 }
 
 // x + lo = n * ln2 + r with |r| <= ln(2)/2 (lo a small correction to x, or 0); ln2 is
@@ -53,7 +53,7 @@ namespace orchard::cpu::vmath {
   constexpr float ln2_hi = 0.693145751953125f;
   constexpr float ln2_lo = 1.42860682030941723212e-6f;
   n = round_nearest((x + lo) * log2e);
-  return ((x - n * ln2_hi) - n * ln2_lo) + lo;
+  return madd(-n, ln2_lo, madd(-n, ln2_hi, x)) + lo;
 }
 
 // exp(x + lo): an argument carried in two floats keeps digits a single float would round off.
@@ -75,7 +75,7 @@ namespace orchard::cpu::vmath {
   float n;
   const float r = reduce(x, n);
   const float q = expm1_reduced(r);
-  return n == 0.0f ? q : pow2i(n) * (q + 1.0f) - 1.0f;
+  return n == 0.0f ? q : madd(pow2i(n), q + 1.0f, -1.0f);
 }
 
 [[gnu::always_inline]] inline float tanh(float x) {
@@ -107,15 +107,15 @@ namespace orchard::cpu::vmath {
   const float z = std::fabs(x) * 0.70710678118654752f;
   const float t = 1.0f / (1.0f + 0.5f * z);
   float p = 0.17087277f;
-  p = horner(p, t, -0.82215223f);
-  p = horner(p, t, 1.48851587f);
-  p = horner(p, t, -1.13520398f);
-  p = horner(p, t, 0.27886807f);
-  p = horner(p, t, -0.18628806f);
-  p = horner(p, t, 0.09678418f);
-  p = horner(p, t, 0.37409196f);
-  p = horner(p, t, 1.00002368f);
-  p = horner(p, t, -1.26551223f);
+  p = madd(p, t, -0.82215223f);
+  p = madd(p, t, 1.48851587f);
+  p = madd(p, t, -1.13520398f);
+  p = madd(p, t, 0.27886807f);
+  p = madd(p, t, -0.18628806f);
+  p = madd(p, t, 0.09678418f);
+  p = madd(p, t, 0.37409196f);
+  p = madd(p, t, 1.00002368f);
+  p = madd(p, t, -1.26551223f);
   float lo;
   const double xd = x;
   const float hi = split_negated(0.5 * xd * xd, lo);
