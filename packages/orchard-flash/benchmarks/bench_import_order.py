@@ -152,7 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=6, help="processes per import order (default 6)")
+    parser.add_argument("--rounds", type=int, default=10, help="processes per import order (default 10)")
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats per process (default 7)")
     parser.add_argument("--out", type=Path, help="write a markdown table here")
     args = parser.parse_args()

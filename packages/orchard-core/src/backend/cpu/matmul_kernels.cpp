@@ -194,19 +194,21 @@ const T* column_of(const T* x, BlasOperand op, int col) {
 
 // out (dense m x n) = a @ b in bands of the output's rows (or columns, when it has fewer rows
 // than columns), each a BLAS call of its own, spread over `threads` threads. The bands depend
-// on the sizes alone (at most kMaxBands, kBandAlign apart), so whatever the thread count BLAS
-// makes the same calls and results do not change with it.
+// on the sizes alone, so whatever the thread count BLAS makes the same calls and results do not
+// change with it. Every band packs the whole other operand again: bands of 256 rows give
+// mid-sized products threads to run on, 512 beyond 1024 keeps that copying small, and there
+// are at most kMaxBands.
 template <class T>
 void multiply(int m, int n, int k, const T* a, BlasOperand a_op, const T* b, BlasOperand b_op, T* out,
               int threads) {
-  constexpr int64_t kBandAlign = 512;
   constexpr int64_t kMaxBands = 16;
   const int64_t along = std::max(m, n);
-  if (int64_t{m} * n * k < kParallelProduct || along <= kBandAlign) {
+  const int64_t unit = along <= 1024 ? 256 : 512;
+  if (int64_t{m} * n * k < kParallelProduct || along <= unit) {
     return multiply_block(m, n, k, a, a_op, b, b_op, out, n);
   }
   const int64_t least = (along + kMaxBands - 1) / kMaxBands;
-  const int64_t band = (least + kBandAlign - 1) / kBandAlign * kBandAlign;
+  const int64_t band = (least + unit - 1) / unit * unit;
   const auto bands = static_cast<int>((along + band - 1) / band);
   const bool by_rows = m >= n;
 #pragma omp parallel for num_threads(std::min(threads, bands)) schedule(static)
