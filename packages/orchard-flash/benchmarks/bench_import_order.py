@@ -103,6 +103,7 @@ def run_worker(order: str, repeats: int) -> dict:
 
 
 def cpu_name() -> str:
+    # The harness imports torch and orchard_core; only the workers should, each in its order.
     sys.path.insert(0, str(HERE.parents[1] / "orchard-core" / "benchmarks"))
     from _harness import cpu_name as name
 

@@ -3,6 +3,10 @@ any strides, and its input checks."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import orchard_core as oc
 import orchard_flash as of
@@ -203,10 +207,20 @@ def test_running_max_rescales_across_key_blocks(rng, device):
 def test_instruction_sets():
     isas = _flash._cpu_isas()
     assert isas[0] == "generic" and set(isas) <= {"generic", "avx2", "avx512"}
-    assert _flash._cpu_isa() == isas[-1]  # the widest by default (the isa fixture restores it)
+    assert isas == oc._core._cpu_isas()  # one CPU check decides for both libraries
+    # orchard-core's tier by default: the widest unless ORCHARD_CPU_ISA chose another (the isa
+    # fixture restores it)
+    assert _flash._cpu_isa() == oc.cpu_isa()
     with pytest.raises(ValueError, match="'avx1024' is not available"):
         _flash._set_cpu_isa("avx1024")
-    assert _flash._cpu_isa() == isas[-1]
+    assert _flash._cpu_isa() == oc.cpu_isa()
+
+
+def test_orchard_cpu_isa_chooses_the_kernels_of_both_libraries():
+    script = "import orchard_core as oc, orchard_flash; print(oc.cpu_isa(), orchard_flash._flash._cpu_isa())"
+    env = {**os.environ, "ORCHARD_CPU_ISA": "generic"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["generic", "generic"]
 
 
 def test_instruction_sets_agree(rng):

@@ -31,8 +31,17 @@ std::vector<const Kernels*> supported() {
   return sets;
 }
 
+// orchard-core's tier when built here (so ORCHARD_CPU_ISA applies to both), else the widest.
+const Kernels* initial() {
+  const std::vector<const Kernels*> sets = supported();
+  for (const Kernels* k : sets) {
+    if (orchard::cpu::active_isa() == k->name) return k;
+  }
+  return sets.back();
+}
+
 std::atomic<const Kernels*>& current() {
-  static std::atomic<const Kernels*> chosen{supported().back()};
+  static std::atomic<const Kernels*> chosen{initial()};
   return chosen;
 }
 

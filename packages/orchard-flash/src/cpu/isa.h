@@ -1,5 +1,6 @@
-// Which instruction set's kernels run: the widest this CPU supports, unless a test asks for
-// a narrower one to run the same checks on every code path.
+// Which instruction set's kernels run: orchard-core's tier (the widest this CPU supports, or
+// the one ORCHARD_CPU_ISA names), unless a test asks for another to run the same checks on
+// every code path.
 #pragma once
 
 #include <cstdint>

@@ -9,5 +9,8 @@ namespace orchard::cpu {
 
 // Whether this CPU runs tier `name`; false for a name that is not a tier.
 bool runs_isa(std::string_view name);
+// orchard-core's tier in use: the widest this CPU runs unless ORCHARD_CPU_ISA chose another.
+// Extensions start with the same one.
+std::string_view active_isa();
 
 }  // namespace orchard::cpu

@@ -20,6 +20,8 @@ bool runs_isa(std::string_view name) {
   return false;
 }
 
+std::string_view active_isa() { return backend::cpu_row_kernels().isa; }
+
 }  // namespace orchard::cpu
 
 namespace orchard::backend {

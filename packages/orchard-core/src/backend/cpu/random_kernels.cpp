@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
-#include <string_view>
 #include <type_traits>
 
 #ifdef __SSE2__
@@ -128,7 +127,7 @@ __attribute__((target("avx2"))) void philox_rounds_avx2(uint32_t (&c)[4][kLanes]
 
 // The AVX2 path whenever the CPU kernels' instruction set has AVX2 (cpu_isa.h): forcing
 // "generic" (ORCHARD_CPU_ISA) takes the SSE2 path, so tests cover both on one host.
-bool use_avx2() { return std::string_view(cpu_row_kernels().isa) != "generic"; }
+bool use_avx2() { return &cpu_row_kernels() != &isa_generic::row_kernels(); }
 #endif
 
 // Standard normals of a block's elements in float: Box-Muller on words 0-1 and 2-3, where
