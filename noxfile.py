@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import nox
@@ -21,9 +22,21 @@ LINT_TOOLS = ["ruff==0.17.6", "clang-format==23.1.5"]
 # What the bridge's GPT-2 switch, demo and parity suite need beyond torch.
 BRIDGE_EXTRAS = ["transformers>=5.0", "matplotlib", "tqdm"]
 CPP_SUFFIXES = {".h", ".cpp", ".mm", ".cu", ".cuh"}
-# The packages with a `cuda` meson option (off by default), and how a wheel build turns it on.
-CUDA_PACKAGES = {"orchard-core", "orchard-flash"}
+# The compiled packages: each has a `cuda` meson option (off by default) and builds with the
+# sanitizers; how a wheel build turns on each.
+NATIVE_PACKAGES = {"orchard-core", "orchard-flash"}
 CUDA_SETUP_ARGS = ["-Csetup-args=-Dcuda=enabled"]
+# AddressSanitizer and UndefinedBehaviorSanitizer (docs/sanitize.md). -O1 (ASan's advice) and
+# -g1 (line tables, enough for file:line in reports) compile in half the time of -O2 -g; assert()
+# and libstdc++'s bounds checks (_GLIBCXX_ASSERTIONS) are on; frame pointers let ASan's fast
+# unwinder give whole allocation and free stacks.
+SANITIZE_SETUP_ARGS = [
+    "-Csetup-args=-Db_sanitize=address,undefined",
+    "-Csetup-args=-Doptimization=1",
+    "-Csetup-args=-Ddebug=false",
+    "-Csetup-args=-Db_ndebug=false",
+    "-Csetup-args=-Dcpp_args=-g1 -fno-omit-frame-pointer",
+]
 
 nox.options.sessions = ["lint", "tests", "devbuild"]
 
@@ -44,20 +57,33 @@ def torch_constraints() -> list[str]:
     return []
 
 
-def build_wheels(session: nox.Session, wheel_dir: Path, *, cuda: bool = False) -> list[Path]:
+def build_wheels(
+    session: nox.Session,
+    wheel_dir: Path,
+    *,
+    cuda: bool = False,
+    sanitize_env: Mapping[str, str] | None = None,
+) -> list[Path]:
     """One wheel per package into `wheel_dir`, each built in an isolated environment.
 
-    With `cuda`, orchard-core and orchard-flash are built with their CUDA backends.
+    With `cuda`, orchard-core and orchard-flash are built with their CUDA backends; with
+    `sanitize_env` (sanitizer_env's), with the sanitizers.
     """
     wheel_dir.mkdir(parents=True, exist_ok=True)
     for stale in wheel_dir.glob("orchard_*.whl"):
         stale.unlink()
+    sanitize = sanitize_env is not None
+    native_args = [*(CUDA_SETUP_ARGS if cuda else []), *(SANITIZE_SETUP_ARGS if sanitize else [])]
+    features = " and ".join(name for name, on in (("CUDA", cuda), ("the sanitizers", sanitize)) if on)
     for package in PACKAGES:
-        setup_args = CUDA_SETUP_ARGS if cuda and package in CUDA_PACKAGES else []
-        session.log(f"building {package}{' with CUDA' if setup_args else ''}")
+        native = package in NATIVE_PACKAGES
+        session.log(f"building {package}{f' with {features}' if native and features else ''}")
         session.run(
             "python", "-m", "pip", "wheel", "--no-deps", "--find-links", str(wheel_dir),
-            "--wheel-dir", str(wheel_dir), *setup_args, str(ROOT / "packages" / package),
+            "--wheel-dir", str(wheel_dir), *(native_args if native else []), str(ROOT / "packages" / package),
+            # orchard-flash's meson imports the orchard-core just built; an instrumented one loads
+            # only with the sanitizers' runtime preloaded.
+            env=sanitize_env if package == "orchard-flash" else None,
         )  # fmt: skip
     return sorted(wheel_dir.glob("orchard_*.whl"))
 
@@ -70,9 +96,13 @@ def build(session: nox.Session) -> None:
         session.log(f"wrote {wheel.relative_to(ROOT)}")
 
 
-def install_packages(session: nox.Session, *extras: str, cuda: bool = False) -> None:
+def install_packages(
+    session: nox.Session, *extras: str, cuda: bool = False, sanitize_env: Mapping[str, str] | None = None
+) -> None:
     """Build the three packages and install them, torch and `extras` into the session's venv."""
-    wheels = build_wheels(session, Path(session.create_tmp()) / "wheels", cuda=cuda)
+    wheels = build_wheels(
+        session, Path(session.create_tmp()) / "wheels", cuda=cuda, sanitize_env=sanitize_env
+    )
     # scipy-openblas32: orchard-core's BLAS on Linux, a run requirement the --no-deps install skips.
     session.install(*torch_constraints(), "numpy", "scipy-openblas32", "torch", *extras)
     session.install("--no-deps", "--force-reinstall", *map(str, wheels))
@@ -82,8 +112,11 @@ def install_packages(session: nox.Session, *extras: str, cuda: bool = False) -> 
 TEST_TOOLS = ["pytest", "hypothesis", "mypy"]
 
 
-def run_tests(session: nox.Session) -> None:
-    """Every package's tests (extra pytest arguments from posargs), then the native module's stub.
+def run_tests(
+    session: nox.Session, env: Mapping[str, str] | None = None, pytest_args: Sequence[str] = ()
+) -> None:
+    """Every package's tests (pytest arguments: `pytest_args`, then posargs), then the native
+    module's stub, both in `env`.
 
     Both checks run even when the first fails; the session then fails, naming each that failed.
     """
@@ -92,14 +125,16 @@ def run_tests(session: nox.Session) -> None:
     failed = []
     test_dirs = [str(ROOT / "packages" / package / "tests") for package in PACKAGES]
     try:
-        session.run("python", "-m", "pytest", *test_dirs, *session.posargs)
+        session.run("python", "-m", "pytest", *test_dirs, *pytest_args, *session.posargs, env=env)
     except CommandFailed as error:
         failed.append(f"pytest ({error.reason})")
         session.warn("pytest failed; running the type-stub check anyway")
     # The type stub of the native module must match what it really exports.
     allowlist = ROOT / "packages" / "orchard-core" / "stubtest-allowlist.txt"
     try:
-        session.run("python", "-m", "mypy.stubtest", "orchard_core._core", "--allowlist", str(allowlist))
+        session.run(
+            "python", "-m", "mypy.stubtest", "orchard_core._core", "--allowlist", str(allowlist), env=env
+        )
     except CommandFailed as error:
         failed.append(f"the type-stub check, mypy.stubtest orchard_core._core ({error.reason})")
     if failed:
@@ -125,6 +160,60 @@ def cuda(session: nox.Session) -> None:
     """
     install_packages(session, *TEST_TOOLS, *BRIDGE_EXTRAS, cuda=True)
     run_tests(session)
+
+
+def sanitizer_env(session: nox.Session) -> dict[str, str]:
+    """The environment a process needs to load orchard built with the sanitizers.
+
+    Python is not instrumented, so GCC's ASan runtime is preloaded (it must come first), and
+    libstdc++ with it: ASan wraps __cxa_throw by looking up the real one when it starts, before
+    Python would load libstdc++, and a C++ exception would then crash it. A caller's own
+    ASAN_OPTIONS and UBSAN_OPTIONS come after these and override them (docs/sanitize.md).
+    """
+
+    def runtime(name: str) -> str:
+        path = str(session.run("gcc", f"-print-file-name={name}", silent=True, external=True)).strip()
+        if not os.path.isabs(path):  # gcc echoes the bare name of a library it does not have
+            session.error(f"gcc has no {name}: the sanitize session needs GCC's sanitizer runtime")
+        return path
+
+    def options(ours: list[str], variable: str) -> str:
+        theirs = os.environ.get(variable)
+        return ":".join([*ours, theirs] if theirs else ours)
+
+    # SIGABRT rather than exit(1) after a report: pytest's faulthandler then prints the Python
+    # stack, which names the test.
+    abort = "abort_on_error=1"
+    asan = [
+        abort,
+        # CPython, numpy and torch keep memory until exit by design; leak reports would be noise.
+        "detect_leaks=0",
+        # The out-of-memory tests ask for 2**62 bytes: posix_memalign must fail with ENOMEM for
+        # orchard to raise OutOfMemoryError, rather than ASan stopping the process.
+        "allocator_may_return_null=1",
+    ]
+    # halt_on_error: undefined behaviour stops the run as an ASan error does (the code is built to
+    # let UBSan go on, for halt_on_error=0); print_stacktrace: where it happened.
+    ubsan = [abort, "halt_on_error=1", "print_stacktrace=1"]
+    return {
+        "LD_PRELOAD": f"{runtime('libasan.so')} {runtime('libstdc++.so')}",
+        "ASAN_OPTIONS": options(asan, "ASAN_OPTIONS"),
+        "UBSAN_OPTIONS": options(ubsan, "UBSAN_OPTIONS"),
+    }
+
+
+@nox.session
+def sanitize(session: nox.Session) -> None:
+    """`tests` with orchard-core and orchard-flash built with AddressSanitizer and UBSan (GCC).
+
+    docs/sanitize.md says what it checks and how to read a report. Arguments after `--` go to
+    pytest.
+    """
+    env = sanitizer_env(session)
+    install_packages(session, *TEST_TOOLS, *BRIDGE_EXTRAS, sanitize_env=env)
+    # The sanitizers report on file descriptor 2. pytest's default capture holds that in a file
+    # it prints after the test, which an aborting process never reaches: capture sys.stderr only.
+    run_tests(session, env, pytest_args=["--capture=sys"])
 
 
 @nox.session

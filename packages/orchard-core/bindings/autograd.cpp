@@ -61,13 +61,16 @@ void record_function(const std::string& name, py::handle inputs, py::handle outp
 }
 
 void run_backward(py::handle tensors, py::handle grad_tensors, bool retain_graph) {
-  autograd::backward(tensors_or_undefined(tensors), tensors_or_undefined(grad_tensors), retain_graph);
+  const std::vector<Tensor> roots = tensors_or_undefined(tensors), grads = tensors_or_undefined(grad_tensors);
+  // Nodes recorded from Python (record_function) take the GIL back to run.
+  without_gil([&] { autograd::backward(roots, grads, retain_graph); });
 }
 
 py::tuple run_grad(py::handle outputs, py::handle grad_outputs, py::handle inputs, bool retain_graph,
                    bool allow_unused) {
-  const auto grads = autograd::grad(tensors_or_undefined(outputs), tensors_or_undefined(grad_outputs),
-                                    tensors_or_undefined(inputs), retain_graph, allow_unused);
+  const std::vector<Tensor> roots = tensors_or_undefined(outputs), seeds = tensors_or_undefined(grad_outputs),
+                            wrt = tensors_or_undefined(inputs);
+  const auto grads = without_gil([&] { return autograd::grad(roots, seeds, wrt, retain_graph, allow_unused); });
   py::tuple result(grads.size());
   for (size_t i = 0; i < grads.size(); ++i) result[i] = tensor_or_none(grads[i]);
   return result;

@@ -3,11 +3,33 @@
 
 #include <pybind11/pybind11.h>
 
+#include "orchard/environment.h"
 #include "orchard/orchard.h"
 
 namespace orchard::bindings {
 
 namespace py = pybind11;
+
+// Releases the GIL for an operator, so other Python threads run while it computes.
+// Operators touch no Python object (storage deleters that must, take the GIL
+// themselves); the environment variables they consult are read first, while
+// that is safe (orchard/environment.h).
+struct ReleaseGil {
+  struct Refresh {
+    Refresh() { environment::refresh(); }
+  } refreshed;  // first: members are initialised in order
+  py::gil_scoped_release release;
+};
+
+// A binding whose arguments are all C++ types (pybind11 converts them first).
+inline constexpr py::call_guard<ReleaseGil> release_gil{};
+
+// Runs fn with the GIL released: convert Python arguments before, build Python results after.
+template <class Fn>
+auto without_gil(Fn&& fn) {
+  const ReleaseGil release;
+  return fn();
+}
 
 // dtype from an orchard dtype, a name ("float32"), a numpy dtype or type, or a
 // torch dtype; throws TypeError naming the value.

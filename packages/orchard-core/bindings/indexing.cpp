@@ -74,14 +74,17 @@ void bind_indexing(py::class_<Tensor>& cls) {
           [](const Tensor& self, py::handle key, py::handle value) {
             const Tensor target = index(self, key);
             if (py::isinstance<Tensor>(value)) {
-              autograd::copy_(target, value.cast<Tensor>());
+              const Tensor source = value.cast<Tensor>();
+              without_gil([&] { return autograd::copy_(target, source); });
             } else if ((py::isinstance<py::sequence>(value) && !py::isinstance<py::str>(value) &&
                         !py::isinstance<py::bytes>(value)) ||
                        py::hasattr(value, "__array__")) {
               const py::object converted = py::module_::import("orchard_core").attr("tensor")(value);
-              autograd::copy_(target, converted.cast<Tensor>());
+              const Tensor source = converted.cast<Tensor>();
+              without_gil([&] { return autograd::copy_(target, source); });
             } else {
-              autograd::fill_(target, to_scalar(value));
+              const Scalar number = to_scalar(value);
+              without_gil([&] { return autograd::fill_(target, number); });
             }
           },
           py::arg("key"), py::arg("value"));

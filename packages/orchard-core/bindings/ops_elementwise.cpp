@@ -72,33 +72,39 @@ void bind_elementwise(py::module_& m, py::class_<Tensor>& cls) {
     m.def(
         name,
         [op](const Tensor& input, py::handle other) {
-          return autograd::binary(op, input, to_operand(other));
+          const Operand operand = to_operand(other);
+          return without_gil([&] { return autograd::binary(op, input, operand); });
         },
         py::arg("input"), py::arg("other"));
     cls.def(
         name,
-        [op](const Tensor& self, py::handle other) { return autograd::binary(op, self, to_operand(other)); },
+        [op](const Tensor& self, py::handle other) {
+          const Operand operand = to_operand(other);
+          return without_gil([&] { return autograd::binary(op, self, operand); });
+        },
         py::arg("other"));
   }
   for (const auto& [name, op] : kOperators) {
     cls.def(name, [op](const Tensor& self, py::handle other) -> py::object {
       const auto operand = operand_or_none(other);
       if (!operand) return py::reinterpret_borrow<py::object>(Py_NotImplemented);
-      return py::cast(autograd::binary(op, self, *operand));
+      return py::cast(without_gil([&] { return autograd::binary(op, self, *operand); }));
     });
   }
   for (const auto& [name, op] : kReflected) {
     cls.def(name, [op](const Tensor& self, py::handle other) -> py::object {
       const auto operand = operand_or_none(other);
       if (!operand) return py::reinterpret_borrow<py::object>(Py_NotImplemented);
-      return py::cast(autograd::binary(op, *operand, self));
+      return py::cast(without_gil([&] { return autograd::binary(op, *operand, self); }));
     });
   }
   for (const auto& [name, op] : kInPlace) {
     cls.def(
         name,
         [op](py::object self, py::handle other) {
-          autograd::binary_(op, self.cast<const Tensor&>(), to_operand(other));
+          const Tensor& target = self.cast<const Tensor&>();
+          const Operand operand = to_operand(other);
+          without_gil([&] { return autograd::binary_(op, target, operand); });
           return self;
         },
         py::arg("other"));
@@ -109,74 +115,82 @@ void bind_elementwise(py::module_& m, py::class_<Tensor>& cls) {
   m.def(
       "pow",
       [](py::handle input, py::handle exponent) {
-        return autograd::binary(BinaryOp::Pow, to_operand(input), to_operand(exponent));
+        const Operand base = to_operand(input), power = to_operand(exponent);
+        return without_gil([&] { return autograd::binary(BinaryOp::Pow, base, power); });
       },
       py::arg("input"), py::arg("exponent"));
   cls.def(
       "pow",
       [](const Tensor& self, py::handle exponent) {
-        return autograd::binary(BinaryOp::Pow, self, to_operand(exponent));
+        const Operand power = to_operand(exponent);
+        return without_gil([&] { return autograd::binary(BinaryOp::Pow, self, power); });
       },
       py::arg("exponent"));
   for (const auto& [name, op] :
        {BinaryName{"maximum", BinaryOp::Maximum}, BinaryName{"minimum", BinaryOp::Minimum}}) {
     m.def(
         name, [op](const Tensor& input, const Tensor& other) { return autograd::binary(op, input, other); },
-        py::arg("input"), py::arg("other"));
+        py::arg("input"), py::arg("other"), release_gil);
     cls.def(
         name, [op](const Tensor& self, const Tensor& other) { return autograd::binary(op, self, other); },
-        py::arg("other"));
+        py::arg("other"), release_gil);
   }
 
   for (const auto& [name, op] : kUnary) {
-    m.def(name, [op](const Tensor& input) { return autograd::unary(op, input); }, py::arg("input"));
-    cls.def(name, [op](const Tensor& self) { return autograd::unary(op, self); });
+    m.def(name, [op](const Tensor& input) { return autograd::unary(op, input); }, py::arg("input"), release_gil);
+    cls.def(name, [op](const Tensor& self) { return autograd::unary(op, self); }, release_gil);
   }
-  cls.def("__neg__", [](const Tensor& t) { return autograd::unary(UnaryOp::Neg, t); });
-  cls.def("__abs__", [](const Tensor& t) { return autograd::unary(UnaryOp::Abs, t); });
+  cls.def("__neg__", [](const Tensor& t) { return autograd::unary(UnaryOp::Neg, t); }, release_gil);
+  cls.def("__abs__", [](const Tensor& t) { return autograd::unary(UnaryOp::Abs, t); }, release_gil);
   m.def(
       "gelu",
       [](const Tensor& input, const std::string& approximate) { return autograd::gelu(input, approximate); },
-      py::arg("input"), py::arg("approximate") = "none");
+      py::arg("input"), py::arg("approximate") = "none", release_gil);
   cls.def(
       "gelu",
       [](const Tensor& self, const std::string& approximate) { return autograd::gelu(self, approximate); },
-      py::arg("approximate") = "none");
+      py::arg("approximate") = "none", release_gil);
 
   m.def(
       "where",
       [](const Tensor& condition, py::handle input, py::handle other) {
-        return autograd::where(condition, to_operand(input), to_operand(other));
+        const Operand a = to_operand(input), b = to_operand(other);
+        return without_gil([&] { return autograd::where(condition, a, b); });
       },
       py::arg("condition"), py::arg("input"), py::arg("other"));
   cls.def(
       "where",
       [](const Tensor& self, const Tensor& condition, py::handle other) {
-        return autograd::where(condition, self, to_operand(other));
+        const Operand b = to_operand(other);
+        return without_gil([&] { return autograd::where(condition, self, b); });
       },
       py::arg("condition"), py::arg("other"));
   m.def(
       "masked_fill",
       [](const Tensor& input, const Tensor& mask, py::handle value) {
-        return autograd::masked_fill(input, mask, to_operand(value));
+        const Operand fill = to_operand(value);
+        return without_gil([&] { return autograd::masked_fill(input, mask, fill); });
       },
       py::arg("input"), py::arg("mask"), py::arg("value"));
   cls.def(
       "masked_fill",
       [](const Tensor& self, const Tensor& mask, py::handle value) {
-        return autograd::masked_fill(self, mask, to_operand(value));
+        const Operand fill = to_operand(value);
+        return without_gil([&] { return autograd::masked_fill(self, mask, fill); });
       },
       py::arg("mask"), py::arg("value"));
   m.def(
       "clamp",
       [](const Tensor& input, py::handle min, py::handle max) {
-        return autograd::clamp(input, optional_operand(min), optional_operand(max));
+        const auto low = optional_operand(min), high = optional_operand(max);
+        return without_gil([&] { return autograd::clamp(input, low, high); });
       },
       py::arg("input"), py::arg("min") = py::none(), py::arg("max") = py::none());
   cls.def(
       "clamp",
       [](const Tensor& self, py::handle min, py::handle max) {
-        return autograd::clamp(self, optional_operand(min), optional_operand(max));
+        const auto low = optional_operand(min), high = optional_operand(max);
+        return without_gil([&] { return autograd::clamp(self, low, high); });
       },
       py::arg("min") = py::none(), py::arg("max") = py::none());
 

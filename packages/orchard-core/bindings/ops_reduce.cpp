@@ -38,8 +38,8 @@ py::object values_indices(const ValuesIndices& result) {
 // max(t) is the largest element; max(t, dim) gives (values, indices).
 template <ValuesIndices (*ByDim)(const Tensor&, int64_t, bool), Tensor (*All)(const Tensor&)>
 py::object extreme(const Tensor& t, std::optional<int64_t> dim, bool keepdim) {
-  if (!dim) return py::cast(All(t));
-  return values_indices(ByDim(t, *dim, keepdim));
+  if (!dim) return py::cast(without_gil([&] { return All(t); }));
+  return values_indices(without_gil([&] { return ByDim(t, *dim, keepdim); }));
 }
 
 // Binds `fn` as orchard_core.name(input, ...) and as Tensor.name(...).
@@ -66,46 +66,61 @@ void bind_reduce(py::module_& m, py::class_<Tensor>& cls) {
   def_both(
       m, cls, "sum",
       [](const Tensor& t, py::handle d, bool k, py::handle dt) {
-        return autograd::sum(t, to_dim_list(d), k, optional_dtype(dt));
+        const DimList dims = to_dim_list(d);
+        const auto dtype = optional_dtype(dt);
+        return without_gil([&] { return autograd::sum(t, dims, k, dtype); });
       },
       dim, keepdim, py::kw_only(), dtype, "Sum over dims (all when None); integers sum to int64.");
   def_both(
       m, cls, "mean",
       [](const Tensor& t, py::handle d, bool k, py::handle dt) {
-        return autograd::mean(t, to_dim_list(d), k, optional_dtype(dt));
+        const DimList dims = to_dim_list(d);
+        const auto dtype = optional_dtype(dt);
+        return without_gil([&] { return autograd::mean(t, dims, k, dtype); });
       },
       dim, keepdim, py::kw_only(), dtype, "Mean over dims (all when None); floating inputs only.");
   def_both(m, cls, "max", &extreme<autograd::max, autograd::max>, dim, keepdim,
            "The largest element, or (values, indices) along dim.");
   def_both(m, cls, "min", &extreme<autograd::min, autograd::min>, dim, keepdim,
            "The smallest element, or (values, indices) along dim.");
-  def_both(m, cls, "argmax", &argmax, dim, keepdim,
+  def_both(m, cls, "argmax", &argmax, dim, keepdim, release_gil,
            "Index of the largest element (of the flattened input when dim is None).");
-  def_both(m, cls, "argmin", &argmin, dim, keepdim,
+  def_both(m, cls, "argmin", &argmin, dim, keepdim, release_gil,
            "Index of the smallest element (of the flattened input when dim is None).");
   def_both(
       m, cls, "var",
-      [](const Tensor& t, py::handle d, double c, bool k) { return autograd::var(t, to_dim_list(d), c, k); },
+      [](const Tensor& t, py::handle d, double c, bool k) {
+        const DimList dims = to_dim_list(d);
+        return without_gil([&] { return autograd::var(t, dims, c, k); });
+      },
       dim, py::kw_only(), correction, keepdim, "Variance over dims, dividing by count - correction.");
   def_both(
       m, cls, "std",
-      [](const Tensor& t, py::handle d, double c, bool k) { return autograd::std(t, to_dim_list(d), c, k); },
+      [](const Tensor& t, py::handle d, double c, bool k) {
+        const DimList dims = to_dim_list(d);
+        return without_gil([&] { return autograd::std(t, dims, c, k); });
+      },
       dim, py::kw_only(), correction, keepdim,
       "Standard deviation over dims, dividing by count - correction.");
   def_both(
       m, cls, "logsumexp",
       [](const Tensor& t, py::handle d, bool k) {
-        return autograd::logsumexp(t, to_dim_list(d).value_or(std::vector<int64_t>{}), k);
+        const std::vector<int64_t> dims = to_dim_list(d).value_or(std::vector<int64_t>{});
+        return without_gil([&] { return autograd::logsumexp(t, dims, k); });
       },
       py::arg("dim"), keepdim, "log(sum(exp(x))) over dims, without overflow.");
   def_both(
       m, cls, "softmax",
-      [](const Tensor& t, int64_t d, py::handle dt) { return autograd::softmax(t, d, optional_dtype(dt)); },
+      [](const Tensor& t, int64_t d, py::handle dt) {
+        const auto dtype = optional_dtype(dt);
+        return without_gil([&] { return autograd::softmax(t, d, dtype); });
+      },
       py::arg("dim"), dtype, "exp(x) / sum(exp(x)) along dim.");
   def_both(
       m, cls, "log_softmax",
       [](const Tensor& t, int64_t d, py::handle dt) {
-        return autograd::log_softmax(t, d, optional_dtype(dt));
+        const auto dtype = optional_dtype(dt);
+        return without_gil([&] { return autograd::log_softmax(t, d, dtype); });
       },
       py::arg("dim"), dtype, "x - logsumexp(x) along dim.");
 }

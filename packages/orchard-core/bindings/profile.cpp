@@ -59,7 +59,7 @@ void bind_profile(py::module_& m) {
     return result;
   });
   m.def("_stress_threads", &stress, py::arg("threads"), py::arg("iterations"),
-        py::call_guard<py::gil_scoped_release>());
+        release_gil);
 }
 
 }  // namespace orchard::bindings

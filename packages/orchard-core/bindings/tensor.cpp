@@ -47,10 +47,12 @@ Tensor convert_to(const Tensor& t, const py::args& args, const py::kwargs& kwarg
       fail<TypeError>("to() got an unexpected keyword argument '", name, "'");
     }
   }
-  Tensor result = t;
-  if (dtype) result = autograd::to(result, *dtype);
-  if (device) result = autograd::to(result, *device);
-  return result;
+  return without_gil([&] {
+    Tensor result = t;
+    if (dtype) result = autograd::to(result, *dtype);
+    if (device) result = autograd::to(result, *device);
+    return result;
+  });
 }
 
 std::vector<int64_t> to_dims(const py::args& args) { return to_shape(args); }
@@ -109,24 +111,29 @@ void bind_tensor(py::module_& m) {
   m.def(
       "zeros",
       [](const py::args& size, py::handle dtype, py::handle device, bool grad) {
-        return leaf(Tensor::zeros(to_shape(size), dtype_or(dtype, DType::Float32), device_or_cpu(device)),
-                    grad);
+        const Shape shape = to_shape(size);
+        const DType type = dtype_or(dtype, DType::Float32);
+        const Device where = device_or_cpu(device);
+        return leaf(without_gil([&] { return Tensor::zeros(shape, type, where); }), grad);
       },
       py::kw_only(), dtype, device, requires_grad);
   m.def(
       "ones",
       [](const py::args& size, py::handle dtype, py::handle device, bool grad) {
-        return leaf(Tensor::ones(to_shape(size), dtype_or(dtype, DType::Float32), device_or_cpu(device)),
-                    grad);
+        const Shape shape = to_shape(size);
+        const DType type = dtype_or(dtype, DType::Float32);
+        const Device where = device_or_cpu(device);
+        return leaf(without_gil([&] { return Tensor::ones(shape, type, where); }), grad);
       },
       py::kw_only(), dtype, device, requires_grad);
   m.def(
       "full",
       [](py::handle size, py::handle fill_value, py::handle dtype, py::handle device, bool grad) {
         const Scalar value = to_scalar(fill_value);
-        return leaf(Tensor::full(to_shape_sequence(size), value, dtype_or(dtype, default_dtype_for(value)),
-                                 device_or_cpu(device)),
-                    grad);
+        const Shape shape = to_shape_sequence(size);
+        const DType type = dtype_or(dtype, default_dtype_for(value));
+        const Device where = device_or_cpu(device);
+        return leaf(without_gil([&] { return Tensor::full(shape, value, type, where); }), grad);
       },
       py::arg("size"), py::arg("fill_value"), py::kw_only(), dtype, device, requires_grad);
   m.def(
@@ -178,19 +185,29 @@ void bind_tensor(py::module_& m) {
            [](const Tensor& t, const py::args& shape) { return autograd::expand(t, to_shape(shape)); })
       .def("squeeze", &autograd::squeeze, py::arg("dim") = py::none())
       .def("unsqueeze", &autograd::unsqueeze, py::arg("dim"))
-      .def("contiguous", &autograd::contiguous)
-      .def("clone", &autograd::clone)
+      .def("contiguous", &autograd::contiguous, release_gil)
+      .def("clone", &autograd::clone, release_gil)
       .def("detach", &Tensor::detach, "A view of the same data outside the autograd graph.")
       .def("to", &convert_to, "Copy to a device and/or dtype; returns self when nothing changes.")
-      .def("cpu", [](const Tensor& t) { return autograd::to(t, Device{}); })
+      .def("cpu", [](const Tensor& t) { return autograd::to(t, Device{}); }, release_gil)
       .def(
-          "fill_", [](const Tensor& t, py::handle value) { return autograd::fill_(t, to_scalar(value)); },
+          "fill_",
+          [](const Tensor& t, py::handle value) {
+            const Scalar number = to_scalar(value);
+            return without_gil([&] { return autograd::fill_(t, number); });
+          },
           py::arg("value"))
-      .def("zero_", [](const Tensor& t) { return autograd::fill_(t, Scalar(int64_t{0})); })
-      .def("copy_", &autograd::copy_, py::arg("src"))
+      .def("zero_", [](const Tensor& t) { return autograd::fill_(t, Scalar(int64_t{0})); }, release_gil)
+      .def("copy_", &autograd::copy_, py::arg("src"), release_gil)
       .def("item", [](const Tensor& t) { return scalar_to_python(t.item()); })
       .def("__float__", [](const Tensor& t) { return t.item().to<double>(); })
-      .def("__int__", [](const Tensor& t) { return t.item().to<int64_t>(); })
+      // Python's int(float): exact for large values, ValueError for NaN, OverflowError for infinities.
+      .def("__int__",
+           [](const Tensor& t) -> py::int_ {
+             const Scalar value = t.item();
+             if (value.is_floating()) return py::int_(py::float_(value.to<double>()));
+             return py::int_(value.to<int64_t>());
+           })
       .def("__bool__", [](const Tensor& t) { return t.item().to<bool>(); })
       .def("__len__", [](const Tensor& t) {
         if (t.ndim() == 0) fail<TypeError>("len() of a 0-d tensor");

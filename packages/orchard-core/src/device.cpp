@@ -5,6 +5,7 @@
 #include <string>
 
 #include "backend/backends.h"
+#include "orchard/environment.h"
 #include "orchard/error.h"
 
 namespace orchard {
@@ -13,9 +14,9 @@ namespace {
 
 // ORCHARD_METAL_FALLBACK, read at every query so tests can flip it.
 bool metal_fallback_requested() {
-  const char* value = std::getenv("ORCHARD_METAL_FALLBACK");
-  if (value == nullptr) return false;
-  const std::string_view text(value);
+  const std::optional<std::string> value = environment::get("ORCHARD_METAL_FALLBACK");
+  if (!value) return false;
+  const std::string_view text(*value);
   if (text.empty() || text == "0") return false;
   if (text == "cpu") return true;
   fail<ValueError>("ORCHARD_METAL_FALLBACK='", text, "' is not understood; expected 'cpu' or unset");

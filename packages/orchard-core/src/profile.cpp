@@ -10,6 +10,7 @@
 #include <string_view>
 #include <unordered_set>
 
+#include "orchard/environment.h"
 #include "orchard/storage.h"
 #include "orchard/tensor.h"
 
@@ -60,14 +61,16 @@ void write_event(const char* event, const StorageImpl& storage) {
 }  // namespace
 
 bool enabled() {
-  const char* value = std::getenv("ORCHARD_TENSOR_PROFILE");
-  if (value == nullptr) return false;
-  const std::string_view text(value);
+  const std::optional<std::string> value = environment::get("ORCHARD_TENSOR_PROFILE");
+  if (!value) return false;
+  const std::string_view text(*value);
   return !(text.empty() || text == "0" || text == "false" || text == "off" || text == "no");
 }
 
 std::string log_path() {
-  if (const char* path = std::getenv("ORCHARD_TENSOR_PROFILE_LOG"); path && *path) return path;
+  if (std::optional<std::string> path = environment::get("ORCHARD_TENSOR_PROFILE_LOG"); path && !path->empty()) {
+    return *std::move(path);
+  }
   return (std::filesystem::temp_directory_path() /
           ("orchard_tensor_profile_" + std::to_string(::getpid()) + ".log"))
       .string();

@@ -44,7 +44,10 @@ Shape contiguous_strides(const Shape& shape) {
   int64_t stride = 1;
   for (size_t i = shape.size(); i-- > 0;) {
     strides[i] = stride;
-    stride *= std::max<int64_t>(shape[i], 1);
+    // The outermost size never enters a stride; any other product must fit in int64.
+    if (i > 0 && __builtin_mul_overflow(stride, std::max<int64_t>(shape[i], 1), &stride)) {
+      fail<ValueError>("shape ", str(shape), " has strides that do not fit in int64");
+    }
   }
   return strides;
 }

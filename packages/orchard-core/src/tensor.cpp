@@ -57,6 +57,7 @@ Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) {
 }
 
 Tensor Tensor::arange(double start, double end, double step, DType dtype, Device device) {
+  if (dtype == DType::Bool) fail<TypeError>("arange: dtype bool is not supported");
   if (step == 0 || !std::isfinite(step))
     fail<ValueError>("arange step must be finite and nonzero, got ", step);
   if (!std::isfinite(start) || !std::isfinite(end)) {

@@ -1,5 +1,6 @@
 // orchard_flash._flash: compiled against orchard-core's installed headers and
 // linked against its library.
+#include <orchard/environment.h>
 #include <orchard/orchard.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -59,6 +60,15 @@ bool on_cuda(orchard::Device device, orchard::DType dtype) {
   return false;
 }
 
+// Releases the GIL for a kernel, after orchard-core has re-read the environment
+// variables it consults (allocations made without the GIL use those values).
+struct ReleaseGil {
+  struct Refresh {
+    Refresh() { orchard::environment::refresh(); }
+  } refreshed;  // first: members are initialised in order
+  py::gil_scoped_release release;
+};
+
 void* stream_of(uintptr_t stream) { return reinterpret_cast<void*>(stream); }
 
 py::tuple forward(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, std::optional<double> scale,
@@ -69,7 +79,7 @@ py::tuple forward(const Tensor& q, const Tensor& k, const Tensor& v, bool causal
   const bool cuda = on_cuda(q.device(), q.dtype());
   orchard::flash::ForwardResult result;
   {
-    const py::gil_scoped_release release;
+    const ReleaseGil release;
 #ifdef ORCHARD_FLASH_WITH_CUDA
     if (cuda) result = orchard::flash::forward_cuda(q, k, v, shape, dropout, {out, lse}, stream_of(stream));
 #endif
@@ -89,7 +99,7 @@ py::tuple backward(const Tensor& dout, const Tensor& q, const Tensor& k, const T
   const bool cuda = on_cuda(q.device(), q.dtype());
   orchard::flash::Gradients grads;
   {
-    const py::gil_scoped_release release;
+    const ReleaseGil release;
 #ifdef ORCHARD_FLASH_WITH_CUDA
     if (cuda) {
       grads = orchard::flash::backward_cuda(dout, q, k, v, out, lse, dlse, shape, dropout, {dq, dk, dv},
@@ -116,7 +126,7 @@ Tensor dropout_mask(int64_t batch, int64_t heads, int64_t len_q, int64_t len_k, 
   const auto dropout = orchard::flash::describe_dropout(p, seed);
   const orchard::Device device = orchard::Device::parse(device_name);
   const bool cuda = on_cuda(device, orchard::DType::Float32);
-  const py::gil_scoped_release release;
+  const ReleaseGil release;
 #ifdef ORCHARD_FLASH_WITH_CUDA
   if (cuda) return orchard::flash::dropout_mask_cuda(shape, dropout, device, stream_of(stream));
 #endif

@@ -1,9 +1,13 @@
 #include "attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <initializer_list>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace orchard::flash {
 
@@ -22,37 +26,112 @@ std::string shape_str(const Shape& shape) {
   return text + ")";
 }
 
-// The bytes a strided tensor can touch: [first, last).
-std::pair<uintptr_t, uintptr_t> byte_range(const Tensor& t) {
-  const auto base = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const auto item = static_cast<intptr_t>(itemsize(t.dtype()));
-  intptr_t low = 0, high = item;
+DType accumulation(DType dtype) { return dtype == DType::Float64 ? DType::Float64 : DType::Float32; }
+
+// Whether an element of `t` lies in the bytes [first, last). Exact when, largest stride first,
+// each stride reaches past the span of the dims below it (any view of one dense tensor: slices,
+// transposes, interleaved heads); where it does not, the whole span counts (conservative).
+bool touches(const Tensor& t, uintptr_t first, uintptr_t last) {
+  struct Dim {
+    uintptr_t size, stride;
+  };
+  const uintptr_t item = itemsize(t.dtype());
+  auto start = reinterpret_cast<uintptr_t>(t.data_ptr());
+  std::vector<Dim> dims;
   for (int64_t d = 0; d < t.ndim(); ++d) {
-    const intptr_t reach = static_cast<intptr_t>(t.size(d) - 1) * static_cast<intptr_t>(t.stride(d)) * item;
-    (reach < 0 ? low : high) += reach;
+    if (t.size(d) == 0) return false;
+    const auto size = static_cast<uintptr_t>(t.size(d));
+    const auto stride = static_cast<intptr_t>(t.stride(d)) * static_cast<intptr_t>(item);
+    if (size == 1 || stride == 0) continue;  // adds no address
+    // A negative stride walks the same addresses down from its last element.
+    if (stride < 0) start -= (size - 1) * static_cast<uintptr_t>(-stride);
+    dims.push_back({size, static_cast<uintptr_t>(stride < 0 ? -stride : stride)});
   }
-  return {base + low, base + high};
+  std::ranges::sort(dims, std::greater{}, &Dim::stride);
+  // span[i]: the bytes from the first element of dims i.. to the end of their last.
+  std::vector<uintptr_t> span(dims.size() + 1, item);
+  for (size_t i = dims.size(); i-- > 0;) span[i] = span[i + 1] + (dims[i].size - 1) * dims[i].stride;
+  const auto hit = [&](const auto& self, uintptr_t at, size_t i) -> bool {
+    if (at >= last || at + span[i] <= first) return false;
+    if (i == dims.size() || dims[i].stride < span[i + 1]) return true;
+    // Disjoint sub-blocks [at + j * stride, + span[i + 1]) in order: j in [lo, hi] meet the range,
+    // and any strictly between lies inside it.
+    const auto [size, stride] = dims[i];
+    const uintptr_t lo = first >= at + span[i + 1] ? (first - at - span[i + 1]) / stride + 1 : 0;
+    const uintptr_t hi = std::min((last - 1 - at) / stride, size - 1);
+    if (lo > hi) return false;
+    return hi - lo >= 2 || self(self, at + lo * stride, i + 1) || self(self, at + hi * stride, i + 1);
+  };
+  return hit(hit, start, 0);
+}
+
+struct Named {
+  const char* name;
+  const Tensor* tensor;  // nullptr: not given
+};
+
+struct OutputBuffer {
+  const char* name;
+  const std::optional<Tensor>* buffer;
+  Shape shape;
+  DType dtype;
+};
+
+void check_outputs(std::initializer_list<OutputBuffer> outputs, Device device,
+                   std::initializer_list<Named> inputs) {
+  for (const auto& [name, buffer, shape, dtype] : outputs) {
+    if (!*buffer) continue;
+    const Tensor& t = **buffer;
+    if (t.shape() != shape || t.dtype() != dtype || t.device() != device || !t.is_contiguous()) {
+      fail<ValueError>("flash attention: the output buffer ", name, " must be a contiguous ",
+                       dtype_name(dtype), " tensor of shape ", shape_str(shape), " on ", device.str(),
+                       ", got ", t.is_contiguous() ? "" : "a non-contiguous ", dtype_name(t.dtype()),
+                       " of shape ", shape_str(t.shape()), " on ", t.device().str());
+    }
+  }
+  // The kernels write each buffer while reading the inputs and writing the other buffers: any
+  // shared byte would be clobbered or written twice. Buffers are contiguous: their bytes are a range.
+  for (auto a = outputs.begin(); a != outputs.end(); ++a) {
+    if (!*a->buffer || (*a->buffer)->numel() == 0) continue;
+    const auto first = reinterpret_cast<uintptr_t>((*a->buffer)->data_ptr());
+    const uintptr_t last = first + (*a->buffer)->nbytes();
+    for (auto b = outputs.begin(); b != a; ++b) {
+      if (*b->buffer && touches(**b->buffer, first, last)) {
+        fail<ValueError>("flash attention: the output buffers ", b->name, " and ", a->name,
+                         " overlap in memory");
+      }
+    }
+    for (const auto& [name, input] : inputs) {
+      if (input && touches(*input, first, last)) {
+        fail<ValueError>("flash attention: the output buffer ", a->name, " overlaps the input ", name,
+                         " in memory");
+      }
+    }
+  }
 }
 
 }  // namespace
 
-void check_output(const char* name, const Tensor& t, const Shape& shape, DType dtype, Device device,
-                  std::initializer_list<const Tensor*> inputs) {
-  if (t.shape() != shape || t.dtype() != dtype || t.device() != device || !t.is_contiguous()) {
-    fail<ValueError>("flash attention: the output buffer ", name, " must be a contiguous ", dtype_name(dtype),
-                     " tensor of shape ", shape_str(shape), " on ", device.str(), ", got ",
-                     t.is_contiguous() ? "" : "a non-contiguous ", dtype_name(t.dtype()), " of shape ",
-                     shape_str(t.shape()), " on ", t.device().str());
-  }
-  if (t.numel() == 0) return;
-  const auto [first, last] = byte_range(t);
-  for (const Tensor* input : inputs) {
-    if (input->numel() == 0) continue;
-    const auto [in_first, in_last] = byte_range(*input);
-    if (first < in_last && in_first < last) {
-      fail<ValueError>("flash attention: the output buffer ", name, " overlaps an input's memory");
-    }
-  }
+void check_forward_outputs(const Tensor& q, const Tensor& k, const Tensor& v, const ForwardOutputs& into) {
+  const Shape rows{q.size(0), q.size(1), q.size(2)};
+  check_outputs({{"out", &into.out, q.shape(), q.dtype()}, {"lse", &into.lse, rows, accumulation(q.dtype())}},
+                q.device(), {{"q", &q}, {"k", &k}, {"v", &v}});
+}
+
+void check_backward_outputs(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                            const Tensor& out, const Tensor& lse, const std::optional<Tensor>& dlse,
+                            const BackwardOutputs& into) {
+  check_outputs({{"dq", &into.dq, q.shape(), q.dtype()},
+                 {"dk", &into.dk, k.shape(), k.dtype()},
+                 {"dv", &into.dv, v.shape(), v.dtype()}},
+                q.device(),
+                {{"dout", &dout},
+                 {"q", &q},
+                 {"k", &k},
+                 {"v", &v},
+                 {"out", &out},
+                 {"lse", &lse},
+                 {"dlse", dlse ? &*dlse : nullptr}});
 }
 
 AttentionShape describe(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
@@ -129,7 +208,7 @@ void check_backward_inputs(const Tensor& dout, const Tensor& q, const Tensor& ou
     }
   }
   const Shape rows{q.size(0), q.size(1), q.size(2)};
-  const DType row_dtype = q.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
+  const DType row_dtype = accumulation(q.dtype());
   for (const auto& [name, t] :
        {std::pair<const char*, const Tensor*>{"lse", &lse}, {"dlse", dlse ? &*dlse : nullptr}}) {
     if (t && (t->shape() != rows || t->dtype() != row_dtype || t->device() != q.device())) {

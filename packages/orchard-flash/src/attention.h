@@ -4,7 +4,6 @@
 #include <orchard/orchard.h>
 
 #include <cstdint>
-#include <initializer_list>
 #include <optional>
 
 namespace orchard::flash {
@@ -51,11 +50,6 @@ struct Gradients {
 void check_backward_inputs(const Tensor& dout, const Tensor& q, const Tensor& out, const Tensor& lse,
                            const std::optional<Tensor>& dlse);
 
-// Checks a caller-provided output buffer: contiguous, of this shape and dtype, on `device`, and
-// sharing no memory with any of `inputs` (ValueError naming it otherwise).
-void check_output(const char* name, const Tensor& t, const Shape& shape, DType dtype, Device device,
-                  std::initializer_list<const Tensor*> inputs);
-
 // Where the passes write: caller-provided buffers (a bridge's allocator), or new tensors.
 struct ForwardOutputs {
   std::optional<Tensor> out, lse;
@@ -63,6 +57,14 @@ struct ForwardOutputs {
 struct BackwardOutputs {
   std::optional<Tensor> dq, dk, dv;
 };
+
+// Check the caller-provided buffers of a pass, on every device: each contiguous, of the shape,
+// dtype and device the pass would allocate, and sharing no memory with another buffer or with
+// an input the kernels read while writing (ValueError naming the arguments otherwise).
+void check_forward_outputs(const Tensor& q, const Tensor& k, const Tensor& v, const ForwardOutputs& into);
+void check_backward_outputs(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                            const Tensor& out, const Tensor& lse, const std::optional<Tensor>& dlse,
+                            const BackwardOutputs& into);
 
 // The CPU passes: never form the len_q x len_k score matrix.
 ForwardResult forward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -78,6 +79,9 @@ class Node {
   // Frees what the node saved; a later apply() is an error.
   virtual void release() {}
   virtual std::string name() const = 0;
+  // Threads that share a graph run its nodes one at a time (the engine holds it
+  // over apply() and release()).
+  std::mutex apply_mutex;
 
   std::vector<Edge> next_edges;
   std::vector<OutputInfo> outputs;

@@ -15,7 +15,8 @@ class TensorImpl;
 
 namespace orchard::profile {
 
-// Reads ORCHARD_TENSOR_PROFILE on every call, so it can be flipped at run time.
+// Reads ORCHARD_TENSOR_PROFILE on every call, so it can be flipped at run time
+// (off the GIL, the value read last: orchard/environment.h).
 bool enabled();
 // The log file: ORCHARD_TENSOR_PROFILE_LOG, else orchard_tensor_profile_<pid>.log in the temp dir.
 std::string log_path();

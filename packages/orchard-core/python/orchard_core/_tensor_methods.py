@@ -17,8 +17,36 @@ def _host_array(t: _core.Tensor) -> np.ndarray:
     return t.to("cpu").detach().numpy()
 
 
+_PRINT_THRESHOLD, _PRINT_EDGE = 1000, 3  # numpy's defaults: summarise beyond 1000 elements
+
+
+def _printed_values(t: _core.Tensor, dim: int = 0) -> np.ndarray:
+    """What a summarised print shows, so a huge (or expanded) tensor is never converted whole.
+
+    Each long dim keeps its first and last _PRINT_EDGE entries and one stand-in between them,
+    which numpy's summary elides again: the text is numpy's for the whole tensor.
+    """
+    if dim == t.ndim:
+        return _host_array(t)
+    size = t.shape[dim]
+    if size <= 2 * _PRINT_EDGE:
+        return _printed_values(t, dim + 1)
+    before = (slice(None),) * dim
+    head = t[(*before, slice(0, _PRINT_EDGE + 1))]
+    tail = t[(*before, slice(size - _PRINT_EDGE, size))]
+    return np.concatenate([_printed_values(head, dim + 1), _printed_values(tail, dim + 1)], axis=dim)
+
+
 def _repr(t: _core.Tensor) -> str:
-    body = np.array2string(_host_array(t), separator=", ", prefix="tensor(", threshold=1000, edgeitems=3)
+    summarised = t.numel() > _PRINT_THRESHOLD
+    values = _printed_values(t.detach()) if summarised else _host_array(t)
+    body = np.array2string(
+        values,
+        separator=", ",
+        prefix="tensor(",
+        threshold=0 if summarised else _PRINT_THRESHOLD,
+        edgeitems=_PRINT_EDGE,
+    )
     extras = []
     if t.dtype not in (_core.float32, _core.int64, _core.bool):
         extras.append(f"dtype={t.dtype!r}")

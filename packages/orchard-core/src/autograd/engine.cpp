@@ -154,8 +154,12 @@ class GraphTask {
     for (size_t i = 0; i < grads.size(); ++i) {
       if (!grads[i].defined()) grads[i] = zeros_for(node.outputs[i]);
     }
-    Node::Grads input_grads = node.apply(grads);
-    if (!retain_graph_) node.release();
+    Node::Grads input_grads;
+    {
+      const std::lock_guard lock(node.apply_mutex);
+      input_grads = node.apply(grads);
+      if (!retain_graph_) node.release();
+    }
     if (input_grads.size() != node.next_edges.size() && !input_grads.empty()) {
       fail<RuntimeError>(node.name(), " returned ", input_grads.size(), " gradients but has ",
                          node.next_edges.size(), " inputs");

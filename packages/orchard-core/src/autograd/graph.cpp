@@ -1,4 +1,5 @@
 // Building the graph: grad mode, a tensor's autograd state, saved tensors and record().
+#include <mutex>
 #include <utility>
 
 #include "orchard/autograd.h"
@@ -10,7 +11,14 @@ namespace orchard {
 
 namespace {
 thread_local bool grad_enabled = true;
+
+// Guards leaves' .grad and gradient accumulators: backward passes on several threads
+// may reach one leaf while Python reads or assigns its .grad.
+std::mutex& leaf_mutex() {
+  static std::mutex mutex;
+  return mutex;
 }
+}  // namespace
 
 bool Tensor::requires_grad() const {
   const autograd::AutogradMeta* meta = impl_->autograd_meta();
@@ -31,7 +39,10 @@ const Tensor& Tensor::set_requires_grad(bool requires_grad) const {
 
 bool Tensor::is_leaf() const { return !impl_->autograd_meta() || !impl_->autograd_meta()->grad_fn; }
 
-Tensor Tensor::grad() const { return impl_->autograd_meta() ? impl_->autograd_meta()->grad : Tensor(); }
+Tensor Tensor::grad() const {
+  const std::lock_guard lock(leaf_mutex());
+  return impl_->autograd_meta() ? impl_->autograd_meta()->grad : Tensor();
+}
 
 void Tensor::set_grad(const Tensor& grad) const {
   if (grad.defined() && (grad.shape() != shape() || grad.dtype() != dtype() || grad.device() != device())) {
@@ -40,7 +51,9 @@ void Tensor::set_grad(const Tensor& grad) const {
                      " but the tensor has shape ", shape::str(shape()), ", dtype ", dtype_name(dtype()),
                      " and device ", device().str());
   }
-  if (grad.defined() || impl_->autograd_meta()) impl_->ensure_autograd_meta().grad = grad;
+  Tensor previous;  // released after the lock: freeing it may take the GIL (Python-owned memory)
+  const std::lock_guard lock(leaf_mutex());
+  if (grad.defined() || impl_->autograd_meta()) previous = std::exchange(impl_->ensure_autograd_meta().grad, grad);
 }
 
 std::shared_ptr<autograd::Node> Tensor::grad_fn() const {
@@ -80,9 +93,11 @@ Node::Grads FunctionNode::apply(const Grads& grad_outputs) {
 
 Node::Grads AccumulateGrad::apply(const Grads& grad_outputs) {
   const Tensor& incoming = grad_outputs.at(0);
+  Tensor previous;  // released after the lock, as in set_grad
+  const std::lock_guard lock(leaf_mutex());
   AutogradMeta& meta = leaf_.impl()->ensure_autograd_meta();
   if (meta.grad.defined()) {
-    meta.grad = orchard::add(meta.grad, incoming);
+    previous = std::exchange(meta.grad, orchard::add(meta.grad, incoming));
   } else {
     // Keep the engine's tensor only when nothing else can see or change it.
     const bool exclusive =
@@ -114,6 +129,7 @@ std::pair<std::shared_ptr<Node>, uint32_t> gradient_edge(const Tensor& t) {
   if (meta == nullptr) return {nullptr, 0};
   if (meta->grad_fn) return {meta->grad_fn, meta->output_nr};
   if (!meta->requires_grad) return {nullptr, 0};
+  const std::lock_guard lock(leaf_mutex());
   std::shared_ptr<Node> accumulator = meta->grad_accumulator.lock();
   if (!accumulator) {
     accumulator = std::make_shared<AccumulateGrad>(t);

@@ -6,6 +6,7 @@
 #include "orchard/error.h"
 #include "orchard/kernels.h"
 #include "orchard/tensor.h"
+#include "overlap.h"
 #include "shape.h"
 
 namespace orchard {
@@ -29,20 +30,6 @@ void blit(const Tensor& src, const Tensor& dst) {
     runtime(from).copy_to_host(staging.data_ptr(), src.data_ptr(), nbytes);
     runtime(to).copy_from_host(dst.data_ptr(), staging.data_ptr(), nbytes);
   }
-}
-
-// Whether two views on one device may touch common bytes (their address ranges meet).
-bool may_overlap(const Tensor& a, const Tensor& b) {
-  if (a.device() != b.device() || a.numel() == 0 || b.numel() == 0) return false;
-  auto range = [](const Tensor& t) {
-    int64_t reach = 0;  // strides are never negative
-    for (int64_t i = 0; i < t.ndim(); ++i) reach += (t.shape()[i] - 1) * t.strides()[i];
-    const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr());
-    return std::pair{begin, begin + static_cast<uintptr_t>(reach + 1) * t.itemsize()};
-  };
-  const auto [a_begin, a_end] = range(a);
-  const auto [b_begin, b_end] = range(b);
-  return a_begin < b_end && b_begin < a_end;
 }
 
 }  // namespace
@@ -72,6 +59,8 @@ Tensor Tensor::to(DType target) const {
 }
 
 const Tensor& Tensor::fill_(const Scalar& value) const {
+  visit_dtype(dtype(), [&](auto tag) { value.to<decltype(tag)>(); });  // throws if it does not fit
+  require_distinct_elements("fill_", *this);
   storage()->bump_version();
   if (numel() > 0) kernels_for(*this).fill(*this, value);
   return *this;
@@ -82,6 +71,7 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
     fail<ValueError>("copy_: source of shape ", shape::str(src.shape()),
                      " cannot be broadcast to destination shape ", shape::str(shape()));
   }
+  require_distinct_elements("copy_", *this);
   storage()->bump_version();
   if (numel() == 0) return *this;
   // A source overlapping this tensor's memory (t[1:] = t[:-1], t[...] = t.T) would be read

@@ -2,10 +2,13 @@
 // allocation; the arithmetic itself is the device's ElementwiseKernels.
 #include "orchard/ops/elementwise.h"
 
+#include <limits>
 #include <optional>
+#include <string>
 
 #include "orchard/error.h"
 #include "orchard/kernels.h"
+#include "overlap.h"
 #include "shape.h"
 
 namespace orchard {
@@ -83,6 +86,25 @@ void check_integer_power(const Operand& exponent, DType dtype) {
   const int64_t value = exponent.scalar().to<int64_t>();
   if (value < 0)
     fail<ValueError>("pow: integers to negative integer powers are not allowed, got exponent ", value);
+}
+
+// A numeric clamp bound beyond the range of the input's dtype, moved to that
+// range's end when that changes nothing (max=2**40 on int32 is int32's maximum,
+// max=1e10 on float16 is +inf), as torch's bounds saturate; a bound that would
+// move every value out of range is kept and fails when it is converted.
+Operand saturated_bound(const Operand& bound, DType dtype, bool is_min) {
+  if (bound.is_tensor() || dtype == DType::Bool) return bound;
+  const Scalar& value = bound.scalar();
+  if (value.is_floating() && !is_floating(dtype)) return bound;  // computes in a floating type
+  return visit_dtype(dtype, [&](auto tag) -> Operand {
+    using T = decltype(tag);
+    if (value.fits<T>() || is_min != (value.to<double>() < 0)) return bound;
+    if constexpr (std::is_integral_v<T>) {
+      return Scalar(static_cast<int64_t>(is_min ? std::numeric_limits<T>::min() : std::numeric_limits<T>::max()));
+    } else {
+      return Scalar(is_min ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity());
+    }
+  });
 }
 
 }  // namespace
@@ -181,8 +203,8 @@ Tensor masked_fill(const Tensor& input, const Tensor& mask, const Operand& value
 Tensor clamp(const Tensor& input, const std::optional<Operand>& min, const std::optional<Operand>& max) {
   if (!min && !max) fail<ValueError>("clamp: at least one of min and max must be given, got neither");
   Tensor result = input;
-  if (min) result = binary(BinaryOp::Maximum, result, *min);
-  if (max) result = binary(BinaryOp::Minimum, result, *max);
+  if (min) result = binary(BinaryOp::Maximum, result, saturated_bound(*min, input.dtype(), true));
+  if (max) result = binary(BinaryOp::Minimum, result, saturated_bound(*max, input.dtype(), false));
   return result;
 }
 
@@ -203,13 +225,8 @@ const Tensor& binary_(BinaryOp op, const Tensor& self, const Operand& other) {
                      " cannot be broadcast to the in-place tensor's shape ", shape::str(self.shape()));
   }
   if (self.numel() == 0) return self;
+  require_distinct_elements((std::string(name) + "_").c_str(), self);
   self.storage()->bump_version();
-  for (int64_t d = 0; d < self.ndim(); ++d) {
-    if (self.strides()[d] == 0 && self.shape()[d] > 1) {
-      fail<ValueError>(name, "_: the tensor has several elements at one memory location (stride 0 in dim ", d,
-                       " of shape ", shape::str(self.shape()), "); clone() it first");
-    }
-  }
   if (dtype != self.dtype()) return self.copy_(binary(op, self, other));
   // Reading other while writing self is safe only element for element on the same view.
   const bool same_view = other.is_tensor() && other.tensor().data_ptr() == self.data_ptr() &&

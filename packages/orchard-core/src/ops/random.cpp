@@ -70,6 +70,12 @@ Tensor randn(const Shape& shape, DType dtype, Device device) {
 Tensor randint(int64_t low, int64_t high, const Shape& shape, DType dtype, Device device) {
   if (low >= high) fail<ValueError>("randint: low ", low, " must be below high ", high);
   if (dtype == DType::Bool) fail<TypeError>("randint: dtype bool is not supported");
+  visit_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if (!Scalar(low).fits<T>() || !Scalar(high - 1).fits<T>()) {
+      fail<ValueError>("randint: the range [", low, ", ", high, ") does not fit in ", dtype_name(dtype));
+    }
+  });
   Tensor out = Tensor::empty(shape, dtype, device);
   if (out.numel() > 0) random_kernels_for(out).randint(out, reserve(out.numel()), low, high);
   return out;

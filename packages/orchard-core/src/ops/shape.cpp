@@ -6,6 +6,7 @@
 
 #include "orchard/error.h"
 #include "orchard/kernels.h"
+#include "overlap.h"
 #include "shape.h"
 
 namespace orchard {
@@ -204,6 +205,9 @@ const Tensor& scatter_add_(const Tensor& self, int64_t dim, const Tensor& index,
     }
   }
   check_indices("scatter_add", idx, dst.shape()[d], d);
+  require_distinct_elements("scatter_add_", self);
+  require_no_overlap("scatter_add_", "src", src, self);
+  require_no_overlap("scatter_add_", "index", index, self);
   self.storage()->bump_version();
   if (idx.numel() > 0) index_kernels_for(dst).scatter_add(dst, d, idx.contiguous(), values);
   return self;
@@ -265,6 +269,10 @@ Tensor triangle(const char* op, const Tensor& input, int64_t diagonal, bool uppe
   if (input.ndim() < 2) {
     fail<ValueError>(op, ": input must have at least 2 dimensions, got shape ", shape::str(input.shape()));
   }
+  // Beyond these, a diagonal keeps or clears every element all the same; clamping
+  // keeps the kernels' row + diagonal arithmetic from overflowing.
+  const int64_t rows = input.shape()[input.ndim() - 2], cols = input.shape()[input.ndim() - 1];
+  diagonal = std::clamp<int64_t>(diagonal, -rows - 1, cols + 1);
   Tensor out = Tensor::empty(input.shape(), input.dtype(), input.device());
   if (out.numel() > 0) index_kernels_for(input).triangle(input, out, diagonal, upper);
   return out;

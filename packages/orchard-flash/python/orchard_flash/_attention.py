@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Literal, overload
 
 import orchard_core
@@ -25,6 +26,45 @@ def _optional_tensor(value: Any, name: str) -> orchard_core.Tensor | None:
     return None if value is None else _as_tensor(value, name)
 
 
+def _check_int(value: Any, name: str, bits: int) -> int:
+    """An int (numpy's too) in [0, 2**bits), checked here so the binding never answers with its signature."""
+    message = f"flash attention: {name} must be an int in [0, 2**{bits}), got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{message} of type {type(value).__name__}")
+    if not 0 <= value < 2**bits:
+        raise ValueError(message)
+    return int(value)
+
+
+def _check_real(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"flash attention: {name} must be a real number, got {value!r} of type {type(value).__name__}"
+        )
+    return float(value)
+
+
+def _check_flag(value: Any, name: str) -> bool:
+    # numpy's bool (named "bool_" before numpy 2) is no subclass of bool.
+    if type(value).__name__ not in ("bool", "bool_"):
+        raise TypeError(
+            f"flash attention: {name} must be a bool, got {value!r} of type {type(value).__name__}"
+        )
+    return bool(value)
+
+
+def _check_str(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(
+            f"flash attention: {name} must be a str, got {value!r} of type {type(value).__name__}"
+        )
+    return value
+
+
+def _check_scale(scale: Any) -> float | None:
+    return None if scale is None else _check_real(scale, "scale")
+
+
 def _stream_handle(stream: Any, values: tuple[Any, ...]) -> int:
     """The cudaStream_t the CUDA kernels run on, as an int (0: the legacy default stream).
 
@@ -33,7 +73,7 @@ def _stream_handle(stream: Any, values: tuple[Any, ...]) -> int:
     """
     if stream is not None:
         handle = getattr(stream, "cuda_stream", stream)
-        if isinstance(handle, bool) or not isinstance(handle, int) or handle < 0:
+        if isinstance(handle, bool) or not isinstance(handle, int) or not 0 <= handle < 2**64:
             raise TypeError(f"stream must be a cudaStream_t int or have .cuda_stream, got {stream!r}")
         return handle
     for value in values:
@@ -44,17 +84,15 @@ def _stream_handle(stream: Any, values: tuple[Any, ...]) -> int:
     return 0
 
 
-def _check_dropout(dropout_p: float) -> float:
-    p = float(dropout_p)
+def _check_dropout(dropout_p: Any) -> float:
+    p = _check_real(dropout_p, "dropout_p")
     if not 0.0 <= p < 1.0:  # also catches NaN
         raise ValueError(f"flash attention: dropout_p must be in [0, 1), got {dropout_p!r}")
     return p
 
 
-def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-        raise ValueError(f"flash attention: seed must be an int in [0, 2**64), got {seed!r}")
-    return seed
+def _check_seed(seed: Any) -> int:
+    return _check_int(seed, "seed", 64)
 
 
 def draw_seed() -> int:
@@ -95,9 +133,9 @@ def forward(
         _as_tensor(q, "q"),
         _as_tensor(k, "k"),
         _as_tensor(v, "v"),
-        causal,
-        scale,
-        causal_alignment,
+        _check_flag(causal, "causal"),
+        _check_scale(scale),
+        _check_str(causal_alignment, "causal_alignment"),
         _check_dropout(dropout_p),
         _check_seed(seed),
         _optional_tensor(out, "out"),
@@ -144,16 +182,16 @@ def backward(
         _as_tensor(v, "v"),
         _as_tensor(out, "out"),
         _as_tensor(lse, "lse"),
-        causal,
-        scale,
-        causal_alignment,
+        _check_flag(causal, "causal"),
+        _check_scale(scale),
+        _check_str(causal_alignment, "causal_alignment"),
         _check_dropout(dropout_p),
         _check_seed(seed),
         _optional_tensor(dlse, "dlse"),
         _optional_tensor(dq, "dq"),
         _optional_tensor(dk, "dk"),
         _optional_tensor(dv, "dv"),
-        bool(deterministic),
+        _check_flag(deterministic, "deterministic"),
         _stream_handle(stream, (dout, q, k, v)),
     )
 
@@ -174,13 +212,13 @@ def dropout_mask(
     Drawn by ``device``'s kernels ("cpu" or "cuda:N"): the same mask on every device.
     """
     return _flash._dropout_mask(
-        batch,
-        heads,
-        len_q,
-        len_k,
+        *(
+            _check_int(n, name, 63)
+            for n, name in ((batch, "batch"), (heads, "heads"), (len_q, "len_q"), (len_k, "len_k"))
+        ),
         _check_dropout(dropout_p),
         _check_seed(seed),
-        device,
+        _check_str(device, "device"),
         _stream_handle(stream, ()),
     )
 

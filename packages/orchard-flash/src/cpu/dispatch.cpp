@@ -82,8 +82,7 @@ ForwardResult forward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, con
   const DType accumulate = q.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
   const Shape out_shape{shape.batch, shape.heads, shape.len_q, shape.dim};
   const Shape row_shape{shape.batch, shape.heads, shape.len_q};
-  if (into.out) check_output("out", *into.out, out_shape, q.dtype(), q.device(), {&q, &k, &v});
-  if (into.lse) check_output("lse", *into.lse, row_shape, accumulate, q.device(), {&q, &k, &v});
+  check_forward_outputs(q, k, v, into);
   ForwardResult result{into.out ? *into.out : Tensor::empty(out_shape, q.dtype()),
                        into.lse ? *into.lse : Tensor::empty(row_shape, accumulate)};
   if (q.numel() == 0) return result;
@@ -108,10 +107,7 @@ Gradients backward_cpu(const Tensor& dout, const Tensor& q, const Tensor& k, con
                        const Tensor& out, const Tensor& lse, const std::optional<Tensor>& dlse,
                        const AttentionShape& shape, const Dropout& dropout, const BackwardOutputs& into) {
   const DType accumulate = q.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
-  const std::initializer_list<const Tensor*> inputs{&dout, &q, &k, &v, &out, &lse};
-  if (into.dq) check_output("dq", *into.dq, q.shape(), q.dtype(), q.device(), inputs);
-  if (into.dk) check_output("dk", *into.dk, k.shape(), k.dtype(), k.device(), inputs);
-  if (into.dv) check_output("dv", *into.dv, v.shape(), v.dtype(), v.device(), inputs);
+  check_backward_outputs(dout, q, k, v, out, lse, dlse, into);
   Gradients grads{into.dq ? *into.dq : Tensor::empty(q.shape(), q.dtype()),
                   into.dk ? *into.dk : Tensor::empty(k.shape(), k.dtype()),
                   into.dv ? *into.dv : Tensor::empty(v.shape(), v.dtype())};

@@ -172,8 +172,7 @@ ForwardResult forward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, co
   const DType accumulate = accumulation(q.dtype());
   const Shape out_shape{shape.batch, shape.heads, shape.len_q, shape.dim};
   const Shape row_shape{shape.batch, shape.heads, shape.len_q};
-  if (into.out) check_output("out", *into.out, out_shape, q.dtype(), q.device(), {&q, &k, &v});
-  if (into.lse) check_output("lse", *into.lse, row_shape, accumulate, q.device(), {&q, &k, &v});
+  check_forward_outputs(q, k, v, into);
   ForwardResult result{into.out ? *into.out : Tensor::empty(out_shape, q.dtype(), q.device()),
                        into.lse ? *into.lse : Tensor::empty(row_shape, accumulate, q.device())};
   if (q.numel() == 0) return result;
@@ -201,10 +200,7 @@ Gradients backward_cuda(const Tensor& dout, const Tensor& q, const Tensor& k, co
                         bool deterministic, void* stream_handle) {
   const DeviceGuard guard(q.device());
   const auto stream = static_cast<cudaStream_t>(stream_handle);
-  const std::initializer_list<const Tensor*> inputs{&dout, &q, &k, &v, &out, &lse};
-  if (into.dq) check_output("dq", *into.dq, q.shape(), q.dtype(), q.device(), inputs);
-  if (into.dk) check_output("dk", *into.dk, k.shape(), k.dtype(), k.device(), inputs);
-  if (into.dv) check_output("dv", *into.dv, v.shape(), v.dtype(), v.device(), inputs);
+  check_backward_outputs(dout, q, k, v, out, lse, dlse, into);
   Gradients grads{into.dq ? *into.dq : Tensor::empty(q.shape(), q.dtype(), q.device()),
                   into.dk ? *into.dk : Tensor::empty(k.shape(), k.dtype(), k.device()),
                   into.dv ? *into.dv : Tensor::empty(v.shape(), v.dtype(), v.device())};

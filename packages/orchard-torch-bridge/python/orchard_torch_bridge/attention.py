@@ -94,6 +94,14 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) 
         raise ValueError(f"orchard flash_attention: dropout_p must be in [0, 1), got {dropout_p}")
 
 
+def _check_seed(seed: torch.Tensor) -> None:
+    """The ops' seed: one integer (int() of a float seed would truncate it, silently)."""
+    if seed.dtype.is_floating_point or seed.dtype.is_complex or seed.dtype == torch.bool:
+        raise TypeError(f"orchard flash_attention: seed must be an integer tensor, got {seed.dtype}")
+    if seed.numel() != 1:
+        raise ValueError(f"orchard flash_attention: seed must hold one value, got shape {tuple(seed.shape)}")
+
+
 def _row_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
@@ -123,6 +131,7 @@ def _forward(
     seed: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     _check(q, k, v, dropout_p)
+    _check_seed(seed)
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty(q.shape[:3], dtype=_row_dtype(q.dtype), device=q.device)
     # detach(): DLPack refuses tensors that require grad; autograd is this op's registration's job.
@@ -142,6 +151,7 @@ def _forward_fake(
     seed: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     _check(q, k, v, dropout_p)
+    _check_seed(seed)
     return q.new_empty(q.shape), q.new_empty(q.shape[:3], dtype=_row_dtype(q.dtype))
 
 
@@ -159,6 +169,7 @@ def _backward(
     scale: float,
     seed: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    _check_seed(seed)
     grads = [torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v)]
     dlse = None if dlse is None else dlse.detach()
     options = _options(q, dropout_p, is_causal, scale)
@@ -193,6 +204,7 @@ def _backward_fake(
     scale: float,
     seed: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    _check_seed(seed)
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
 
 

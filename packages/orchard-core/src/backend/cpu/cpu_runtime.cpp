@@ -33,12 +33,17 @@ HostRuntime::HostRuntime(Device device, std::string description)
 
 const Kernels& HostRuntime::kernels() const { return cpu_kernels(); }
 
-void HostRuntime::copy_to_host(void* dst, const void* src, size_t nbytes) { std::memcpy(dst, src, nbytes); }
+// An empty storage may have no memory at all: memcpy must not see its null pointer.
+void HostRuntime::copy_to_host(void* dst, const void* src, size_t nbytes) {
+  if (nbytes > 0) std::memcpy(dst, src, nbytes);
+}
 
-void HostRuntime::copy_from_host(void* dst, const void* src, size_t nbytes) { std::memcpy(dst, src, nbytes); }
+void HostRuntime::copy_from_host(void* dst, const void* src, size_t nbytes) {
+  if (nbytes > 0) std::memcpy(dst, src, nbytes);
+}
 
 void HostRuntime::copy_on_device(void* dst, const void* src, size_t nbytes) {
-  std::memmove(dst, src, nbytes);
+  if (nbytes > 0) std::memmove(dst, src, nbytes);
 }
 
 DeviceRuntime& cpu_runtime() {
