@@ -29,13 +29,14 @@ CUDA_SETUP_ARGS = ["-Csetup-args=-Dcuda=enabled"]
 # AddressSanitizer and UndefinedBehaviorSanitizer (docs/sanitize.md). -O1 (ASan's advice) and
 # -g1 (line tables, enough for file:line in reports) compile in half the time of -O2 -g; assert()
 # and libstdc++'s bounds checks (_GLIBCXX_ASSERTIONS) are on; frame pointers let ASan's fast
-# unwinder give whole allocation and free stacks.
+# unwinder give whole allocation and free stacks; float-cast-overflow (a float converted to an
+# integer type that cannot hold it) is a UBSan check GCC leaves out of `undefined`.
 SANITIZE_SETUP_ARGS = [
     "-Csetup-args=-Db_sanitize=address,undefined",
     "-Csetup-args=-Doptimization=1",
     "-Csetup-args=-Ddebug=false",
     "-Csetup-args=-Db_ndebug=false",
-    "-Csetup-args=-Dcpp_args=-g1 -fno-omit-frame-pointer",
+    "-Csetup-args=-Dcpp_args=-g1 -fno-omit-frame-pointer -fsanitize=float-cast-overflow",
 ]
 
 nox.options.sessions = ["lint", "tests", "devbuild"]
@@ -211,8 +212,8 @@ def sanitize(session: nox.Session) -> None:
     """
     env = sanitizer_env(session)
     install_packages(session, *TEST_TOOLS, *BRIDGE_EXTRAS, sanitize_env=env)
-    # The sanitizers report on file descriptor 2. pytest's default capture holds that in a file
-    # it prints after the test, which an aborting process never reaches: capture sys.stderr only.
+    # The sanitizers write to file descriptor 2, which pytest's default capture keeps until the
+    # test has failed, and loses when the process aborts: capture sys.stdout and sys.stderr only.
     run_tests(session, env, pytest_args=["--capture=sys"])
 
 

@@ -3,7 +3,8 @@
 Set ``ORCHARD_TENSOR_PROFILE=1`` to log one ``alloc`` line per storage created
 and one matching ``free`` line when its last view is gone, to
 :func:`log_path` (``ORCHARD_TENSOR_PROFILE_LOG`` chooses it). The variable is
-read at every query, so it can be flipped while a program runs; a storage logs
+read at every query, so it can be flipped while a program runs (an operator running without
+the GIL sees its value from when the operator started); a storage logs
 its ``free`` exactly when it logged its ``alloc``, so the log stays symmetric.
 """
 
