@@ -119,6 +119,8 @@ int64_t Tensor::size(int64_t dim) const { return shape()[shape::wrap_dim(dim, nd
 int64_t Tensor::stride(int64_t dim) const { return strides()[shape::wrap_dim(dim, ndim())]; }
 
 int64_t Tensor::numel() const {
+  // A zero anywhere first: (2**40, 2**40, 0) is empty, and its leading product overflows.
+  if (std::ranges::find(shape(), 0) != shape().end()) return 0;
   int64_t n = 1;
   for (int64_t s : shape()) n *= s;
   return n;

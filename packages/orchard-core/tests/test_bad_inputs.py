@@ -238,3 +238,17 @@ def test_empty_tensors_round_trip_every_copy_path(dtype):
     assert empty.clone().shape == (0, 3)
     assert empty.to("cpu").contiguous().tolist() == []
     assert oc.tensor(empty).shape == (0, 3)
+
+
+def test_shape_products_and_chunk_sizes_do_not_overflow():
+    assert oc.empty(2**40, 2**40, 0).numel() == 0
+    assert oc.empty(2**62, 2**62, 0).reshape(-1).shape == (0,)
+    pieces = oc.arange(5.0).chunk(2**63 - 1, 0)
+    assert [p.tolist() for p in pieces] == [[0.0], [1.0], [2.0], [3.0], [4.0]]
+
+
+@pytest.mark.parametrize("name", ["exp", "tanh", "sigmoid", "gelu"])
+def test_nan_passes_through_the_vectorised_math(name):
+    x = oc.tensor([float("nan"), 1.0] * 20)
+    values = host_values(getattr(oc, name)(x))
+    assert np.isnan(values[0::2]).all() and np.isfinite(values[1::2]).all()

@@ -153,7 +153,7 @@ std::vector<Tensor> chunk(const Tensor& input, int64_t chunks, int64_t dim) {
   if (input.ndim() == 0) fail<ValueError>("chunk: cannot split a zero-dimensional tensor");
   const int64_t size = input.shape()[d];
   if (size == 0) return split(input, std::vector<int64_t>(chunks, 0), d);  // torch gives `chunks` empties
-  return split(input, (size + chunks - 1) / chunks, d);
+  return split(input, size / chunks + (size % chunks != 0), d);  // ceil, without size + chunks overflowing
 }
 
 Tensor index_select(const Tensor& input, int64_t dim, const Tensor& index) {

@@ -20,9 +20,12 @@ namespace orchard::cpu::vmath {
   return x < lo ? lo : (x > hi ? hi : x);
 }
 
-// 2^n for integer-valued n in [-126, 127], built from the exponent bits.
+// 2^n for integer-valued n in [-126, 127], built from the exponent bits. n + 1.5 * 2^23 holds
+// n in its low mantissa bits: a conversion defined for every float, where static_cast<int> is
+// undefined for the NaN a NaN input brings (callers then discard the result).
 [[gnu::always_inline]] inline float pow2i(float n) {
-  return std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+  const uint32_t k = std::bit_cast<uint32_t>(n + 12582912.0f) - 0x4B400000u;
+  return std::bit_cast<float>((k + 127u) << 23);
 }
 
 // Round to nearest integer (|x| < 2^22), branch-free: adding 1.5 * 2^23 drops the fraction.

@@ -65,7 +65,7 @@ void copy_typed(const Tensor& src, const Tensor& dst) {
   if (src.is_contiguous() && dst.is_contiguous() && src.strides() == dst.strides()) {
     const int64_t n = dst.numel();
     if constexpr (std::is_same_v<Dst, Src>) {
-      std::memcpy(out, in, static_cast<size_t>(n) * sizeof(Dst));
+      if (n > 0) std::memcpy(out, in, static_cast<size_t>(n) * sizeof(Dst));  // empty: maybe no memory
     } else {
       convert_contiguous(in, out, n);
     }
