@@ -70,7 +70,8 @@ py::tuple run_grad(py::handle outputs, py::handle grad_outputs, py::handle input
                    bool allow_unused) {
   const std::vector<Tensor> roots = tensors_or_undefined(outputs), seeds = tensors_or_undefined(grad_outputs),
                             wrt = tensors_or_undefined(inputs);
-  const auto grads = without_gil([&] { return autograd::grad(roots, seeds, wrt, retain_graph, allow_unused); });
+  const auto grads =
+      without_gil([&] { return autograd::grad(roots, seeds, wrt, retain_graph, allow_unused); });
   py::tuple result(grads.size());
   for (size_t i = 0; i < grads.size(); ++i) result[i] = tensor_or_none(grads[i]);
   return result;

@@ -20,20 +20,19 @@ void bind_dtypes(py::module_& m) {
   py::enum_<DType> dtype(m, "dtype", "Element type of a tensor.");
   // Ahead of pybind11's own constructor, which takes any int as a code: dtype(6) is
   // bool, dtype(-1) and dtype(99) name no dtype; names, numpy and torch dtypes work too.
-  dtype.def(
-      py::init([](py::handle value) {
-        if (py::isinstance<py::int_>(value) && !py::isinstance<py::bool_>(value)) {
-          const py::int_ code = py::reinterpret_borrow<py::int_>(value);
-          const py::int_ count(std::size(kAllDTypes));
-          if (code < py::int_(0) || !(code < count)) {
-            fail<ValueError>("dtype(", std::string(py::str(value)), "): no dtype has this code; codes are 0..",
-                             std::size(kAllDTypes) - 1);
-          }
-          return kAllDTypes[code.cast<size_t>()];
-        }
-        return to_dtype(value);
-      }),
-      py::arg("value"), py::prepend());
+  dtype.def(py::init([](py::handle value) {
+              if (py::isinstance<py::int_>(value) && !py::isinstance<py::bool_>(value)) {
+                const py::int_ code = py::reinterpret_borrow<py::int_>(value);
+                const py::int_ count(std::size(kAllDTypes));
+                if (code < py::int_(0) || !(code < count)) {
+                  fail<ValueError>("dtype(", std::string(py::str(value)),
+                                   "): no dtype has this code; codes are 0..", std::size(kAllDTypes) - 1);
+                }
+                return kAllDTypes[code.cast<size_t>()];
+              }
+              return to_dtype(value);
+            }),
+            py::arg("value"), py::prepend());
   for (DType value : kAllDTypes) {
     dtype.value(dtype_name(value), value);
     m.attr(dtype_name(value)) = value;
@@ -141,7 +140,8 @@ PYBIND11_MODULE(_core, m) {
   // os.environ is written holding the GIL, so only a thread holding it may read.
   environment::set_read_guard([] { return PyGILState_Check() != 0; });
   // The variables orchard-core consults, so operators started without the GIL see them too.
-  for (const char* name : {"ORCHARD_TENSOR_PROFILE", "ORCHARD_TENSOR_PROFILE_LOG", "ORCHARD_METAL_FALLBACK"}) {
+  for (const char* name :
+       {"ORCHARD_TENSOR_PROFILE", "ORCHARD_TENSOR_PROFILE_LOG", "ORCHARD_METAL_FALLBACK"}) {
     environment::get(name);
   }
 

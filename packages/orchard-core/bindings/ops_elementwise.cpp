@@ -137,7 +137,9 @@ void bind_elementwise(py::module_& m, py::class_<Tensor>& cls) {
   }
 
   for (const auto& [name, op] : kUnary) {
-    m.def(name, [op](const Tensor& input) { return autograd::unary(op, input); }, py::arg("input"), release_gil);
+    m.def(
+        name, [op](const Tensor& input) { return autograd::unary(op, input); }, py::arg("input"),
+        release_gil);
     cls.def(name, [op](const Tensor& self) { return autograd::unary(op, self); }, release_gil);
   }
   cls.def("__neg__", [](const Tensor& t) { return autograd::unary(UnaryOp::Neg, t); }, release_gil);

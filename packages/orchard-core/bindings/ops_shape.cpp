@@ -128,7 +128,8 @@ void bind_shape(py::module_& m, py::class_<Tensor>& cls) {
           py::arg("chunks"), py::arg("dim") = 0)
       .def("index_select", &autograd::index_select, py::arg("dim"), py::arg("index"), release_gil)
       .def("gather", &autograd::gather, py::arg("dim"), py::arg("index"), release_gil)
-      .def("scatter_add", &autograd::scatter_add, py::arg("dim"), py::arg("index"), py::arg("src"), release_gil)
+      .def("scatter_add", &autograd::scatter_add, py::arg("dim"), py::arg("index"), py::arg("src"),
+           release_gil)
       .def("scatter_add_", &autograd::scatter_add_, py::arg("dim"), py::arg("index"), py::arg("src"),
            release_gil)
       .def("tril", &autograd::tril, py::arg("diagonal") = 0, release_gil)

@@ -58,8 +58,7 @@ void bind_profile(py::module_& m) {
     }
     return result;
   });
-  m.def("_stress_threads", &stress, py::arg("threads"), py::arg("iterations"),
-        release_gil);
+  m.def("_stress_threads", &stress, py::arg("threads"), py::arg("iterations"), release_gil);
 }
 
 }  // namespace orchard::bindings

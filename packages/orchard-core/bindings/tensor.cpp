@@ -189,7 +189,8 @@ void bind_tensor(py::module_& m) {
       .def("clone", &autograd::clone, release_gil)
       .def("detach", &Tensor::detach, "A view of the same data outside the autograd graph.")
       .def("to", &convert_to, "Copy to a device and/or dtype; returns self when nothing changes.")
-      .def("cpu", [](const Tensor& t) { return autograd::to(t, Device{}); }, release_gil)
+      .def(
+          "cpu", [](const Tensor& t) { return autograd::to(t, Device{}); }, release_gil)
       .def(
           "fill_",
           [](const Tensor& t, py::handle value) {
@@ -197,7 +198,8 @@ void bind_tensor(py::module_& m) {
             return without_gil([&] { return autograd::fill_(t, number); });
           },
           py::arg("value"))
-      .def("zero_", [](const Tensor& t) { return autograd::fill_(t, Scalar(int64_t{0})); }, release_gil)
+      .def(
+          "zero_", [](const Tensor& t) { return autograd::fill_(t, Scalar(int64_t{0})); }, release_gil)
       .def("copy_", &autograd::copy_, py::arg("src"), release_gil)
       .def("item", [](const Tensor& t) { return scalar_to_python(t.item()); })
       .def("__float__", [](const Tensor& t) { return t.item().to<double>(); })

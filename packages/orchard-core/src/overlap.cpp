@@ -25,8 +25,9 @@ void require_distinct_elements(const char* op, const Tensor& t) {
   if (t.numel() == 0) return;
   for (int64_t d = 0; d < t.ndim(); ++d) {
     if (t.strides()[d] == 0 && t.shape()[d] > 1) {
-      fail<ValueError>(op, ": the tensor written to has several elements at one memory location (stride 0 in dim ",
-                       d, " of shape ", shape::str(t.shape()), "); clone() it first");
+      fail<ValueError>(
+          op, ": the tensor written to has several elements at one memory location (stride 0 in dim ", d,
+          " of shape ", shape::str(t.shape()), "); clone() it first");
     }
   }
 }

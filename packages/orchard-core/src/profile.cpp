@@ -68,7 +68,8 @@ bool enabled() {
 }
 
 std::string log_path() {
-  if (std::optional<std::string> path = environment::get("ORCHARD_TENSOR_PROFILE_LOG"); path && !path->empty()) {
+  if (std::optional<std::string> path = environment::get("ORCHARD_TENSOR_PROFILE_LOG");
+      path && !path->empty()) {
     return *std::move(path);
   }
   return (std::filesystem::temp_directory_path() /

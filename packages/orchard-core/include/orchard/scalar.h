@@ -42,7 +42,8 @@ class Scalar {
       char text[32];
       return std::string(text, std::to_chars(text, text + sizeof text, *d).ptr);
     }
-    return is_bool() ? (std::get<bool>(value_) ? "True" : "False") : std::to_string(std::get<int64_t>(value_));
+    return is_bool() ? (std::get<bool>(value_) ? "True" : "False")
+                     : std::to_string(std::get<int64_t>(value_));
   }
 
   // Whether the value is representable as T: any number is a bool; integer types
@@ -66,9 +67,10 @@ class Scalar {
       return true;
     } else {
       const double value = std::visit([](auto v) { return static_cast<double>(v); }, value_);
-      const double largest = std::is_same_v<T, Float16>    ? 65504.0
-                             : std::is_same_v<T, BFloat16> ? 3.3895313892515355e38
-                                                           : static_cast<double>(std::numeric_limits<T>::max());
+      const double largest = std::is_same_v<T, Float16> ? 65504.0
+                             : std::is_same_v<T, BFloat16>
+                                 ? 3.3895313892515355e38
+                                 : static_cast<double>(std::numeric_limits<T>::max());
       return !std::isfinite(value) || std::fabs(value) <= largest;
     }
   }
@@ -77,7 +79,8 @@ class Scalar {
   template <class T>
   T to() const {
     if (!fits<T>()) {
-      fail<ValueError>("value ", str(), " cannot be converted to ", dtype_name(dtype_of<T>()), " without overflow");
+      fail<ValueError>("value ", str(), " cannot be converted to ", dtype_name(dtype_of<T>()),
+                       " without overflow");
     }
     return std::visit(
         [](auto v) -> T {

@@ -53,7 +53,8 @@ void Tensor::set_grad(const Tensor& grad) const {
   }
   Tensor previous;  // released after the lock: freeing it may take the GIL (Python-owned memory)
   const std::lock_guard lock(leaf_mutex());
-  if (grad.defined() || impl_->autograd_meta()) previous = std::exchange(impl_->ensure_autograd_meta().grad, grad);
+  if (grad.defined() || impl_->autograd_meta())
+    previous = std::exchange(impl_->ensure_autograd_meta().grad, grad);
 }
 
 std::shared_ptr<autograd::Node> Tensor::grad_fn() const {

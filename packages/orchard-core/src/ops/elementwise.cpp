@@ -100,9 +100,11 @@ Operand saturated_bound(const Operand& bound, DType dtype, bool is_min) {
     using T = decltype(tag);
     if (value.fits<T>() || is_min != (value.to<double>() < 0)) return bound;
     if constexpr (std::is_integral_v<T>) {
-      return Scalar(static_cast<int64_t>(is_min ? std::numeric_limits<T>::min() : std::numeric_limits<T>::max()));
+      return Scalar(
+          static_cast<int64_t>(is_min ? std::numeric_limits<T>::min() : std::numeric_limits<T>::max()));
     } else {
-      return Scalar(is_min ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity());
+      return Scalar(is_min ? -std::numeric_limits<double>::infinity()
+                           : std::numeric_limits<double>::infinity());
     }
   });
 }

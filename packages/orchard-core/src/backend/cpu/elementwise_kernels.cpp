@@ -298,7 +298,8 @@ void unary_typed(UnaryOp op, const Tensor& a, const Tensor& out) {
   switch (op) {
     case UnaryOp::Neg: return run_unary<T>([](A x) { return static_cast<A>(-x); }, a, out);
     case UnaryOp::Abs: return run_unary<T>([](A x) { return x < A(0) ? static_cast<A>(-x) : x; }, a, out);
-    case UnaryOp::Relu: return run_unary<T>([](A x) { return x > A(0) || x != x ? x : A(0); }, a, out);  // NaN stays NaN
+    case UnaryOp::Relu:
+      return run_unary<T>([](A x) { return x > A(0) || x != x ? x : A(0); }, a, out);  // NaN stays NaN
     default: break;
   }
   if constexpr (std::is_same_v<A, float>) {
