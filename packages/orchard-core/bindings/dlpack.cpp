@@ -5,10 +5,6 @@
 #include "convert.h"
 #include "dlpack_abi.h"
 
-#ifdef ORCHARD_WITH_CUDA
-#include "backend/cuda/cuda_runtime.h"
-#endif
-
 namespace orchard::bindings {
 
 namespace {
@@ -109,10 +105,11 @@ void destroy_unconsumed(PyObject* capsule) {
 }
 
 // DLPack's `stream` for a CUDA tensor: the consumer will use the data on that stream. None
-// and 1 mean the legacy default stream, where orchard queues all its work, so nothing is
-// needed; -1 asks for no synchronisation; 2 (the per-thread default stream) or a
-// cudaStream_t is made to wait, on the device, for the work orchard has queued so far.
-void order_for_consumer([[maybe_unused]] const Tensor& tensor, py::handle stream) {
+// and 1 mean the legacy default stream, where orchard queues its work, so nothing is needed;
+// -1 asks for no synchronisation; 2 (the per-thread default stream) or a cudaStream_t is made
+// to wait, on the device, for the work orchard has queued so far (an event on orchard's
+// current stream).
+void order_for_consumer(const Tensor& tensor, py::handle stream) {
   if (stream.is_none()) return;
   if (!py::isinstance<py::int_>(stream) || py::isinstance<py::bool_>(stream)) {
     fail<TypeError>("__dlpack__: stream must be an int or None for a CUDA tensor, got ",
@@ -126,9 +123,9 @@ void order_for_consumer([[maybe_unused]] const Tensor& tensor, py::handle stream
   }
   if (value < -1) fail<ValueError>("__dlpack__: stream=", value, " is not a CUDA stream");
   if (value == -1 || value == 1) return;
-#ifdef ORCHARD_WITH_CUDA
-  backend::cuda_stream_wait_for_orchard(tensor.device().index, static_cast<intptr_t>(value));
-#endif
+  const Device device = tensor.device();
+  DeviceRuntime& rt = runtime(device);
+  rt.wait(Stream{device, static_cast<uintptr_t>(value)}, rt.record(current_stream(device)));
 }
 
 py::object dlpack(const Tensor& tensor, py::handle stream, py::handle max_version, py::handle dl_device,

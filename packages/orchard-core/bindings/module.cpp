@@ -2,15 +2,11 @@
 // pieces bound in the other files of this folder.
 #include <pybind11/stl.h>
 
-#include "backend/backends.h"
-#include "backend/cpu/cpu_isa.h"
 #include "convert.h"
+#include "orchard/cpu/isa.h"
 #include "orchard/environment.h"
+#include "orchard/op.h"
 #include "orchard/parallel.h"
-
-#ifdef ORCHARD_WITH_CUDA
-#include "backend/cuda/cuda_runtime.h"
-#endif
 
 namespace orchard::bindings {
 
@@ -69,44 +65,51 @@ void bind_devices(py::module_& m) {
         rt.synchronize();
       },
       py::arg("device"), "Wait until all work queued on a device has finished.");
-  // Private: what the CUDA tests ask of this build (the names exist in every build).
-#ifdef ORCHARD_WITH_CUDA
-  m.attr("_built_with_cuda") = true;
-  m.def("_cuda_device_count", &backend::cuda_device_count);
   m.def(
-      "_cuda_pool_stats",
-      [](int index) {
-        const backend::CudaPoolStats s = backend::cuda_pool_stats(index);
+      "supports",
+      [](py::handle d, const std::string& op, py::handle dtype) {
+        const Op found = op_from_name(op.c_str());
+        if (found == Op::Count) fail<ValueError>("supports: no operator is named '", op, "'");
+        return runtime(to_device(d)).supports(found, to_dtype(dtype));
+      },
+      py::arg("device"), py::arg("op"), py::arg("dtype"),
+      "Whether `device` has its own kernel for operator `op` on `dtype` operands; where it has "
+      "none the operator raises NotImplementedError, or runs on the CPU through host copies "
+      "with ORCHARD_CPU_FALLBACK=1.");
+  m.def(
+      "memory_stats",
+      [](py::handle d) -> py::object {
+        const std::optional<MemoryStats> s = runtime(to_device(d)).memory_stats();
+        if (!s) return py::none();
         py::dict out;
-        out["used_current"] = s.used_current;
-        out["used_high"] = s.used_high;
-        out["reserved_current"] = s.reserved_current;
-        out["reserved_high"] = s.reserved_high;
-        return out;
+        out["in_use"] = s->in_use;
+        out["in_use_peak"] = s->in_use_peak;
+        out["reserved"] = s->reserved;
+        out["reserved_peak"] = s->reserved_peak;
+        return std::move(out);
       },
-      py::arg("index"));
-#else
-  m.attr("_built_with_cuda") = false;
-  m.def("_cuda_device_count", [] { return 0; });
-  m.def(
-      "_cuda_pool_stats",
-      [](int index) -> py::dict {
-        fail<RuntimeError>("device 'cuda:", index,
-                           "' is not available: this orchard-core was built without CUDA");
-      },
-      py::arg("index"));
-#endif
+      py::arg("device"),
+      "Bytes of a caching allocator (CUDA's pool): in use by live tensors and held in all, now "
+      "and at their peak; None for devices without one.");
+  // Private: what the CUDA tests ask of this build (the names exist in every build).
+  m.attr("_built_with_cuda") = has_backend(DeviceType::CUDA);
+  m.def("_cuda_device_count", [] { return device_count(DeviceType::CUDA); });
+  m.def("_ops", [] {
+    std::vector<std::string> names;
+    for (int i = 0; i < kOpCount; ++i) names.emplace_back(op_name(static_cast<Op>(i)));
+    return names;
+  });
 }
 
 void bind_cpu(py::module_& m) {
   m.def("get_num_threads", &get_num_threads, "The threads orchard's CPU kernels use.");
   m.def("set_num_threads", &set_num_threads, py::arg("count"),
         "Sets the threads orchard's CPU kernels use (its OpenMP loops and its BLAS calls alike).");
-  m.def("_blas_num_threads", &backend::cpu_blas_threads);
+  m.def("_blas_num_threads", &cpu::blas_threads);
   // Private: the instruction-set variants of the CPU kernels (tests force each in turn).
-  m.def("_cpu_isas", &backend::supported_cpu_isas);
-  m.def("_cpu_isa", [] { return std::string(backend::cpu_row_kernels().isa); });
-  m.def("_set_cpu_isa", &backend::set_cpu_isa, py::arg("name"));
+  m.def("_cpu_isas", &cpu::supported_isas);
+  m.def("_cpu_isa", [] { return std::string(cpu::active_isa()); });
+  m.def("_set_cpu_isa", &cpu::set_isa, py::arg("name"));
 }
 
 }  // namespace
@@ -132,6 +135,8 @@ PYBIND11_MODULE(_core, m) {
       PyErr_SetString(PyExc_TypeError, e.what());
     } catch (const IndexError& e) {
       PyErr_SetString(PyExc_IndexError, e.what());
+    } catch (const NotImplementedError& e) {
+      PyErr_SetString(PyExc_NotImplementedError, e.what());
     } catch (const RuntimeError& e) {
       PyErr_SetString(PyExc_RuntimeError, e.what());
     }
@@ -140,8 +145,8 @@ PYBIND11_MODULE(_core, m) {
   // os.environ is written holding the GIL, so only a thread holding it may read.
   environment::set_read_guard([] { return PyGILState_Check() != 0; });
   // The variables orchard-core consults, so operators started without the GIL see them too.
-  for (const char* name :
-       {"ORCHARD_TENSOR_PROFILE", "ORCHARD_TENSOR_PROFILE_LOG", "ORCHARD_METAL_FALLBACK"}) {
+  for (const char* name : {"ORCHARD_TENSOR_PROFILE", "ORCHARD_TENSOR_PROFILE_LOG", "ORCHARD_METAL_FALLBACK",
+                           "ORCHARD_CPU_FALLBACK"}) {
     environment::get(name);
   }
 

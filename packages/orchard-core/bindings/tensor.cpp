@@ -174,6 +174,12 @@ void bind_tensor(py::module_& m) {
       .def("is_contiguous", &Tensor::is_contiguous)
       .def("is_alias_of", &Tensor::is_alias_of, py::arg("other"))
       .def("_storage_id", [](const Tensor& t) { return t.storage()->id(); })
+      // What a device kernel binds: the backend buffer (as an integer) and the byte offset in it.
+      .def("_buffer",
+           [](const Tensor& t) {
+             const Buffer b = t.buffer();
+             return std::make_pair(reinterpret_cast<uintptr_t>(b.handle), b.offset);
+           })
       .def("_storage_nbytes", [](const Tensor& t) { return t.storage()->nbytes(); })
       .def("view", [](const Tensor& t, const py::args& shape) { return autograd::view(t, to_shape(shape)); })
       .def("reshape",

@@ -1,53 +1,53 @@
 #include "orchard/device.h"
 
+#include <algorithm>
 #include <charconv>
-#include <cstdlib>
 #include <string>
 
-#include "backend/backends.h"
-#include "orchard/environment.h"
 #include "orchard/error.h"
 
 namespace orchard {
 
 namespace {
 
-// ORCHARD_METAL_FALLBACK, read at every query so tests can flip it.
-bool metal_fallback_requested() {
-  const std::optional<std::string> value = environment::get("ORCHARD_METAL_FALLBACK");
-  if (!value) return false;
-  const std::string_view text(*value);
-  if (text.empty() || text == "0") return false;
-  if (text == "cpu") return true;
-  fail<ValueError>("ORCHARD_METAL_FALLBACK='", text, "' is not understood; expected 'cpu' or unset");
+// Per device type, highest priority first. Filled at static initialisation (one thread) and
+// only read afterwards, so reads take no lock.
+std::vector<Backend*>& backends_of(DeviceType type) {
+  static std::vector<Backend*> by_type[std::size(kDeviceTypes)];
+  return by_type[static_cast<size_t>(type)];
 }
 
-DeviceRuntime& metal_runtime_or_throw(int index) {
-  if (index != 0) fail<RuntimeError>("device 'metal:", index, "' does not exist; only 'metal:0'");
-#ifdef ORCHARD_WITH_METAL
-  if (DeviceRuntime* metal = backend::metal_runtime()) return *metal;
-  const char* reason = "this host has no Metal GPU";
-#else
-  const char* reason = "this orchard-core was built without Metal (it is built only on macOS)";
-#endif
-  if (metal_fallback_requested()) return backend::metal_host_fallback_runtime();
-  fail<RuntimeError>("device 'metal' is not available: ", reason,
-                     ". Set ORCHARD_METAL_FALLBACK=cpu for a host-memory stand-in.");
+// How to get a device type this build lacks.
+const char* build_hint(DeviceType type) {
+  switch (type) {
+    case DeviceType::CPU: return "";
+    case DeviceType::Metal: return "this orchard-core was built without Metal (it is built only on macOS)";
+    case DeviceType::CUDA:
+      return "this orchard-core was built without CUDA (build it with -Csetup-args=-Dcuda=enabled)";
+  }
+  return "";
 }
 
-DeviceRuntime& cuda_runtime_or_throw(int index) {
-#ifdef ORCHARD_WITH_CUDA
-  if (DeviceRuntime* cuda = backend::cuda_runtime(index)) return *cuda;
-  fail<RuntimeError>("device 'cuda:", index, "' is not available: this host has ",
-                     backend::cuda_device_count(), " CUDA device(s)");
-#else
-  fail<RuntimeError>("device 'cuda:", index,
-                     "' is not available: this orchard-core was built without CUDA "
-                     "(build it with -Csetup-args=-Dcuda=enabled)");
-#endif
-}
+thread_local std::optional<Stream> current_streams[std::size(kDeviceTypes)];
+
+std::optional<Stream>& current_slot(DeviceType type) { return current_streams[static_cast<size_t>(type)]; }
 
 }  // namespace
+
+void register_backend(Backend& backend) {
+  std::vector<Backend*>& backends = backends_of(backend.type());
+  backends.push_back(&backend);
+  std::ranges::stable_sort(backends, std::greater{}, &Backend::priority);
+}
+
+bool has_backend(DeviceType type) { return !backends_of(type).empty(); }
+
+int device_count(DeviceType type) {
+  for (Backend* b : backends_of(type)) {
+    if (const int count = b->device_count(); count > 0) return count;
+  }
+  return 0;
+}
 
 const char* device_type_name(DeviceType type) {
   switch (type) {
@@ -69,7 +69,7 @@ Device Device::parse(std::string_view text) {
     }
     text = text.substr(0, colon);
   }
-  for (DeviceType type : {DeviceType::CPU, DeviceType::Metal, DeviceType::CUDA}) {
+  for (DeviceType type : kDeviceTypes) {
     if (text == device_type_name(type)) return Device{type, index};
   }
   fail<ValueError>("unknown device '", original, "'; expected 'cpu', 'metal' or 'cuda[:N]'");
@@ -82,27 +82,52 @@ std::string Device::str() const {
 }
 
 DeviceRuntime& runtime(Device device) {
-  switch (device.type) {
-    case DeviceType::CPU:
-      if (device.index != 0) fail<RuntimeError>("device 'cpu:", device.index, "' does not exist");
-      return backend::cpu_runtime();
-    case DeviceType::Metal: return metal_runtime_or_throw(device.index);
-    case DeviceType::CUDA: return cuda_runtime_or_throw(device.index);
+  const std::vector<Backend*>& candidates = backends_of(device.type);
+  const char* type = device_type_name(device.type);
+  // The host and Metal are one device each (their names carry no index).
+  if (device.type != DeviceType::CUDA && device.index != 0) {
+    fail<RuntimeError>("device '", type, ":", device.index, "' does not exist; only '", type, ":0'");
   }
-  fail<ValueError>("unknown device type ", static_cast<int>(device.type));
+  const std::string shown = device.str();
+  // Why no backend serves it: a real backend's reason (or that none is built), then stand-ins'.
+  std::string reason =
+      candidates.empty() || candidates.front()->priority() < 0 ? build_hint(device.type) : "";
+  for (Backend* b : candidates) {
+    const int count = b->device_count();
+    if (count == 0) {
+      reason += (reason.empty() ? "" : ". ") + b->unavailable_reason();
+      continue;
+    }
+    if (device.index < count) return b->runtime(device.index);
+    fail<RuntimeError>("device '", shown, "' is not available: this host has ", count, " ",
+                       device.type == DeviceType::CUDA ? "CUDA" : type, " device(s)");
+  }
+  fail<RuntimeError>("device '", shown, "' is not available: ", reason);
 }
 
 std::vector<Device> available_devices() {
-  std::vector<Device> devices{Device{DeviceType::CPU, 0}};
-  bool has_metal = metal_fallback_requested();
-#ifdef ORCHARD_WITH_METAL
-  has_metal = has_metal || backend::metal_runtime() != nullptr;
-#endif
-  if (has_metal) devices.push_back(Device{DeviceType::Metal, 0});
-#ifdef ORCHARD_WITH_CUDA
-  for (int i = 0; i < backend::cuda_device_count(); ++i) devices.push_back(Device{DeviceType::CUDA, i});
-#endif
+  std::vector<Device> devices;
+  for (DeviceType type : kDeviceTypes) {
+    for (int i = 0; i < device_count(type); ++i) devices.push_back(Device{type, i});
+  }
   return devices;
 }
+
+Stream current_stream(Device device) {
+  const std::optional<Stream>& slot = current_slot(device.type);
+  return slot && slot->device == device ? *slot : Stream{device, 0};
+}
+
+StreamGuard::StreamGuard(Stream stream) : type_(stream.device.type), previous_(current_slot(type_)) {
+  current_slot(type_) = stream;
+}
+
+StreamGuard::~StreamGuard() { current_slot(type_) = previous_; }
+
+void DeviceRuntime::synchronize(Stream) {}
+void DeviceRuntime::synchronize() {}
+Event DeviceRuntime::record(Stream stream) { return Event{stream.device, nullptr}; }
+void DeviceRuntime::wait(Stream, const Event&) {}
+bool DeviceRuntime::query(const Event&) { return true; }
 
 }  // namespace orchard

@@ -10,10 +10,9 @@ namespace {
 std::atomic<uint64_t> next_storage_id{1};
 }
 
-StorageImpl::StorageImpl(DataPtr data, size_t nbytes, Device device, DType dtype)
+StorageImpl::StorageImpl(DataPtr data, size_t nbytes, DType dtype)
     : data_(std::move(data)),
       nbytes_(nbytes),
-      device_(device),
       dtype_(dtype),
       id_(next_storage_id.fetch_add(1, std::memory_order_relaxed)),
       logged_(profile::on_storage_alloc(*this)) {}
@@ -22,12 +21,12 @@ StorageImpl::~StorageImpl() { profile::on_storage_free(*this, logged_); }
 
 IntrusivePtr<StorageImpl> StorageImpl::allocate(size_t nbytes, Device device, DType dtype) {
   DataPtr data = runtime(device).allocator().allocate(nbytes);
-  return IntrusivePtr<StorageImpl>::make(std::move(data), nbytes, device, dtype);
+  return IntrusivePtr<StorageImpl>::make(std::move(data), nbytes, dtype);
 }
 
 IntrusivePtr<StorageImpl> StorageImpl::wrap(void* data, size_t nbytes, Device device, DType dtype,
-                                            DataPtr::Deleter deleter) {
-  return IntrusivePtr<StorageImpl>::make(DataPtr(data, std::move(deleter)), nbytes, device, dtype);
+                                            DataPtr::Deleter deleter, std::optional<Buffer> buffer) {
+  return IntrusivePtr<StorageImpl>::make(DataPtr(data, std::move(deleter), device, buffer), nbytes, dtype);
 }
 
 }  // namespace orchard

@@ -79,8 +79,8 @@ Tensor Tensor::arange(double start, double end, double step, DType dtype, Device
 }
 
 Tensor Tensor::from_data(void* data, size_t nbytes, const Shape& shape, const Shape& strides, DType dtype,
-                         Device device, DataPtr::Deleter deleter) {
-  Storage storage = StorageImpl::wrap(data, nbytes, device, dtype, std::move(deleter));
+                         Device device, DataPtr::Deleter deleter, std::optional<Buffer> buffer) {
+  Storage storage = StorageImpl::wrap(data, nbytes, device, dtype, std::move(deleter), buffer);
   return from_storage(std::move(storage), dtype, shape, strides, 0);
 }
 
@@ -129,6 +129,11 @@ int64_t Tensor::numel() const {
 void* Tensor::data_ptr() const {
   auto* base = static_cast<char*>(storage()->data());
   return base ? base + storage_offset() * static_cast<int64_t>(itemsize()) : nullptr;
+}
+
+Buffer Tensor::buffer() const {
+  const Buffer whole = storage()->buffer();
+  return Buffer{whole.handle, whole.offset + static_cast<size_t>(storage_offset()) * itemsize()};
 }
 
 bool Tensor::is_contiguous() const {

@@ -9,10 +9,7 @@
 #include <vector>
 
 #include "attention.h"
-#include "cpu/isa.h"
-#ifdef ORCHARD_FLASH_WITH_CUDA
-#include "cuda/launch.h"
-#endif
+#include "backend.h"
 
 namespace {
 
@@ -27,39 +24,6 @@ CausalAlignment alignment_from(const std::string& name) {
                                      "'");
 }
 
-#ifdef ORCHARD_FLASH_WITH_CUDA
-constexpr bool kBuiltWithCuda = true;
-#else
-constexpr bool kBuiltWithCuda = false;
-#endif
-
-// The devices with kernels in this build, as orchard names them.
-std::vector<std::string> devices_with_kernels() {
-  std::vector<std::string> names{"cpu"};
-#ifdef ORCHARD_FLASH_WITH_CUDA
-  for (int i = 0; i < orchard::flash::cuda_device_count(); ++i) names.push_back("cuda:" + std::to_string(i));
-#endif
-  return names;
-}
-
-// Which kernels run a call on `device`; ValueError naming the device when none do.
-bool on_cuda(orchard::Device device, orchard::DType dtype) {
-  if (device.type == orchard::DeviceType::CUDA && kBuiltWithCuda) return true;
-  if (device.type != orchard::DeviceType::CPU) {
-    std::string supported;
-    for (const std::string& name : devices_with_kernels())
-      supported += (supported.empty() ? "" : ", ") + name;
-    orchard::fail<orchard::ValueError>("flash attention: device ", device.str(),
-                                       " has no kernels in this build (supported: ", supported, ")");
-  }
-  if (dtype == orchard::DType::Float16) {
-    orchard::fail<orchard::TypeError>(
-        "flash attention: dtype float16 is not supported on cpu (float32, "
-        "bfloat16, and float64 for gradient checks; float16 on cuda)");
-  }
-  return false;
-}
-
 // Releases the GIL for a kernel, after orchard-core has re-read the environment
 // variables it consults (allocations made without the GIL use those values).
 struct ReleaseGil {
@@ -69,21 +33,18 @@ struct ReleaseGil {
   py::gil_scoped_release release;
 };
 
-void* stream_of(uintptr_t stream) { return reinterpret_cast<void*>(stream); }
-
 py::tuple forward(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, std::optional<double> scale,
                   const std::string& alignment, double dropout_p, uint64_t seed, std::optional<Tensor> out,
-                  std::optional<Tensor> lse, [[maybe_unused]] uintptr_t stream) {
+                  std::optional<Tensor> lse, uintptr_t stream) {
   const auto shape = orchard::flash::describe(q, k, v, causal, scale, alignment_from(alignment));
   const auto dropout = orchard::flash::describe_dropout(dropout_p, seed);
-  const bool cuda = on_cuda(q.device(), q.dtype());
   orchard::flash::ForwardResult result;
   {
     const ReleaseGil release;
-#ifdef ORCHARD_FLASH_WITH_CUDA
-    if (cuda) result = orchard::flash::forward_cuda(q, k, v, shape, dropout, {out, lse}, stream_of(stream));
-#endif
-    if (!cuda) result = orchard::flash::forward_cpu(q, k, v, shape, dropout, {out, lse});
+    // The caller's stream (a cudaStream_t on CUDA; 0: the device's default one) orders the
+    // kernels and the allocations of what they write: outputs and scratch.
+    const orchard::StreamGuard guard(orchard::Stream{q.device(), stream});
+    result = orchard::flash::forward({q, k, v}, shape, dropout, {out, lse});
   }
   return py::make_tuple(result.out, result.lse);
 }
@@ -91,23 +52,15 @@ py::tuple forward(const Tensor& q, const Tensor& k, const Tensor& v, bool causal
 py::tuple backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                    const Tensor& lse, bool causal, std::optional<double> scale, const std::string& alignment,
                    double dropout_p, uint64_t seed, std::optional<Tensor> dlse, std::optional<Tensor> dq,
-                   std::optional<Tensor> dk, std::optional<Tensor> dv, [[maybe_unused]] bool deterministic,
-                   [[maybe_unused]] uintptr_t stream) {
+                   std::optional<Tensor> dk, std::optional<Tensor> dv, bool deterministic, uintptr_t stream) {
   const auto shape = orchard::flash::describe(q, k, v, causal, scale, alignment_from(alignment));
   const auto dropout = orchard::flash::describe_dropout(dropout_p, seed);
-  orchard::flash::check_backward_inputs(dout, q, out, lse, dlse);
-  const bool cuda = on_cuda(q.device(), q.dtype());
   orchard::flash::Gradients grads;
   {
     const ReleaseGil release;
-#ifdef ORCHARD_FLASH_WITH_CUDA
-    if (cuda) {
-      grads = orchard::flash::backward_cuda(dout, q, k, v, out, lse, dlse, shape, dropout, {dq, dk, dv},
-                                            deterministic, stream_of(stream));
-    }
-#endif
-    if (!cuda)
-      grads = orchard::flash::backward_cpu(dout, q, k, v, out, lse, dlse, shape, dropout, {dq, dk, dv});
+    const orchard::StreamGuard guard(orchard::Stream{q.device(), stream});
+    grads = orchard::flash::backward({dout, q, k, v, out, lse, dlse}, shape, dropout, {dq, dk, dv},
+                                     deterministic);
   }
   return py::make_tuple(grads.dq, grads.dk, grads.dv);
 }
@@ -125,14 +78,35 @@ Tensor dropout_mask(int64_t batch, int64_t heads, int64_t len_q, int64_t len_k, 
   shape.len_k = len_k;
   const auto dropout = orchard::flash::describe_dropout(p, seed);
   const orchard::Device device = orchard::Device::parse(device_name);
-  const bool cuda = on_cuda(device, orchard::DType::Float32);
   const ReleaseGil release;
-#ifdef ORCHARD_FLASH_WITH_CUDA
-  if (cuda) return orchard::flash::dropout_mask_cuda(shape, dropout, device, stream_of(stream));
-#endif
-  (void)cuda;
-  (void)stream;
-  return orchard::flash::dropout_mask_cpu(shape, dropout);
+  const orchard::StreamGuard guard(orchard::Stream{device, stream});
+  return orchard::flash::dropout_mask(shape, dropout, device);
+}
+
+// The devices with kernels in this build on this host, as orchard names them.
+std::vector<std::string> attention_devices() {
+  std::vector<std::string> names;
+  for (const orchard::Device& device : orchard::flash::attention_devices()) names.push_back(device.str());
+  return names;
+}
+
+std::vector<std::string> supported_dtypes(const std::string& device_name) {
+  std::vector<std::string> names;
+  for (const orchard::DType dtype :
+       orchard::flash::supported_dtypes(orchard::Device::parse(device_name).type))
+    names.emplace_back(orchard::dtype_name(dtype));
+  return names;
+}
+
+// Binds the kernel tiers of `type`'s backend, when this build has one, as _<name>s (those
+// available), _<name> (the one in force) and _set_<name>: tests run each in turn.
+void def_tiers(py::module_& m, orchard::DeviceType type, const std::string& name, const char* tiers_doc,
+               const char* tier_doc, const char* set_doc) {
+  const orchard::flash::AttentionBackend* backend = orchard::flash::find_attention_backend(type);
+  if (!backend) return;
+  m.def(("_" + name + "s").c_str(), backend->tiers, tiers_doc);
+  m.def(("_" + name).c_str(), backend->tier, tier_doc);
+  m.def(("_set_" + name).c_str(), backend->set_tier, py::arg("name"), set_doc);
 }
 
 }  // namespace
@@ -149,34 +123,20 @@ PYBIND11_MODULE(_flash, m) {
         py::arg("deterministic") = true, py::arg("stream") = 0);
   m.def("_dropout_mask", &dropout_mask, py::arg("batch"), py::arg("heads"), py::arg("len_q"),
         py::arg("len_k"), py::arg("p"), py::arg("seed"), py::arg("device") = "cpu", py::arg("stream") = 0);
-  m.def("_available_devices", &devices_with_kernels,
+  m.def("_available_devices", &attention_devices,
         "Devices with flash kernels in this build on this host: 'cpu', then 'cuda:N' for each GPU.");
-  m.def("_built_with_cuda", [] { return kBuiltWithCuda; }, "Whether the CUDA kernels were compiled in.");
-#ifdef ORCHARD_FLASH_WITH_CUDA
+  m.def("_supported_dtypes", &supported_dtypes, py::arg("device"),
+        "The dtypes the kernels of the device's type compute in (none without kernels in this build).");
   m.def(
-      "_cuda_tier",
-      [] { return std::string(orchard::flash::cuda::tier_name(orchard::flash::cuda::tier_limit())); },
-      "The best CUDA kernel tier calls may use: 'hopper', 'sm80' or 'simt'.");
-  m.def(
-      "_set_cuda_tier",
-      [](const std::string& name) {
-        using orchard::flash::cuda::Tier;
-        for (const Tier tier : {Tier::Simt, Tier::Sm80, Tier::Hopper}) {
-          if (name == orchard::flash::cuda::tier_name(tier))
-            return orchard::flash::cuda::set_tier_limit(tier);
-        }
-        orchard::fail<orchard::ValueError>("CUDA kernel tier must be 'hopper', 'sm80' or 'simt', got '", name,
-                                           "'");
-      },
-      py::arg("name"), "Limit the CUDA kernels to a tier (tests run each tier on one GPU).");
-#endif
-  m.def("_cpu_isas", &orchard::flash::cpu::supported_isas,
-        "Instruction sets this CPU runs, narrowest first.");
-  m.def(
-      "_cpu_isa", [] { return std::string(orchard::flash::cpu::kernels().name); },
-      "The instruction set whose kernels run now.");
-  m.def("_set_cpu_isa", &orchard::flash::cpu::set_isa, py::arg("name"),
-        "Run another instruction set's kernels (tests run every one).");
+      "_built_with_cuda",
+      [] { return orchard::flash::find_attention_backend(orchard::DeviceType::CUDA) != nullptr; },
+      "Whether the CUDA kernels were compiled in.");
+  def_tiers(m, orchard::DeviceType::CPU, "cpu_isa", "Instruction sets this CPU runs, narrowest first.",
+            "The instruction set whose kernels run now.",
+            "Run another instruction set's kernels (tests run every one).");
+  def_tiers(m, orchard::DeviceType::CUDA, "cuda_tier", "The CUDA kernel tiers, from the plainest.",
+            "The best CUDA kernel tier calls may use: 'hopper', 'sm80' or 'simt'.",
+            "Limit the CUDA kernels to a tier (tests run each tier on one GPU).");
   m.def(
       "core_version_built_against", [] { return ORCHARD_CORE_VERSION; },
       "The orchard-core version of the headers this module was compiled with.");

@@ -1,13 +1,17 @@
 #include "attention.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "backend.h"
 
 namespace orchard::flash {
 
@@ -24,6 +28,13 @@ std::string shape_str(const Shape& shape) {
   std::string text = "(";
   for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
   return text + ")";
+}
+
+// `x` in the fewest digits that read back as it ("0.1", "1.0000001", "nan"): a stream would
+// round to six, and name 1.0000001 "1".
+std::string number(double x) {
+  char text[32];
+  return std::string(text, std::to_chars(std::begin(text), std::end(text), x).ptr);
 }
 
 DType accumulation(DType dtype) { return dtype == DType::Float64 ? DType::Float64 : DType::Float32; }
@@ -110,8 +121,6 @@ void check_outputs(std::initializer_list<OutputBuffer> outputs, Device device,
   }
 }
 
-}  // namespace
-
 void check_forward_outputs(const Tensor& q, const Tensor& k, const Tensor& v, const ForwardOutputs& into) {
   const Shape rows{q.size(0), q.size(1), q.size(2)};
   check_outputs({{"out", &into.out, q.shape(), q.dtype()}, {"lse", &into.lse, rows, accumulation(q.dtype())}},
@@ -134,6 +143,32 @@ void check_backward_outputs(const Tensor& dout, const Tensor& q, const Tensor& k
                  {"dlse", dlse ? &*dlse : nullptr}});
 }
 
+void check_backward_inputs(const Tensor& dout, const Tensor& q, const Tensor& out, const Tensor& lse,
+                           const std::optional<Tensor>& dlse) {
+  for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"dout", &dout}, {"out", &out}}) {
+    if (t->shape() != q.shape()) {
+      fail<ValueError>("flash attention backward: ", name, " must have q's shape ", shape_str(q.shape()),
+                       ", got ", shape_str(t->shape()));
+    }
+    if (t->dtype() != q.dtype() || t->device() != q.device()) {
+      fail<TypeError>("flash attention backward: ", name, " is ", dtype_name(t->dtype()), " on ",
+                      t->device().str(), ", q is ", dtype_name(q.dtype()), " on ", q.device().str());
+    }
+  }
+  const Shape rows{q.size(0), q.size(1), q.size(2)};
+  const DType row_dtype = accumulation(q.dtype());
+  for (const auto& [name, t] :
+       {std::pair<const char*, const Tensor*>{"lse", &lse}, {"dlse", dlse ? &*dlse : nullptr}}) {
+    if (t && (t->shape() != rows || t->dtype() != row_dtype || t->device() != q.device())) {
+      fail<ValueError>("flash attention backward: ", name, " must be ", dtype_name(row_dtype), " of shape ",
+                       shape_str(rows), " on ", q.device().str(), ", got ", dtype_name(t->dtype()),
+                       " of shape ", shape_str(t->shape()), " on ", t->device().str());
+    }
+  }
+}
+
+}  // namespace
+
 AttentionShape describe(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                         std::optional<double> scale, CausalAlignment alignment) {
   require_4d("q", q);
@@ -149,13 +184,12 @@ AttentionShape describe(const Tensor& q, const Tensor& k, const Tensor& v, bool 
                        k.device().str(), " and ", v.device().str());
     }
   }
-  const bool on_cuda = q.device().type == DeviceType::CUDA;
-  if (q.dtype() != DType::Float32 && q.dtype() != DType::BFloat16 && q.dtype() != DType::Float64 &&
-      !(on_cuda && q.dtype() == DType::Float16)) {
+  if (!attention_backend(q.device()).supports(q.dtype())) {
+    std::string supported;
+    for (const DType d : supported_dtypes(q.device().type))
+      supported += (supported.empty() ? "" : ", ") + std::string(dtype_name(d));
     fail<TypeError>("flash attention: dtype ", dtype_name(q.dtype()), " is not supported on ",
-                    q.device().str(),
-                    on_cuda ? " (float16, bfloat16, float32, and float64 for gradient checks)"
-                            : " (float32, bfloat16, and float64 for gradient checks; float16 on cuda)");
+                    q.device().str(), " (supported: ", supported, ")");
   }
   AttentionShape s;
   s.batch = q.size(0);
@@ -182,7 +216,7 @@ AttentionShape describe(const Tensor& q, const Tensor& k, const Tensor& v, bool 
     fail<ValueError>("flash attention: q's ", s.heads, " heads are not divisible by k/v's ", s.heads_kv);
   }
   if (scale && !(std::isfinite(*scale) && *scale > 0)) {
-    fail<ValueError>("flash attention: scale must be finite and positive, got ", *scale);
+    fail<ValueError>("flash attention: scale must be finite and positive, got ", number(*scale));
   }
   s.scale = scale ? *scale : 1.0 / std::sqrt(static_cast<double>(s.dim));
   s.causal = causal;
@@ -191,32 +225,51 @@ AttentionShape describe(const Tensor& q, const Tensor& k, const Tensor& v, bool 
 }
 
 Dropout describe_dropout(double p, uint64_t seed) {
-  if (!(p >= 0 && p < 1)) fail<ValueError>("flash attention: dropout_p must be in [0, 1), got ", p);
+  if (!(p >= 0 && p < 1)) fail<ValueError>("flash attention: dropout_p must be in [0, 1), got ", number(p));
   return Dropout{p, seed};
 }
 
-void check_backward_inputs(const Tensor& dout, const Tensor& q, const Tensor& out, const Tensor& lse,
-                           const std::optional<Tensor>& dlse) {
-  for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"dout", &dout}, {"out", &out}}) {
-    if (t->shape() != q.shape()) {
-      fail<ValueError>("flash attention backward: ", name, " must have q's shape ", shape_str(q.shape()),
-                       ", got ", shape_str(t->shape()));
-    }
-    if (t->dtype() != q.dtype() || t->device() != q.device()) {
-      fail<TypeError>("flash attention backward: ", name, " is ", dtype_name(t->dtype()), " on ",
-                      t->device().str(), ", q is ", dtype_name(q.dtype()), " on ", q.device().str());
-    }
+ForwardResult forward(const ForwardInputs& in, const AttentionShape& shape, const Dropout& dropout,
+                      const ForwardOutputs& into) {
+  const auto& [q, k, v] = in;
+  const AttentionBackend& backend = attention_backend(q.device());
+  check_forward_outputs(q, k, v, into);
+  const Shape rows{shape.batch, shape.heads, shape.len_q};
+  ForwardResult result{into.out ? *into.out : Tensor::empty(q.shape(), q.dtype(), q.device()),
+                       into.lse ? *into.lse : Tensor::empty(rows, accumulation(q.dtype()), q.device())};
+  if (q.numel() == 0) return result;
+  if (shape.len_k == 0) {
+    // No key at all: every row is zeros with lse -inf.
+    result.out.fill_(0);
+    result.lse.fill_(-INFINITY);
+    return result;
   }
-  const Shape rows{q.size(0), q.size(1), q.size(2)};
-  const DType row_dtype = accumulation(q.dtype());
-  for (const auto& [name, t] :
-       {std::pair<const char*, const Tensor*>{"lse", &lse}, {"dlse", dlse ? &*dlse : nullptr}}) {
-    if (t && (t->shape() != rows || t->dtype() != row_dtype || t->device() != q.device())) {
-      fail<ValueError>("flash attention backward: ", name, " must be ", dtype_name(row_dtype), " of shape ",
-                       shape_str(rows), " on ", q.device().str(), ", got ", dtype_name(t->dtype()),
-                       " of shape ", shape_str(t->shape()), " on ", t->device().str());
-    }
+  backend.forward(in, shape, dropout, result);
+  return result;
+}
+
+Gradients backward(const BackwardInputs& in, const AttentionShape& shape, const Dropout& dropout,
+                   const BackwardOutputs& into, bool deterministic) {
+  const auto& [dout, q, k, v, out, lse, dlse] = in;
+  const AttentionBackend& backend = attention_backend(q.device());
+  check_backward_inputs(dout, q, out, lse, dlse);
+  check_backward_outputs(dout, q, k, v, out, lse, dlse, into);
+  Gradients grads{into.dq ? *into.dq : Tensor::empty(q.shape(), q.dtype(), q.device()),
+                  into.dk ? *into.dk : Tensor::empty(k.shape(), k.dtype(), k.device()),
+                  into.dv ? *into.dv : Tensor::empty(v.shape(), v.dtype(), v.device())};
+  if (q.numel() == 0 || k.numel() == 0) {
+    for (const Tensor* g : {&grads.dq, &grads.dk, &grads.dv}) g->fill_(0);
+    return grads;
   }
+  backend.backward(in, shape, dropout, deterministic, grads);
+  return grads;
+}
+
+Tensor dropout_mask(const AttentionShape& shape, const Dropout& dropout, Device device) {
+  const AttentionBackend& backend = attention_backend(device);
+  Tensor mask = Tensor::empty({shape.batch, shape.heads, shape.len_q, shape.len_k}, DType::Bool, device);
+  if (mask.numel() > 0) backend.dropout_mask(shape, dropout, mask);
+  return mask;
 }
 
 }  // namespace orchard::flash

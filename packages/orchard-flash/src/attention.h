@@ -32,7 +32,8 @@ struct Dropout {
 // Checks p (ValueError naming it) and describes the dropout of one call.
 Dropout describe_dropout(double p, uint64_t seed);
 
-// Checks q, k, v (ValueError / TypeError naming the offending value) and describes the call.
+// Checks q, k, v (ValueError / TypeError naming the offending value), and that their device has
+// kernels for their dtype (backend.h), and describes the call.
 AttentionShape describe(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                         std::optional<double> scale, CausalAlignment alignment);
 
@@ -45,10 +46,14 @@ struct Gradients {
   Tensor dq, dk, dv;  // like q, k and v (contiguous), summed over query-head groups for dk, dv
 };
 
-// Checks that dout and out have q's shape, dtype and device, and lse (and dlse, the gradient
-// of lse if any) is (batch, heads, len_q) of the accumulation dtype.
-void check_backward_inputs(const Tensor& dout, const Tensor& q, const Tensor& out, const Tensor& lse,
-                           const std::optional<Tensor>& dlse);
+// The operands of one pass, as the caller gave them (any strides).
+struct ForwardInputs {
+  Tensor q, k, v;
+};
+struct BackwardInputs {
+  Tensor dout, q, k, v, out, lse;
+  std::optional<Tensor> dlse;  // the gradient of lse, if any
+};
 
 // Where the passes write: caller-provided buffers (a bridge's allocator), or new tensors.
 struct ForwardOutputs {
@@ -58,35 +63,19 @@ struct BackwardOutputs {
   std::optional<Tensor> dq, dk, dv;
 };
 
-// Check the caller-provided buffers of a pass, on every device: each contiguous, of the shape,
-// dtype and device the pass would allocate, and sharing no memory with another buffer or with
-// an input the kernels read while writing (ValueError naming the arguments otherwise).
-void check_forward_outputs(const Tensor& q, const Tensor& k, const Tensor& v, const ForwardOutputs& into);
-void check_backward_outputs(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                            const Tensor& out, const Tensor& lse, const std::optional<Tensor>& dlse,
-                            const BackwardOutputs& into);
-
-// The CPU passes: never form the len_q x len_k score matrix.
-ForwardResult forward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
-                          const Dropout& dropout, const ForwardOutputs& into = {});
-Gradients backward_cpu(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                       const Tensor& out, const Tensor& lse, const std::optional<Tensor>& dlse,
-                       const AttentionShape& shape, const Dropout& dropout, const BackwardOutputs& into = {});
-// The keep mask (batch, heads, len_q, len_k) as bool, for tests.
-Tensor dropout_mask_cpu(const AttentionShape& shape, const Dropout& dropout);
-
-// The CUDA passes (src/cuda/, built with -Dcuda=enabled): enqueued on `stream` (a cudaStream_t),
-// never synchronizing; NaN inputs are not detected (that would need a device round trip).
-ForwardResult forward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
-                           const Dropout& dropout, const ForwardOutputs& into, void* stream);
-// With `deterministic` false the Hopper kernels may sum dQ with float32 atomics (faster; the
-// order of the additions, so the last bits of dq, vary between runs).
-Gradients backward_cuda(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                        const Tensor& out, const Tensor& lse, const std::optional<Tensor>& dlse,
-                        const AttentionShape& shape, const Dropout& dropout, const BackwardOutputs& into,
-                        bool deterministic, void* stream);
-Tensor dropout_mask_cuda(const AttentionShape& shape, const Dropout& dropout, Device device, void* stream);
-// CUDA devices the runtime sees (0 without a driver or GPU).
-int cuda_device_count();
+// The passes on the inputs' device, for every device alike: check the inputs and the caller's
+// buffers, allocate the rest (on the current stream, orchard/device.h), answer calls without
+// work (no query or no key), and hand the rest to the device's backend (backend.h). Buffers
+// must be contiguous, of the shape, dtype and device the pass would allocate, and share no
+// memory with one another or with an input (ValueError naming the arguments otherwise).
+ForwardResult forward(const ForwardInputs& in, const AttentionShape& shape, const Dropout& dropout,
+                      const ForwardOutputs& into = {});
+// dout and out must have q's shape, dtype and device, lse (and dlse) be (batch, heads, len_q) of
+// the accumulation dtype. With `deterministic` false a backend may sum dq in a varying order
+// (float32 atomics on Hopper: faster, the last bits of dq vary between runs).
+Gradients backward(const BackwardInputs& in, const AttentionShape& shape, const Dropout& dropout,
+                   const BackwardOutputs& into = {}, bool deterministic = true);
+// The keep mask (batch, heads, len_q, len_k) as bool on `device`, for tests.
+Tensor dropout_mask(const AttentionShape& shape, const Dropout& dropout, Device device);
 
 }  // namespace orchard::flash

@@ -31,14 +31,11 @@ REQUIRE_CUDA_ENV = "ORCHARD_TEST_REQUIRE_CUDA"
 
 @functools.cache
 def _cuda_devices() -> tuple[str, ...]:
-    available = getattr(of, "available_devices", None)
-    return () if available is None else tuple(d for d in available() if d.startswith("cuda"))
+    return tuple(d for d in of.available_devices() if d.startswith("cuda"))
 
 
 def cuda_unavailable_reason() -> str | None:
     """Why the CUDA cases cannot run here, or None when they can."""
-    if not hasattr(of, "available_devices"):
-        return "orchard_flash has no available_devices(): a build from before the CUDA kernels"
     if not _cuda_devices():
         return "orchard_flash.available_devices() lists no CUDA device (built without CUDA, or no GPU)"
     if not torch.cuda.is_available():

@@ -4,6 +4,7 @@ any strides, and its input checks."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -289,6 +290,39 @@ def test_other_devices_raise(monkeypatch):
         of.backward(metal, cpu, cpu, cpu, out, lse)
     with pytest.raises(ValueError, match=r"lse must be float32 of shape .* on cpu, got .* on metal"):
         of.backward(cpu, cpu, cpu, cpu, out, lse.to("metal"))
+
+
+FLOAT_DTYPES = ("bfloat16", "float16", "float32", "float64")
+
+
+def test_supported_dtypes_are_what_the_kernels_take(rng, any_device):
+    # The capability query (which the bridge asks instead of keeping a table) answers for the
+    # kernels: each dtype it lists runs, every other raises naming the list.
+    supported = of.supported_dtypes(any_device)
+    assert supported == (FLOAT_DTYPES if any_device != "cpu" else ("bfloat16", "float32", "float64"))
+    q = on(rng.standard_normal((1, 2, 5, 8)), any_device)
+    for name in FLOAT_DTYPES:
+        x = cast(q, name)
+        if name in supported:
+            out, lse = run_forward(x, x, x)
+            row_dtype = oc.float64 if name == "float64" else oc.float32
+            assert out.dtype == getattr(oc, name) and lse.dtype == row_dtype
+            continue
+        message = f"dtype {name} is not supported on {any_device} (supported: {', '.join(supported)})"
+        with pytest.raises(TypeError, match=re.escape(message)):
+            of.forward(x, x, x)
+
+
+def test_supported_dtypes_of_devices_without_kernels():
+    assert of.supported_dtypes("metal") == ()
+    assert of.supported_dtypes("cuda") == (FLOAT_DTYPES if _flash._built_with_cuda() else ())
+    assert of.supported_dtypes("cuda:3") == of.supported_dtypes("cuda")  # per device type
+    # The CUDA tier switches exist exactly where the CUDA kernels do.
+    assert hasattr(_flash, "_cuda_tier") == _flash._built_with_cuda()
+    with pytest.raises(TypeError, match="device must be a str, got 0 of type int"):
+        of.supported_dtypes(0)
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        of.supported_dtypes("tpu")
 
 
 def test_head_dim_limit(rng, any_device):

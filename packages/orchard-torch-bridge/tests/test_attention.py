@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import orchard_flash
 import pytest
 import torch
 import torch.nn.functional as F
@@ -188,6 +189,20 @@ def test_unsupported_device_is_named(device, monkeypatch):
         _check(fake, fake, fake, 0.0)
 
 
+# What a CUDA build of orchard-flash answers for "cuda" (the test below checks this build's).
+CUDA_DTYPES = (torch.bfloat16, torch.float16, torch.float32, torch.float64)
+
+
+def test_dtype_table_is_orchard_flashs_answer():
+    # The table _check uses is the capability query's answer, asked once at import.
+    for device_type in ("cpu", "cuda"):
+        names = orchard_flash.supported_dtypes(device_type)
+        assert attention._DTYPES[device_type] == tuple(getattr(torch, name) for name in names)
+    assert attention._DTYPES["cpu"] == (torch.bfloat16, torch.float32, torch.float64)
+    assert attention._DTYPES["cuda"] in ((), CUDA_DTYPES)  # a CUDA build has every one
+    assert attention._DTYPES["meta"] == (attention._DTYPES["cuda"] or attention._DTYPES["cpu"])
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_fake_kernels_on_cuda_tensors(monkeypatch, dtype):
     # What torch.compile sees of CUDA inputs, without a GPU: fake CUDA tensors through both ops'
@@ -195,6 +210,7 @@ def test_fake_kernels_on_cuda_tensors(monkeypatch, dtype):
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     monkeypatch.setattr(attention, "_CUDA_INDICES", (0,))
+    monkeypatch.setitem(attention._DTYPES, "cuda", CUDA_DTYPES)
     seed = torch.zeros((), dtype=torch.int64)
     with FakeTensorMode(allow_non_fake_inputs=True):
         q = torch.empty(2, 4, 16, 32, device="cuda", dtype=dtype)

@@ -21,6 +21,10 @@ struct IndexError : std::out_of_range {
 struct RuntimeError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// A device has no kernel for an operator (Python's NotImplementedError, a RuntimeError).
+struct NotImplementedError : RuntimeError {
+  using RuntimeError::RuntimeError;
+};
 struct OutOfMemoryError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 
 #include "orchard/allocator.h"
 #include "orchard/device.h"
@@ -16,12 +17,16 @@ class StorageImpl final : public RefCounted {
   // Fresh memory from the device's allocator.
   static IntrusivePtr<StorageImpl> allocate(size_t nbytes, Device device, DType dtype);
   // Wraps memory owned elsewhere; `deleter` runs when the last view is gone.
+  // `buffer`: the backend's buffer holding `data` (an MTLBuffer and offset), when not `data` itself.
   static IntrusivePtr<StorageImpl> wrap(void* data, size_t nbytes, Device device, DType dtype,
-                                        DataPtr::Deleter deleter);
+                                        DataPtr::Deleter deleter,
+                                        std::optional<Buffer> buffer = std::nullopt);
 
   void* data() const { return data_.get(); }
+  // What a device kernel binds (orchard/allocator.h).
+  Buffer buffer() const { return data_.buffer(); }
   size_t nbytes() const { return nbytes_; }
-  Device device() const { return device_; }
+  Device device() const { return data_.device(); }
   DType dtype() const { return dtype_; }  // the dtype it was created for (profiling)
   uint64_t id() const { return id_; }
   // Bumped by every in-place write through any view, so autograd can tell that a
@@ -31,12 +36,11 @@ class StorageImpl final : public RefCounted {
 
  private:
   friend class IntrusivePtr<StorageImpl>;
-  StorageImpl(DataPtr data, size_t nbytes, Device device, DType dtype);
+  StorageImpl(DataPtr data, size_t nbytes, DType dtype);
   ~StorageImpl() override;
 
   DataPtr data_;
   size_t nbytes_;
-  Device device_;
   DType dtype_;
   uint64_t id_;
   bool logged_;  // whether creation was logged, so release logs iff creation did

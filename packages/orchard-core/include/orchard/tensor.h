@@ -66,9 +66,11 @@ class Tensor {
   // Values start, start+step, ... below `end` (above it for a negative step).
   static Tensor arange(double start, double end, double step, DType dtype, Device device = {});
   // Zero-copy view of memory owned elsewhere; `deleter` runs when the last view
-  // is gone. `nbytes` is the extent of the memory the view may touch.
+  // is gone. `nbytes` is the extent of the memory the view may touch; `buffer` the backend
+  // buffer holding `data` when kernels bind something other than the pointer (an MTLBuffer).
   static Tensor from_data(void* data, size_t nbytes, const Shape& shape, const Shape& strides, DType dtype,
-                          Device device, DataPtr::Deleter deleter);
+                          Device device, DataPtr::Deleter deleter,
+                          std::optional<Buffer> buffer = std::nullopt);
   // A view of `storage` with explicit geometry, checked against its size.
   static Tensor from_storage(Storage storage, DType dtype, const Shape& shape, const Shape& strides,
                              int64_t offset);
@@ -87,6 +89,8 @@ class Tensor {
   size_t nbytes() const { return static_cast<size_t>(numel()) * itemsize(); }
   int64_t storage_offset() const { return impl_->offset(); }
   void* data_ptr() const;
+  // The backend buffer and byte offset of the first element, for kernels that bind buffers.
+  Buffer buffer() const;
   const Storage& storage() const { return impl_->storage(); }
   const TensorImpl* impl() const { return impl_.get(); }
   bool is_contiguous() const;

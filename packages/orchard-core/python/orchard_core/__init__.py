@@ -65,6 +65,7 @@ from ._core import (
     max,  # noqa: A004 - the reduction, named as in torch
     maximum,
     mean,
+    memory_stats,
     min,  # noqa: A004
     minimum,
     mul,
@@ -90,6 +91,7 @@ from ._core import (
     std,
     sub,
     sum,  # noqa: A004
+    supports,
     synchronize,
     tanh,
     tril,
@@ -185,6 +187,7 @@ __all__ = [
     "max",
     "maximum",
     "mean",
+    "memory_stats",
     "min",
     "minimum",
     "mul",
@@ -213,6 +216,7 @@ __all__ = [
     "std",
     "sub",
     "sum",
+    "supports",
     "synchronize",
     "tanh",
     "tensor",

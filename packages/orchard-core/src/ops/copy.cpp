@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "dispatch.h"
 #include "orchard/error.h"
 #include "orchard/kernels.h"
 #include "orchard/tensor.h"
@@ -13,7 +14,7 @@ namespace orchard {
 
 namespace {
 
-const CopyKernels& kernels_for(const Tensor& t) { return runtime(t.device()).kernels().copy; }
+const CopyKernels& copy_kernels(Op op, const Tensor& t) { return kernels_for(op, t).copy; }
 
 // Byte copy between two contiguous tensors of equal size on different devices.
 void blit(const Tensor& src, const Tensor& dst) {
@@ -38,7 +39,7 @@ Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
 
 Tensor Tensor::clone() const {
   Tensor result = empty(shape(), dtype(), device());
-  kernels_for(*this).copy(*this, result);
+  copy_kernels(Op::Copy, *this).copy(*this, result);
   return result;
 }
 
@@ -54,7 +55,7 @@ Tensor Tensor::to(Device target) const {
 Tensor Tensor::to(DType target) const {
   if (target == dtype()) return *this;
   Tensor result = empty(shape(), target, device());
-  kernels_for(*this).copy(*this, result);
+  copy_kernels(Op::Copy, *this).copy(*this, result);
   return result;
 }
 
@@ -62,7 +63,7 @@ const Tensor& Tensor::fill_(const Scalar& value) const {
   visit_dtype(dtype(), [&](auto tag) { value.to<decltype(tag)>(); });  // throws if it does not fit
   require_distinct_elements("fill_", *this);
   storage()->bump_version();
-  if (numel() > 0) kernels_for(*this).fill(*this, value);
+  if (numel() > 0) copy_kernels(Op::Fill, *this).fill(*this, value);
   return *this;
 }
 
@@ -78,7 +79,7 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
   // after the kernel's own writes: copy it first, so the result is numpy's.
   const Tensor unaliased = may_overlap(src, *this) ? src.clone() : src;
   const Tensor source = unaliased.device() == device() ? unaliased : unaliased.to(device());
-  kernels_for(*this).copy(source.expand(shape()), *this);
+  copy_kernels(Op::Copy, *this).copy(source.expand(shape()), *this);
   return *this;
 }
 

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "dispatch.h"
 #include "orchard/error.h"
 #include "orchard/kernels.h"
 #include "overlap.h"
@@ -15,12 +16,8 @@ namespace orchard {
 
 namespace {
 
-const ElementwiseKernels& kernels_for(Device device) { return runtime(device).kernels().elementwise; }
-
-const char* op_name(BinaryOp op) {
-  constexpr const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",
-                                   "eq",  "ne",  "lt",  "le",  "gt",  "ge"};
-  return names[static_cast<int>(op)];
+const ElementwiseKernels& elementwise_kernels(Op op, DType dtype, Device device) {
+  return kernels_for(op, dtype, device).elementwise;
 }
 
 // A number's dtype when it meets tensors: torch's default for its kind.
@@ -140,8 +137,8 @@ Tensor binary(BinaryOp op, const Operand& input, const Operand& other) {
   const Shape shape = shape::broadcast(shape_of(input), shape_of(other));
   Tensor out = Tensor::empty(shape, is_comparison(op) ? DType::Bool : dtype, device);
   if (out.numel() == 0) return out;
-  kernels_for(device).binary(op, prepare(input, dtype, shape, device), prepare(other, dtype, shape, device),
-                             out);
+  elementwise_kernels(op_of(op), dtype, device)
+      .binary(op, prepare(input, dtype, shape, device), prepare(other, dtype, shape, device), out);
   return out;
 }
 
@@ -152,7 +149,7 @@ Tensor unary(UnaryOp op, const Tensor& input) {
   }
   const DType dtype = keeps_integers || is_floating(input.dtype()) ? input.dtype() : DType::Float32;
   Tensor out = Tensor::empty(input.shape(), dtype, input.device());
-  if (out.numel() > 0) kernels_for(input.device()).unary(op, input.to(dtype), out);
+  if (out.numel() > 0) elementwise_kernels(op_of(op), dtype, input.device()).unary(op, input.to(dtype), out);
   return out;
 }
 
@@ -176,8 +173,9 @@ Tensor where(const Tensor& condition, const Operand& input, const Operand& other
   const Shape shape = shape::broadcast(condition.shape(), shape::broadcast(shape_of(input), shape_of(other)));
   Tensor out = Tensor::empty(shape, dtype, device);
   if (out.numel() == 0) return out;
-  kernels_for(device).where(condition.expand(shape), prepare(input, dtype, shape, device),
-                            prepare(other, dtype, shape, device), out);
+  elementwise_kernels(Op::Where, dtype, device)
+      .where(condition.expand(shape), prepare(input, dtype, shape, device),
+             prepare(other, dtype, shape, device), out);
   return out;
 }
 
@@ -197,8 +195,8 @@ Tensor masked_fill(const Tensor& input, const Tensor& mask, const Operand& value
   }
   Tensor out = Tensor::empty(input.shape(), input.dtype(), device);
   if (out.numel() == 0) return out;
-  kernels_for(device).where(mask.expand(input.shape()), prepare(value, input.dtype(), input.shape(), device),
-                            input, out);
+  elementwise_kernels(Op::Where, input.dtype(), device)
+      .where(mask.expand(input.shape()), prepare(value, input.dtype(), input.shape(), device), input, out);
   return out;
 }
 
@@ -235,7 +233,8 @@ const Tensor& binary_(BinaryOp op, const Tensor& self, const Operand& other) {
                          other.tensor().shape() == self.shape() && other.tensor().strides() == self.strides();
   const bool aliased = other.is_tensor() && other.tensor().is_alias_of(self) && !same_view;
   const Operand source = aliased ? Operand(other.tensor().clone()) : other;
-  kernels_for(device).binary(op, self, prepare(source, dtype, self.shape(), device), self);
+  elementwise_kernels(op_of(op), dtype, device)
+      .binary(op, self, prepare(source, dtype, self.shape(), device), self);
   return self;
 }
 

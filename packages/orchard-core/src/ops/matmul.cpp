@@ -2,6 +2,7 @@
 // again), batch dims broadcast, and the device's kernel multiplies the batch.
 #include "orchard/ops/matmul.h"
 
+#include "dispatch.h"
 #include "orchard/error.h"
 #include "orchard/kernels.h"
 #include "shape.h"
@@ -59,7 +60,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   b_full.insert(b_full.end(), {k, n});
   out_shape.insert(out_shape.end(), {m, n});
   const Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
-  runtime(a.device()).kernels().matmul.matmul(left.expand(a_full), right.expand(b_full), out);
+  kernels_for(Op::Matmul, a).matmul.matmul(left.expand(a_full), right.expand(b_full), out);
   // Drop the dims the 1-D operands gained.
   Shape result_shape = batch;
   if (a.ndim() > 1) result_shape.push_back(m);

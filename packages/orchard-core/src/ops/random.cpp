@@ -4,6 +4,7 @@
 
 #include <mutex>
 
+#include "dispatch.h"
 #include "orchard/error.h"
 #include "orchard/kernels.h"
 #include "shape.h"
@@ -33,7 +34,7 @@ PhiloxState reserve(int64_t count) {
   return start;
 }
 
-const RandomKernels& random_kernels_for(const Tensor& t) { return runtime(t.device()).kernels().random; }
+const RandomKernels& random_kernels_for(Op op, const Tensor& t) { return kernels_for(op, t).random; }
 
 void require_floating(const char* op, DType dtype) {
   if (!is_floating(dtype)) fail<TypeError>(op, ": dtype must be floating point, got ", dtype_name(dtype));
@@ -56,14 +57,14 @@ PhiloxState random_state() {
 Tensor rand(const Shape& shape, DType dtype, Device device) {
   require_floating("rand", dtype);
   Tensor out = Tensor::empty(shape, dtype, device);
-  if (out.numel() > 0) random_kernels_for(out).uniform(out, reserve(out.numel()), 0.0, 1.0);
+  if (out.numel() > 0) random_kernels_for(Op::Uniform, out).uniform(out, reserve(out.numel()), 0.0, 1.0);
   return out;
 }
 
 Tensor randn(const Shape& shape, DType dtype, Device device) {
   require_floating("randn", dtype);
   Tensor out = Tensor::empty(shape, dtype, device);
-  if (out.numel() > 0) random_kernels_for(out).normal(out, reserve(out.numel()), 0.0, 1.0);
+  if (out.numel() > 0) random_kernels_for(Op::Normal, out).normal(out, reserve(out.numel()), 0.0, 1.0);
   return out;
 }
 
@@ -77,7 +78,7 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, DType dtype, Devic
     }
   });
   Tensor out = Tensor::empty(shape, dtype, device);
-  if (out.numel() > 0) random_kernels_for(out).randint(out, reserve(out.numel()), low, high);
+  if (out.numel() > 0) random_kernels_for(Op::Randint, out).randint(out, reserve(out.numel()), low, high);
   return out;
 }
 
@@ -86,7 +87,8 @@ Tensor dropout(const Tensor& input, double p, bool training) {
   require_floating("dropout", input.dtype());
   if (!training || p == 0.0) return input;
   Tensor out = Tensor::empty(input.shape(), input.dtype(), input.device());
-  if (out.numel() > 0) random_kernels_for(out).dropout(input.contiguous(), out, reserve(out.numel()), p);
+  if (out.numel() > 0)
+    random_kernels_for(Op::Dropout, out).dropout(input.contiguous(), out, reserve(out.numel()), p);
   return out;
 }
 

@@ -4,6 +4,7 @@
 
 #include <limits>
 
+#include "dispatch.h"
 #include "orchard/error.h"
 #include "orchard/kernels.h"
 #include "shape.h"
@@ -12,7 +13,8 @@ namespace orchard {
 
 namespace {
 
-const ReduceKernels& kernels_for(const Tensor& t) { return runtime(t.device()).kernels().reduce; }
+const ReduceKernels& reduce_kernels(Op op, const Tensor& t) { return kernels_for(op, t).reduce; }
+Op extreme_op(bool largest) { return largest ? Op::Max : Op::Min; }
 
 // Which dims of `input` a reduction covers, from torch-style arguments.
 std::vector<bool> reduced_mask(const char* op, const Tensor& input, const DimList& dim) {
@@ -87,7 +89,7 @@ Tensor extreme_all(const char* op, const Tensor& input, bool largest) {
   }
   const Plan plan = plan_reduction(op, input, std::nullopt, false);
   Tensor values = plan.output(input.dtype());
-  kernels_for(input).extreme(plan.src, values, Tensor(), largest);
+  reduce_kernels(extreme_op(largest), input).extreme(plan.src, values, Tensor(), largest);
   return values;
 }
 
@@ -96,7 +98,8 @@ ValuesIndices extreme_dim(const char* op, const Tensor& input, int64_t dim, bool
   require_nonempty(op, input, shape::wrap_dim(dim, input.ndim()));
   Tensor values = plan.output(input.dtype());
   Tensor indices = plan.output(DType::Int64);
-  if (values.numel() > 0) kernels_for(input).extreme(plan.src, values, indices, largest);
+  if (values.numel() > 0)
+    reduce_kernels(extreme_op(largest), input).extreme(plan.src, values, indices, largest);
   return {plan.finish(values), plan.finish(indices)};
 }
 
@@ -106,7 +109,8 @@ Tensor arg_extreme(const char* op, const Tensor& input, std::optional<int64_t> d
     const Plan plan = plan_reduction(op, input, std::vector<int64_t>{*dim}, keepdim);
     require_nonempty(op, input, shape::wrap_dim(*dim, input.ndim()));
     Tensor indices = plan.output(DType::Int64);
-    if (indices.numel() > 0) kernels_for(input).extreme(plan.src, Tensor(), indices, largest);
+    if (indices.numel() > 0)
+      reduce_kernels(extreme_op(largest), input).extreme(plan.src, Tensor(), indices, largest);
     return plan.finish(indices);
   }
   if (input.numel() == 0) {
@@ -114,7 +118,7 @@ Tensor arg_extreme(const char* op, const Tensor& input, std::optional<int64_t> d
   }
   const Plan plan = plan_reduction(op, input, std::nullopt, keepdim);
   Tensor indices = plan.output(DType::Int64);
-  kernels_for(input).extreme(plan.src, Tensor(), indices, largest);
+  reduce_kernels(extreme_op(largest), input).extreme(plan.src, Tensor(), indices, largest);
   return plan.finish(indices);
 }
 
@@ -123,7 +127,8 @@ Tensor variance(const char* op, const Tensor& input, const DimList& dim, double 
   require_floating(op, input.dtype());
   const Plan plan = plan_reduction(op, input, dim, keepdim);
   Tensor out = plan.output(input.dtype());
-  if (out.numel() > 0) kernels_for(input).var(plan.src, out, correction, take_sqrt);
+  if (out.numel() > 0)
+    reduce_kernels(take_sqrt ? Op::Std : Op::Var, input).var(plan.src, out, correction, take_sqrt);
   return plan.finish(out);
 }
 
@@ -134,7 +139,7 @@ Tensor softmax_impl(const char* op, const Tensor& input, int64_t dim, std::optio
   Tensor out = Tensor::empty(src.shape(), src.dtype(), src.device());
   if (out.numel() == 0) return out;
   if (src.ndim() == 0) {
-    kernels_for(src).softmax(src.view({1}), out.view({1}), log);
+    reduce_kernels(log ? Op::LogSoftmax : Op::Softmax, src).softmax(src.view({1}), out.view({1}), log);
     return out;
   }
   // Both permuted alike, so the kernel works along its last dim.
@@ -143,7 +148,8 @@ Tensor softmax_impl(const char* op, const Tensor& input, int64_t dim, std::optio
     if (i != d) order.push_back(i);
   }
   order.push_back(d);
-  kernels_for(src).softmax(src.permute(order), out.permute(order), log);
+  reduce_kernels(log ? Op::LogSoftmax : Op::Softmax, src)
+      .softmax(src.permute(order), out.permute(order), log);
   return out;
 }
 
@@ -152,7 +158,7 @@ Tensor softmax_impl(const char* op, const Tensor& input, int64_t dim, std::optio
 Tensor sum(const Tensor& input, const DimList& dim, bool keepdim, std::optional<DType> dtype) {
   const Plan plan = plan_reduction("sum", cast_if(input, dtype), dim, keepdim);
   Tensor out = plan.output(sum_dtype(plan.src.dtype()));
-  if (out.numel() > 0) kernels_for(input).sum(plan.src, out, 1.0);
+  if (out.numel() > 0) reduce_kernels(Op::Sum, input).sum(plan.src, out, 1.0);
   return plan.finish(out);
 }
 
@@ -164,7 +170,7 @@ Tensor mean(const Tensor& input, const DimList& dim, bool keepdim, std::optional
   // An empty reduction divides 0 by 0, giving NaN as in torch.
   const double scale =
       plan.count > 0 ? 1.0 / static_cast<double>(plan.count) : std::numeric_limits<double>::quiet_NaN();
-  if (out.numel() > 0) kernels_for(input).sum(plan.src, out, scale);
+  if (out.numel() > 0) reduce_kernels(Op::Sum, input).sum(plan.src, out, scale);
   return plan.finish(out);
 }
 
@@ -194,7 +200,7 @@ Tensor logsumexp(const Tensor& input, const std::vector<int64_t>& dim, bool keep
   const Tensor src = is_floating(input.dtype()) ? input : input.to(DType::Float32);
   const Plan plan = plan_reduction("logsumexp", src, dim, keepdim);
   Tensor out = plan.output(src.dtype());
-  if (out.numel() > 0) kernels_for(src).logsumexp(plan.src, out);
+  if (out.numel() > 0) reduce_kernels(Op::Logsumexp, src).logsumexp(plan.src, out);
   return plan.finish(out);
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "dispatch.h"
 #include "orchard/error.h"
 #include "orchard/kernels.h"
 #include "overlap.h"
@@ -13,7 +14,7 @@ namespace orchard {
 
 namespace {
 
-const IndexKernels& index_kernels_for(const Tensor& t) { return runtime(t.device()).kernels().index; }
+const IndexKernels& index_kernels(Op op, const Tensor& t) { return kernels_for(op, t).index; }
 
 // 0-d operands act as 1-d of one element, as torch's gather and index_select treat them.
 Tensor at_least_1d(const Tensor& t) { return t.ndim() == 0 ? t.reshape({1}) : t; }
@@ -36,7 +37,7 @@ void require_same_device(const char* op, const Tensor& a, const Tensor& b) {
 // Throws IndexError naming the first offending bound unless every index is in [0, size).
 void check_indices(const char* op, const Tensor& index, int64_t size, int64_t dim) {
   if (index.numel() == 0) return;
-  const auto [low, high] = index_kernels_for(index).bounds(index);
+  const auto [low, high] = index_kernels(Op::IndexBounds, index).bounds(index);
   if (low < 0 || high >= size) {
     fail<IndexError>(op, ": index ", low < 0 ? low : high, " is out of range for dimension ", dim,
                      " with size ", size);
@@ -55,7 +56,8 @@ Tensor select_along(const char* op, const Tensor& input, int64_t dim, const Tens
   out_shape[d] = index.numel();
   Tensor out = Tensor::empty(out_shape, src.dtype(), src.device());
   if (out.numel() > 0)
-    index_kernels_for(src).index_select(src.contiguous(), d, index.reshape({-1}).contiguous(), out);
+    index_kernels(Op::IndexSelect, src)
+        .index_select(src.contiguous(), d, index.reshape({-1}).contiguous(), out);
   return input.ndim() == 0 ? out.reshape({}) : out;
 }
 
@@ -91,7 +93,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   for (const Tensor& t : tensors) {
     if (t.numel() > 0) parts.push_back(t.to(dtype).contiguous());
   }
-  if (!parts.empty()) index_kernels_for(out).cat(parts, d, out);
+  if (!parts.empty()) index_kernels(Op::Cat, out).cat(parts, d, out);
   return out;
 }
 
@@ -178,7 +180,7 @@ Tensor gather(const Tensor& input, int64_t dim, const Tensor& index) {
   }
   check_indices("gather", idx, src.shape()[d], d);
   Tensor out = Tensor::empty(idx.shape(), src.dtype(), src.device());
-  if (out.numel() > 0) index_kernels_for(src).gather(src, d, idx.contiguous(), out);
+  if (out.numel() > 0) index_kernels(Op::Gather, src).gather(src, d, idx.contiguous(), out);
   return index.ndim() == 0 ? out.reshape({}) : out;
 }
 
@@ -209,7 +211,7 @@ const Tensor& scatter_add_(const Tensor& self, int64_t dim, const Tensor& index,
   require_no_overlap("scatter_add_", "src", src, self);
   require_no_overlap("scatter_add_", "index", index, self);
   self.storage()->bump_version();
-  if (idx.numel() > 0) index_kernels_for(dst).scatter_add(dst, d, idx.contiguous(), values);
+  if (idx.numel() > 0) index_kernels(Op::ScatterAdd, dst).scatter_add(dst, d, idx.contiguous(), values);
   return self;
 }
 
@@ -236,7 +238,7 @@ Tensor one_hot(const Tensor& indices, int64_t num_classes) {
     if (indices.numel() == 0) {
       fail<ValueError>("one_hot: cannot infer num_classes from an empty tensor; pass num_classes");
     }
-    num_classes = index_kernels_for(indices).bounds(indices).second + 1;
+    num_classes = index_kernels(Op::IndexBounds, indices).bounds(indices).second + 1;
   }
   check_indices("one_hot", indices, num_classes, indices.ndim());
   Shape out_shape = indices.shape();
@@ -274,7 +276,8 @@ Tensor triangle(const char* op, const Tensor& input, int64_t diagonal, bool uppe
   const int64_t rows = input.shape()[input.ndim() - 2], cols = input.shape()[input.ndim() - 1];
   diagonal = std::clamp<int64_t>(diagonal, -rows - 1, cols + 1);
   Tensor out = Tensor::empty(input.shape(), input.dtype(), input.device());
-  if (out.numel() > 0) index_kernels_for(input).triangle(input, out, diagonal, upper);
+  if (out.numel() > 0)
+    index_kernels(upper ? Op::Triu : Op::Tril, input).triangle(input, out, diagonal, upper);
   return out;
 }
 

@@ -29,7 +29,14 @@ def check_core_version(built_against: str, installed: str) -> None:
 # than an unresolved symbol.
 check_core_version(_BUILT_AGAINST, orchard_core.__version__)
 
-from ._attention import available_devices, backward, dropout_mask, flash_attention, forward  # noqa: E402
+from ._attention import (  # noqa: E402
+    available_devices,
+    backward,
+    dropout_mask,
+    flash_attention,
+    forward,
+    supported_dtypes,
+)
 from ._flash import core_devices, core_version_built_against, core_version_linked  # noqa: E402
 
 check_core_version(core_version_linked(), orchard_core.__version__)
@@ -44,4 +51,5 @@ __all__ = [
     "dropout_mask",
     "flash_attention",
     "forward",
+    "supported_dtypes",
 ]

@@ -84,13 +84,6 @@ def _stream_handle(stream: Any, values: tuple[Any, ...]) -> int:
     return 0
 
 
-def _check_dropout(dropout_p: Any) -> float:
-    p = _check_real(dropout_p, "dropout_p")
-    if not 0.0 <= p < 1.0:  # also catches NaN
-        raise ValueError(f"flash attention: dropout_p must be in [0, 1), got {dropout_p!r}")
-    return p
-
-
 def _check_seed(seed: Any) -> int:
     return _check_int(seed, "seed", 64)
 
@@ -118,8 +111,9 @@ def forward(
 
     q is (batch, heads, len_q, dim), k and v (batch, heads_kv, len_k, dim) with heads a
     multiple of heads_kv (grouped-query attention); any strides; float32, bfloat16 or float64,
-    and float16 on CUDA. Tensors on a CUDA device run the CUDA kernels, asynchronously on
-    ``stream`` (default: torch's current stream for torch tensors, else the default stream).
+    and float16 on CUDA (``supported_dtypes``). Tensors on a CUDA device run the CUDA kernels,
+    asynchronously on ``stream`` (default: torch's current stream for torch tensors, else the
+    default stream).
     ``scale`` defaults to 1/sqrt(dim). With ``causal``, query row i sees key j when
     j <= i + len_k - len_q ("bottom_right", flash-attn's convention) or j <= i ("top_left",
     torch's is_causal). With ``dropout_p`` > 0 the probabilities are dropped by the mask that
@@ -136,7 +130,7 @@ def forward(
         _check_flag(causal, "causal"),
         _check_scale(scale),
         _check_str(causal_alignment, "causal_alignment"),
-        _check_dropout(dropout_p),
+        _check_real(dropout_p, "dropout_p"),
         _check_seed(seed),
         _optional_tensor(out, "out"),
         _optional_tensor(lse, "lse"),
@@ -185,7 +179,7 @@ def backward(
         _check_flag(causal, "causal"),
         _check_scale(scale),
         _check_str(causal_alignment, "causal_alignment"),
-        _check_dropout(dropout_p),
+        _check_real(dropout_p, "dropout_p"),
         _check_seed(seed),
         _optional_tensor(dlse, "dlse"),
         _optional_tensor(dq, "dq"),
@@ -216,7 +210,7 @@ def dropout_mask(
             _check_int(n, name, 63)
             for n, name in ((batch, "batch"), (heads, "heads"), (len_q, "len_q"), (len_k, "len_k"))
         ),
-        _check_dropout(dropout_p),
+        _check_real(dropout_p, "dropout_p"),
         _check_seed(seed),
         _check_str(device, "device"),
         _stream_handle(stream, ()),
@@ -226,6 +220,15 @@ def dropout_mask(
 def available_devices() -> list[str]:
     """Devices with flash kernels in this build on this host: "cpu", then "cuda:N" per GPU."""
     return list(_flash._available_devices())
+
+
+def supported_dtypes(device: str) -> tuple[str, ...]:
+    """The dtypes the kernels for ``device``'s type compute in, as orchard names them, narrowest first.
+
+    ("bfloat16", "float32", "float64") on "cpu", and "float16" too on "cuda" in a CUDA build; ()
+    for a device type this build has no kernels for.
+    """
+    return tuple(_flash._supported_dtypes(_check_str(device, "device")))
 
 
 class _FlashAttention(Function):
@@ -295,7 +298,10 @@ def flash_attention(
     ``orchard_core.manual_seed``'s generator (only when dropout_p > 0). With ``return_lse``
     also returns the row log-sum-exp (differentiable too).
     """
-    p = _check_dropout(dropout_p)
+    p = _check_real(dropout_p, "dropout_p")
+    # Checked here as well as in C++ so that a refused call draws no seed from the generator.
+    if not 0.0 <= p < 1.0:  # also catches NaN
+        raise ValueError(f"flash attention: dropout_p must be in [0, 1), got {dropout_p!r}")
     if seed is None:
         seed = draw_seed() if p > 0 else 0
     options = {

@@ -1,10 +1,10 @@
-// The CPU entry points: allocate outputs and scratch, pick the widest instruction set this
-// CPU runs, and call its kernels.
+// The CPU backend: scratch for the kernels of the instruction set in force (cpu/isa.h), which
+// compute in float32, bfloat16 and float64 (for gradient checks).
 #include <algorithm>
-#include <cmath>
 #include <string>
 
 #include "attention.h"
+#include "backend.h"
 #include "cpu/isa.h"
 #include "cpu/kernel_args.h"
 
@@ -69,59 +69,33 @@ void require_finite(bool finite, const char* names) {
   if (!finite) fail<ValueError>("flash attention: ", names, " contain NaN or infinite values");
 }
 
-}  // namespace
+bool supports(DType dtype) {
+  return dtype == DType::Float32 || dtype == DType::BFloat16 || dtype == DType::Float64;
+}
 
-}  // namespace orchard::flash::cpu
-
-namespace orchard::flash {
-
-using namespace cpu;
-
-ForwardResult forward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
-                          const Dropout& dropout, const ForwardOutputs& into) {
-  const DType accumulate = q.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
-  const Shape out_shape{shape.batch, shape.heads, shape.len_q, shape.dim};
-  const Shape row_shape{shape.batch, shape.heads, shape.len_q};
-  check_forward_outputs(q, k, v, into);
-  ForwardResult result{into.out ? *into.out : Tensor::empty(out_shape, q.dtype()),
-                       into.lse ? *into.lse : Tensor::empty(row_shape, accumulate)};
-  if (q.numel() == 0) return result;
-  KernelArgs args = common_args(shape, dropout, q, k, v);
+void forward(const ForwardInputs& in, const AttentionShape& shape, const Dropout& dropout,
+             const ForwardResult& result) {
+  const DType accumulate = in.q.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
+  KernelArgs args = common_args(shape, dropout, in.q, in.k, in.v);
   args.result.data = result.out.data_ptr();
   args.lse = result.lse.data_ptr();
-  if (shape.len_k == 0) {
-    // No key at all: every row is zeros with lse -inf.
-    result.out.fill_(0);
-    result.lse.fill_(-INFINITY);
-    return result;
-  }
   const Tensor work = scratch(accumulate, forward_workspace(shape) * args.threads);
   const Tensor shared = scratch(accumulate, forward_shared(shape));
   args.workspace = work.data_ptr();
   args.shared = shared.data_ptr();
   require_finite(kernels().forward_pass(args), "q, k or v");
-  return result;
 }
 
-Gradients backward_cpu(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                       const Tensor& out, const Tensor& lse, const std::optional<Tensor>& dlse,
-                       const AttentionShape& shape, const Dropout& dropout, const BackwardOutputs& into) {
-  const DType accumulate = q.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
-  check_backward_outputs(dout, q, k, v, out, lse, dlse, into);
-  Gradients grads{into.dq ? *into.dq : Tensor::empty(q.shape(), q.dtype()),
-                  into.dk ? *into.dk : Tensor::empty(k.shape(), k.dtype()),
-                  into.dv ? *into.dv : Tensor::empty(v.shape(), v.dtype())};
-  if (q.numel() == 0 || k.numel() == 0) {
-    for (Tensor* g : {&grads.dq, &grads.dk, &grads.dv}) g->fill_(0);
-    return grads;
-  }
-  KernelArgs args = common_args(shape, dropout, q, k, v);
-  args.out = operand(out);
-  args.dout = operand(dout);
-  const Tensor lse_rows = lse.contiguous();
+void backward(const BackwardInputs& in, const AttentionShape& shape, const Dropout& dropout,
+              bool /*deterministic: the CPU kernels always are*/, const Gradients& grads) {
+  const DType accumulate = in.q.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
+  KernelArgs args = common_args(shape, dropout, in.q, in.k, in.v);
+  args.out = operand(in.out);
+  args.dout = operand(in.dout);
+  const Tensor lse_rows = in.lse.contiguous();
   args.lse = lse_rows.data_ptr();
-  const Tensor dlse_rows = dlse ? dlse->contiguous() : Tensor();
-  args.dlse = dlse ? dlse_rows.data_ptr() : nullptr;
+  const Tensor dlse_rows = in.dlse ? in.dlse->contiguous() : Tensor();
+  args.dlse = in.dlse ? dlse_rows.data_ptr() : nullptr;
   args.dq.data = grads.dq.data_ptr();
   args.dk.data = grads.dk.data_ptr();
   args.dv.data = grads.dv.data_ptr();
@@ -130,17 +104,28 @@ Gradients backward_cpu(const Tensor& dout, const Tensor& q, const Tensor& k, con
   args.workspace = work.data_ptr();
   args.shared = shared.data_ptr();
   require_finite(kernels().backward_pass(args), "q, k, v, out, dout, lse or dlse");
-  return grads;
 }
 
-Tensor dropout_mask_cpu(const AttentionShape& shape, const Dropout& dropout) {
-  Tensor mask = Tensor::empty({shape.batch, shape.heads, shape.len_q, shape.len_k}, DType::Bool);
+void dropout_mask(const AttentionShape& shape, const Dropout& dropout, const Tensor& mask) {
   KernelArgs args;
   args.shape = shape;
   args.dropout = dropout;
   args.threads = get_num_threads();
   kernels().dropout_keep_mask(args, static_cast<uint8_t*>(mask.data_ptr()));
-  return mask;
 }
 
-}  // namespace orchard::flash
+constexpr AttentionBackend kCpuAttention{
+    .type = DeviceType::CPU,
+    .supports = supports,
+    .forward = forward,
+    .backward = backward,
+    .dropout_mask = dropout_mask,
+    .tiers = supported_isas,
+    .tier = [] { return std::string(kernels().name); },
+    .set_tier = set_isa,
+};
+[[maybe_unused]] const bool registered = register_attention_backend(kCpuAttention);
+
+}  // namespace
+
+}  // namespace orchard::flash::cpu

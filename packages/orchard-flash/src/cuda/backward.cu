@@ -6,6 +6,7 @@
 #include "cuda/backward_steps.cuh"
 #include "cuda/device_math.cuh"
 #include "cuda/launch.h"
+#include "cuda/mask.cuh"
 #include "cuda/mma.cuh"
 
 namespace orchard::flash::cuda {
@@ -47,8 +48,7 @@ __global__ void __launch_bounds__(DqConfig<kD>::kWarps * 32)
   const int64_t row0 = (b * a.heads + h) * a.len_q;
   const int64_t rows[2] = {m0 + warp * 16 + g, m0 + warp * 16 + g + 8};
 
-  const int64_t n_end = a.causal ? min(a.len_k, m0 + kBlockM + a.causal_offset) : a.len_k;
-  const int n_blocks = n_end > 0 ? static_cast<int>((n_end + kBlockN - 1) / kBlockN) : 0;
+  const int n_blocks = key_blocks<kBlockM, kBlockN>(a, m0);
 
   load_tile<kBlockM, kD, kThreads>(sq, qb, a.q.sl, m0, a.len_q, dim);
   load_tile<kBlockM, kD, kThreads>(sdo, dob, a.dout.sl, m0, a.len_q, dim);
@@ -98,7 +98,8 @@ __global__ void __launch_bounds__(DqConfig<kD>::kWarps * 32)
 
     // dS = P (dP Z - delta), Z the scaled keep mask.
     const int64_t n0 = static_cast<int64_t>(nb) * kBlockN;
-    const bool masked = n0 + kBlockN > a.len_k || (a.causal && n0 + kBlockN - 1 > m0 + a.causal_offset);
+    const int64_t m0_last_key = last_key(a, m0);  // not in the test: there it changes the code
+    const bool masked = n0 + kBlockN > a.len_k || (a.causal && n0 + kBlockN - 1 > m0_last_key);
     const int local[2] = {warp * 16 + g, warp * 16 + g + 8};
     scores_to_ds(s, dp, a, drop, scale_log2, keep_scale, rows, local, s_lse, s_delta, n0, masked, h, b, t);
 
@@ -154,7 +155,8 @@ __global__ void __launch_bounds__(DkvConfig<kD>::kWarps * 32)
   const T* vb = static_cast<const T*>(a.v.data) + b * a.v.sb + hk * a.v.sh;
   const int64_t keys[2] = {n0 + warp * 16 + g, n0 + warp * 16 + g + 8};
 
-  // Query rows i >= n0 - offset see some key of this block.
+  // Query rows i >= n0 - offset see some key of this block. Spelled out rather than through a
+  // helper in mask.cuh, which changes this kernel's code.
   const int64_t first_row = a.causal ? (n0 - a.causal_offset > 0 ? n0 - a.causal_offset : int64_t{0}) : 0;
   const int64_t m_first = first_row / kBlockM;
   const int64_t m_count = first_row < a.len_q ? (a.len_q + kBlockM - 1) / kBlockM - m_first : 0;

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "cuda/device_math.cuh"
+#include "cuda/mask.cuh"
 #include "cuda/softmax.cuh"
 
 namespace orchard::flash::cuda {
@@ -61,7 +62,7 @@ __device__ __forceinline__ void scores_to_ds(float (&s)[kTiles][4], const float 
       const float row_lse = s_lse[local[half]], row_delta = s_delta[local[half]];
       bool keep0 = true, keep1 = true;
       if (dropout) {
-        const uint4 w = drop.words(n0 + nt * 8 + 2 * t, row, h, b);
+        const philox::Words w = drop.words(n0 + nt * 8 + 2 * t, row, h, b);
         keep0 = ((t & 1) ? w.z : w.x) >= drop.threshold;
         keep1 = ((t & 1) ? w.w : w.y) >= drop.threshold;
       }
@@ -70,7 +71,7 @@ __device__ __forceinline__ void scores_to_ds(float (&s)[kTiles][4], const float 
         const int idx = 2 * half + e;
         const int64_t col = n0 + nt * 8 + 2 * t + e;
         float p = exp2f(fmaf(s[nt][idx], scale_log2, -row_lse));
-        if (masked && (col >= a.len_k || (a.causal && col > row + a.causal_offset))) p = 0;
+        if (masked && (col >= a.len_k || (a.causal && col > last_key(a, row)))) p = 0;
         const float z = dropout ? ((e ? keep1 : keep0) ? keep_scale : 0.0f) : 1.0f;
         s[nt][idx] = p * (dp[nt][idx] * z - row_delta);
       }
@@ -106,7 +107,7 @@ __device__ __forceinline__ void key_major_probabilities(float (&st)[kTiles][4], 
       float p = exp2_flush(fmaf(st[nt][idx], scale_log2, -((idx & 1) ? lse.y : lse.x)));
       const int query = step.m0 + nt * 8 + 2 * t + (idx & 1), key = step.keys[idx / 2];
       if constexpr (kMasked) {
-        if (key >= a.len_k || (a.causal && key > query + static_cast<int>(a.causal_offset))) p = 0;
+        if (key >= a.len_k || (a.causal && key > last_key(a, query))) p = 0;
       }
       st[nt][idx] = p;
       if constexpr (kDropout) {

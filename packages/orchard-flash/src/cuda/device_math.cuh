@@ -1,4 +1,4 @@
-// Device helpers every CUDA kernel shares: element conversion and the dropout generator.
+// Device helpers every CUDA kernel shares: element conversion and the dropout draw.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "cuda/args.h"
+#include "orchard/philox.h"
 
 namespace orchard::flash::cuda {
 
@@ -58,31 +59,18 @@ __device__ __forceinline__ A row_value(const Rows& rows, int64_t b, int64_t h, i
   return static_cast<const A*>(rows.data)[b * rows.sb + h * rows.sh + i * rows.sl];
 }
 
-// Philox4x32-10 (Salmon et al. 2011), the generator of the CPU kernels.
-__device__ __forceinline__ uint4 philox4x32_10(uint4 c, uint32_t k0, uint32_t k1) {
-#pragma unroll
-  for (int round = 0; round < 10; ++round) {
-    const uint32_t lo0 = 0xD2511F53u * c.x, hi0 = __umulhi(0xD2511F53u, c.x);
-    const uint32_t lo1 = 0xCD9E8D57u * c.z, hi1 = __umulhi(0xCD9E8D57u, c.z);
-    c = make_uint4(hi1 ^ c.y ^ k0, lo1, hi0 ^ c.w ^ k1, lo0);
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  return c;
-}
-
 // The dropout of one call: element (b, h, row, col) is kept when word col % 4 of Philox under
 // key `seed`, counter (col / 4, row, h, b), is at or above `threshold` (see attention.h).
 struct DropoutDraw {
   uint32_t threshold = 0, key0 = 0, key1 = 0;
 
-  __device__ __forceinline__ uint4 words(int64_t col, int64_t row, int64_t h, int64_t b) const {
-    return philox4x32_10(make_uint4(static_cast<uint32_t>(col / 4), static_cast<uint32_t>(row),
-                                    static_cast<uint32_t>(h), static_cast<uint32_t>(b)),
-                         key0, key1);
+  __device__ __forceinline__ philox::Words words(int64_t col, int64_t row, int64_t h, int64_t b) const {
+    return philox::philox4x32_10({static_cast<uint32_t>(col / 4), static_cast<uint32_t>(row),
+                                  static_cast<uint32_t>(h), static_cast<uint32_t>(b)},
+                                 key0, key1);
   }
   __device__ __forceinline__ bool keep(int64_t col, int64_t row, int64_t h, int64_t b) const {
-    const uint4 w = words(col, row, h, b);
+    const philox::Words w = words(col, row, h, b);
     const int lane = static_cast<int>(col & 3);
     const uint32_t word = lane == 0 ? w.x : lane == 1 ? w.y : lane == 2 ? w.z : w.w;
     return word >= threshold;

@@ -1,47 +1,23 @@
-// The CUDA entry points: check the operands, allocate what the caller did not provide, and
-// enqueue the kernels on the caller's stream. No synchronization: errors of the launch itself
-// surface here, errors inside a kernel at the caller's next synchronizing call.
-#include <cuda_runtime_api.h>
+// The CUDA backend: kernels enqueued on the caller's stream (orchard's current stream, which the
+// bindings set), never synchronizing. Scratch comes from orchard-core's stream-ordered allocator
+// on that stream, so it may be freed as soon as the kernels are enqueued. Errors of a launch
+// surface here, errors inside a kernel at the caller's next synchronizing call; NaN inputs are
+// not detected (that would need a device round trip).
+#include <orchard/cuda/runtime.h>
 
 #include <cstdint>
-#include <initializer_list>
-#include <map>
-#include <mutex>
-#include <optional>
-#include <utility>
+#include <string>
+#include <vector>
 
 #include "attention.h"
+#include "backend.h"
 #include "cuda/launch.h"
 
-namespace orchard::flash {
+namespace orchard::flash::cuda {
 
 namespace {
 
-using cuda::Args;
-using cuda::Element;
-using cuda::Operand;
-
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) {
-    fail<RuntimeError>("flash attention (cuda): ", what, " failed: ", cudaGetErrorName(status), " (",
-                       cudaGetErrorString(status), ")");
-  }
-}
-
-// Makes `device` current for the launches, and restores the caller's device after.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(Device device) {
-    check(cudaGetDevice(&previous_), "cudaGetDevice");
-    if (previous_ != device.index) check(cudaSetDevice(device.index), "cudaSetDevice");
-  }
-  ~DeviceGuard() { cudaSetDevice(previous_); }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = 0;
-};
+using DeviceGuard = ::orchard::cuda::DeviceGuard;
 
 Element element_of(DType dtype) {
   switch (dtype) {
@@ -55,6 +31,10 @@ Element element_of(DType dtype) {
 Operand operand(const Tensor& t) {
   return Operand{t.data_ptr(), t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
 }
+
+Rows rows_of(const Tensor& t) { return Rows{t.data_ptr(), t.stride(0), t.stride(1), t.stride(2)}; }
+
+DType accumulation(DType dtype) { return dtype == DType::Float64 ? DType::Float64 : DType::Float32; }
 
 // Whether the tensor-core kernels can copy this operand's rows 16 bytes at a time.
 bool rows_aligned(const Tensor& t) {
@@ -91,165 +71,108 @@ Args common_args(const AttentionShape& s, const Dropout& dropout, const Tensor& 
   return a;
 }
 
-DType accumulation(DType dtype) { return dtype == DType::Float64 ? DType::Float64 : DType::Float32; }
-
-cuda::Rows rows_of(const Tensor& t) {
-  return cuda::Rows{t.data_ptr(), t.stride(0), t.stride(1), t.stride(2)};
-}
-
-// Backward's scratch: stream-ordered memory from a pool of our own that keeps what it frees, so
-// steady-state calls neither reach the driver nor synchronize, and a caller's stream other
-// than the default one is safe (the memory is released in that stream's order).
-class Scratch {
- public:
-  Scratch(Device device, size_t bytes, cudaStream_t stream) : stream_(stream) {
-    check(cudaMallocFromPoolAsync(&data_, bytes, pool(device), stream), "cudaMallocFromPoolAsync");
-  }
-  Scratch(Scratch&& other) noexcept : data_(std::exchange(other.data_, nullptr)), stream_(other.stream_) {}
-  ~Scratch() {
-    if (data_) cudaFreeAsync(data_, stream_);
-  }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  Scratch& operator=(Scratch&&) = delete;
-  void* data() const { return data_; }
-
- private:
-  static cudaMemPool_t pool(Device device) {
-    static std::mutex mutex;
-    static std::map<int, cudaMemPool_t> pools;
-    const std::lock_guard lock(mutex);
-    auto [it, fresh] = pools.try_emplace(device.index);
-    if (fresh) {
-      cudaMemPoolProps props{};
-      props.allocType = cudaMemAllocationTypePinned;
-      props.location.type = cudaMemLocationTypeDevice;
-      props.location.id = device.index;
-      if (const cudaError_t status = cudaMemPoolCreate(&it->second, &props); status != cudaSuccess) {
-        pools.erase(it);
-        check(status, "cudaMemPoolCreate");
-      }
-      uint64_t keep_all = UINT64_MAX;
-      check(cudaMemPoolSetAttribute(it->second, cudaMemPoolAttrReleaseThreshold, &keep_all),
-            "cudaMemPoolSetAttribute");
-    }
-    return it->second;
-  }
-
-  void* data_ = nullptr;
-  cudaStream_t stream_;
-};
-
 // A 16-bit operand the tensor-core kernels cannot read in place (unaligned rows, a strided head
 // dim), copied into contiguous scratch: every layout then gets the same kernels and results.
 struct Packed {
-  std::optional<Scratch> copy;
+  Tensor copy;  // empty when read in place
   Operand operand;
 };
 
 Packed packed(const Tensor& t, cudaStream_t stream) {
-  Packed p{std::nullopt, operand(t)};
   const bool half_width = t.dtype() == DType::BFloat16 || t.dtype() == DType::Float16;
-  if (!half_width || rows_aligned(t) || t.numel() == 0) return p;
-  p.copy.emplace(t.device(), t.numel() * itemsize(t.dtype()), stream);
-  check(
-      cuda::launch_pack_16bit(p.operand, t.size(0), t.size(1), t.size(2), t.size(3), p.copy->data(), stream),
-      "the operand copy kernel launch");
-  p.operand = Operand{p.copy->data(), t.size(1) * t.size(2) * t.size(3), t.size(2) * t.size(3), t.size(3), 1};
-  return p;
+  if (!half_width || rows_aligned(t) || t.numel() == 0) return Packed{Tensor(), operand(t)};
+  Tensor copy = Tensor::empty(t.shape(), t.dtype(), t.device());
+  ORCHARD_CUDA_CHECK(
+      launch_pack_16bit(operand(t), t.size(0), t.size(1), t.size(2), t.size(3), copy.data_ptr(), stream),
+      t.device());
+  return Packed{copy, operand(copy)};
 }
 
-void zero(const Tensor& t, cudaStream_t stream) {
-  check(cudaMemsetAsync(t.data_ptr(), 0, t.numel() * itemsize(t.dtype()), stream), "cudaMemsetAsync");
+bool supports(DType dtype) {
+  return dtype == DType::Float16 || dtype == DType::BFloat16 || dtype == DType::Float32 ||
+         dtype == DType::Float64;
 }
 
-}  // namespace
-
-ForwardResult forward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
-                           const Dropout& dropout, const ForwardOutputs& into, void* stream_handle) {
-  const DeviceGuard guard(q.device());
-  const auto stream = static_cast<cudaStream_t>(stream_handle);
-  const DType accumulate = accumulation(q.dtype());
-  const Shape out_shape{shape.batch, shape.heads, shape.len_q, shape.dim};
-  const Shape row_shape{shape.batch, shape.heads, shape.len_q};
-  check_forward_outputs(q, k, v, into);
-  ForwardResult result{into.out ? *into.out : Tensor::empty(out_shape, q.dtype(), q.device()),
-                       into.lse ? *into.lse : Tensor::empty(row_shape, accumulate, q.device())};
-  if (q.numel() == 0) return result;
-  if (shape.len_k == 0) {
-    zero(result.out, stream);
-    check(cuda::launch_fill_minus_inf(result.lse.data_ptr(), result.lse.numel(), accumulate == DType::Float64,
-                                      stream),
-          "the lse fill kernel");
-    return result;
-  }
-  Args a = common_args(shape, dropout, q);
-  const Packed pq = packed(q, stream), pk = packed(k, stream), pv = packed(v, stream);
-  a.q = pq.operand;
-  a.k = pk.operand;
-  a.v = pv.operand;
+void forward(const ForwardInputs& in, const AttentionShape& shape, const Dropout& dropout,
+             const ForwardResult& result) {
+  const Device device = in.q.device();
+  const DeviceGuard guard(device);
+  const cudaStream_t stream = ::orchard::cuda::current(device);
+  Args a = common_args(shape, dropout, in.q);
+  const Packed q = packed(in.q, stream), k = packed(in.k, stream), v = packed(in.v, stream);
+  a.q = q.operand;
+  a.k = k.operand;
+  a.v = v.operand;
   a.out = operand(result.out);
   a.lse = result.lse.data_ptr();
-  check(cuda::launch_forward(a, stream), "the forward kernel launch");
-  return result;
+  ORCHARD_CUDA_CHECK(launch_forward(a, stream), device);
 }
 
-Gradients backward_cuda(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                        const Tensor& out, const Tensor& lse, const std::optional<Tensor>& dlse,
-                        const AttentionShape& shape, const Dropout& dropout, const BackwardOutputs& into,
-                        bool deterministic, void* stream_handle) {
-  const DeviceGuard guard(q.device());
-  const auto stream = static_cast<cudaStream_t>(stream_handle);
-  check_backward_outputs(dout, q, k, v, out, lse, dlse, into);
-  Gradients grads{into.dq ? *into.dq : Tensor::empty(q.shape(), q.dtype(), q.device()),
-                  into.dk ? *into.dk : Tensor::empty(k.shape(), k.dtype(), k.device()),
-                  into.dv ? *into.dv : Tensor::empty(v.shape(), v.dtype(), v.device())};
-  if (q.numel() == 0 || k.numel() == 0) {
-    for (const Tensor* g : {&grads.dq, &grads.dk, &grads.dv}) zero(*g, stream);
-    return grads;
-  }
-  Args a = common_args(shape, dropout, q);
-  const Packed pq = packed(q, stream), pk = packed(k, stream), pv = packed(v, stream);
-  const Packed pout = packed(out, stream), pdout = packed(dout, stream);
-  a.q = pq.operand;
-  a.k = pk.operand;
-  a.v = pv.operand;
-  a.out = pout.operand;
-  a.dout = pdout.operand;
+void backward(const BackwardInputs& in, const AttentionShape& shape, const Dropout& dropout,
+              bool deterministic, const Gradients& grads) {
+  const Device device = in.q.device();
+  const DeviceGuard guard(device);
+  const cudaStream_t stream = ::orchard::cuda::current(device);
+  Args a = common_args(shape, dropout, in.q);
+  const Packed q = packed(in.q, stream), k = packed(in.k, stream), v = packed(in.v, stream);
+  const Packed out = packed(in.out, stream), dout = packed(in.dout, stream);
+  a.q = q.operand;
+  a.k = k.operand;
+  a.v = v.operand;
+  a.out = out.operand;
+  a.dout = dout.operand;
   a.dq = operand(grads.dq);
   a.dk = operand(grads.dk);
   a.dv = operand(grads.dv);
-  a.lse_in = rows_of(lse);
-  if (dlse) a.dlse = rows_of(*dlse);
-  const Scratch delta(q.device(), shape.batch * shape.heads * shape.len_q * itemsize(accumulation(q.dtype())),
-                      stream);
-  a.delta = delta.data();
-  std::optional<Scratch> dq_accum;
-  if (!deterministic && cuda::backward_tier(a) == cuda::Tier::Hopper) {
-    const auto bytes = static_cast<size_t>(cuda::hopper_dq_accum_bytes(a));
-    dq_accum.emplace(q.device(), bytes, stream);
-    check(cudaMemsetAsync(dq_accum->data(), 0, bytes, stream), "cudaMemsetAsync");
-    a.dq_accum = static_cast<float*>(dq_accum->data());
+  a.lse_in = rows_of(in.lse);
+  if (in.dlse) a.dlse = rows_of(*in.dlse);
+  const Tensor delta =
+      Tensor::empty({shape.batch, shape.heads, shape.len_q}, accumulation(in.q.dtype()), device);
+  a.delta = delta.data_ptr();
+  Tensor dq_accum;
+  if (!deterministic && backward_tier(a) == Tier::Hopper) {
+    const int64_t floats = (hopper_dq_accum_bytes(a) + sizeof(float) - 1) / sizeof(float);
+    dq_accum = Tensor::zeros({floats}, DType::Float32, device);
+    a.dq_accum = static_cast<float*>(dq_accum.data_ptr());
   }
-  check(cuda::launch_backward(a, stream), "the backward kernel launch");
-  return grads;
+  ORCHARD_CUDA_CHECK(launch_backward(a, stream), device);
 }
 
-Tensor dropout_mask_cuda(const AttentionShape& shape, const Dropout& dropout, Device device,
-                         void* stream_handle) {
-  const DeviceGuard guard(device);
-  Tensor mask = Tensor::empty({shape.batch, shape.heads, shape.len_q, shape.len_k}, DType::Bool, device);
-  if (mask.numel() == 0) return mask;
-  const Args a = shape_args(shape, dropout);
-  check(cuda::launch_dropout_mask(a, static_cast<uint8_t*>(mask.data_ptr()),
-                                  static_cast<cudaStream_t>(stream_handle)),
-        "the dropout mask kernel launch");
-  return mask;
+void dropout_mask(const AttentionShape& shape, const Dropout& dropout, const Tensor& mask) {
+  const DeviceGuard guard(mask.device());
+  ORCHARD_CUDA_CHECK(launch_dropout_mask(shape_args(shape, dropout), static_cast<uint8_t*>(mask.data_ptr()),
+                                         ::orchard::cuda::current(mask.device())),
+                     mask.device());
 }
 
-int cuda_device_count() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
+// The tiers from the lowest; the cap applies to every device.
+constexpr Tier kTiers[] = {Tier::Simt, Tier::Sm80, Tier::Hopper};
+
+std::vector<std::string> tiers() {
+  std::vector<std::string> names;
+  for (const Tier t : kTiers) names.emplace_back(tier_name(t));
+  return names;
 }
 
-}  // namespace orchard::flash
+void set_tier(const std::string& name) {
+  for (const Tier t : kTiers) {
+    if (name == tier_name(t)) return set_tier_limit(t);
+  }
+  fail<ValueError>("CUDA kernel tier must be 'hopper', 'sm80' or 'simt', got '", name, "'");
+}
+
+constexpr AttentionBackend kCudaAttention{
+    .type = DeviceType::CUDA,
+    .supports = supports,
+    .forward = forward,
+    .backward = backward,
+    .dropout_mask = dropout_mask,
+    .tiers = tiers,
+    .tier = [] { return std::string(tier_name(tier_limit())); },
+    .set_tier = set_tier,
+};
+[[maybe_unused]] const bool registered = register_attention_backend(kCudaAttention);
+
+}  // namespace
+
+}  // namespace orchard::flash::cuda

@@ -4,6 +4,7 @@
 
 #include "cuda/device_math.cuh"
 #include "cuda/launch.h"
+#include "cuda/mask.cuh"
 #include "cuda/mma.cuh"
 #include "cuda/softmax.cuh"
 
@@ -46,8 +47,7 @@ __global__ void __launch_bounds__(ForwardConfig<kD>::kWarps * 32)
   float* lse = static_cast<float*>(a.lse) + row0;
   const int64_t rows[2] = {m0 + warp * 16 + g, m0 + warp * 16 + g + 8};
 
-  const int64_t n_end = a.causal ? min(a.len_k, m0 + kBlockM + a.causal_offset) : a.len_k;
-  const int n_blocks = n_end > 0 ? static_cast<int>((n_end + kBlockN - 1) / kBlockN) : 0;
+  const int n_blocks = key_blocks<kBlockM, kBlockN>(a, m0);
 
   load_tile<kBlockM, kD, kThreads>(sq, qb, a.q.sl, m0, a.len_q, dim);
   commit_copies();
@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(ForwardConfig<kD>::kWarps * 32)
     }
 
     const int64_t n0 = static_cast<int64_t>(nb) * kBlockN;
-    if (n0 + kBlockN > a.len_k || (a.causal && n0 + kBlockN - 1 > m0 + a.causal_offset)) {
+    if (n0 + kBlockN > a.len_k || (a.causal && n0 + kBlockN - 1 > last_key(a, m0))) {
       mask_scores(s, a, rows, n0, t);
     }
     softmax_step(s, o, m, l, scale_log2);

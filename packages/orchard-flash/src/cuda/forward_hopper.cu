@@ -11,6 +11,7 @@
 #include "cuda/device_math.cuh"
 #include "cuda/hopper.cuh"
 #include "cuda/launch.h"
+#include "cuda/mask.cuh"
 #include "cuda/softmax.cuh"
 #include "cuda/tensor_map.h"
 #include "cuda/tma.cuh"
@@ -50,8 +51,7 @@ __device__ __forceinline__ ForwardTile forward_tile(const Args& a, int64_t tile)
   f.h = hb % a.heads;
   f.b = hb / a.heads;
   f.hk = f.h / (a.heads / a.heads_kv);
-  const int64_t n_end = a.causal ? min(a.len_k, f.m0 + kBlockM + a.causal_offset) : a.len_k;
-  f.n_blocks = n_end > 0 ? static_cast<int>((n_end + kBlockN - 1) / kBlockN) : 0;
+  f.n_blocks = key_blocks<kBlockM, kBlockN>(a, f.m0);
   return f;
 }
 
@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(HopperForwardConfig<kD>::kThreads, 1)
     // product writes O.
     auto softmax_block = [&](int nb, float (&s)[kBlockN / 8][4], float (&correction)[2]) {
       const int64_t n0 = static_cast<int64_t>(nb) * kBlockN;
-      if (n0 + kBlockN > a.len_k || (a.causal && n0 + kBlockN - 1 > m0 + a.causal_offset)) {
+      if (n0 + kBlockN > a.len_k || (a.causal && n0 + kBlockN - 1 > last_key(a, m0))) {
         mask_scores(s, a, rows, n0, t);
       }
       softmax_scores(s, m, l, correction, scale_log2);

@@ -16,8 +16,6 @@ cudaError_t launch_dropout_mask(const Args& args, uint8_t* mask, cudaStream_t st
 // tensor-core kernels (and their exact results) serve any layout.
 cudaError_t launch_pack_16bit(const Operand& src, int64_t batch, int64_t heads, int64_t rows, int64_t dim,
                               void* dst, cudaStream_t stream);
-// Fills `count` floats (or doubles) with -inf: the lse of rows that see no key.
-cudaError_t launch_fill_minus_inf(void* data, int64_t count, bool is_double, cudaStream_t stream);
 
 // Which kernels run: the best this device and call allow, or at most a given tier (tests run
 // each tier on one GPU). Tiers: "hopper" (wgmma, sm_90), "sm80" (mma.sync), "simt" (any dtype).
@@ -26,6 +24,9 @@ void set_tier_limit(Tier tier);
 Tier tier_limit();
 const char* tier_name(Tier tier);
 
+// The plain CUDA-core kernels (simt.cu): any device, dtype and strides.
+cudaError_t launch_simt_forward(const Args& args, cudaStream_t stream);
+cudaError_t launch_simt_backward(const Args& args, cudaStream_t stream);
 // The tensor-core paths (sm_80 and up); false when they do not take this call.
 bool mma_forward_supported(const Args& args);
 bool mma_backward_supported(const Args& args);

@@ -1,12 +1,11 @@
 // Plain CUDA-core kernels: every dtype, any strides, one warp per row. The reference path
 // (float32, float64, unaligned operands) and the fallback of the tensor-core kernels.
-#include <array>
-#include <atomic>
 #include <cmath>
 #include <limits>
 
 #include "cuda/device_math.cuh"
 #include "cuda/launch.h"
+#include "cuda/mask.cuh"
 
 namespace orchard::flash::cuda {
 
@@ -55,11 +54,6 @@ __device__ __forceinline__ A dot(const A (&x)[kMaxPerLane], const A (&y)[kMaxPer
   return warp_sum(total);
 }
 
-// The last key row `row` sees, plus one (at most len_k, possibly <= 0).
-__device__ __forceinline__ int64_t key_end(const Args& a, int64_t row) {
-  return a.causal ? min(a.len_k, row + a.causal_offset + 1) : a.len_k;
-}
-
 template <class T, class A>
 __global__ void simt_forward(Args a, DropoutDraw drop, A keep_scale) {
   const int lane = threadIdx.x % 32;
@@ -72,7 +66,7 @@ __global__ void simt_forward(Args a, DropoutDraw drop, A keep_scale) {
   load_row<T, A>(q, row_ptr<T>(a.q, b, h, i), a.q.sd, dim, lane, static_cast<A>(a.scale));
   const bool dropout = a.dropout_p > 0;
   A m = -INFINITY, l = 0;
-  const int64_t end = key_end(a, i);
+  const int64_t end = key_end(a, i + 1);
   for (int64_t j = 0; j < end; ++j) {
     load_row<T, A>(kv, row_ptr<T>(a.k, b, hk, j), a.k.sd, dim, lane, A(1));
     const A s = dot(q, kv);
@@ -130,7 +124,7 @@ __global__ void simt_backward_dq(Args a, DropoutDraw drop, A keep_scale) {
   load_row<T, A>(g, row_ptr<T>(a.dout, b, h, i), a.dout.sd, dim, lane, A(1));
   const A lse = row_value<A>(a.lse_in, b, h, i), delta = static_cast<const A*>(a.delta)[r];
   const bool dropout = a.dropout_p > 0;
-  const int64_t end = key_end(a, i);
+  const int64_t end = key_end(a, i + 1);
   for (int64_t j = 0; j < end; ++j) {
     load_row<T, A>(kr, row_ptr<T>(a.k, b, hk, j), a.k.sd, dim, lane, A(1));
     load_row<T, A>(vr, row_ptr<T>(a.v, b, hk, j), a.v.sd, dim, lane, A(1));
@@ -163,7 +157,7 @@ __global__ void simt_backward_dkdv(Args a, DropoutDraw drop, A keep_scale) {
   load_row<T, A>(kr, row_ptr<T>(a.k, b, hk, j), a.k.sd, dim, lane, A(1));
   load_row<T, A>(vr, row_ptr<T>(a.v, b, hk, j), a.v.sd, dim, lane, A(1));
   const bool dropout = a.dropout_p > 0;
-  // Row i sees key j when j <= i + offset.
+  // Row i sees key j when j <= i + offset (spelled out: through a helper the code changes).
   const int64_t first = a.causal ? (j - a.causal_offset > 0 ? j - a.causal_offset : int64_t{0}) : 0;
   for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
     const int64_t row0 = (b * a.heads + h) * a.len_q;
@@ -211,13 +205,6 @@ __global__ void pack_16bit(Operand src, int64_t heads, int64_t rows, int64_t dim
   }
 }
 
-template <class A>
-__global__ void fill_minus_inf(A* data, int64_t count) {
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < count;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    data[e] = A(-INFINITY);
-}
-
 unsigned blocks_for(int64_t warps) {
   return static_cast<unsigned>((warps + kWarpsPerBlock - 1) / kWarpsPerBlock);
 }
@@ -245,47 +232,7 @@ cudaError_t simt_backward_launch(const Args& a, cudaStream_t stream) {
 
 }  // namespace
 
-namespace {
-std::atomic<int> limit{static_cast<int>(Tier::Hopper)};
-}  // namespace
-
-void set_tier_limit(Tier tier) { limit.store(static_cast<int>(tier)); }
-Tier tier_limit() { return static_cast<Tier>(limit.load()); }
-const char* tier_name(Tier tier) {
-  switch (tier) {
-    case Tier::Simt: return "simt";
-    case Tier::Sm80: return "sm80";
-    case Tier::Hopper: return "hopper";
-  }
-  return "?";
-}
-
-int current_device_major() {
-  static std::array<std::atomic<int>, 64> majors{};  // 0: not asked yet
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return 0;
-  int major = majors[device].load();
-  if (major == 0 && cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess)
-    majors[device].store(major);
-  return major;
-}
-
-int current_device_multiprocessors() {
-  static std::array<std::atomic<int>, 64> counts{};  // 0: not asked yet
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return 1;
-  int count = counts[device].load();
-  if (count == 0 && cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) == cudaSuccess)
-    counts[device].store(count);
-  return count > 0 ? count : 1;
-}
-
-cudaError_t launch_forward(const Args& a, cudaStream_t stream) {
-  const Tier tier = tier_limit();
-  const int major = current_device_major();
-  if (tier >= Tier::Hopper && major == 9 && mma_forward_supported(a) && hopper_forward_supported(a))
-    return launch_hopper_forward(a, stream);
-  if (tier >= Tier::Sm80 && major >= 8 && mma_forward_supported(a)) return launch_mma_forward(a, stream);
+cudaError_t launch_simt_forward(const Args& a, cudaStream_t stream) {
   switch (a.element) {
     case Element::Float16: return simt_forward_launch<__half, float>(a, stream);
     case Element::BFloat16: return simt_forward_launch<__nv_bfloat16, float>(a, stream);
@@ -295,21 +242,7 @@ cudaError_t launch_forward(const Args& a, cudaStream_t stream) {
   return cudaErrorInvalidValue;
 }
 
-Tier backward_tier(const Args& a) {
-  const Tier tier = tier_limit();
-  const int major = current_device_major();
-  if (tier >= Tier::Hopper && major == 9 && mma_backward_supported(a) && hopper_backward_supported(a))
-    return Tier::Hopper;
-  if (tier >= Tier::Sm80 && major >= 8 && mma_backward_supported(a)) return Tier::Sm80;
-  return Tier::Simt;
-}
-
-cudaError_t launch_backward(const Args& a, cudaStream_t stream) {
-  switch (backward_tier(a)) {
-    case Tier::Hopper: return launch_hopper_backward(a, stream);
-    case Tier::Sm80: return launch_mma_backward(a, stream);
-    case Tier::Simt: break;
-  }
+cudaError_t launch_simt_backward(const Args& a, cudaStream_t stream) {
   switch (a.element) {
     case Element::Float16: return simt_backward_launch<__half, float>(a, stream);
     case Element::BFloat16: return simt_backward_launch<__nv_bfloat16, float>(a, stream);
@@ -328,15 +261,6 @@ cudaError_t launch_pack_16bit(const Operand& src, int64_t batch, int64_t heads, 
                               void* dst, cudaStream_t stream) {
   const int64_t total = batch * heads * rows * dim;
   pack_16bit<<<1024, 256, 0, stream>>>(src, heads, rows, dim, total, static_cast<uint16_t*>(dst));
-  return cudaGetLastError();
-}
-
-cudaError_t launch_fill_minus_inf(void* data, int64_t count, bool is_double, cudaStream_t stream) {
-  if (is_double) {
-    fill_minus_inf<double><<<256, 256, 0, stream>>>(static_cast<double*>(data), count);
-  } else {
-    fill_minus_inf<float><<<256, 256, 0, stream>>>(static_cast<float*>(data), count);
-  }
   return cudaGetLastError();
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "cuda/device_math.cuh"
+#include "cuda/mask.cuh"
 #include "cuda/mma.cuh"
 
 namespace orchard::flash::cuda {
@@ -22,7 +23,7 @@ __device__ __forceinline__ void mask_scores(float (&s)[kTiles][4], const Args& a
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int64_t col = n0 + nt * 8 + 2 * t + (e & 1), row = rows[e / 2];
-      if (col >= a.len_k || (a.causal && col > row + a.causal_offset)) s[nt][e] = -INFINITY;
+      if (col >= a.len_k || (a.causal && col > last_key(a, row))) s[nt][e] = -INFINITY;
     }
   }
 }
@@ -84,7 +85,7 @@ __device__ __forceinline__ void drop_probabilities(float (&s)[kTiles][4], const 
   for (int nt = 0; nt < kTiles; ++nt) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      const uint4 w = drop.words(n0 + nt * 8 + 2 * t, rows[half], h, b);
+      const philox::Words w = drop.words(n0 + nt * 8 + 2 * t, rows[half], h, b);
       if (((t & 1) ? w.z : w.x) < drop.threshold) s[nt][2 * half] = 0;
       if (((t & 1) ? w.w : w.y) < drop.threshold) s[nt][2 * half + 1] = 0;
     }

@@ -20,24 +20,22 @@ import torch
 
 # PyTorch's is_causal: query row i sees keys 0..i (orchard-flash's "top_left" alignment).
 _ALIGNMENT = "top_left"
-# dtypes orchard-flash computes in, per device type ("meta": whatever some device accepts).
-_DTYPES = {
-    "cpu": (torch.float32, torch.bfloat16, torch.float64),
-    "cuda": (torch.float16, torch.bfloat16, torch.float32, torch.float64),
-    "meta": (torch.float16, torch.bfloat16, torch.float32, torch.float64),
-}
 
 
-def _available_devices() -> tuple[str, ...]:
-    """The devices this orchard-flash build has kernels for, e.g. ("cpu", "cuda:0")."""
-    query = getattr(orchard_flash, "available_devices", None)  # older builds: the CPU only
-    return tuple(query()) if query is not None else ("cpu",)
+def _dtypes(device_type: str) -> tuple[torch.dtype, ...]:
+    """The torch dtypes orchard-flash's kernels for ``device_type`` compute in (none: no kernels)."""
+    return tuple(getattr(torch, name) for name in orchard_flash.supported_dtypes(device_type))
 
 
 # Asked once at import: _check runs inside torch.compile's traced code, where a call into the
-# native module would break the graph, while a tuple of constants is folded away.
-_DEVICES = _available_devices()
+# native module would break the graph, while constants are folded away.
+_DEVICES = tuple(orchard_flash.available_devices())
 _CUDA_INDICES = tuple(int(d.split(":", 1)[1]) for d in _DEVICES if d.startswith("cuda:"))
+# The dtypes per device type; "meta" (shape-only tracing) takes what any device type takes.
+_DTYPES = {device_type: _dtypes(device_type) for device_type in ("cpu", "cuda")}
+_DTYPES["meta"] = tuple(
+    sorted(dict.fromkeys(d for dtypes in _DTYPES.values() for d in dtypes), key=lambda d: d.itemsize)
+)
 
 
 def _device_supported(device: torch.device) -> bool:

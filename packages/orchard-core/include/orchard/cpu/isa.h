@@ -3,7 +3,9 @@
 // extensions (orchard-flash) name theirs the same, so one check decides for both.
 #pragma once
 
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace orchard::cpu {
 
@@ -12,5 +14,12 @@ bool runs_isa(std::string_view name);
 // orchard-core's tier in use: the widest this CPU runs unless ORCHARD_CPU_ISA chose another.
 // Extensions start with the same one.
 std::string_view active_isa();
+// The tiers this CPU runs, narrowest first.
+std::vector<std::string> supported_isas();
+// Makes orchard-core's kernels use tier `name` (tests run each); ValueError when this CPU lacks it.
+void set_isa(const std::string& name);
+// The threads OpenBLAS would start for one call: 1, since orchard runs it inside its own
+// threads; 0 where the BLAS manages its own (Accelerate).
+int blas_threads();
 
 }  // namespace orchard::cpu

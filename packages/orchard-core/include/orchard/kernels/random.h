@@ -5,6 +5,8 @@
 #include <array>
 #include <cstdint>
 
+#include "orchard/philox.h"
+
 namespace orchard {
 
 class Tensor;
@@ -15,20 +17,12 @@ struct PhiloxState {
   uint64_t offset = 0;
 };
 
-// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11).
-// Always inlined: orchard-flash calls it from kernels compiled per instruction set.
+// Philox4x32-10 as std::arrays (counter, key), for callers and bindings that hold arrays.
 [[gnu::always_inline]] inline std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> counter,
                                                                     std::array<uint32_t, 2> key) {
-  constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
-  constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
-  for (int round = 0; round < 10; ++round) {
-    const uint64_t p0 = static_cast<uint64_t>(kMul0) * counter[0];
-    const uint64_t p1 = static_cast<uint64_t>(kMul1) * counter[2];
-    counter = {static_cast<uint32_t>(p1 >> 32) ^ counter[1] ^ key[0], static_cast<uint32_t>(p1),
-               static_cast<uint32_t>(p0 >> 32) ^ counter[3] ^ key[1], static_cast<uint32_t>(p0)};
-    key = {key[0] + kWeyl0, key[1] + kWeyl1};
-  }
-  return counter;
+  const philox::Words w =
+      philox::philox4x32_10({counter[0], counter[1], counter[2], counter[3]}, key[0], key[1]);
+  return {w.x, w.y, w.z, w.w};
 }
 
 // The four words of element `i` of the draw starting at `state`.
@@ -40,15 +34,16 @@ inline std::array<uint32_t, 4> philox_words(const PhiloxState& state, uint64_t i
 
 class RandomKernels {
  public:
+  // Each entry's default raises the "not supported" error naming op, dtype and device.
   virtual ~RandomKernels() = default;
   // Fill a contiguous floating `dst` with uniform values in [low, high).
-  virtual void uniform(const Tensor& dst, PhiloxState state, double low, double high) const = 0;
+  virtual void uniform(const Tensor& dst, PhiloxState state, double low, double high) const;
   // Fill a contiguous floating `dst` with normal values (Box-Muller on two uniforms).
-  virtual void normal(const Tensor& dst, PhiloxState state, double mean, double std) const = 0;
+  virtual void normal(const Tensor& dst, PhiloxState state, double mean, double std) const;
   // Fill a contiguous `dst` with integers in [low, high); low < high.
-  virtual void randint(const Tensor& dst, PhiloxState state, int64_t low, int64_t high) const = 0;
+  virtual void randint(const Tensor& dst, PhiloxState state, int64_t low, int64_t high) const;
   // dst = src * keep / (1 - p), keep drawn with probability 1 - p; both contiguous floating.
-  virtual void dropout(const Tensor& src, const Tensor& dst, PhiloxState state, double p) const = 0;
+  virtual void dropout(const Tensor& src, const Tensor& dst, PhiloxState state, double p) const;
 };
 
 }  // namespace orchard

@@ -9,21 +9,21 @@ class Tensor;
 
 class ReduceKernels {
  public:
+  // Each entry's default raises the "not supported" error naming op, dtype and device.
   virtual ~ReduceKernels() = default;
   // dst = scale * sum; dst is int64 for integer and bool sources, else src's dtype
   // (16-bit floats accumulate in float32).
-  virtual void sum(const Tensor& src, const Tensor& dst, double scale) const = 0;
+  virtual void sum(const Tensor& src, const Tensor& dst, double scale) const;
   // The largest (smallest when !largest) value and/or its first index (int64);
   // either output may be undefined. NaN counts as the extreme, as in torch.
   // The reduced extent is not empty.
-  virtual void extreme(const Tensor& src, const Tensor& values, const Tensor& indices,
-                       bool largest) const = 0;
+  virtual void extreme(const Tensor& src, const Tensor& values, const Tensor& indices, bool largest) const;
   // Variance with `correction` subtracted from the count (std when take_sqrt).
-  virtual void var(const Tensor& src, const Tensor& dst, double correction, bool take_sqrt) const = 0;
+  virtual void var(const Tensor& src, const Tensor& dst, double correction, bool take_sqrt) const;
   // log(sum(exp(x))), computed as max + log(sum(exp(x - max))).
-  virtual void logsumexp(const Tensor& src, const Tensor& dst) const = 0;
+  virtual void logsumexp(const Tensor& src, const Tensor& dst) const;
   // Softmax (or log-softmax) along the last dim; src and dst have equal shapes.
-  virtual void softmax(const Tensor& src, const Tensor& dst, bool log) const = 0;
+  virtual void softmax(const Tensor& src, const Tensor& dst, bool log) const;
 };
 
 }  // namespace orchard

@@ -29,24 +29,6 @@ class SavedOperand {
 
 Tensor tensor_of(const Operand& x) { return x.is_tensor() ? x.tensor() : Tensor(); }
 
-const char* backward_name(BinaryOp op) {
-  constexpr const char* names[] = {"AddBackward", "SubBackward",     "MulBackward",    "DivBackward",
-                                   "PowBackward", "MaximumBackward", "MinimumBackward"};
-  return names[static_cast<int>(op)];
-}
-
-const char* inplace_name(BinaryOp op) {
-  constexpr const char* names[] = {"add_", "sub_", "mul_", "div_"};
-  return names[static_cast<int>(op)];
-}
-
-const char* backward_name(UnaryOp op) {
-  constexpr const char* names[] = {"NegBackward",  "AbsBackward",   "ExpBackward",  "LogBackward",
-                                   "SqrtBackward", "RsqrtBackward", "TanhBackward", "SigmoidBackward",
-                                   "ReluBackward", "GeluBackward",  "GeluBackward"};
-  return names[static_cast<int>(op)];
-}
-
 Tensor zero_where(const Tensor& condition, const Tensor& grad) {
   return orchard::where(condition, 0.0, grad);
 }
@@ -103,7 +85,7 @@ Node::Grads binary_grads(BinaryOp op, const Tensor& g, const Operand& a, const O
       if (need_b) gb = orchard::where(loses, g, orchard::where(wins, 0.0, half));
       return {ga, gb};
     }
-    default: fail<RuntimeError>(backward_name(op), ": not differentiable");
+    default: fail<RuntimeError>(op_name(op), ": not differentiable");
   }
 }
 
@@ -230,7 +212,7 @@ const Tensor& binary_(BinaryOp op, const Tensor& self, const Operand& other) {
   const Tensor b = tensor_of(other);
   if (!any_requires_grad({&self, &b})) return orchard::binary_(op, self, other);
   if (op > BinaryOp::Div) return orchard::binary_(op, self, other);  // raises: not an in-place op
-  check_inplace(inplace_name(op), self);
+  check_inplace((std::string(op_name(op)) + "_").c_str(), self);
   const bool need_b = b.defined() && b.requires_grad();
   const bool multiplies = op == BinaryOp::Mul || op == BinaryOp::Div;
   // Mul and div read the operands' old values: save them before self changes (other too,

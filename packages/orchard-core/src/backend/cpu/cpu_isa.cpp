@@ -51,22 +51,28 @@ std::atomic<const CpuRowKernels*>& current() {
 
 const CpuRowKernels& cpu_row_kernels() { return *current().load(std::memory_order_relaxed); }
 
-std::vector<std::string> supported_cpu_isas() {
+}  // namespace orchard::backend
+
+namespace orchard::cpu {
+
+using backend::CpuRowKernels;
+
+std::vector<std::string> supported_isas() {
   std::vector<std::string> names;
-  for (const CpuRowKernels* k : supported()) names.emplace_back(k->isa);
+  for (const CpuRowKernels* k : backend::supported()) names.emplace_back(k->isa);
   return names;
 }
 
-void set_cpu_isa(const std::string& name) {
-  for (const CpuRowKernels* k : supported()) {
+void set_isa(const std::string& name) {
+  for (const CpuRowKernels* k : backend::supported()) {
     if (name == k->isa) {
-      current().store(k);
+      backend::current().store(k);
       return;
     }
   }
   std::string names;
-  for (const std::string& n : supported_cpu_isas()) names += (names.empty() ? "" : ", ") + n;
+  for (const std::string& n : supported_isas()) names += (names.empty() ? "" : ", ") + n;
   fail<ValueError>("CPU instruction set '", name, "' is not available here (", names, ")");
 }
 
-}  // namespace orchard::backend
+}  // namespace orchard::cpu

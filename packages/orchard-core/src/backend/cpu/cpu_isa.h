@@ -44,11 +44,7 @@ const CpuRowKernels& row_kernels();
 }
 #endif
 
-// The set in use: the widest this CPU runs unless set_cpu_isa chose another.
+// The set in use: the widest this CPU runs unless orchard::cpu::set_isa chose another.
 const CpuRowKernels& cpu_row_kernels();
-// The sets this CPU runs, narrowest first ("generic", "avx2", "avx512").
-std::vector<std::string> supported_cpu_isas();
-// Switches to `name`; ValueError naming it when this CPU or build lacks it.
-void set_cpu_isa(const std::string& name);
 
 }  // namespace orchard::backend

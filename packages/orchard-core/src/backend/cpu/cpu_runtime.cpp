@@ -9,8 +9,8 @@
 
 namespace orchard::backend {
 
-DataPtr allocate_host(size_t nbytes, const char* device_name) {
-  if (nbytes == 0) return DataPtr(nullptr, nullptr);
+DataPtr allocate_host(size_t nbytes, Device device) {
+  if (nbytes == 0) return DataPtr(nullptr, nullptr, device);
   // Large blocks sit on 2 MiB boundaries and ask for transparent huge pages: a fresh
   // 64 MiB result then costs 32 page faults instead of 16,384, which dominate
   // memory-bound ops (numpy does the same).
@@ -20,16 +20,16 @@ DataPtr allocate_host(size_t nbytes, const char* device_name) {
   void* data = nullptr;
   if (posix_memalign(&data, alignment, nbytes) != 0) {
     fail<OutOfMemoryError>("out of memory: cannot allocate ", nbytes, " bytes (",
-                           static_cast<double>(nbytes) / (1 << 30), " GiB) on ", device_name);
+                           static_cast<double>(nbytes) / (1 << 30), " GiB) on ", device.str());
   }
 #ifdef MADV_HUGEPAGE
   if (huge) madvise(data, nbytes, MADV_HUGEPAGE);  // a hint: failure only costs speed
 #endif
-  return DataPtr(data, [](void* p) { std::free(p); });
+  return DataPtr(data, [](void* p) { std::free(p); }, device);
 }
 
-HostRuntime::HostRuntime(Device device, std::string description)
-    : device_(device), description_(std::move(description)), allocator_(device.str()) {}
+HostRuntime::HostRuntime(Device device, std::string description, bool every_op)
+    : device_(device), description_(std::move(description)), every_op_(every_op), allocator_(device) {}
 
 const Kernels& HostRuntime::kernels() const { return cpu_kernels(); }
 
@@ -47,8 +47,22 @@ void HostRuntime::copy_on_device(void* dst, const void* src, size_t nbytes) {
 }
 
 DeviceRuntime& cpu_runtime() {
-  static HostRuntime runtime(Device{DeviceType::CPU, 0}, "host CPU");
+  static HostRuntime runtime(Device{DeviceType::CPU, 0}, "host CPU", true);
   return runtime;
 }
+
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  DeviceType type() const override { return DeviceType::CPU; }
+  int device_count() const override { return 1; }
+  std::string unavailable_reason() const override { return ""; }
+  DeviceRuntime& runtime(int) override { return cpu_runtime(); }
+};
+
+}  // namespace
+
+ORCHARD_REGISTER_BACKEND(CpuBackend)
 
 }  // namespace orchard::backend

@@ -1,5 +1,5 @@
-// A runtime whose memory is host memory: the CPU itself, and host-backed stand-ins
-// for other devices (the "metal" fallback) that share its allocator, copies and kernels.
+// A runtime whose memory is host memory: the CPU itself, and host-backed stand-ins for other
+// devices (the "metal" fallback) that share its allocator, copies and copy kernels.
 #pragma once
 
 #include <string>
@@ -9,18 +9,20 @@
 
 namespace orchard::backend {
 
-// 64-byte aligned (a cache line, an AVX-512 vector); `device_name` is for errors.
-DataPtr allocate_host(size_t nbytes, const char* device_name);
+// 64-byte aligned (a cache line, an AVX-512 vector).
+DataPtr allocate_host(size_t nbytes, Device device);
 
 class HostRuntime final : public DeviceRuntime {
  public:
-  HostRuntime(Device device, std::string description);
+  // `every_op`: the CPU kernels serve every op; otherwise only fill and copy (a stand-in
+  // for transfers, whose other ops raise or fall back as on a device without kernels).
+  HostRuntime(Device device, std::string description, bool every_op);
 
   Device device() const override { return device_; }
   std::string description() const override { return description_; }
   Allocator& allocator() override { return allocator_; }
   const Kernels& kernels() const override;
-  bool host_accessible() const override { return true; }
+  bool supports(Op op, DType) const override { return every_op_ || op == Op::Fill || op == Op::Copy; }
   void copy_to_host(void* dst, const void* src, size_t nbytes) override;
   void copy_from_host(void* dst, const void* src, size_t nbytes) override;
   void copy_on_device(void* dst, const void* src, size_t nbytes) override;
@@ -28,15 +30,16 @@ class HostRuntime final : public DeviceRuntime {
  private:
   class HostAllocator final : public Allocator {
    public:
-    explicit HostAllocator(std::string device_name) : device_name_(std::move(device_name)) {}
-    DataPtr allocate(size_t nbytes) override { return allocate_host(nbytes, device_name_.c_str()); }
+    explicit HostAllocator(Device device) : device_(device) {}
+    DataPtr allocate(size_t nbytes) override { return allocate_host(nbytes, device_); }
 
    private:
-    std::string device_name_;
+    Device device_;
   };
 
   Device device_;
   std::string description_;
+  bool every_op_;
   HostAllocator allocator_;
 };
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend/backends.h"
+#include "orchard/cpu/isa.h"
 #include "orchard/parallel.h"
 #include "orchard/tensor.h"
 
@@ -311,7 +312,16 @@ class CpuLinalgKernels final : public LinalgKernels {
 
 }  // namespace
 
-int cpu_blas_threads() {
+const LinalgKernels& cpu_matmul_kernels() {
+  static const CpuLinalgKernels kernels;
+  return kernels;
+}
+
+}  // namespace orchard::backend
+
+namespace orchard::cpu {
+
+int blas_threads() {
 #ifdef ORCHARD_BLAS_ACCELERATE
   return 0;
 #else
@@ -319,9 +329,4 @@ int cpu_blas_threads() {
 #endif
 }
 
-const LinalgKernels& cpu_matmul_kernels() {
-  static const CpuLinalgKernels kernels;
-  return kernels;
-}
-
-}  // namespace orchard::backend
+}  // namespace orchard::cpu

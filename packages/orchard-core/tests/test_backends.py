@@ -1,0 +1,171 @@
+"""The backend interface: registered devices, ``supports``, the "not supported" error and the
+explicit CPU fallback, run on every device against the CPU (as ggml's test-backend-ops does).
+
+The host-memory "metal" stand-in has kernels for fill and copy only, so CI has a device
+without kernels on every host: its other ops must raise NotImplementedError naming op, dtype
+and device, or, with ``ORCHARD_CPU_FALLBACK=1``, give the CPU's bits through host copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import orchard_core as oc
+import pytest
+from _core_helpers import WITHOUT_NATIVE_METAL, random_array
+
+Op = Callable[[Callable[[np.ndarray], oc.Tensor]], oc.Tensor | tuple[oc.Tensor, ...]]
+
+
+@pytest.fixture
+def stand_in(monkeypatch) -> str:
+    monkeypatch.setenv("ORCHARD_METAL_FALLBACK", "cpu")
+    return "metal"
+
+
+def _devices_without_every_kernel() -> list[str]:
+    """Every device this build has, less the CPU, plus the stand-in (set up by the test)."""
+    return ["metal", *(str(d) for d in oc.devices() if d.type == "cuda")]
+
+
+def test_every_op_has_one_name():
+    names = oc._core._ops()
+    assert len(names) == len(set(names))
+    assert {"add", "gelu(approximate='tanh')", "matmul", "index_select", "dropout", "fill"} <= set(names)
+
+
+def test_cpu_supports_every_op():
+    for name in oc._core._ops():
+        assert oc.supports("cpu", name, "float32"), name
+
+
+@WITHOUT_NATIVE_METAL
+def test_stand_in_has_only_copy_kernels(stand_in):
+    assert oc.supports(stand_in, "fill", oc.float32) and oc.supports(stand_in, "copy", "bfloat16")
+    assert not any(
+        oc.supports(stand_in, name, "float32") for name in oc._core._ops() if name not in ("fill", "copy")
+    )
+
+
+def test_supports_names_a_bad_op_or_device():
+    with pytest.raises(ValueError, match="no operator is named 'addd'"):
+        oc.supports("cpu", "addd", "float32")
+    with pytest.raises(RuntimeError, match="'cuda:7' is not available"):
+        oc.supports("cuda:7", "add", "float32")
+
+
+def test_buffer_is_what_a_kernel_binds(device):
+    t = oc.arange(24, dtype=oc.float32, device=device).view(4, 6)
+    handle, offset = t._buffer()
+    assert (handle, offset) == (t.data_ptr(), 0)  # memory addressed by its pointer: CPU, CUDA
+    view = t[1:, 2:]
+    assert view._buffer() == (handle, (6 + 2) * 4)  # the view's offset, in bytes, same buffer
+
+
+def test_memory_stats_is_none_without_a_caching_allocator():
+    assert oc.memory_stats("cpu") is None
+
+
+@WITHOUT_NATIVE_METAL
+def test_an_op_without_kernels_raises_naming_op_dtype_and_device(stand_in):
+    a = oc.ones(3, 5, device=stand_in)  # fill runs on the device
+    expected = (
+        r"operator {} has no kernels on device metal for {} yet; move the tensor to the CPU with "
+        r"\.to\('cpu'\), or set ORCHARD_CPU_FALLBACK=1"
+    )
+    with pytest.raises(NotImplementedError, match=expected.format("add", "float32")):
+        a + a
+    with pytest.raises(NotImplementedError, match=expected.format(r"gelu\(approximate='tanh'\)", "bfloat16")):
+        a.to(oc.bfloat16).gelu("tanh")
+    with pytest.raises(NotImplementedError, match=expected.format("log_softmax", "float32")):
+        oc.log_softmax(a, -1)
+    assert issubclass(NotImplementedError, RuntimeError)  # what the error was before it had a class
+    assert a.to("cpu").tolist() == [[1.0] * 5] * 3  # copies still work
+
+
+@WITHOUT_NATIVE_METAL
+def test_bad_fallback_value_is_named(stand_in, monkeypatch):
+    monkeypatch.setenv("ORCHARD_CPU_FALLBACK", "yes")
+    a = oc.ones(2, device=stand_in)
+    with pytest.raises(ValueError, match="ORCHARD_CPU_FALLBACK='yes' is not understood"):
+        a + a
+
+
+def _cases(rng: np.random.Generator) -> dict[str, Op]:
+    """One call per kernel entry point, at shapes that are no multiple of any block size."""
+    x = random_array(rng, (7, 13), "float32")
+    y = random_array(rng, (1, 13), "float32")
+    w = random_array(rng, (13, 5), "float32")
+    index = np.array([4, 0, 6, 6], dtype=np.int64)
+    gather_index = rng.integers(0, 7, size=(3, 13)).astype(np.int64)
+    return {
+        "add (broadcast)": lambda on: on(x) + on(y),
+        "pow": lambda on: on(np.abs(x)) ** on(y),
+        "lt": lambda on: on(x) < on(y),
+        "exp": lambda on: on(x).exp(),
+        "gelu bfloat16": lambda on: on(x).to(oc.bfloat16).gelu(),
+        "relu of a strided view": lambda on: oc.relu(on(x).T[::2]),
+        "where": lambda on: oc.where(on(x) > 0, on(x), on(y)),
+        "matmul": lambda on: on(x) @ on(w),
+        "sum": lambda on: on(x).sum(0),
+        "max with indices": lambda on: oc.max(on(x), 1),
+        "argmin": lambda on: on(x).argmin(),
+        "std": lambda on: on(x).std(1),
+        "logsumexp": lambda on: oc.logsumexp(on(x), 1),
+        "softmax": lambda on: oc.softmax(on(x), -1),
+        "log_softmax": lambda on: oc.log_softmax(on(x), 0),
+        "index_select": lambda on: oc.index_select(on(x), 0, on(index)),
+        "gather": lambda on: oc.gather(on(x), 0, on(gather_index)),
+        "scatter_add": lambda on: oc.zeros(7, 13, device=on(x).device).scatter_add_(
+            0, on(gather_index), on(x)[:3]
+        ),
+        "cat": lambda on: oc.cat([on(x), on(y)]),
+        "tril": lambda on: oc.tril(on(x), -1),
+        "in-place mul": lambda on: on(x).clone().mul_(on(y)),
+        "to int32": lambda on: on(x * 100).to(oc.int32),
+        "fill a strided view": lambda on: on(x).T[1::3].fill_(2.5),
+    }
+
+
+@WITHOUT_NATIVE_METAL
+@pytest.mark.parametrize("device", _devices_without_every_kernel())
+def test_fallback_gives_the_cpu_bits(rng, monkeypatch, capfd, device):
+    if device == "metal":
+        monkeypatch.setenv("ORCHARD_METAL_FALLBACK", "cpu")
+    monkeypatch.setenv("ORCHARD_CPU_FALLBACK", "1")
+    for name, case in _cases(rng).items():
+        on_cpu = case(lambda a: oc.tensor(a))
+        on_device = case(lambda a: oc.tensor(a).to(device))
+        for ours, reference in zip(
+            on_device if isinstance(on_device, tuple) else (on_device,),
+            on_cpu if isinstance(on_cpu, tuple) else (on_cpu,),
+            strict=True,
+        ):
+            assert ours.device == device, name
+            assert ours.dtype == reference.dtype and ours.shape == reference.shape, name
+            # bfloat16 has no numpy dtype; float32 holds each of its values exactly.
+            wide = oc.float32 if reference.dtype == oc.bfloat16 else reference.dtype
+            np.testing.assert_array_equal(
+                ours.to("cpu").to(wide).numpy(), reference.to(wide).numpy(), err_msg=name
+            )
+    # Random draws depend only on the generator's state, wherever they run.
+    oc.manual_seed(3)
+    drawn = oc.randn(5, 9, device=device)
+    oc.manual_seed(3)
+    np.testing.assert_array_equal(drawn.to("cpu").numpy(), oc.randn(5, 9).numpy())
+    # Each op, dtype and device is logged once, on stderr.
+    log = capfd.readouterr().err
+    assert f"orchard: matmul on {device} (float32) runs on the CPU through host copies" in log
+    assert log.count(f"orchard: matmul on {device} (float32)") <= 1
+
+
+@WITHOUT_NATIVE_METAL
+def test_autograd_through_the_fallback(rng, stand_in, monkeypatch):
+    monkeypatch.setenv("ORCHARD_CPU_FALLBACK", "1")
+    x = random_array(rng, (6, 11), "float32")
+    w_cpu = oc.tensor(x, requires_grad=True)
+    w_dev = oc.tensor(x).to(stand_in).requires_grad_(True)
+    for w in (w_cpu, w_dev):
+        (oc.softmax(w * w, -1) @ w.T).sum().backward()
+    np.testing.assert_array_equal(w_dev.grad.to("cpu").numpy(), w_cpu.grad.numpy())
