@@ -222,6 +222,57 @@ def sanitize(session: nox.Session) -> None:
     run_tests(session, env, pytest_args=["--capture=sys", "--deselect", flaky_here])
 
 
+# The Metal harness (docs/metal.md): orchard-core with its Metal backend emulated on Linux,
+# compiled by clang (the .metal files are compiled as C++ with clang's vector extensions).
+METAL_SETUP_ARGS = ["-Csetup-args=-Dmetal=emulated"]
+CLANG = "clang-16"
+# Where lane order can hide a race, a few seeds of the random order show it (docs/metal.md).
+METAL_LANE_SEEDS = (1, 2)
+
+
+def clang_env(session: nox.Session) -> dict[str, str]:
+    if shutil.which(f"{CLANG}") is None:
+        session.error(f"{CLANG} is not installed: apt-get install clang-16 libclang-rt-16-dev (Debian 12)")
+    return {"CC": CLANG, "CXX": CLANG.replace("clang", "clang++")}
+
+
+def install_metal_core(session: nox.Session, setup_args: Sequence[str], env: Mapping[str, str]) -> None:
+    """Build orchard-core alone with the emulated Metal backend and install it with the test tools."""
+    wheel_dir = Path(session.create_tmp()) / "metal-wheels"
+    shutil.rmtree(wheel_dir, ignore_errors=True)
+    session.run(
+        "python", "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(wheel_dir), *METAL_SETUP_ARGS,
+        *setup_args, str(ROOT / "packages" / "orchard-core"), env={**clang_env(session), **env},
+    )  # fmt: skip
+    session.install(*torch_constraints(), "numpy", "scipy-openblas32", "torch", "pytest", "hypothesis")
+    session.install("--no-deps", "--force-reinstall", *map(str, wheel_dir.glob("orchard_core-*.whl")))
+
+
+@nox.session
+def metal(session: nox.Session) -> None:
+    """orchard-core's suite on the "metal" device, its kernels run by the Linux harness.
+
+    Three modes (docs/metal.md): the whole suite in the default lane order; the Metal cases in
+    random lane orders (METAL_LANE_SEEDS); the Metal cases with orchard-core built with clang's
+    AddressSanitizer. Arguments after `--` go to pytest.
+    """
+    core_tests = str(ROOT / "packages" / "orchard-core" / "tests")
+    metal_cases = ["-k", "metal"]
+    install_metal_core(session, [], {})
+    session.run("python", "-m", "pytest", core_tests, *session.posargs)
+    for seed in METAL_LANE_SEEDS:
+        order = {"ORCHARD_METAL_LANE_ORDER": "random", "ORCHARD_METAL_LANE_SEED": str(seed)}
+        session.run("python", "-m", "pytest", core_tests, *metal_cases, *session.posargs, env=order)
+    asan_runtime = str(session.run(CLANG, "-print-file-name=libclang_rt.asan-x86_64.so", silent=True, external=True))
+    install_metal_core(session, ["-Csetup-args=-Db_sanitize=address", "-Csetup-args=-Db_lundef=false"], {})
+    asan = {
+        "LD_PRELOAD": asan_runtime.strip(),
+        "ASAN_OPTIONS": "abort_on_error=1:detect_leaks=0:allocator_may_return_null=1",
+        "ORCHARD_METAL_HARNESS_ASAN": "1",
+    }
+    session.run("python", "-m", "pytest", core_tests, *metal_cases, "--capture=sys", *session.posargs, env=asan)
+
+
 @nox.session
 def cuda_build(session: nox.Session) -> None:
     """CI's CUDA check without a GPU: build orchard-core and orchard-flash with CUDA, import both."""

@@ -15,6 +15,9 @@ namespace py = pybind11;
 // themselves); the environment variables they consult are read first, while
 // that is safe (orchard/environment.h).
 struct ReleaseGil {
+  // User-provided, so pybind11's Guard{} default-initialises `release`, whose constructor is
+  // explicit (clang refuses to copy-list-initialise it in an aggregate).
+  ReleaseGil() {}
   struct Refresh {
     Refresh() { environment::refresh(); }
   } refreshed;  // first: members are initialised in order

@@ -3,6 +3,7 @@
 #include <pybind11/stl.h>
 
 #include "convert.h"
+#include "extensions.h"
 #include "orchard/cpu/isa.h"
 #include "orchard/environment.h"
 #include "orchard/op.h"
@@ -155,4 +156,5 @@ PYBIND11_MODULE(_core, m) {
   bind_tensor(m);
   bind_profile(m);
   bind_cpu(m);
+  for (Extension extension : extensions()) extension(m);
 }

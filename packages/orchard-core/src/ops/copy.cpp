@@ -16,6 +16,12 @@ namespace {
 
 const CopyKernels& copy_kernels(Op op, const Tensor& t) { return kernels_for(op, t).copy; }
 
+// A cast runs on kernels for both dtypes: the error or fallback names the one the device lacks.
+const CopyKernels& cast_kernels(const Tensor& src, const Tensor& dst) {
+  const bool has_source = runtime(dst.device()).supports(Op::Copy, src.dtype());
+  return kernels_for(Op::Copy, has_source ? dst.dtype() : src.dtype(), dst.device()).copy;
+}
+
 // Byte copy between two contiguous tensors of equal size on different devices.
 void blit(const Tensor& src, const Tensor& dst) {
   const size_t nbytes = src.nbytes();
@@ -55,7 +61,7 @@ Tensor Tensor::to(Device target) const {
 Tensor Tensor::to(DType target) const {
   if (target == dtype()) return *this;
   Tensor result = empty(shape(), target, device());
-  copy_kernels(Op::Copy, *this).copy(*this, result);
+  cast_kernels(*this, result).copy(*this, result);
   return result;
 }
 
@@ -79,7 +85,7 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
   // after the kernel's own writes: copy it first, so the result is numpy's.
   const Tensor unaliased = may_overlap(src, *this) ? src.clone() : src;
   const Tensor source = unaliased.device() == device() ? unaliased : unaliased.to(device());
-  copy_kernels(Op::Copy, *this).copy(source.expand(shape()), *this);
+  cast_kernels(source, *this).copy(source.expand(shape()), *this);
   return *this;
 }
 

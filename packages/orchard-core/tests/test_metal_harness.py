@@ -1,0 +1,171 @@
+"""The Linux harness that runs the Metal kernels (builds with -Dmetal=emulated; docs/metal.md):
+correct kernels against numpy, and deliberately broken ones it must catch
+(tests/metal_harness/*.metal). Also: the .metal files the harness compiles are the ones the
+metallib rule compiles."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import orchard_core as oc
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(oc._core, "_metal_harness_run"), reason="built without -Dmetal=emulated"
+)
+ASAN = os.environ.get("ORCHARD_METAL_HARNESS_ASAN") == "1"
+PACKAGE = Path(__file__).resolve().parents[1]
+ORDERS = [("default", 0), ("random", 1), ("random", 2), ("random", 3)]
+
+
+def run(kernel, buffers, groups, threads, threadgroup_bytes=None, order=("default", 0)):
+    oc._core._metal_harness_run(kernel, buffers, threadgroup_bytes or {}, groups, threads, order[0], order[1])
+
+
+@pytest.mark.parametrize("order", ORDERS, ids=lambda o: f"{o[0]}{o[1]}")
+@pytest.mark.parametrize(("rows", "columns", "threads"), [(3, 1000, 256), (2, 37, 96), (1, 5, 40)])
+def test_row_softmax(rng, order, rows, columns, threads):
+    x = rng.standard_normal((rows, columns)).astype(np.float32)
+    out = np.zeros_like(x)
+    simds = (threads + 31) // 32
+    run("row_softmax", {0: x, 1: out, 2: np.array([columns], np.uint32)}, (rows, 1, 1), (threads, 1, 1),
+        {0: 4 * simds}, order)  # fmt: skip
+    e = np.exp(x.astype(np.float64) - x.max(1, keepdims=True))
+    np.testing.assert_allclose(out, e / e.sum(1, keepdims=True), rtol=2e-6, atol=1e-7)
+
+
+def test_positions_in_a_3d_dispatch():
+    groups, threads = (3, 2, 2), (5, 3, 4)  # 60 threads: a partial second SIMD-group
+    grid = tuple(g * t for g, t in zip(groups, threads, strict=True))
+    out = np.zeros((grid[2], grid[1], grid[0], 13), np.uint32)
+    run("positions", {0: out}, groups, threads)
+    z, y, x = np.meshgrid(*(np.arange(n) for n in reversed(grid)), indexing="ij")
+    local = (x % threads[0], y % threads[1], z % threads[2])
+    group = (x // threads[0], y // threads[1], z // threads[2])
+    index = local[0] + threads[0] * (local[1] + threads[1] * local[2])
+    expected = [x, y, z, *local, group[0] + 100 * group[1] + 10000 * group[2], np.full_like(x, 60),
+                np.full_like(x, 12), np.full_like(x, np.prod(grid)), index, index % 32, index // 32]  # fmt: skip
+    for k, want in enumerate(expected):
+        np.testing.assert_array_equal(out[..., k], want, err_msg=f"value {k}")
+
+
+@pytest.mark.parametrize("threads", [64, 45])  # 45: the second SIMD-group has 13 lanes
+def test_simd_functions(rng, threads):
+    x = rng.integers(-100, 100, size=threads).astype(np.int32)
+    out = np.zeros((threads, 5), np.int32)
+    run("simd_functions", {0: x, 1: out}, (1, 1, 1), (threads, 1, 1))
+    for start in range(0, threads, 32):
+        v = x[start : start + 32]
+        n, lanes = len(v), np.arange(len(v))
+        got = out[start : start + 32]
+        np.testing.assert_array_equal(got[:, 0], np.where((lanes ^ 1) < n, v[np.minimum(lanes ^ 1, n - 1)], v))
+        np.testing.assert_array_equal(got[:, 1], np.where(lanes + 3 < n, v[np.minimum(lanes + 3, n - 1)], v))
+        np.testing.assert_array_equal(got[:, 2], np.concatenate([[0], np.cumsum(v)[:-1]]))
+        np.testing.assert_array_equal(got[:, 3], np.full(n, v[2]))
+        np.testing.assert_array_equal(got[:, 4], np.full(n, v.sum()))
+
+
+def test_vectors_and_conversions(rng):
+    n = 37
+    x = rng.standard_normal((n, 4)).astype(np.float32)
+    out = np.zeros_like(x)
+    bits = np.zeros(n, np.uint32)
+    halves = np.zeros(n, np.float16)
+    bfloats = np.zeros(n, np.uint16)
+    run("vectors", {0: x, 1: out, 2: bits, 3: halves, 4: bfloats}, (1, 1, 1), (n, 1, 1))
+    mixed = np.stack([x[:, 1], x[:, 2], x[:, 3], np.ones(n, np.float32)], 1)
+    fused = (x[:, :1].astype(np.float64) * 2 + 0.5).astype(np.float32)
+    np.testing.assert_array_equal(out, np.where(x[:, :1] > 0, np.broadcast_to(fused, (n, 4)), mixed))
+    np.testing.assert_array_equal(bits, x[:, 3].view(np.uint32))
+    np.testing.assert_array_equal(halves, x[:, 0].astype(np.float16))
+    # bfloat16: round to nearest even from float32's bits.
+    b = x[:, 1].view(np.uint32).astype(np.uint64)
+    np.testing.assert_array_equal(bfloats, ((b + 0x7FFF + ((b >> 16) & 1)) >> 16).astype(np.uint16))
+
+
+def test_threadgroup_array_in_a_kernel(rng):
+    x = rng.standard_normal(3 * 64).astype(np.float32)
+    out = np.zeros_like(x)
+    run("reverse_tile", {0: x, 1: out}, (3, 1, 1), (64, 1, 1))
+    np.testing.assert_array_equal(out, x.reshape(3, 64)[:, ::-1].ravel())
+
+
+# ---- broken kernels ----------------------------------------------------------------------
+
+
+def test_missing_barrier_gives_wrong_results(rng):
+    x = rng.standard_normal(256).astype(np.float32)
+    out = np.zeros_like(x)
+    run("missing_barrier", {0: x, 1: out}, (1, 1, 1), (256, 1, 1))
+    assert not np.array_equal(out, np.roll(x, -1))
+
+
+def test_write_after_read_race_shows_in_random_lane_order(rng):
+    x = rng.standard_normal(256).astype(np.float32)
+    right = np.roll(x, -1) + 2 * np.roll(x, -1)
+    out = np.zeros_like(x)
+    run("reuse_without_barrier", {0: x, 1: out}, (1, 1, 1), (256, 1, 1))
+    # The default order runs each thread from barrier to barrier in turn, which this race needs
+    # out of order to show; every random order does.
+    for seed in (1, 2, 3):
+        run("reuse_without_barrier", {0: x, 1: out}, (1, 1, 1), (256, 1, 1), order=("random", seed))
+        assert not np.allclose(out, right), seed
+
+
+def test_a_barrier_not_every_thread_reaches_is_a_deadlock():
+    out = np.zeros(32, np.float32)
+    with pytest.raises(RuntimeError, match="deadlocked") as error:
+        run("divergent_barrier", {0: out}, (1, 1, 1), (32, 1, 1))
+    assert re.search(r"threads 0\.\.15 \(16\) threadgroup_barrier at broken\.metal:\d+", str(error.value))
+    assert "threads 16..31 (16) returned" in str(error.value)
+
+
+def test_a_simd_function_in_divergent_code_is_named():
+    out = np.zeros(32, np.float32)
+    with pytest.raises(RuntimeError, match=r"divergent control flow.*SIMD-group function at broken\.metal:\d+"):
+        run("divergent_simd_sum", {0: out}, (1, 1, 1), (32, 1, 1))
+
+
+def test_dispatch_errors_name_the_problem():
+    with pytest.raises(ValueError, match="no kernel named 'nope'"):
+        run("nope", {}, (1, 1, 1), (1, 1, 1))
+    with pytest.raises(ValueError, match=r"reads \[\[buffer\(1\)\]\], which the dispatch left empty"):
+        run("missing_barrier", {0: np.zeros(4, np.float32)}, (1, 1, 1), (4, 1, 1))
+    with pytest.raises(ValueError, match="2048 threads per threadgroup"):
+        run("device_overflow", {0: np.zeros(4, np.float32)}, (1, 1, 1), (2048, 1, 1))
+
+
+OVERFLOWS = {
+    "threadgroup_overflow": "np.zeros(32, np.float32)",
+    "device_overflow": "np.zeros(32, np.float32)",
+}
+
+
+@pytest.mark.skipif(not ASAN, reason="AddressSanitizer mode only (nox -s metal)")
+@pytest.mark.parametrize("kernel", OVERFLOWS)
+def test_out_of_bounds_is_reported_at_its_metal_line(kernel):
+    # ASan aborts the process: run the kernel in a child and read its report.
+    code = (
+        "import numpy as np, orchard_core as oc; "
+        f"oc._core._metal_harness_run('{kernel}', {{0: {OVERFLOWS[kernel]}}}, {{}}, (1, 1, 1), (32, 1, 1))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "AddressSanitizer" in result.stderr and re.search(r"broken\.metal:\d+", result.stderr), result.stderr[-3000:]
+
+
+def test_the_harness_compiles_the_metallib_list():
+    """The kernel files the harness compiled are those of meson's metal_kernel_files (the list
+    the metallib rule compiles), and that list is every .metal file in kernels/."""
+    meson = (PACKAGE / "meson.build").read_text()
+    listed = re.search(r"metal_kernel_files = files\(([^)]*)\)", meson).group(1)
+    listed = {Path(p).name for p in re.findall(r"'([^']+\.metal)'", listed)}
+    on_disk = {p.name for p in (PACKAGE / "src" / "backend" / "metal" / "kernels").glob("*.metal")}
+    assert listed == on_disk
+    compiled = {Path(oc._core._metal_harness_kernel_source(k)).name for k in oc._core._metal_harness_kernels()}
+    assert compiled == listed | {"checks.metal", "broken.metal"}
