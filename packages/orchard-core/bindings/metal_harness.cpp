@@ -26,12 +26,15 @@ void bind_metal_harness(py::module_& m) {
   m.def(
       "_metal_harness_run",
       [](const std::string& kernel, const std::map<int, py::array>& buffers,
-         const std::map<int, size_t>& threadgroup_bytes, const std::tuple<uint32_t, uint32_t, uint32_t>& groups,
-         const std::tuple<uint32_t, uint32_t, uint32_t>& threads, const std::string& lane_order, uint64_t seed) {
+         const std::map<int, size_t>& threadgroup_bytes,
+         const std::tuple<uint32_t, uint32_t, uint32_t>& groups,
+         const std::tuple<uint32_t, uint32_t, uint32_t>& threads, const std::string& lane_order,
+         uint64_t seed) {
         harness::Dispatch dispatch;
         dispatch.kernel = kernel;
         for (const auto& [index, array] : buffers) {
-          if (index < 0 || index >= harness::kMaxBuffers) fail<ValueError>("buffer index ", index, " out of range");
+          if (index < 0 || index >= harness::kMaxBuffers)
+            fail<ValueError>("buffer index ", index, " out of range");
           if (!(array.flags() & py::array::c_style) || !array.writeable()) {
             fail<ValueError>("buffer ", index, " must be a writable C-contiguous array");
           }
@@ -51,8 +54,8 @@ void bind_metal_harness(py::module_& m) {
         }
         harness::run(dispatch, harness::LaneOrder{lane_order == "random", seed});
       },
-      py::arg("kernel"), py::arg("buffers"), py::arg("threadgroup_bytes"), py::arg("groups"), py::arg("threads"),
-      py::arg("lane_order") = "default", py::arg("seed") = 0,
+      py::arg("kernel"), py::arg("buffers"), py::arg("threadgroup_bytes"), py::arg("groups"),
+      py::arg("threads"), py::arg("lane_order") = "default", py::arg("seed") = 0,
       "Run a harness kernel on numpy arrays bound by [[buffer(i)]] index (tests only).");
   m.def("_metal_harness_kernels", &harness::kernel_names, "Host names of the kernels the harness compiled.");
   m.def("_metal_harness_kernel_source", &harness::kernel_source, py::arg("kernel"),

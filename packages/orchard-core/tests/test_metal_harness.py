@@ -48,8 +48,9 @@ def test_positions_in_a_3d_dispatch():
     local = (x % threads[0], y % threads[1], z % threads[2])
     group = (x // threads[0], y // threads[1], z // threads[2])
     index = local[0] + threads[0] * (local[1] + threads[1] * local[2])
-    expected = [x, y, z, *local, group[0] + 100 * group[1] + 10000 * group[2], np.full_like(x, 60),
-                np.full_like(x, 12), np.full_like(x, np.prod(grid)), index, index % 32, index // 32]  # fmt: skip
+    group_code = group[0] + 100 * group[1] + 10000 * group[2]
+    sizes = [np.full_like(x, n) for n in (60, 12, np.prod(grid))]
+    expected = [x, y, z, *local, group_code, *sizes, index, index % 32, index // 32]
     for k, want in enumerate(expected):
         np.testing.assert_array_equal(out[..., k], want, err_msg=f"value {k}")
 
@@ -63,7 +64,9 @@ def test_simd_functions(rng, threads):
         v = x[start : start + 32]
         n, lanes = len(v), np.arange(len(v))
         got = out[start : start + 32]
-        np.testing.assert_array_equal(got[:, 0], np.where((lanes ^ 1) < n, v[np.minimum(lanes ^ 1, n - 1)], v))
+        np.testing.assert_array_equal(
+            got[:, 0], np.where((lanes ^ 1) < n, v[np.minimum(lanes ^ 1, n - 1)], v)
+        )
         np.testing.assert_array_equal(got[:, 1], np.where(lanes + 3 < n, v[np.minimum(lanes + 3, n - 1)], v))
         np.testing.assert_array_equal(got[:, 2], np.concatenate([[0], np.cumsum(v)[:-1]]))
         np.testing.assert_array_equal(got[:, 3], np.full(n, v[2]))
@@ -127,7 +130,9 @@ def test_a_barrier_not_every_thread_reaches_is_a_deadlock():
 
 def test_a_simd_function_in_divergent_code_is_named():
     out = np.zeros(32, np.float32)
-    with pytest.raises(RuntimeError, match=r"divergent control flow.*SIMD-group function at broken\.metal:\d+"):
+    with pytest.raises(
+        RuntimeError, match=r"divergent control flow.*SIMD-group function at broken\.metal:\d+"
+    ):
         run("divergent_simd_sum", {0: out}, (1, 1, 1), (32, 1, 1))
 
 
@@ -156,7 +161,9 @@ def test_out_of_bounds_is_reported_at_its_metal_line(kernel):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
-    assert "AddressSanitizer" in result.stderr and re.search(r"broken\.metal:\d+", result.stderr), result.stderr[-3000:]
+    assert "AddressSanitizer" in result.stderr and re.search(r"broken\.metal:\d+", result.stderr), (
+        result.stderr[-3000:]
+    )
 
 
 def test_the_harness_compiles_the_metallib_list():
@@ -167,5 +174,7 @@ def test_the_harness_compiles_the_metallib_list():
     listed = {Path(p).name for p in re.findall(r"'([^']+\.metal)'", listed)}
     on_disk = {p.name for p in (PACKAGE / "src" / "backend" / "metal" / "kernels").glob("*.metal")}
     assert listed == on_disk
-    compiled = {Path(oc._core._metal_harness_kernel_source(k)).name for k in oc._core._metal_harness_kernels()}
+    compiled = {
+        Path(oc._core._metal_harness_kernel_source(k)).name for k in oc._core._metal_harness_kernels()
+    }
     assert compiled == listed | {"checks.metal", "broken.metal"}

@@ -280,6 +280,27 @@ def test_python_threads_stress(profile_log, device):
     assert {e["device"] for e in events} == {device}
 
 
+def test_operators_from_threads_free_what_they_allocate(profile_log, device):
+    """Kernels run from 4 Python threads at once (on Metal, each thread encodes on its own):
+    results are right, and every storage made, on the device and on the host, is freed once."""
+    start = profile.live_count()
+    threads_n, iterations = 4, 200
+
+    def work(seed):
+        for i in range(iterations):
+            a = oc.ones(i % 5 + 1, 3, device=device)
+            b = (a * float(seed) + 1.0).neg().to(oc.bfloat16)
+            assert b.to("cpu").to(oc.float32).tolist() == [[-(seed + 1.0)] * 3] * (i % 5 + 1)
+
+    _run_in_threads(work, threads_n)
+    counts = profile.counts()
+    assert counts["alloc"] == counts["free"] >= threads_n * iterations * 4
+    assert profile.live_count() == start
+    events = _events(profile_log)
+    _check_symmetric(events)
+    assert {e["device"] for e in events} <= {device, "cpu"}
+
+
 def test_wrapped_numpy_memory_across_threads(profile_log):
     """Storages over numpy arrays, made and dropped from several threads, release their arrays."""
     threads_n, iterations = 4, 500

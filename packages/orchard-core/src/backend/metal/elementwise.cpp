@@ -16,8 +16,9 @@ struct ElementwiseArgs {
 class MetalElementwiseKernels final : public ElementwiseKernels {
  public:
   void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) const override {
-    const ElementwiseArgs args{strided_params(op_of(op), out.shape(), {&out.strides(), &a.strides(), &b.strides()}),
-                               static_cast<int32_t>(op)};
+    const ElementwiseArgs args{
+        strided_params(op_of(op), out.shape(), {&out.strides(), &a.strides(), &b.strides()}),
+        static_cast<int32_t>(op)};
     ComputeEncoder& encoder = encoder_for(out);
     encoder.set_kernel(kernel_name(is_comparison(op) ? "compare" : "binary", {a.dtype()}));
     encoder.set_tensor(0, a);

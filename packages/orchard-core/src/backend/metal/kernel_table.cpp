@@ -35,6 +35,8 @@ bool supports(Op op, DType dtype) {
   }
 }
 
-ComputeEncoder& encoder_for(const Tensor& t) { return static_cast<MetalDevice&>(runtime(t.device())).encoder(); }
+ComputeEncoder& encoder_for(const Tensor& t) {
+  return static_cast<MetalDevice&>(runtime(t.device())).encoder();
+}
 
 }  // namespace orchard::metal

@@ -252,13 +252,12 @@ class MetalRuntime final : public MetalDevice {
       // buffer to the cache; kernels bind it through DataPtr::buffer().
       void* retained = (__bridge_retained void*)buffer;
       MetalRuntime& runtime = runtime_;
-      return DataPtr(
-          [buffer contents],
-          [&runtime, retained, rounded](void*) {
-            id<MTLBuffer> owned = (__bridge_transfer id<MTLBuffer>)retained;
-            runtime.cache_.give_back(owned, rounded, runtime.opened_serial());
-          },
-          kMetal, Buffer{retained, 0});
+      return DataPtr([buffer contents],
+                     [&runtime, retained, rounded](void*) {
+                       id<MTLBuffer> owned = (__bridge_transfer id<MTLBuffer>)retained;
+                       runtime.cache_.give_back(owned, rounded, runtime.opened_serial());
+                     },
+                     kMetal, Buffer { retained, 0 });
     }
 
    private:
@@ -317,9 +316,11 @@ class MetalRuntime final : public MetalDevice {
     id<MTLFunction> function = [library_ newFunctionWithName:[NSString stringWithUTF8String:kernel.c_str()]];
     if (function == nil) fail<RuntimeError>("metal: the metallib has no kernel '", kernel, "'");
     NSError* error = nil;
-    id<MTLComputePipelineState> pipeline = [device_ newComputePipelineStateWithFunction:function error:&error];
+    id<MTLComputePipelineState> pipeline = [device_ newComputePipelineStateWithFunction:function
+                                                                                  error:&error];
     if (pipeline == nil) {
-      fail<RuntimeError>("metal: cannot build kernel '", kernel, "': ", [[error localizedDescription] UTF8String]);
+      fail<RuntimeError>("metal: cannot build kernel '", kernel,
+                         "': ", [[error localizedDescription] UTF8String]);
     }
     pipelines_.emplace(kernel, pipeline);
     return pipeline;

@@ -64,7 +64,11 @@ void fill_with_garbage(std::byte* data, size_t bytes, std::mt19937_64& random) {
 class Group {
  public:
   Group(const KernelInfo& kernel, const Dispatch& dispatch, const LaneOrder& order, Dim3 group)
-      : kernel_(kernel), dispatch_(dispatch), order_(order), group_(group), random_(order.seed + 0x9e3779b97f4a7c15ull) {
+      : kernel_(kernel),
+        dispatch_(dispatch),
+        order_(order),
+        group_(group),
+        random_(order.seed + 0x9e3779b97f4a7c15ull) {
     const Dim3 t = dispatch.threads_per_group;
     count_ = t.x * t.y * t.z;
     threads_.resize(count_);
@@ -104,7 +108,9 @@ class Group {
         threads_[i].fiber.resume();
         ran = true;
       }
-      if (std::all_of(threads_.begin(), threads_.end(), [](const Thread& t) { return t.state == State::Done; })) return;
+      if (std::all_of(threads_.begin(), threads_.end(),
+                      [](const Thread& t) { return t.state == State::Done; }))
+        return;
       if (!release() && !ran) fail_stuck();
     }
   }
@@ -189,9 +195,10 @@ class Group {
     }
     std::ostringstream text;
     text << "metal kernel '" << kernel_.name << "' (" << kernel_.source << ") "
-         << (divergent_exchange ? "called a SIMD-group function in divergent control flow (every lane of a "
-                                  "SIMD-group must reach the same call)"
-                                : "deadlocked: a threadgroup_barrier that not every thread of the threadgroup reaches")
+         << (divergent_exchange
+                 ? "called a SIMD-group function in divergent control flow (every lane of a "
+                   "SIMD-group must reach the same call)"
+                 : "deadlocked: a threadgroup_barrier that not every thread of the threadgroup reaches")
          << "; threadgroup (" << group_.x << ", " << group_.y << ", " << group_.z << "):";
     for (const auto& [place, threads] : places) {
       text << " threads " << threads.front();
@@ -231,13 +238,14 @@ void check(const KernelInfo& kernel, const Dispatch& dispatch) {
   const Dim3 t = dispatch.threads_per_group;
   const uint64_t threads = uint64_t{t.x} * t.y * t.z;
   if (threads == 0 || threads > kMaxThreadsPerGroup) {
-    fail<ValueError>("metal kernel '", kernel.name, "': ", threads, " threads per threadgroup; Metal allows 1 to ",
-                     kMaxThreadsPerGroup);
+    fail<ValueError>("metal kernel '", kernel.name, "': ", threads,
+                     " threads per threadgroup; Metal allows 1 to ", kMaxThreadsPerGroup);
   }
   for (int i = 0; i < kernel.param_count; ++i) {
     const Param p = kernel.params[i];
     if (p.source == Source::Buffer && dispatch.buffers[p.index] == nullptr) {
-      fail<ValueError>("metal kernel '", kernel.name, "' reads [[buffer(", p.index, ")]], which the dispatch left empty");
+      fail<ValueError>("metal kernel '", kernel.name, "' reads [[buffer(", p.index,
+                       ")]], which the dispatch left empty");
     }
     if (p.source == Source::Threadgroup && dispatch.threadgroup_bytes[p.index] == 0) {
       fail<ValueError>("metal kernel '", kernel.name, "' reads [[threadgroup(", p.index,
@@ -268,9 +276,11 @@ LaneOrder lane_order_from_environment() {
   if (mode && *mode == "random") {
     order.random = true;
   } else if (mode && !mode->empty() && *mode != "default") {
-    fail<ValueError>("ORCHARD_METAL_LANE_ORDER='", *mode, "' is not understood; expected 'default' or 'random'");
+    fail<ValueError>("ORCHARD_METAL_LANE_ORDER='", *mode,
+                     "' is not understood; expected 'default' or 'random'");
   }
-  if (const std::optional<std::string> seed = environment::get("ORCHARD_METAL_LANE_SEED"); seed && !seed->empty()) {
+  if (const std::optional<std::string> seed = environment::get("ORCHARD_METAL_LANE_SEED");
+      seed && !seed->empty()) {
     char* end = nullptr;
     order.seed = std::strtoull(seed->c_str(), &end, 0);
     if (*end != '\0') fail<ValueError>("ORCHARD_METAL_LANE_SEED='", *seed, "' is not a number");

@@ -103,8 +103,8 @@ constexpr size_t kGuardBytes = size_t{4} << 10;
 class Stack {
  public:
   Stack() {
-    base_ = mmap(nullptr, kStackBytes + kGuardBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+    base_ = mmap(nullptr, kStackBytes + kGuardBytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (base_ == MAP_FAILED) throw std::bad_alloc();
     mprotect(base_, kGuardBytes, PROT_NONE);
   }

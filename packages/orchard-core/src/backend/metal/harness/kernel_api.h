@@ -94,7 +94,8 @@ P position(const ThreadContext& ctx, Source source) {
   const uint32_t threads = tpg.x * tpg.y * tpg.z;
   switch (source) {
     case Source::ThreadPositionInGrid:
-      return position_as<P>({ctx.group.x * tpg.x + ctx.thread_in_group.x, ctx.group.y * tpg.y + ctx.thread_in_group.y,
+      return position_as<P>({ctx.group.x * tpg.x + ctx.thread_in_group.x,
+                             ctx.group.y * tpg.y + ctx.thread_in_group.y,
                              ctx.group.z * tpg.z + ctx.thread_in_group.z});
     case Source::ThreadPositionInGroup: return position_as<P>(ctx.thread_in_group);
     case Source::GroupPositionInGrid: return position_as<P>(ctx.group);

@@ -29,7 +29,7 @@ struct bfloat {
     uint32_t u;
     std::memcpy(&u, &f, sizeof u);
     bits = (u & 0x7fffffffu) > 0x7f800000u ? static_cast<uint16_t>((u >> 16) | 0x40u)
-                                            : static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+                                           : static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
   }
   template <class T, class = std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v<T, float>>>
   explicit bfloat(T v) : bfloat(static_cast<float>(v)) {}
@@ -47,12 +47,12 @@ struct vector_traits {
   static constexpr int size = 0;  // a scalar
 };
 
-#define ORCHARD_MSL_VECTOR(T, N)                       \
+#define ORCHARD_MSL_VECTOR(T, N)                      \
   typedef T T##N __attribute__((ext_vector_type(N))); \
-  template <>                                          \
-  struct vector_traits<T##N> {                         \
-    using element = T;                                 \
-    static constexpr int size = N;                     \
+  template <>                                         \
+  struct vector_traits<T##N> {                        \
+    using element = T;                                \
+    static constexpr int size = N;                    \
   };
 #define ORCHARD_MSL_VECTORS(T) ORCHARD_MSL_VECTOR(T, 2) ORCHARD_MSL_VECTOR(T, 3) ORCHARD_MSL_VECTOR(T, 4)
 ORCHARD_MSL_VECTORS(float)
@@ -121,18 +121,18 @@ inline float floor(float x) { return std::floor(x); }
 inline float ceil(float x) { return std::ceil(x); }
 
 // Plain, precise:: and fast:: math: all std's here (the real compiler's fast:: is looser).
-#define ORCHARD_MSL_MATH(NS)                                       \
-  namespace NS {                                                   \
-  inline float exp(float x) { return std::exp(x); }                \
-  inline float exp2(float x) { return std::exp2(x); }              \
-  inline float log(float x) { return std::log(x); }                \
-  inline float log2(float x) { return std::log2(x); }              \
-  inline float sqrt(float x) { return std::sqrt(x); }              \
-  inline float rsqrt(float x) { return 1.0f / std::sqrt(x); }      \
-  inline float tanh(float x) { return std::tanh(x); }              \
-  inline float pow(float x, float y) { return std::pow(x, y); }    \
-  inline float sin(float x) { return std::sin(x); }                \
-  inline float cos(float x) { return std::cos(x); }                \
+#define ORCHARD_MSL_MATH(NS)                                    \
+  namespace NS {                                                \
+  inline float exp(float x) { return std::exp(x); }             \
+  inline float exp2(float x) { return std::exp2(x); }           \
+  inline float log(float x) { return std::log(x); }             \
+  inline float log2(float x) { return std::log2(x); }           \
+  inline float sqrt(float x) { return std::sqrt(x); }           \
+  inline float rsqrt(float x) { return 1.0f / std::sqrt(x); }   \
+  inline float tanh(float x) { return std::tanh(x); }           \
+  inline float pow(float x, float y) { return std::pow(x, y); } \
+  inline float sin(float x) { return std::sin(x); }             \
+  inline float cos(float x) { return std::cos(x); }             \
   }
 ORCHARD_MSL_MATH(precise)
 ORCHARD_MSL_MATH(fast)
@@ -169,8 +169,8 @@ T simd_reduce(const T& value, const char* file, int line, int op) {
 }
 
 template <class T>
-T simd_read_lane(const T& value, const char* file, int line, int (*pick)(uint32_t lane, uint32_t lanes, uint32_t arg),
-                 uint32_t arg) {
+T simd_read_lane(const T& value, const char* file, int line,
+                 int (*pick)(uint32_t lane, uint32_t lanes, uint32_t arg), uint32_t arg) {
   uint32_t lanes = 0, lane = 0;
   const std::byte* all = orchard::metal::harness::simd_exchange(&value, sizeof(T), file, line, lanes, lane);
   const int from = pick(lane, lanes, arg);
@@ -186,8 +186,12 @@ inline int lane_xor(uint32_t lane, uint32_t lanes, uint32_t mask) {
 inline int lane_down(uint32_t lane, uint32_t lanes, uint32_t delta) {
   return lane + delta < lanes ? static_cast<int>(lane + delta) : -1;
 }
-inline int lane_up(uint32_t lane, uint32_t, uint32_t delta) { return lane >= delta ? static_cast<int>(lane - delta) : -1; }
-inline int lane_index(uint32_t, uint32_t lanes, uint32_t index) { return index < lanes ? static_cast<int>(index) : -1; }
+inline int lane_up(uint32_t lane, uint32_t, uint32_t delta) {
+  return lane >= delta ? static_cast<int>(lane - delta) : -1;
+}
+inline int lane_index(uint32_t, uint32_t lanes, uint32_t index) {
+  return index < lanes ? static_cast<int>(index) : -1;
+}
 
 template <class T>
 T simd_prefix_sum(const T& value, const char* file, int line, bool inclusive) {
@@ -204,7 +208,8 @@ T simd_prefix_sum(const T& value, const char* file, int line, bool inclusive) {
 
 inline bool simd_vote(bool value, const char* file, int line, bool all_lanes) {
   uint32_t lanes = 0, lane = 0;
-  const std::byte* all = orchard::metal::harness::simd_exchange(&value, sizeof(bool), file, line, lanes, lane);
+  const std::byte* all =
+      orchard::metal::harness::simd_exchange(&value, sizeof(bool), file, line, lanes, lane);
   for (uint32_t i = 0; i < lanes; ++i) {
     const bool v = static_cast<bool>(all[i * sizeof(bool)]);
     if (v != all_lanes) return !all_lanes;

@@ -96,8 +96,8 @@ def parse_kernels(text: str, path: str) -> dict[str, Kernel]:
         for param in split_top_level(text[open_at + 1 : closing_paren(text, open_at)]):
             attribute = ATTRIBUTE.search(param)
             if attribute is None or attribute.group(1) not in SOURCES:
-                where = f"{path}:{line_of(text, match.start())}"
-                raise SubsetError(f"{where}: kernel {match.group(2)}: parameter '{param}' has no attribute the harness binds")
+                where = f"{path}:{line_of(text, match.start())}: kernel {match.group(2)}"
+                raise SubsetError(f"{where}: parameter '{param}' has no attribute the harness binds")
             params.append((SOURCES[attribute.group(1)], int(attribute.group(2) or 0)))
         kernels[match.group(2)] = Kernel(match.group(2), match.group(1) is not None, params)
     return kernels
@@ -137,7 +137,8 @@ def launchers(kernels: dict[str, Kernel], instances: list[tuple[str, str, str]],
             f"  invoke({function}, ctx, orchard_params_{name});",
             "}",
             f"const bool orchard_registered_{number} = register_kernel(",
-            f'    KernelInfo{{"{host}", "{path}", orchard_launch_{number}, orchard_params_{name}, {count}}});',
+            f'    KernelInfo{{"{host}", "{path}", orchard_launch_{number},',
+            f"               orchard_params_{name}, {count}}});",
         ]
     out.append("}  // namespace")
     return "\n".join(out) + "\n"
