@@ -197,6 +197,7 @@ class MetalRuntime final : public MetalDevice {
     Queue& q = queue(stream);
     const std::lock_guard lock(q.mutex);
     const uint64_t value = ++event_value_;
+    end_encoding(q);  // a command buffer encodes an event only between encoders
     [open_buffer(q) encodeSignalEvent:event_ value:value];
     commit(q);
     return Event{kMetal, std::make_shared<uint64_t>(value)};
@@ -291,10 +292,15 @@ class MetalRuntime final : public MetalDevice {
     return unfinished_.empty() ? opened_ : *unfinished_.begin() - 1;
   }
 
+  void end_encoding(Queue& q) {
+    if (q.encoder != nil) [q.encoder endEncoding];
+    q.encoder = nil;
+  }
+
   // Commits the open command buffer (caller holds q.mutex); returns it, or nil when none.
   id<MTLCommandBuffer> commit(Queue& q) {
     if (q.buffer == nil) return nil;
-    if (q.encoder != nil) [q.encoder endEncoding];
+    end_encoding(q);
     const uint64_t serial = q.serial;
     MetalRuntime* runtime = this;  // never destroyed (system_runtime)
     [q.buffer addCompletedHandler:^(id<MTLCommandBuffer>) {
@@ -304,7 +310,6 @@ class MetalRuntime final : public MetalDevice {
     [q.buffer commit];
     id<MTLCommandBuffer> committed = q.buffer;
     q.buffer = nil;
-    q.encoder = nil;
     q.ops = 0;
     q.bytes = 0;
     return committed;
