@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -31,13 +32,12 @@ std::map<std::string, KernelInfo, std::less<>>& registry() {
 
 enum class State : uint8_t { Runnable, AtBarrier, AtExchange, Done };
 
-struct Site {
-  const char* file = nullptr;
-  int line = 0;
-  bool operator==(const Site&) const = default;
-};
+// Two call sites are one where line and column agree and the file does (one pointer, usually).
+bool same_site(const CallSite& a, const CallSite& b) {
+  return a.line == b.line && a.column == b.column && (a.file == b.file || std::strcmp(a.file, b.file) == 0);
+}
 
-std::string where(Site site) {
+std::string where(const CallSite& site) {
   const std::string file = site.file;
   return file.substr(file.find_last_of('/') + 1) + ":" + std::to_string(site.line);
 }
@@ -45,7 +45,7 @@ std::string where(Site site) {
 struct Thread {
   Fiber fiber;
   State state = State::Done;
-  Site site;
+  CallSite site{};
   uint32_t exchanges = 0;  // SIMD-group exchanges this thread has passed
 };
 
@@ -107,6 +107,8 @@ class Group {
         running_ = i;
         threads_[i].fiber.resume();
         ran = true;
+        // A kernel that threw (a harness error inside it): the dispatch stops here.
+        if (error_) std::rethrow_exception(error_);
       }
       if (std::all_of(threads_.begin(), threads_.end(),
                       [](const Thread& t) { return t.state == State::Done; }))
@@ -116,16 +118,19 @@ class Group {
   }
 
   // Called on a thread's fiber.
-  void wait_at_barrier(Site site) { suspend(State::AtBarrier, site); }
+  void wait_at_barrier(const CallSite& site) { suspend(State::AtBarrier, site); }
 
-  const std::byte* exchange(const void* value, size_t bytes, Site site, uint32_t& lanes, uint32_t& lane) {
-    Thread& me = threads_[running_];
+  SimdPosition position() const {
     const uint32_t simd = running_ / kSimdWidth;
-    lane = running_ % kSimdWidth;
-    lanes = std::min(kSimdWidth, count_ - simd * kSimdWidth);
-    std::vector<std::byte>& slots = simd_groups_[simd].slots[me.exchanges % 2];
+    return SimdPosition{std::min(kSimdWidth, count_ - simd * kSimdWidth), running_ % kSimdWidth};
+  }
+
+  const std::byte* exchange(const void* value, size_t bytes, const CallSite& site, SimdPosition& at) {
+    Thread& me = threads_[running_];
+    at = position();
+    std::vector<std::byte>& slots = simd_groups_[running_ / kSimdWidth].slots[me.exchanges % 2];
     if (slots.size() < bytes * kSimdWidth) slots.resize(bytes * kSimdWidth);
-    if (bytes > 0) std::memcpy(slots.data() + lane * bytes, value, bytes);
+    if (bytes > 0) std::memcpy(slots.data() + at.lane * bytes, value, bytes);
     suspend(State::AtExchange, site);
     ++me.exchanges;
     return slots.data();
@@ -147,11 +152,16 @@ class Group {
     const Dim3 t = group.dispatch_.threads_per_group;
     const ThreadContext ctx{&group.dispatch_, group.slot_addresses_,
                             Dim3{index % t.x, index / t.x % t.y, index / (t.x * t.y)}, group.group_, index};
-    group.kernel_.launch(ctx);
+    try {
+      group.kernel_.launch(ctx);
+    } catch (...) {
+      // Unwinding must not leave this fiber's stack: the scheduler rethrows.
+      group.error_ = std::current_exception();
+    }
     group.threads_[index].state = State::Done;
   }
 
-  void suspend(State state, Site site) {
+  void suspend(State state, const CallSite& site) {
     Thread& me = threads_[running_];
     me.state = state;
     me.site = site;
@@ -162,7 +172,7 @@ class Group {
   bool release() {
     bool released = false;
     const bool all_at_barrier = std::all_of(threads_.begin(), threads_.end(), [&](const Thread& t) {
-      return t.state == State::AtBarrier && t.site == threads_[0].site;
+      return t.state == State::AtBarrier && same_site(t.site, threads_[0].site);
     });
     if (all_at_barrier) {
       for (Thread& t : threads_) t.state = State::Runnable;
@@ -172,7 +182,8 @@ class Group {
       const uint32_t end = std::min(count_, first + kSimdWidth);
       bool together = true;
       for (uint32_t i = first; i < end && together; ++i) {
-        together = threads_[i].state == State::AtExchange && threads_[i].site == threads_[first].site;
+        together =
+            threads_[i].state == State::AtExchange && same_site(threads_[i].site, threads_[first].site);
       }
       if (!together) continue;
       for (uint32_t i = first; i < end; ++i) threads_[i].state = State::Runnable;
@@ -220,6 +231,7 @@ class Group {
   std::unique_ptr<std::byte[]> slots_[kMaxThreadgroupSlots];
   void* slot_addresses_[kMaxThreadgroupSlots] = {};
   std::map<int, std::unique_ptr<std::byte[]>> arrays_;
+  std::exception_ptr error_;
 };
 
 Group& current_group() {
@@ -263,11 +275,12 @@ bool register_kernel(const KernelInfo& kernel) {
 
 void* threadgroup_array(int id, size_t bytes) { return current_group().array(id, bytes); }
 
-void barrier(const char* file, int line) { current_group().wait_at_barrier(Site{file, line}); }
+void barrier(const CallSite& site) { current_group().wait_at_barrier(site); }
 
-const std::byte* simd_exchange(const void* value, size_t bytes, const char* file, int line, uint32_t& lanes,
-                               uint32_t& lane) {
-  return current_group().exchange(value, bytes, Site{file, line}, lanes, lane);
+SimdPosition simd_position() { return current_group().position(); }
+
+const std::byte* simd_exchange(const void* value, size_t bytes, const CallSite& site, SimdPosition& at) {
+  return current_group().exchange(value, bytes, site, at);
 }
 
 LaneOrder lane_order_from_environment() {

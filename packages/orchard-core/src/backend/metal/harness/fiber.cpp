@@ -22,12 +22,29 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+// Other architectures (or -DORCHARD_METAL_FIBER_UCONTEXT) switch with swapcontext, which is
+// several times slower: it makes a system call per switch.
+#if !defined(__x86_64__) && !defined(__aarch64__) && !defined(ORCHARD_METAL_FIBER_UCONTEXT)
+#define ORCHARD_METAL_FIBER_UCONTEXT 1
+#endif
+
+#ifdef ORCHARD_METAL_FIBER_UCONTEXT
+#include <ucontext.h>
+
+// The same contract on saved contexts: *save and `load` point at ucontext_t storage (the
+// scheduler's in HostThread, each fiber's at the top of its stack), which *save already holds.
+extern "C" void orchard_msl_switch_stack(void** save, void* load) {
+  swapcontext(static_cast<ucontext_t*>(*save), static_cast<ucontext_t*>(load));
+}
+#else
 // switch_stack(save, load): saves the callee-saved registers on the current stack and the stack
 // pointer in *save, then loads the stack pointer `load` and restores the registers saved there
 // (System V x86-64 and AAPCS64 calling conventions).
 extern "C" void orchard_msl_switch_stack(void** save, void* load);
+#endif
 
-#if defined(__x86_64__)
+#if defined(ORCHARD_METAL_FIBER_UCONTEXT)
+#elif defined(__x86_64__)
 asm(R"(
   .text
   .globl orchard_msl_switch_stack
@@ -86,8 +103,6 @@ orchard_msl_switch_stack:
   .size orchard_msl_switch_stack, .-orchard_msl_switch_stack
   .section .note.GNU-stack,"",@progbits
 )");
-#else
-#error "the Metal harness's fibers switch stacks on x86-64 and AArch64 only"
 #endif
 
 namespace orchard::metal::harness {
@@ -119,7 +134,12 @@ class Stack {
 
 struct HostThread {
   std::vector<std::unique_ptr<Stack>> stacks;
+#ifdef ORCHARD_METAL_FIBER_UCONTEXT
+  ucontext_t scheduler_context{};
+  void* scheduler_sp = &scheduler_context;
+#else
   void* scheduler_sp = nullptr;
+#endif
   Fiber* running = nullptr;
   const void* scheduler_bottom = nullptr;  // AddressSanitizer: the scheduler's stack
   size_t scheduler_size = 0;
@@ -137,6 +157,7 @@ void Fiber::start(void (*fn)(void*), void* arg, size_t stack) {
   while (h.stacks.size() <= stack) h.stacks.push_back(std::make_unique<Stack>());
   fn_ = fn;
   arg_ = arg;
+  host_ = &h;
   stack_bottom_ = h.stacks[stack]->bottom();
   stack_size_ = kStackBytes;
 #ifdef ORCHARD_FIBER_ASAN
@@ -145,8 +166,20 @@ void Fiber::start(void (*fn)(void*), void* arg, size_t stack) {
 #endif
   // The first switch pops six zeroed registers and "returns" into entry(), with the stack
   // aligned as after a call (x86-64: 16-byte aligned before the return address was pushed).
-  auto* top = reinterpret_cast<uintptr_t*>(static_cast<std::byte*>(stack_bottom_) + stack_size_);
-#if defined(__x86_64__)
+  // Stack tops staggered by a cache line per fiber: tops 260 KiB apart would all map to the same
+  // cache sets, and a threadgroup's fibers run one after another.
+  const size_t stagger = (stack % 128) * 64;
+  auto* top = reinterpret_cast<uintptr_t*>(static_cast<std::byte*>(stack_bottom_) + stack_size_ - stagger);
+#if defined(ORCHARD_METAL_FIBER_UCONTEXT)
+  auto* context =
+      reinterpret_cast<ucontext_t*>((reinterpret_cast<uintptr_t>(top) - sizeof(ucontext_t)) & ~uintptr_t{63});
+  getcontext(context);
+  context->uc_stack.ss_sp = stack_bottom_;
+  context->uc_stack.ss_size = reinterpret_cast<std::byte*>(context) - static_cast<std::byte*>(stack_bottom_);
+  context->uc_link = nullptr;
+  makecontext(context, &Fiber::entry, 0);
+  void* sp = context;
+#elif defined(__x86_64__)
   uintptr_t* frame = top - 2;  // frame[0]: entry's address, frame[1]: a null return address
   frame[0] = reinterpret_cast<uintptr_t>(&Fiber::entry);
   frame[1] = 0;
@@ -161,7 +194,7 @@ void Fiber::start(void (*fn)(void*), void* arg, size_t stack) {
 }
 
 void Fiber::resume() {
-  HostThread& h = host();
+  HostThread& h = *static_cast<HostThread*>(host_);
   h.running = this;
 #ifdef ORCHARD_FIBER_ASAN
   void* fake = nullptr;
@@ -175,7 +208,7 @@ void Fiber::resume() {
 }
 
 void Fiber::yield() {
-  HostThread& h = host();
+  HostThread& h = *static_cast<HostThread*>(host_);
 #ifdef ORCHARD_FIBER_ASAN
   __sanitizer_start_switch_fiber(&fake_stack_, h.scheduler_bottom, h.scheduler_size);
   orchard_msl_switch_stack(&sp_, h.scheduler_sp);

@@ -32,6 +32,7 @@ class Fiber {
   void* stack_bottom_ = nullptr;
   size_t stack_size_ = 0;
   void* fake_stack_ = nullptr;  // AddressSanitizer's bookkeeping across switches
+  void* host_ = nullptr;        // the OS thread's fiber state: no thread_local lookup per switch
 };
 
 }  // namespace orchard::metal::harness

@@ -59,13 +59,27 @@ bool register_kernel(const KernelInfo& kernel);
 // one block per threadgroup, shared by its threads, `bytes` long, filled with garbage.
 void* threadgroup_array(int id, size_t bytes);
 
+// Where a kernel calls a synchronisation point: the .metal file (through #line), line, column.
+struct CallSite {
+  const char* file;
+  uint32_t line;
+  uint32_t column;
+};
+
+// The calling thread's lane in its SIMD-group and the SIMD-group's number of lanes (32, or
+// fewer in a partial last SIMD-group).
+struct SimdPosition {
+  uint32_t lanes = 0;
+  uint32_t lane = 0;
+};
+SimdPosition simd_position();
+
 // Suspends the calling thread until every thread of its threadgroup reaches this barrier.
-void barrier(const char* file, int line);
+void barrier(const CallSite& site);
 // Posts `bytes` of `value` for this lane, waits until every lane of the SIMD-group has posted
-// at the same call site, then returns the lanes' values (lane i at i * stride bytes) and
-// writes the number of lanes and this lane's index.
-const std::byte* simd_exchange(const void* value, size_t bytes, const char* file, int line, uint32_t& lanes,
-                               uint32_t& lane);
+// at the same call site, then returns the lanes' values (lane i's at i * bytes), valid until
+// this lane's next exchange, and sets `at`.
+const std::byte* simd_exchange(const void* value, size_t bytes, const CallSite& site, SimdPosition& at);
 
 // ---- argument binding for generated launchers -----------------------------------------
 

@@ -1,9 +1,13 @@
 // The Metal Shading Language, as much of it as this project's kernels use, for clang compiling a
-// .metal file as C++ (the Linux harness: docs/metal.md). Types and functions live in namespace
-// metal, as in metal_stdlib; barriers and SIMD-group functions are the executor's
-// synchronisation points and carry their call site, which #line maps to the .metal file.
+// .metal file as C++ (the Linux harness: README.md here, docs/metal.md). clang force-includes
+// this file; `#include <metal_stdlib>` then finds include/metal_stdlib, which adds nothing.
+// Types and functions live in namespace metal, as in metal_stdlib. Barriers and SIMD-group
+// functions are the executor's synchronisation points and take their call site as a defaulted
+// argument (__builtin_FILE/LINE/COLUMN), which #line maps to the .metal file.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -19,9 +23,12 @@ using ushort = unsigned short;
 using uchar = unsigned char;
 using ulong = unsigned long;
 using half = _Float16;
+using size_t = std::size_t;
+using ptrdiff_t = std::ptrdiff_t;
 
 // bfloat16: float's top 16 bits, rounded to nearest even from float (NaN stays a quiet NaN), as
-// Metal's bfloat and the CPU backend's BFloat16 convert. Arithmetic happens in float.
+// Metal's bfloat and the CPU backend's BFloat16 convert. Arithmetic happens in float and rounds
+// back: bfloat op bfloat is a bfloat, bfloat op (another arithmetic type) follows float.
 struct bfloat {
   uint16_t bits = 0;
   bfloat() = default;
@@ -31,21 +38,80 @@ struct bfloat {
     bits = (u & 0x7fffffffu) > 0x7f800000u ? static_cast<uint16_t>((u >> 16) | 0x40u)
                                            : static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
   }
-  template <class T, class = std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v<T, float>>>
+  template <class T>
+    requires(std::is_convertible_v<T, float> && !std::is_same_v<T, float> && !std::is_same_v<T, bfloat>)
   explicit bfloat(T v) : bfloat(static_cast<float>(v)) {}
-  operator float() const {  // NOLINT
+  operator float() const {  // NOLINT: implicit, as in MSL
     const uint32_t u = uint32_t{bits} << 16;
     float f;
     std::memcpy(&f, &u, sizeof f);
     return f;
   }
+  bfloat operator-() const { return bfloat(-float(*this)); }
+  bfloat operator+() const { return *this; }
+};
+
+template <class T>
+concept not_bfloat = std::is_convertible_v<T, float> && !std::is_same_v<std::remove_cvref_t<T>, bfloat>;
+
+#define ORCHARD_MSL_BFLOAT_OPERATOR(op)                                                  \
+  inline bfloat operator op(bfloat a, bfloat b) { return bfloat(float(a) op float(b)); } \
+  template <not_bfloat T>                                                                \
+  auto operator op(bfloat a, T b) {                                                      \
+    return float(a) op b;                                                                \
+  }                                                                                      \
+  template <not_bfloat T>                                                                \
+  auto operator op(T a, bfloat b) {                                                      \
+    return a op float(b);                                                                \
+  }                                                                                      \
+  inline bfloat& operator op## = (bfloat & a, float b) { return a = bfloat(float(a) op b); }
+ORCHARD_MSL_BFLOAT_OPERATOR(+)
+ORCHARD_MSL_BFLOAT_OPERATOR(-)
+ORCHARD_MSL_BFLOAT_OPERATOR(*)
+ORCHARD_MSL_BFLOAT_OPERATOR(/)
+#undef ORCHARD_MSL_BFLOAT_OPERATOR
+
+// metal::numeric_limits: std's, plus half and bfloat (libstdc++ has neither).
+template <class T>
+struct numeric_limits : std::numeric_limits<T> {};
+template <>
+struct numeric_limits<half> {
+  static constexpr bool is_specialized = true, is_signed = true, is_integer = false, has_infinity = true;
+  static constexpr int digits = 11;
+  static constexpr half min() { return half(6.103515625e-05f); }
+  static constexpr half max() { return half(65504.0f); }
+  static constexpr half lowest() { return half(-65504.0f); }
+  static constexpr half epsilon() { return half(0.0009765625f); }
+  static constexpr half infinity() { return half(__builtin_huge_valf()); }
+  static constexpr half quiet_NaN() { return half(__builtin_nanf("")); }
+  static constexpr half denorm_min() { return half(5.960464477539063e-08f); }
+};
+template <>
+struct numeric_limits<bfloat> {
+  static constexpr bool is_specialized = true, is_signed = true, is_integer = false, has_infinity = true;
+  static constexpr int digits = 8;
+  static bfloat from_bits(uint16_t bits) {
+    bfloat b;
+    b.bits = bits;
+    return b;
+  }
+  static bfloat min() { return from_bits(0x0080); }
+  static bfloat max() { return from_bits(0x7f7f); }
+  static bfloat lowest() { return from_bits(0xff7f); }
+  static bfloat epsilon() { return from_bits(0x3c00); }
+  static bfloat infinity() { return from_bits(0x7f80); }
+  static bfloat quiet_NaN() { return from_bits(0x7fc0); }
+  static bfloat denorm_min() { return from_bits(0x0001); }
 };
 
 // A vector type's element and lane count (3-vectors take 4 lanes of memory, as in Metal).
 template <class V>
 struct vector_traits {
+  using element = V;
   static constexpr int size = 0;  // a scalar
 };
+template <class V>
+concept msl_vector = vector_traits<V>::size > 0;
 
 #define ORCHARD_MSL_VECTOR(T, N)                      \
   typedef T T##N __attribute__((ext_vector_type(N))); \
@@ -55,28 +121,38 @@ struct vector_traits {
     static constexpr int size = N;                    \
   };
 #define ORCHARD_MSL_VECTORS(T) ORCHARD_MSL_VECTOR(T, 2) ORCHARD_MSL_VECTOR(T, 3) ORCHARD_MSL_VECTOR(T, 4)
-ORCHARD_MSL_VECTORS(float)
-ORCHARD_MSL_VECTORS(half)
-ORCHARD_MSL_VECTORS(int)
-ORCHARD_MSL_VECTORS(uint)
+ORCHARD_MSL_VECTORS(bool)
+ORCHARD_MSL_VECTORS(char)
+ORCHARD_MSL_VECTORS(uchar)
 ORCHARD_MSL_VECTORS(short)
 ORCHARD_MSL_VECTORS(ushort)
+ORCHARD_MSL_VECTORS(int)
+ORCHARD_MSL_VECTORS(uint)
+ORCHARD_MSL_VECTORS(long)
+ORCHARD_MSL_VECTORS(ulong)
+ORCHARD_MSL_VECTORS(float)
+ORCHARD_MSL_VECTORS(half)
 #undef ORCHARD_MSL_VECTORS
 #undef ORCHARD_MSL_VECTOR
+template <class T, int N>
+using vec = T __attribute__((ext_vector_type(N)));
 
 // Vector construction, which C++ lacks as functional casts: float4(x) splats a scalar or
 // converts a vector, float4(a, b.xy, c) concatenates; msl_to_cpp.py rewrites both into
 // make_vector<float4>(...).
-template <class V, class... A>
+template <msl_vector V, class... A>
 V make_vector(A... parts) {
   using E = typename vector_traits<V>::element;
+  constexpr int n = vector_traits<V>::size;
+  static_assert(sizeof...(A) == 1 || (... + (vector_traits<A>::size == 0 ? 1 : vector_traits<A>::size)) == n,
+                "a vector constructor's arguments must fill the vector exactly");
   V out{};
   int at = 0;
   auto put = [&](auto part) {
     using P = decltype(part);
     if constexpr (vector_traits<P>::size == 0) {
       if constexpr (sizeof...(A) == 1) {
-        for (int i = 0; i < vector_traits<V>::size; ++i) out[i] = static_cast<E>(part);
+        for (int i = 0; i < n; ++i) out[i] = static_cast<E>(part);
       } else {
         out[at++] = static_cast<E>(part);
       }
@@ -96,153 +172,27 @@ T as_type(U value) {
   return out;
 }
 
-template <class T>
-T select(T a, T b, bool c) {
-  return c ? b : a;
-}
-template <class T>
-T min(T a, T b) {
-  return b < a ? b : a;
-}
-template <class T>
-T max(T a, T b) {
-  return a < b ? b : a;
-}
-template <class T>
-T clamp(T x, T lo, T hi) {
-  return min(max(x, lo), hi);
-}
-inline float abs(float x) { return std::fabs(x); }
-inline int abs(int x) { return x < 0 ? -x : x; }
-inline float fma(float a, float b, float c) { return std::fma(a, b, c); }
-inline bool isnan(float x) { return std::isnan(x); }
-inline bool isinf(float x) { return std::isinf(x); }
-inline float floor(float x) { return std::floor(x); }
-inline float ceil(float x) { return std::ceil(x); }
+enum class mem_flags : uint { mem_none = 0, mem_device = 1, mem_threadgroup = 2, mem_texture = 4 };
+constexpr mem_flags operator|(mem_flags a, mem_flags b) { return mem_flags(uint(a) | uint(b)); }
 
-// Plain, precise:: and fast:: math: all std's here (the real compiler's fast:: is looser).
-#define ORCHARD_MSL_MATH(NS)                                    \
-  namespace NS {                                                \
-  inline float exp(float x) { return std::exp(x); }             \
-  inline float exp2(float x) { return std::exp2(x); }           \
-  inline float log(float x) { return std::log(x); }             \
-  inline float log2(float x) { return std::log2(x); }           \
-  inline float sqrt(float x) { return std::sqrt(x); }           \
-  inline float rsqrt(float x) { return 1.0f / std::sqrt(x); }   \
-  inline float tanh(float x) { return std::tanh(x); }           \
-  inline float pow(float x, float y) { return std::pow(x, y); } \
-  inline float sin(float x) { return std::sin(x); }             \
-  inline float cos(float x) { return std::cos(x); }             \
-  }
-ORCHARD_MSL_MATH(precise)
-ORCHARD_MSL_MATH(fast)
-#undef ORCHARD_MSL_MATH
-using precise::cos;
-using precise::exp;
-using precise::exp2;
-using precise::log;
-using precise::log2;
-using precise::pow;
-using precise::rsqrt;
-using precise::sin;
-using precise::sqrt;
-using precise::tanh;
-
-using std::numeric_limits;
-
-enum class mem_flags { mem_none = 0, mem_device = 1, mem_threadgroup = 2, mem_texture = 4 };
-
-// ---- SIMD-group functions: every lane of the SIMD-group calls them at one call site ----
-
-template <class T>
-T simd_reduce(const T& value, const char* file, int line, int op) {
-  uint32_t lanes = 0, lane = 0;
-  const std::byte* all = orchard::metal::harness::simd_exchange(&value, sizeof(T), file, line, lanes, lane);
-  T acc;
-  std::memcpy(&acc, all, sizeof(T));
-  for (uint32_t i = 1; i < lanes; ++i) {
-    T v;
-    std::memcpy(&v, all + i * sizeof(T), sizeof(T));
-    acc = op == 0 ? T(acc + v) : op == 1 ? max(acc, v) : min(acc, v);
-  }
-  return acc;
-}
-
-template <class T>
-T simd_read_lane(const T& value, const char* file, int line,
-                 int (*pick)(uint32_t lane, uint32_t lanes, uint32_t arg), uint32_t arg) {
-  uint32_t lanes = 0, lane = 0;
-  const std::byte* all = orchard::metal::harness::simd_exchange(&value, sizeof(T), file, line, lanes, lane);
-  const int from = pick(lane, lanes, arg);
-  if (from < 0) return value;  // out of range: Metal leaves the lane's own value
-  T v;
-  std::memcpy(&v, all + static_cast<uint32_t>(from) * sizeof(T), sizeof(T));
-  return v;
-}
-
-inline int lane_xor(uint32_t lane, uint32_t lanes, uint32_t mask) {
-  return (lane ^ mask) < lanes ? static_cast<int>(lane ^ mask) : -1;
-}
-inline int lane_down(uint32_t lane, uint32_t lanes, uint32_t delta) {
-  return lane + delta < lanes ? static_cast<int>(lane + delta) : -1;
-}
-inline int lane_up(uint32_t lane, uint32_t, uint32_t delta) {
-  return lane >= delta ? static_cast<int>(lane - delta) : -1;
-}
-inline int lane_index(uint32_t, uint32_t lanes, uint32_t index) {
-  return index < lanes ? static_cast<int>(index) : -1;
-}
-
-template <class T>
-T simd_prefix_sum(const T& value, const char* file, int line, bool inclusive) {
-  uint32_t lanes = 0, lane = 0;
-  const std::byte* all = orchard::metal::harness::simd_exchange(&value, sizeof(T), file, line, lanes, lane);
-  T acc = T(0);
-  for (uint32_t i = 0; i < lane + (inclusive ? 1 : 0); ++i) {
-    T v;
-    std::memcpy(&v, all + i * sizeof(T), sizeof(T));
-    acc = T(acc + v);
-  }
-  return acc;
-}
-
-inline bool simd_vote(bool value, const char* file, int line, bool all_lanes) {
-  uint32_t lanes = 0, lane = 0;
-  const std::byte* all =
-      orchard::metal::harness::simd_exchange(&value, sizeof(bool), file, line, lanes, lane);
-  for (uint32_t i = 0; i < lanes; ++i) {
-    const bool v = static_cast<bool>(all[i * sizeof(bool)]);
-    if (v != all_lanes) return !all_lanes;
-  }
-  return all_lanes;
-}
-
-inline void simd_sync(const char* file, int line) {
-  uint32_t lanes = 0, lane = 0;
-  orchard::metal::harness::simd_exchange(nullptr, 0, file, line, lanes, lane);
-}
+// A synchronisation point's place in the .metal file, taken where the kernel calls the function.
+struct call_site : orchard::metal::harness::CallSite {
+  constexpr call_site(const char* file = __builtin_FILE(), uint32_t line = __builtin_LINE(),
+                      uint32_t column = __builtin_COLUMN())
+      : CallSite{file, line, column} {}
+};
 
 }  // namespace metal
 
-#define threadgroup_barrier(...) ::orchard::metal::harness::barrier(__FILE__, __LINE__)
-#define simdgroup_barrier(...) ::metal::simd_sync(__FILE__, __LINE__)
-#define simd_sum(x) ::metal::simd_reduce((x), __FILE__, __LINE__, 0)
-#define simd_max(x) ::metal::simd_reduce((x), __FILE__, __LINE__, 1)
-#define simd_min(x) ::metal::simd_reduce((x), __FILE__, __LINE__, 2)
-#define simd_shuffle_xor(x, m) ::metal::simd_read_lane((x), __FILE__, __LINE__, ::metal::lane_xor, (m))
-#define simd_shuffle_down(x, d) ::metal::simd_read_lane((x), __FILE__, __LINE__, ::metal::lane_down, (d))
-#define simd_shuffle_up(x, d) ::metal::simd_read_lane((x), __FILE__, __LINE__, ::metal::lane_up, (d))
-#define simd_shuffle(x, i) ::metal::simd_read_lane((x), __FILE__, __LINE__, ::metal::lane_index, (i))
-#define simd_broadcast(x, i) ::metal::simd_read_lane((x), __FILE__, __LINE__, ::metal::lane_index, (i))
-#define simd_broadcast_first(x) ::metal::simd_read_lane((x), __FILE__, __LINE__, ::metal::lane_index, 0)
-#define simd_prefix_inclusive_sum(x) ::metal::simd_prefix_sum((x), __FILE__, __LINE__, true)
-#define simd_prefix_exclusive_sum(x) ::metal::simd_prefix_sum((x), __FILE__, __LINE__, false)
-#define simd_all(x) ::metal::simd_vote((x), __FILE__, __LINE__, true)
-#define simd_any(x) ::metal::simd_vote((x), __FILE__, __LINE__, false)
+#include "backend/metal/harness/msl_atomic.h"
+#include "backend/metal/harness/msl_math.h"
+#include "backend/metal/harness/msl_simd.h"
+#include "backend/metal/harness/msl_simdgroup_matrix.h"
 
-// Address spaces and the kernel qualifier mean nothing to C++ (one address space here).
+// Address spaces and the kernel qualifier: one address space here. `constant` data is read-only
+// in Metal, so it is const here too.
 #define kernel
 #define device
-#define constant
+#define constant const
 #define threadgroup
 #define thread
