@@ -7,17 +7,13 @@
 namespace orchard::metal {
 
 const Kernels& metal_kernels() {
-  static const LinalgKernels matmul;
-  static const IndexKernels index;
-  static const RandomKernels random;
-  static const ReduceKernels reduce;
   static const Kernels kernels{
       .copy = copy_kernels(),
-      .matmul = matmul,
+      .matmul = matmul_kernels(),
       .elementwise = elementwise_kernels(),
-      .index = index,
-      .random = random,
-      .reduce = reduce,
+      .index = index_kernels(),
+      .random = random_kernels(),
+      .reduce = reduce_kernels(),
   };
   return kernels;
 }
@@ -28,6 +24,26 @@ bool supports(Op op, DType dtype) {
     case Op::Fill:
     case Op::Copy:
     case Op::Where: return true;
+    case Op::Matmul: return matmul_supports(dtype);
+    case Op::Sum:
+    case Op::Max:
+    case Op::Min:
+    case Op::Var:
+    case Op::Std:
+    case Op::Logsumexp:
+    case Op::Softmax:
+    case Op::LogSoftmax: return reduce_supports(op, dtype);
+    case Op::IndexBounds:
+    case Op::Cat:
+    case Op::IndexSelect:
+    case Op::Gather:
+    case Op::ScatterAdd:
+    case Op::Tril:
+    case Op::Triu: return index_supports(op, dtype);
+    case Op::Uniform:
+    case Op::Normal:
+    case Op::Randint:
+    case Op::Dropout: return random_supports(op, dtype);
     // Metal has no erf: exact GELU and its derivative wait for one of our own.
     case Op::Gelu:
     case Op::GeluDerivative: return false;

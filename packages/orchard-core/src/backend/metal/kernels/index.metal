@@ -1,0 +1,2 @@
+// Index family (encoded by ../index.cpp).
+#include "common.h"

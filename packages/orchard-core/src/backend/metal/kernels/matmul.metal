@@ -1,0 +1,2 @@
+// Matmul (encoded by ../matmul.cpp).
+#include "common.h"

@@ -1,0 +1,2 @@
+// Random family (encoded by ../random.cpp).
+#include "common.h"

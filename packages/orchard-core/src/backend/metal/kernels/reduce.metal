@@ -1,0 +1,2 @@
+// Reduction family (encoded by ../reduce.cpp).
+#include "common.h"
