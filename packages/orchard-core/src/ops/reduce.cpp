@@ -158,7 +158,7 @@ Tensor softmax_impl(const char* op, const Tensor& input, int64_t dim, std::optio
 Tensor sum(const Tensor& input, const DimList& dim, bool keepdim, std::optional<DType> dtype) {
   const Plan plan = plan_reduction("sum", cast_if(input, dtype), dim, keepdim);
   Tensor out = plan.output(sum_dtype(plan.src.dtype()));
-  if (out.numel() > 0) reduce_kernels(Op::Sum, input).sum(plan.src, out, 1.0);
+  if (out.numel() > 0) reduce_kernels(Op::Sum, plan.src).sum(plan.src, out, 1.0);
   return plan.finish(out);
 }
 
@@ -170,7 +170,7 @@ Tensor mean(const Tensor& input, const DimList& dim, bool keepdim, std::optional
   // An empty reduction divides 0 by 0, giving NaN as in torch.
   const double scale =
       plan.count > 0 ? 1.0 / static_cast<double>(plan.count) : std::numeric_limits<double>::quiet_NaN();
-  if (out.numel() > 0) reduce_kernels(Op::Sum, input).sum(plan.src, out, scale);
+  if (out.numel() > 0) reduce_kernels(Op::Sum, plan.src).sum(plan.src, out, scale);
   return plan.finish(out);
 }
 

@@ -1,0 +1,29 @@
+// The argument struct of kernels/reduce.metal, shared with ../reduce.cpp.
+#pragma once
+
+#include "params.h"
+
+// A reduction over rows: row k (output k; a softmax row) starts at rows' offset of k and
+// walks `reduced` over its `length` elements. Operand 0 of both walks is the source, operand 1
+// the softmax output.
+struct ReduceArgs {
+  StridedParams rows;
+  StridedParams reduced;
+  orchard_i64 outputs;
+  orchard_i64 length;
+  // Threads per row: a power of two dividing the threadgroup's width.
+  orchard_i32 lanes;
+  // extreme: ORCHARD_EXTREME_* bits; var: take the square root; softmax: log.
+  orchard_i32 option;
+  // sum: the scale; var: the count and its divisor (count - correction), as hi + lo floats.
+  float scale;
+  float count_hi;
+  float count_lo;
+  float divisor_hi;
+  float divisor_lo;
+  orchard_i32 pad;
+};
+
+#define ORCHARD_EXTREME_LARGEST 1
+#define ORCHARD_EXTREME_VALUES 2
+#define ORCHARD_EXTREME_INDICES 4
