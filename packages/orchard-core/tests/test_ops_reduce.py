@@ -28,6 +28,8 @@ EPS = {"float32": 2.0**-23, "float64": 2.0**-52, "bfloat16": 2.0**-8}
 # or sliced (every other element of a last dim twice as long).
 LAYOUTS = ["contiguous", "transposed", "sliced"]
 SHAPES = [(5, 7, 3), (1, 13, 2), (9,), (4, 0, 3), ()]
+# Rows longer than a Metal threadgroup (256 threads), and many short rows of its transpose.
+LONG_ROWS = (3, 300)
 DIMS = [None, 0, -1, (0, -1), (2, 0, 1)]
 
 
@@ -175,7 +177,7 @@ EXTREME_CASES = {  # torch has no argmax/argmin of bool
 
 @pytest.mark.parametrize("name", EXTREME_CASES)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", [s for s in SHAPES if 0 not in s], ids=str)
+@pytest.mark.parametrize("shape", [*(s for s in SHAPES if 0 not in s), LONG_ROWS], ids=str)
 @pytest.mark.parametrize("dim", [None, 1, -1], ids=str)
 def test_extremes(rng, device, name, layout, shape, dim):
     ours_fn, torch_fn, dtypes = EXTREME_CASES[name]
@@ -215,7 +217,7 @@ MOMENT_CASES = {
 
 @pytest.mark.parametrize("name", MOMENT_CASES)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", [s for s in SHAPES if 0 not in s], ids=str)
+@pytest.mark.parametrize("shape", [*(s for s in SHAPES if 0 not in s), LONG_ROWS], ids=str)
 @pytest.mark.parametrize("dim", [None, 0, -1, (0, -1)], ids=str)
 @pytest.mark.filterwarnings("ignore:.*degrees of freedom is <= 0")  # torch's, for correction >= count
 def test_var_std_logsumexp(rng, device, name, layout, shape, dim):
@@ -261,7 +263,7 @@ SOFTMAX_CASES = {"softmax": (oc.softmax, torch.softmax), "log_softmax": (oc.log_
 
 @pytest.mark.parametrize("name", SOFTMAX_CASES)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", [(5, 7, 3), (1, 37), (3, 0), (11,), ()], ids=str)
+@pytest.mark.parametrize("shape", [(5, 7, 3), (1, 37), (3, 0), (11,), (), LONG_ROWS], ids=str)
 @pytest.mark.parametrize("dim", [0, -1, 1], ids=str)
 def test_softmax(rng, device, name, layout, shape, dim):
     ours_fn, torch_fn = SOFTMAX_CASES[name]
