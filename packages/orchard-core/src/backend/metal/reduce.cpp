@@ -38,7 +38,8 @@ ReduceArgs reduce_args(Op op, const Tensor& src, int64_t kept, const Tensor* dst
   }
   args.outputs = args.rows.numel;
   args.length = args.reduced.numel;
-  args.lanes = static_cast<int32_t>(std::min<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(args.length, 1))), kMaxWidth));
+  args.lanes = static_cast<int32_t>(
+      std::min<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(args.length, 1))), kMaxWidth));
   return args;
 }
 
@@ -54,7 +55,8 @@ void dispatch_rows(ComputeEncoder& encoder, int index, const ReduceArgs& args) {
   if (args.outputs == 0) return;
   encoder.set_value(index, args);
   const int64_t threads = args.outputs >= kMaxWidth ? kMaxWidth : args.outputs * args.lanes;
-  const int64_t width = std::clamp<int64_t>(std::bit_ceil(static_cast<uint64_t>(threads)), kMinWidth, kMaxWidth);
+  const int64_t width =
+      std::clamp<int64_t>(std::bit_ceil(static_cast<uint64_t>(threads)), kMinWidth, kMaxWidth);
   const int64_t rows_per_group = width / args.lanes;
   const int64_t groups = (args.outputs + rows_per_group - 1) / rows_per_group;
   constexpr int64_t kMaxGroupsX = int64_t{1} << 16;
@@ -110,7 +112,8 @@ class MetalReduceKernels final : public ReduceKernels {
   }
 
  private:
-  static void encode_floating(const char* kernel, const Tensor& src, const Tensor& dst, const ReduceArgs& args) {
+  static void encode_floating(const char* kernel, const Tensor& src, const Tensor& dst,
+                              const ReduceArgs& args) {
     ComputeEncoder& encoder = encoder_for(dst);
     encoder.set_kernel(kernel_name(kernel, {src.dtype()}));
     encoder.set_tensor(0, src);

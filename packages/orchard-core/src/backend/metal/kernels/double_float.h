@@ -86,8 +86,8 @@ inline DoubleFloat df_sqrt(DoubleFloat a) {
 // 1/n! for n = 2..7, each as hi + lo (df_exp's Taylor coefficients).
 constant float kInverseFactorialHi[6] = {0.5f,           1.66666672e-1f, 4.16666679e-2f,
                                          8.33333377e-3f, 1.38888892e-3f, 1.98412701e-4f};
-constant float kInverseFactorialLo[6] = {0.0f,            -4.96705388e-9f,  -1.24176347e-9f,
-                                         -4.34617203e-10f, -3.36310944e-11f, -2.72559687e-12f};
+constant float kInverseFactorialLo[6] = {
+    0.0f, -4.96705388e-9f, -1.24176347e-9f, -4.34617203e-10f, -3.36310944e-11f, -2.72559687e-12f};
 
 // exp(x) to about 2^-40 relative for x.hi in [-87, 88] (beyond: float's exp, whose result is
 // then below 2^-125 or infinite). x = k ln2 + r with ln2 in three parts (k * the first is

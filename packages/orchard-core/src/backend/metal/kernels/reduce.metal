@@ -187,7 +187,9 @@ kernel void logsumexp(device const T* src [[buffer(0)]], device T* out [[buffer(
   const long start = r.active ? strided_offset(a.rows, 0, r.row) : 0;
   float top = -INFINITY;
   if (r.active) {
-    for (long i = r.lane; i < a.length; i += a.lanes) top = max(top, float(src[start + strided_offset(a.reduced, 0, i)]));
+    for (long i = r.lane; i < a.length; i += a.lanes) {
+      top = max(top, float(src[start + strided_offset(a.reduced, 0, i)]));
+    }
   }
   top = reduce_lanes(top_scratch, top, tid, r.lane, uint(a.lanes), Max());
   const bool shifted = isfinite(top);
@@ -200,14 +202,16 @@ kernel void logsumexp(device const T* src [[buffer(0)]], device T* out [[buffer(
   }
   total = reduce_lanes(sum_scratch, total, tid, r.lane, uint(a.lanes), AddDoubleFloat());
   if (!r.active || r.lane != 0) return;
-  const float result = shifted ? to_float(df_add(df_log_at_least_one(round_to_double(total)), top)) : log(to_float(total));
+  const float result =
+      shifted ? to_float(df_add(df_log_at_least_one(round_to_double(total)), top)) : log(to_float(total));
   out[r.row] = convert<T>(result);
 }
 
 // Softmax (or log-softmax) of a row, in three passes as the CPU's: the max; the sum of
 // exp(x - max); then exp(x - max) / sum, or x - (max + log(sum)).
 template <typename T>
-kernel void softmax(device const T* src [[buffer(0)]], device T* out [[buffer(1)]], constant ReduceArgs& a [[buffer(2)]],
+kernel void softmax(device const T* src [[buffer(0)]], device T* out [[buffer(1)]],
+                    constant ReduceArgs& a [[buffer(2)]],
                     uint2 group [[threadgroup_position_in_grid]], uint2 groups [[threadgroups_per_grid]],
                     uint tid [[thread_index_in_threadgroup]], uint width [[threads_per_threadgroup]]) {
   threadgroup float top_scratch[kMaxWidth];
