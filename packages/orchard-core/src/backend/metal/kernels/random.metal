@@ -1,12 +1,12 @@
 // Random family: uniform, normal, randint and dropout (encoded by ../random.cpp). Element i of
 // a draw is a pure function of the Philox4x32-10 words of counter (offset + i) under key seed
-// (orchard/philox.h, the CPU's and CUDA's definition), computed as src/backend/cpu/
-// random_kernels.cpp computes it, so the bits equal the CPU's whatever the grid: one thread per
-// element. uniform, randint and dropout use exact operations only (integer ops, conversions of
-// integers below 2^24, products by powers of two) or one rounding the CPU makes the same way.
-// normal follows the CPU's own branch-free log and cos operation for operation; the harness,
-// built without contraction, gives the CPU's bits, while Apple's compiler may fuse a * b + c
-// into an fma or round division and sqrt differently (docs/metal.md), a last-bit difference.
+// (orchard/philox.h, the CPU's and CUDA's definition), turned into a value by the steps of
+// src/backend/cpu/random_kernels.cpp, so the bits equal the CPU's whatever the grid: one thread
+// per element. In the harness (built, as the CPU code is, without contraction) every draw gives
+// the CPU's bits. On Apple GPUs randint and dropout still do (integer operations, exact
+// conversions, one rounded product), and uniform for rand's base 0 and scale 1; normal's log
+// and cos polynomials may differ in the last bit where Apple's compiler fuses a * b + c into an
+// fma or rounds division or sqrt otherwise (docs/metal.md).
 #include "common.h"
 #include "orchard/philox.h"
 
