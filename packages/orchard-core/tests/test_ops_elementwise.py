@@ -461,6 +461,48 @@ def test_float32_transcendentals_over_their_whole_range(name, rng):
     )
 
 
+def _gelu_derivative(t: oc.Tensor) -> oc.Tensor:
+    leaf = t.detach().requires_grad_()
+    oc.gelu(leaf).sum().backward()
+    return leaf.grad
+
+
+@pytest.mark.parametrize("derivative", [False, True], ids=["gelu", "gelu_derivative"])
+def test_exact_gelu_over_its_whole_range(rng, device, derivative):
+    """Exact gelu, x Phi(x), and its derivative Phi(x) + x phi(x) in float32 on every device,
+    against float64: Metal has no erf, so its kernels carry their own erfc (elementwise.metal),
+    held here to the CPU's tolerances (test_float32_transcendentals_over_their_whole_range).
+    The derivative's error is measured in ulps of Phi + |x| phi, as it cancels near x = -0.75."""
+    grid = np.linspace(-110, 95, 20_003)
+    magnitudes = np.logspace(-30, 2, 2_001)
+    x = np.concatenate([grid, magnitudes, -magnitudes, rng.uniform(-12, 12, 10_001), [0.0, -0.0]])
+    x = x.astype(np.float32)
+    fn = _gelu_derivative if derivative else oc.gelu
+    got = host_values(fn(oc.tensor(x).to(device)))
+    xd = x.astype(np.float64)
+    cdf = 0.5 * _erfc(-xd / np.sqrt(2))
+    x_pdf = xd * np.exp(-0.5 * xd * xd) / np.sqrt(2 * np.pi)
+    want = cdf + x_pdf if derivative else xd * cdf
+    if derivative:
+        spacing = np.spacing((cdf + np.abs(x_pdf)).astype(np.float32)).astype(np.float64)
+        error = np.abs(got - want) / spacing
+    else:
+        error = _ulps(got, want)
+    core = np.abs(x) <= 5
+    assert error[core].max() <= 8.0, x[core][np.argmax(error[core])]
+    # In the tails the result keeps 4 significant digits wherever it is a normal float32.
+    tails = ~core & (np.abs(want) >= 2.0**-126)
+    relative = np.abs(got[tails] - want[tails]) / np.abs(want[tails])
+    assert relative.max() < 1e-4, x[tails][np.argmax(relative)]
+    specials = np.array([np.inf, -np.inf, np.nan, 1e30, -1e30, 0.0, -0.0], dtype=np.float32)
+    if derivative:  # Phi + x phi at +-inf: 1 + inf * 0 and 0 - inf * 0, NaN as torch gives them
+        want_specials = [np.nan, np.nan, np.nan, 1.0, 0.0, 0.5, 0.5]
+    else:
+        want_specials = [np.inf, np.nan, np.nan, 1e30, -0.0, 0.0, -0.0]
+    got_specials = host_values(fn(oc.tensor(specials).to(device)))
+    np.testing.assert_array_equal(got_specials, np.float32(want_specials))
+
+
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 @pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
 def test_gelu_at_the_infinities(approximate, dtype):

@@ -412,6 +412,36 @@ def test_draws_repeat_per_seed_and_continue_the_stream(seed, device, draw):
     assert not np.array_equal(host_values(make(1000, device)), whole)
 
 
+FLOATING_DRAWS = {
+    "rand": lambda n, dtype, device: oc.rand(n, dtype=dtype, device=device),
+    "randn": lambda n, dtype, device: oc.randn(n, dtype=dtype, device=device),
+    "randint": lambda n, dtype, device: oc.randint(-(2**11), 2**11, (n,), dtype=dtype, device=device),
+    "dropout": lambda n, dtype, device: oc.dropout(oc.arange(n, device=device).to(dtype) - 500, p=0.3),
+}
+DEVICE_DRAWS = [(draw, dtype) for draw in FLOATING_DRAWS for dtype in ["float32", "bfloat16", "float16"]]
+DEVICE_DRAWS += [("randint", "int32"), ("randint", "int64")]
+
+
+@pytest.mark.parametrize(("draw", "dtype"), DEVICE_DRAWS, ids=[f"{d}-{t}" for d, t in DEVICE_DRAWS])
+def test_draws_equal_the_cpu_bits(seed, device, draw, dtype):
+    """Every device gives the CPU's values for the same seed and offset: element i depends on
+    Philox counter (offset + i) alone, not on how the elements are split over threads. The draw
+    starts mid-block and its size, 1003, is a multiple of no block (the CPU's 16 Philox lanes,
+    Metal's 256-thread threadgroups). randn may differ in the last float32 bit on a GPU whose
+    compiler fuses a * b + c in its log and cos polynomials (the Metal harness does not)."""
+    make = FLOATING_DRAWS[draw]
+    draws = {}
+    for on in ["cpu", device]:
+        oc.manual_seed(seed)
+        oc.rand(37, device=on)
+        draws[on] = host_values(make(1003, OC[dtype], on))
+    if draw == "randn":  # a few float32 roundings, or one rounding step of a 16-bit dtype
+        rtol = {"float32": 4 * 2.0**-23, "bfloat16": 2.0**-7, "float16": 2.0**-10}[dtype]
+        np.testing.assert_allclose(draws[device], draws["cpu"], rtol=rtol, atol=0)
+    else:
+        np.testing.assert_array_equal(draws[device], draws["cpu"])
+
+
 _THREAD_SCRIPT = textwrap.dedent(
     """
     import hashlib, sys

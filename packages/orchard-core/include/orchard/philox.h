@@ -1,9 +1,13 @@
 // Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11): the one
-// implementation behind every draw, so CPU and CUDA kernels produce the same bits. Host code and
-// nvcc device code both include it, hence nothing but <cstdint>.
+// implementation behind every draw, so CPU, CUDA and Metal kernels produce the same bits. Host
+// code, nvcc device code and the Metal kernels (src/backend/metal/kernels/random.metal) include
+// it, hence nothing but <cstdint> (MSL has uint32_t and uint64_t built in) and C++14 (MSL's
+// base: no nested namespace definitions).
 #pragma once
 
+#ifndef __METAL_VERSION__
 #include <cstdint>
+#endif
 
 #ifdef __CUDACC__
 #define ORCHARD_HOST_DEVICE __host__ __device__ __forceinline__
@@ -12,7 +16,8 @@
 #define ORCHARD_HOST_DEVICE [[gnu::always_inline]] inline
 #endif
 
-namespace orchard::philox {
+namespace orchard {
+namespace philox {
 
 // Four 32-bit words: a counter going in, random words coming out (named like CUDA's uint4).
 struct Words {
@@ -44,4 +49,5 @@ ORCHARD_HOST_DEVICE Words philox4x32_10(Words counter, uint32_t key0, uint32_t k
   return counter;
 }
 
-}  // namespace orchard::philox
+}  // namespace philox
+}  // namespace orchard

@@ -44,9 +44,6 @@ bool supports(Op op, DType dtype) {
     case Op::Normal:
     case Op::Randint:
     case Op::Dropout: return random_supports(op, dtype);
-    // Metal has no erf: exact GELU and its derivative wait for one of our own.
-    case Op::Gelu:
-    case Op::GeluDerivative: return false;
     default: return static_cast<int>(op) < kBinaryOpCount + kUnaryOpCount;
   }
 }

@@ -272,6 +272,17 @@ T ctz(T x) {
   });
 }
 
+// The high half of the full product x * y (the 64-bit product of 32-bit x and y, the 128-bit
+// one of 64-bit x and y).
+template <class T>
+T mulhi(T x, T y) {
+  return detail::lanewise(x, y, [](auto a, auto b) {
+    using E = decltype(a);
+    using Wide = std::conditional_t<std::is_signed_v<E>, __int128, unsigned __int128>;
+    return E((Wide(a) * Wide(b)) >> (8 * sizeof(E)));
+  });
+}
+
 // clang-format off
 #define ORCHARD_MSL_MATH_NAMES(X)                                                                           \
   X(exp) X(exp2) X(exp10) X(log) X(log2) X(log10) X(sqrt) X(rsqrt) X(sin) X(cos) X(tan) X(asin) X(acos)    \

@@ -99,6 +99,92 @@ bool compare_op(int op, A x, A y) {
 constant float kGeluScale = 0.7978845608028654f;
 constant float kGeluCubic = 0.044715f;
 
+// Exact GELU, x Phi(x), and its derivative Phi(x) + x phi(x) as the CPU computes them in float
+// (include/orchard/cpu/vector_math.h, whose steps these follow one for one): Phi through erfc,
+// so that neither tail loses digits, and e^v for v = -x^2/2 + a small correction carried in two
+// floats. Metal has no erf, and no double to form x^2/2 in, so both are written here from +, *,
+// /, fma and bit operations, which leaves the result to no library function's accuracy.
+
+// 2^n for integer-valued n in [-126, 127], built from the exponent bits (n + 1.5 * 2^23 holds n
+// in its low mantissa bits).
+inline float pow2i(float n) {
+  const uint k = as_type<uint>(n + 12582912.0f) - 0x4B400000u;
+  return as_type<float>((k + 127u) << 23);
+}
+
+// Round to nearest integer (|x| < 2^22): adding 1.5 * 2^23 drops the fraction.
+inline float round_nearest(float x) {
+  return (x + 12582912.0f) - 12582912.0f;
+}
+
+// e^r - 1 for |r| <= ln(2)/2: the Taylor series to r^8.
+inline float expm1_reduced(float r) {
+  float p = 1.0f / 40320.0f;
+  p = fma(p, r, 1.0f / 5040.0f);
+  p = fma(p, r, 1.0f / 720.0f);
+  p = fma(p, r, 1.0f / 120.0f);
+  p = fma(p, r, 1.0f / 24.0f);
+  p = fma(p, r, 1.0f / 6.0f);
+  p = fma(p, r, 0.5f);
+  return fma(p * r, r, r);
+}
+
+// e^(x + lo) for a small correction lo: x + lo = n ln2 + r with |r| <= ln(2)/2, ln2 split in
+// two so that n * ln2_hi and x - n * ln2_hi are exact; 0 below -103.98, inf above 88.72.
+inline float exp_split(float x, float lo) {
+  const float clamped = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);  // NaN stays NaN
+  const float n = round_nearest((clamped + lo) * 1.44269504088896341f);
+  const float r = fma(-n, 1.42860682030941723212e-6f, fma(-n, 0.693145751953125f, clamped)) + lo;
+  const float p = expm1_reduced(r) + 1.0f;
+  // 2^n in two steps, so results down to the subnormals (n < -126) stay right.
+  const float half_n = round_nearest(n * 0.5f);
+  const float result = p * pow2i(half_n) * pow2i(n - half_n);
+  const float saturated = x > 88.7228f ? INFINITY : (x < -103.98f ? 0.0f : result);
+  return isnan(x) ? x : saturated;
+}
+
+// -x^2/2 as hi + lo exactly: the rounded product and its rounding error (by fma), the two
+// floats the CPU splits the same value into from double.
+inline float negated_half_square(float x, thread float& lo) {
+  const float half_x = 0.5f * x;
+  const float square = half_x * x;
+  lo = -fma(half_x, x, -square);
+  return -square;
+}
+
+// erfc(|x| / sqrt(2)), relative error below 1.2e-7: t e^(-z^2 + P(t)), t = 1 / (1 + z/2), with
+// the Chebyshev fit P of Numerical Recipes in C, 2nd ed. (Press et al., 1992), section 6.2.
+inline float erfc_scaled(float x) {
+  const float z = fabs(x) * 0.70710678118654752f;
+  const float t = 1.0f / (1.0f + 0.5f * z);
+  float p = 0.17087277f;
+  p = fma(p, t, -0.82215223f);
+  p = fma(p, t, 1.48851587f);
+  p = fma(p, t, -1.13520398f);
+  p = fma(p, t, 0.27886807f);
+  p = fma(p, t, -0.18628806f);
+  p = fma(p, t, 0.09678418f);
+  p = fma(p, t, 0.37409196f);
+  p = fma(p, t, 1.00002368f);
+  p = fma(p, t, -1.26551223f);
+  float lo;
+  const float hi = negated_half_square(x, lo);
+  return t * exp_split(hi, lo + p);
+}
+
+// Phi(x), the normal CDF.
+inline float normal_cdf(float x) {
+  const float tail = 0.5f * erfc_scaled(x);
+  return x > 0.0f ? 1.0f - tail : tail;
+}
+
+// Phi(x) + x phi(x), phi the normal density.
+inline float gelu_derivative(float x) {
+  float lo;
+  const float hi = negated_half_square(x, lo);
+  return normal_cdf(x) + x * (0.39894228040143268f * exp_split(hi, lo));
+}
+
 inline float unary_op(int op, float x) {
   switch (UnaryOp(op)) {
     case UnaryOp::Neg: return -x;
@@ -118,7 +204,8 @@ inline float unary_op(int op, float x) {
       const float t = precise::tanh(kGeluScale * (x + kGeluCubic * x * x * x));
       return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * kGeluScale * (1.0f + 3.0f * kGeluCubic * x * x);
     }
-    default: return NAN;  // Gelu and its derivative need erf, which Metal lacks: supports() says no
+    case UnaryOp::Gelu: return x * normal_cdf(x);
+    default: return gelu_derivative(x);  // UnaryOp::GeluDerivative
   }
 }
 

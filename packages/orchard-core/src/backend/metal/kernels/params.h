@@ -4,10 +4,12 @@
 
 #ifdef __METAL_VERSION__
 typedef long orchard_i64;
+typedef ulong orchard_u64;
 typedef int orchard_i32;
 #else
 #include <cstdint>
 typedef int64_t orchard_i64;
+typedef uint64_t orchard_u64;
 typedef int32_t orchard_i32;
 #endif
 
@@ -25,4 +27,18 @@ struct StridedParams {
   orchard_i32 pad;
   orchard_i64 shape[ORCHARD_METAL_MAX_DIMS];
   orchard_i64 strides[ORCHARD_METAL_MAX_OPERANDS][ORCHARD_METAL_MAX_DIMS];
+};
+
+// A draw of the random family (kernels/random.metal): element i takes the Philox words of
+// counter (offset + i) under key seed, as the CPU's. Each kernel reads the fields it names.
+struct RandomArgs {
+  orchard_u64 seed;
+  orchard_u64 offset;
+  orchard_i64 numel;
+  orchard_i64 int_low;   // randint: low + (the span's share of 64 random bits)
+  orchard_u64 int_span;  // randint: high - low
+  float base;            // uniform: base + scale * u; normal: base + scale * z
+  float scale;           // dropout: the factor 1 / (1 - p) on kept elements
+  float threshold;       // dropout: an element is kept when its uniform is >= threshold (p)
+  orchard_i32 pad;
 };
