@@ -12,11 +12,6 @@ namespace orchard::metal {
 
 namespace {
 
-// The output tile of one threadgroup and its thread count (kernels/matmul.metal says why).
-constexpr int64_t kTileM = 32;
-constexpr int64_t kTileN = 32;
-constexpr uint32_t kThreadsPerTile = 128;
-
 Shape leading(const Shape& dims) { return Shape(dims.begin(), dims.end() - 2); }
 
 uint32_t grid_extent(int64_t groups) {
@@ -51,9 +46,10 @@ class MetalLinalgKernels final : public LinalgKernels {
     encoder.set_tensor(1, b);
     encoder.set_tensor(2, out);
     encoder.set_value(3, p);
-    const Size3 groups{grid_extent((p.n + kTileN - 1) / kTileN), grid_extent((p.m + kTileM - 1) / kTileM),
+    const Size3 groups{grid_extent((p.n + ORCHARD_METAL_MATMUL_TILE_N - 1) / ORCHARD_METAL_MATMUL_TILE_N),
+                       grid_extent((p.m + ORCHARD_METAL_MATMUL_TILE_M - 1) / ORCHARD_METAL_MATMUL_TILE_M),
                        grid_extent(p.batch.numel)};
-    encoder.dispatch(groups, Size3{kThreadsPerTile, 1, 1});
+    encoder.dispatch(groups, Size3{ORCHARD_METAL_MATMUL_THREADS, 1, 1});
   }
 };
 

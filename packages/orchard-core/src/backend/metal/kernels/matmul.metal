@@ -9,16 +9,19 @@
 
 // A threadgroup computes a 32x32 tile of out with 4 SIMD-groups (128 threads), each a 16x16
 // quarter held as 2x2 8x8 accumulators, stepping K 16 at a time through threadgroup memory.
-// As MLX's smaller steel GEMM tile on Apple GPUs: 2x2 accumulators per SIMD-group reuse each
-// loaded 8x8 operand twice, the staging (a 32x16 and a 16x32 float tile, plus the 32x32 output
-// tile) takes 8 KiB of the 32 KiB, leaving room for several threadgroups per core, and small or
-// odd shapes waste little on the zero-filled edges.
-static constant constexpr int kTileM = 32;
-static constant constexpr int kTileN = 32;
-static constant constexpr int kTileK = 16;
-static constant constexpr int kSimdgroupsN = 2;  // SIMD-groups along a row of the tile
-static constant constexpr int kSimdTile = 16;    // each SIMD-group's square of the tile
-static constant constexpr int kThreads = 128;
+// This is MLX's default GEMM tile on Apple GPUs (it moves to 64x64 only for outputs of a million
+// elements and more): 2x2 accumulators per SIMD-group use each loaded 8x8 operand twice, the
+// staging (a 32x16 and a 16x32 float tile, plus the 32x32 output tile) takes 8 KiB of the 32 KiB,
+// leaving room for several threadgroups per core, and small or odd shapes waste little on the
+// zero-filled edges.
+static constant constexpr int kTileM = ORCHARD_METAL_MATMUL_TILE_M;
+static constant constexpr int kTileN = ORCHARD_METAL_MATMUL_TILE_N;
+static constant constexpr int kTileK = ORCHARD_METAL_MATMUL_TILE_K;
+static constant constexpr int kThreads = ORCHARD_METAL_MATMUL_THREADS;
+static constant constexpr int kSimdTile = 16;  // each SIMD-group's square of the tile
+static constant constexpr int kSimdgroupsN = kTileN / kSimdTile;  // SIMD-groups along a tile's row
+static_assert(kThreads == 32 * (kTileM / kSimdTile) * kSimdgroupsN, "a SIMD-group per 16x16 square");
+static_assert(kTileK % 8 == 0, "the K step is whole 8x8 matrices");
 
 template <typename T>
 [[kernel]] void matmul(device const T* a [[buffer(0)]], device const T* b [[buffer(1)]],
