@@ -42,8 +42,9 @@ CASES = [
 DTYPES = ["float32", "float64", "bfloat16"]
 # Layouts of both operands: as created, a transposed view, a strided slice of a wider tensor.
 LAYOUTS = ["contiguous", "transposed", "sliced"]
-UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53, "bfloat16": 2.0**-24}
-RESULT_ROUNDING = {"float32": 0.0, "float64": 0.0, "bfloat16": 2.0**-8}
+# float16: Metal's kernel only (below), which accumulates in float32 as for bfloat16.
+UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53, "bfloat16": 2.0**-24, "float16": 2.0**-24}
+RESULT_ROUNDING = {"float32": 0.0, "float64": 0.0, "bfloat16": 2.0**-8, "float16": 2.0**-11}
 
 
 def operand(rng, shape, dtype: str, layout: str, device: str):
@@ -86,6 +87,67 @@ def test_matmul_matches_torch_and_float64(rng, device, a_shape, b_shape, dtype, 
     bound = (RESULT_ROUNDING[dtype] + 2 * max(k, 1) * UNIT_ROUNDOFF[dtype]) * magnitude
     error = np.abs(host_values(result).astype(np.float64) - exact)
     assert np.all(error <= bound), np.max(error - bound)
+
+
+def assert_within_bound(result: np.ndarray, a_values, b_values, dtype: str) -> None:
+    """The module's bound for a product of float64 values already rounded to `dtype`."""
+    exact = np.matmul(a_values, b_values)
+    magnitude = np.matmul(np.abs(a_values), np.abs(b_values))
+    bound = (RESULT_ROUNDING[dtype] + 2 * max(a_values.shape[-1], 1) * UNIT_ROUNDOFF[dtype]) * magnitude
+    error = np.abs(result.astype(np.float64) - exact)
+    assert np.all(error <= bound), np.max(error - bound)
+
+
+# M, N and K span several of the Metal kernel's 32x32x16 tiles, each with a partial last one.
+TILED_SIDES = {"m": 37, "k": 41, "n": 35}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_walks_batched_views(rng, device, dtype):
+    """Batch dims no walk can merge (a's permuted), a batch dim b broadcasts (a zero stride), a
+    transposed a and a sliced b."""
+    m, k, n = TILED_SIDES["m"], TILED_SIDES["k"], TILED_SIDES["n"]
+    stored, _ = operand(rng, (2, 3, k, m), dtype, "contiguous", "cpu")
+    a = oc.tensor(stored).to(OC[dtype]).to(device).permute(1, 0, 3, 2)
+    b_values, b = operand(rng, (2, k, n), dtype, "sliced", device)
+
+    result = a @ b
+
+    assert result.shape == (3, 2, m, n)
+    assert_within_bound(host_values(result), stored.transpose(1, 0, 3, 2), b_values, dtype)
+
+
+# MatmulParams of src/backend/metal/kernels/matmul_params.h, with its StridedParams (params.h).
+MATMUL_PARAMS = np.dtype(
+    [
+        *((name, "<i8") for name in ("m", "n", "k", "a_row", "a_col", "b_row", "b_col", "numel")),
+        ("ndim", "<i4"),
+        ("pad", "<i4"),
+        ("shape", "<i8", (8,)),
+        ("strides", "<i8", (4, 8)),
+    ]
+)
+
+
+@pytest.mark.skipif(not hasattr(oc._core, "_metal_harness_run"), reason="built without -Dmetal=emulated")
+@pytest.mark.parametrize("order", [("default", 0), ("random", 1)])
+def test_metal_float16_kernel(rng, order):
+    """matmul takes no float16 (the CPU has no such product), but Metal's kernel does: run it in
+    the harness, on a batch of 2 with b broadcast (batch stride 0) and given transposed."""
+    m, k, n = TILED_SIDES["m"], TILED_SIDES["k"], TILED_SIDES["n"]
+    a = rng.standard_normal((2, m, k)).astype(np.float16)
+    b_transposed = rng.standard_normal((n, k)).astype(np.float16)
+    out = np.full((2, m, n), np.nan, np.float16)
+    params = np.zeros(1, MATMUL_PARAMS)
+    fields = {"m": m, "n": n, "k": k, "a_row": k, "a_col": 1, "b_row": 1, "b_col": k, "numel": 2, "ndim": 1}
+    for name, value in fields.items():
+        params[name] = value
+    params["shape"][0, 0] = 2
+    params["strides"][0, :3, 0] = (m * n, m * k, 0)  # out, a, b
+    groups = ((n + 31) // 32, (m + 31) // 32, 2)
+    buffers = {0: a, 1: b_transposed, 2: out, 3: params}
+    oc._core._metal_harness_run("matmul_float16", buffers, {}, groups, (128, 1, 1), *order)
+    assert_within_bound(out, a.astype(np.float64), b_transposed.T.astype(np.float64), "float16")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
