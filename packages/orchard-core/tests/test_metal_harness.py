@@ -273,6 +273,22 @@ def test_write_after_read_race_shows_in_random_lane_order(rng):
 
 
 @needs_harness
+def test_simd_groups_drift_apart_in_random_lane_order(rng):
+    x = rng.standard_normal(256).astype(np.float32)
+    steps = x.reshape(4, 2, 32).astype(np.float64)
+    # SIMD-group 0 sums the other's half of every step's tile, and the other way round.
+    right = np.repeat(steps.sum(axis=(0, 2))[::-1], 32)
+    out = np.zeros(64, np.float32)
+    run("tile_loop_without_trailing_barrier", {0: x, 1: out}, (1, 1, 1), (64, 1, 1))
+    # The default order runs the SIMD-groups in lockstep, from one SIMD-group function to the
+    # next, which hides the race; a random order lets one run ahead.
+    np.testing.assert_allclose(out, right, rtol=1e-5)
+    for seed in (1, 2, 3):
+        run("tile_loop_without_trailing_barrier", {0: x, 1: out}, (1, 1, 1), (64, 1, 1), order=("random", seed))
+        assert not np.allclose(out, right, rtol=1e-5), seed
+
+
+@needs_harness
 def test_a_barrier_not_every_thread_reaches_is_a_deadlock():
     out = np.zeros(32, np.float32)
     with pytest.raises(RuntimeError, match="deadlocked") as error:

@@ -52,3 +52,18 @@ kernel void divergent_simd_sum(device float* out [[buffer(0)]], uint lane [[thre
   }
   out[lane] = v;
 }
+
+// Stages a tile per step and reads the other SIMD-group's half of it through a SIMD-group
+// function, with no barrier after the reads (matmul's K loop without its trailing barrier): a
+// SIMD-group that runs ahead overwrites the tile before the other has read the last step.
+kernel void tile_loop_without_trailing_barrier(device const float* x [[buffer(0)]], device float* out [[buffer(1)]],
+                                               uint tid [[thread_index_in_threadgroup]]) {
+  threadgroup float tile[64];
+  float total = 0.0f;
+  for (uint step = 0; step < 4; ++step) {
+    tile[tid] = x[step * 64 + tid];
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    total += simd_sum(tile[(tid + 32) % 64]);
+  }
+  out[tid] = total;
+}

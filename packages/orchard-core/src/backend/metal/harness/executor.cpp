@@ -99,11 +99,24 @@ class Group {
     }
     std::vector<uint32_t> order(count_);
     std::iota(order.begin(), order.end(), 0u);
+    // In a random order, each round also holds back a random half of the SIMD-groups, so they
+    // drift apart between barriers as on a GPU: a SIMD-group then runs past a SIMD-group
+    // function while another has yet to read what it overwrites (a missing barrier at the end
+    // of a loop over threadgroup tiles shows only so).
+    std::vector<char> held(simd_groups_.size(), 0);
     while (true) {
-      if (order_.random) std::shuffle(order.begin(), order.end(), random_);
+      if (order_.random) {
+        std::shuffle(order.begin(), order.end(), random_);
+        for (char& h : held) h = static_cast<char>(random_() & 1);
+      }
       bool ran = false;
+      bool waiting = false;
       for (uint32_t i : order) {
         if (threads_[i].state != State::Runnable) continue;
+        if (held[i / kSimdWidth]) {
+          waiting = true;
+          continue;
+        }
         running_ = i;
         threads_[i].fiber.resume();
         ran = true;
@@ -113,7 +126,7 @@ class Group {
       if (std::all_of(threads_.begin(), threads_.end(),
                       [](const Thread& t) { return t.state == State::Done; }))
         return;
-      if (!release() && !ran) fail_stuck();
+      if (!release() && !ran && !waiting) fail_stuck();
     }
   }
 
