@@ -293,6 +293,51 @@ def test_large_inputs_take_the_threaded_paths(rng):
     assert_matches_torch(oc.index_select(ours, 1, flat), torch.index_select(reference, 1, tflat))
 
 
+@pytest.mark.parametrize("index_dtype", ["int32", "int64"])
+def test_index_bounds_of_a_long_strided_index(rng, device, index_dtype):
+    """Bounds of an index larger than one reduction block (Metal: partial bounds of many
+    threadgroups, then merged), read through a strided view: the error still names the value."""
+    values = rng.integers(0, 50, (100_003, 2)).astype(index_dtype)
+    weight, tweight = make_pair(rng, (50, 3), "float32", device)
+    index = oc.tensor(values).to(device)[:, 1]
+    expected = torch.index_select(tweight, 0, torch.from_numpy(values[:, 1].astype(np.int64)))
+    assert_matches_torch(oc.index_select(weight, 0, index), expected)
+    values[61_234, 1] = 50
+    with pytest.raises(IndexError, match="index 50 is out of range for dimension 0 with size 50"):
+        oc.index_select(weight, 0, oc.tensor(values).to(device)[:, 1])
+    values[99_000, 1] = -7  # the low bound is named first
+    with pytest.raises(IndexError, match="index -7 is out of range"):
+        oc.index_select(weight, 0, oc.tensor(values).to(device)[:, 1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int64"])
+def test_embedding_backward_shape_sums_in_the_cpus_order(rng, device, dtype):
+    """scatter_add as embedding's backward calls it (dst [V, E], index [N] expanded along E, many
+    repeats), E past one threadgroup: every device adds in index order, so the bits are the CPU's."""
+    rows, width, count = 40, 300, 500
+    positions = rng.integers(0, rows, (count, 1))
+    values = oc.tensor(rng.standard_normal((count, width)).astype(np.float32) * 100).to(OC[dtype])
+    index = oc.tensor(positions).expand(count, width)
+    expected = oc.zeros(rows, width, dtype=OC[dtype]).scatter_add_(0, index, values)
+    ours = oc.zeros(rows, width, dtype=OC[dtype], device=device)
+    ours.scatter_add_(0, index.to(device), values.to(device))
+    np.testing.assert_array_equal(host_values(ours), host_values(expected))
+
+
+def test_index_ops_past_one_threadgroup(rng, device):
+    """Sizes that take many threadgroups (Metal) with ends that are no multiple of their width."""
+    ours, reference = make_pair(rng, (300, 257), "float32", device, "transposed")
+    index, tindex = index_pair(rng.integers(0, 300, 401), device)
+    assert_matches_torch(oc.index_select(ours, 0, index), torch.index_select(reference, 0, tindex))
+    index, tindex = index_pair(rng.integers(0, 257, (300, 301)), device)
+    assert_matches_torch(oc.gather(ours, 1, index), torch.gather(reference, 1, tindex))
+    base, tbase = make_pair(rng, (300, 257), "int64", device, "sliced")
+    src, tsrc = make_pair(rng, (300, 301), "int64", device)
+    assert_matches_torch(oc.scatter_add(base, 1, index, src), torch.scatter_add(tbase, 1, tindex, tsrc))
+    assert_matches_torch(oc.cat([ours, base.to(oc.float32)], 1), torch.cat([reference, tbase.float()], 1))
+    assert_matches_torch(oc.triu(ours, 3), torch.triu(reference, 3))
+
+
 # --- errors -----------------------------------------------------------------------------
 
 
