@@ -284,7 +284,8 @@ def test_simd_groups_drift_apart_in_random_lane_order(rng):
     # next, which hides the race; a random order lets one run ahead.
     np.testing.assert_allclose(out, right, rtol=1e-5)
     for seed in (1, 2, 3):
-        run("tile_loop_without_trailing_barrier", {0: x, 1: out}, (1, 1, 1), (64, 1, 1), order=("random", seed))
+        order = ("random", seed)
+        run("tile_loop_without_trailing_barrier", {0: x, 1: out}, (1, 1, 1), (64, 1, 1), order=order)
         assert not np.allclose(out, right, rtol=1e-5), seed
 
 

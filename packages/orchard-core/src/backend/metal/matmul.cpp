@@ -16,7 +16,8 @@ Shape leading(const Shape& dims) { return Shape(dims.begin(), dims.end() - 2); }
 
 uint32_t grid_extent(int64_t groups) {
   if (groups > std::numeric_limits<uint32_t>::max()) {
-    fail<NotImplementedError>("matmul on metal: ", groups, " threadgroups along one grid dim exceed 2^32 - 1");
+    fail<NotImplementedError>("matmul on metal: ", groups,
+                              " threadgroups along one grid dim exceed 2^32 - 1");
   }
   return static_cast<uint32_t>(groups);
 }
