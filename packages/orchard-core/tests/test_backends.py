@@ -92,11 +92,15 @@ def test_bad_fallback_value_is_named(stand_in, monkeypatch):
         a + a
 
 
-def _cases(rng: np.random.Generator) -> dict[str, Op]:
-    """One call per kernel entry point, at shapes that are no multiple of any block size."""
-    x = random_array(rng, (7, 13), "float32")
-    y = random_array(rng, (1, 13), "float32")
-    w = random_array(rng, (13, 5), "float32")
+def _cases(rng: np.random.Generator, magnitude: float | None = None) -> dict[str, Op]:
+    """One call per kernel entry point, at shapes that are no multiple of any block size; the
+    floats scaled to at most `magnitude`, if given."""
+
+    def floats(shape):
+        values = random_array(rng, shape, "float32")
+        return values if magnitude is None else values * np.float32(magnitude / np.abs(values).max())
+
+    x, y, w = floats((7, 13)), floats((1, 13)), floats((13, 5))
     index = np.array([4, 0, 6, 6], dtype=np.int64)
     gather_index = rng.integers(0, 7, size=(3, 13)).astype(np.int64)
     return {
@@ -169,3 +173,58 @@ def test_autograd_through_the_fallback(rng, stand_in, monkeypatch):
     for w in (w_cpu, w_dev):
         (oc.softmax(w * w, -1) @ w.T).sum().backward()
     np.testing.assert_array_equal(w_dev.grad.to("cpu").numpy(), w_cpu.grad.numpy())
+
+
+# Cases whose kernels compute the same steps on every device (integer or exact arithmetic, one
+# rounding of the same float value, comparisons, index order): the CPU's bits. The others
+# (library exp and pow, sums and products in another order) may differ by roundings.
+BITWISE = {
+    "add (broadcast)", "lt", "gelu bfloat16", "relu of a strided view", "where", "max with indices",
+    "argmin", "index_select", "gather", "scatter_add", "cat", "tril", "in-place mul", "to int32",
+    "fill a strided view",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_device_kernels_against_the_cpus(rng, monkeypatch, device, dtype):
+    """Each case a device runs on kernels of its own (no fallback) against the CPU's kernels on
+    the same values, in each floating dtype Metal has: as ggml's test-backend-ops does."""
+    if device == "cpu":
+        pytest.skip("the CPU is the reference")
+    monkeypatch.delenv("ORCHARD_CPU_FALLBACK", raising=False)
+    wanted = getattr(oc, dtype)
+    eps = {"float32": 2.0**-23, "bfloat16": 2.0**-8, "float16": 2.0**-11}[dtype]
+    ran = []
+    for name, case in _cases(rng, magnitude=4.0).items():
+
+        def on(where):
+            return lambda a: oc.tensor(a).to(wanted if a.dtype.kind == "f" else None).to(where)
+
+        try:
+            on_cpu = case(on("cpu"))
+        except TypeError:
+            continue  # the operator takes no such dtype (matmul in float16)
+        try:
+            on_device = case(on(device))
+        except NotImplementedError:
+            continue  # no kernel of this device's own: the fallback tests cover it
+        ran.append(name)
+        for ours, reference in zip(
+            on_device if isinstance(on_device, tuple) else (on_device,),
+            on_cpu if isinstance(on_cpu, tuple) else (on_cpu,),
+            strict=True,
+        ):
+            assert ours.dtype == reference.dtype and ours.shape == reference.shape, name
+            wide = oc.float32 if reference.dtype in (oc.bfloat16, oc.float16) else reference.dtype
+            have, want = ours.to("cpu").to(wide).numpy(), reference.to(wide).numpy()
+            if name in BITWISE:
+                np.testing.assert_array_equal(have, want, err_msg=name)
+            else:
+                # A few roundings to the dtype apart, plus float32 roundings of terms up to 4 * 4
+                # (13 of them at most); infinities and NaNs where the CPU has them.
+                finite = np.isfinite(want)
+                np.testing.assert_array_equal(have[~finite], want[~finite], err_msg=name)
+                tol = 4 * eps * np.abs(want[finite]) + 8 * 2.0**-23 * 16 * 13
+                np.testing.assert_array_less(np.abs(have[finite] - want[finite]), tol, err_msg=name)
+    if device == "metal":
+        assert len(ran) >= len(BITWISE), ran
