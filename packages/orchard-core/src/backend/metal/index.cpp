@@ -5,6 +5,7 @@
 #include "backend/metal/kernels.h"
 #include "backend/metal/kernels/index_params.h"
 #include "backend/metal/launch.h"
+#include "shape.h"
 
 namespace orchard::metal {
 
@@ -21,17 +22,6 @@ int64_t product(const Shape& shape, int64_t begin, int64_t end) {
   int64_t n = 1;
   for (int64_t k = begin; k < end; ++k) n *= shape[k];
   return n;
-}
-
-// Contiguous strides of `shape`, in elements.
-Shape contiguous_strides(const Shape& shape) {
-  Shape strides(shape.size());
-  int64_t step = 1;
-  for (size_t k = shape.size(); k-- > 0;) {
-    strides[k] = step;
-    step *= shape[k];
-  }
-  return strides;
 }
 
 void bind_bounds_scratch(ComputeEncoder& encoder) {
@@ -117,7 +107,7 @@ class MetalIndexKernels final : public IndexKernels {
   // destination sums in the CPU's order. Embedding's backward (dst [V, E], index [N, E]) runs
   // E threads of N steps each.
   void scatter_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src) const override {
-    const Shape index_strides = contiguous_strides(index.shape());
+    const Shape index_strides = shape::contiguous_strides(index.shape());
     Shape columns = index.shape();
     columns[dim] = 1;
     const ScatterArgs args{
