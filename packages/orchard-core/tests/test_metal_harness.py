@@ -290,6 +290,18 @@ def test_simd_groups_drift_apart_in_random_lane_order(rng):
 
 
 @needs_harness
+def test_threadgroup_memory_past_an_apple_gpus_is_named():
+    out = np.zeros(32, np.float32)
+    too_large = r"threadgroup_memory_too_large.*uses 32800 bytes of threadgroup memory"
+    with pytest.raises(ValueError, match=too_large):
+        run("threadgroup_memory_too_large", {0: out}, (1, 1, 1), (32, 1, 1))
+    x, columns = np.zeros(4, np.float32), np.array([4], np.uint32)
+    too_large = "the dispatch gives 40000 bytes of threadgroup memory; Apple GPUs have 32768"
+    with pytest.raises(ValueError, match=too_large):
+        run("row_softmax", {0: x, 1: x, 2: columns}, (1, 1, 1), (32, 1, 1), {0: 40000})
+
+
+@needs_harness
 def test_a_barrier_not_every_thread_reaches_is_a_deadlock():
     out = np.zeros(32, np.float32)
     with pytest.raises(RuntimeError, match="deadlocked") as error:

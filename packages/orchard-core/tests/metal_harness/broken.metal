@@ -67,3 +67,11 @@ kernel void tile_loop_without_trailing_barrier(device const float* x [[buffer(0)
   }
   out[tid] = total;
 }
+
+// Declares more threadgroup memory than an Apple GPU has (32 KiB).
+kernel void threadgroup_memory_too_large(device float* out [[buffer(0)]], uint tid [[thread_position_in_threadgroup]]) {
+  threadgroup float tile[8200];
+  tile[tid] = 1.0f;
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  out[tid] = tile[tid];
+}

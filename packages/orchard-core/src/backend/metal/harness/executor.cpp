@@ -24,6 +24,9 @@ namespace orchard::metal::harness {
 namespace {
 
 constexpr uint32_t kMaxThreadsPerGroup = 1024;
+// Threadgroup memory per threadgroup on Apple GPUs (MTLDevice.maxThreadgroupMemoryLength), the
+// [[threadgroup(i)]] slots and the arrays a kernel declares together.
+constexpr size_t kMaxThreadgroupBytes = 32768;
 
 std::map<std::string, KernelInfo, std::less<>>& registry() {
   static std::map<std::string, KernelInfo, std::less<>> kernels;
@@ -75,9 +78,14 @@ class Group {
     simd_groups_.resize((count_ + kSimdWidth - 1) / kSimdWidth);
     for (int i = 0; i < kMaxThreadgroupSlots; ++i) {
       if (dispatch.threadgroup_bytes[i] == 0) continue;
+      threadgroup_bytes_ += dispatch.threadgroup_bytes[i];
       slots_[i] = std::make_unique<std::byte[]>(dispatch.threadgroup_bytes[i]);
       fill_with_garbage(slots_[i].get(), dispatch.threadgroup_bytes[i], random_);
       slot_addresses_[i] = slots_[i].get();
+    }
+    if (threadgroup_bytes_ > kMaxThreadgroupBytes) {
+      fail<ValueError>("metal kernel '", kernel_.name, "': the dispatch gives ", threadgroup_bytes_,
+                       " bytes of threadgroup memory; Apple GPUs have ", kMaxThreadgroupBytes);
     }
   }
 
@@ -152,6 +160,11 @@ class Group {
   void* array(int id, size_t bytes) {
     std::unique_ptr<std::byte[]>& block = arrays_[id];
     if (!block) {
+      threadgroup_bytes_ += bytes;
+      if (threadgroup_bytes_ > kMaxThreadgroupBytes) {
+        fail<ValueError>("metal kernel '", kernel_.name, "' (", kernel_.source, ") uses ", threadgroup_bytes_,
+                         " bytes of threadgroup memory; Apple GPUs have ", kMaxThreadgroupBytes);
+      }
       block = std::make_unique<std::byte[]>(bytes);
       fill_with_garbage(block.get(), bytes, random_);
     }
@@ -244,6 +257,7 @@ class Group {
   std::unique_ptr<std::byte[]> slots_[kMaxThreadgroupSlots];
   void* slot_addresses_[kMaxThreadgroupSlots] = {};
   std::map<int, std::unique_ptr<std::byte[]>> arrays_;
+  size_t threadgroup_bytes_ = 0;  // the slots' and the arrays' so far
   std::exception_ptr error_;
 };
 
