@@ -30,6 +30,8 @@ LAYOUTS = ["contiguous", "transposed", "sliced"]
 SHAPES = [(5, 7, 3), (1, 13, 2), (9,), (4, 0, 3), ()]
 # Rows longer than a Metal threadgroup (256 threads), and many short rows of its transpose.
 LONG_ROWS = (3, 300)
+# Few rows longer than 8192: Metal sums them in pieces, then the pieces' sums.
+LONG_SUM_ROWS = (3, 9000)
 DIMS = [None, 0, -1, (0, -1), (2, 0, 1)]
 
 
@@ -94,7 +96,7 @@ SUM_CASES = {
 
 @pytest.mark.parametrize("name", SUM_CASES)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("shape", [*SHAPES, LONG_SUM_ROWS], ids=str)
 @pytest.mark.parametrize("dim", DIMS, ids=str)
 def test_sum_mean(rng, device, name, layout, shape, dim):
     ours_fn, torch_fn, dtypes = SUM_CASES[name]

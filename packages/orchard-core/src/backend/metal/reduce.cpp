@@ -15,6 +15,10 @@ namespace {
 constexpr int64_t kMaxWidth = 256;
 // The narrowest threadgroup: one SIMD-group.
 constexpr int64_t kMinWidth = 32;
+// Sums of fewer rows than this, each longer than a chunk, go in chunks (32 elements per thread
+// of a full threadgroup) over two passes.
+constexpr int64_t kSplitBelowOutputs = 128;
+constexpr int64_t kSplitChunk = 32 * kMaxWidth;
 
 Shape slice(const Shape& s, int64_t begin, int64_t end) { return Shape(s.begin() + begin, s.begin() + end); }
 
@@ -38,6 +42,8 @@ ReduceArgs reduce_args(Op op, const Tensor& src, int64_t kept, const Tensor* dst
   }
   args.outputs = args.rows.numel;
   args.length = args.reduced.numel;
+  args.splits = 1;
+  args.chunk = args.length;
   args.lanes = static_cast<int32_t>(
       std::min<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(args.length, 1))), kMaxWidth));
   return args;
@@ -68,14 +74,27 @@ void dispatch_rows(ComputeEncoder& encoder, int index, const ReduceArgs& args) {
 
 class MetalReduceKernels final : public ReduceKernels {
  public:
+  // Few long rows would leave most of the GPU idle with a threadgroup each: they are split into
+  // pieces summed apart (in float, or int64), then the pieces' sums are summed.
   void sum(const Tensor& src, const Tensor& dst, double scale) const override {
     ReduceArgs args = reduce_args(Op::Sum, src, dst.ndim());
     args.scale = static_cast<float>(scale);
-    ComputeEncoder& encoder = encoder_for(dst);
-    encoder.set_kernel(kernel_name("sum", {src.dtype()}));
-    encoder.set_tensor(0, src);
-    encoder.set_tensor(1, dst);
-    dispatch_rows(encoder, 2, args);
+    if (args.outputs >= kSplitBelowOutputs || args.length <= kSplitChunk) {
+      encode_sum(src, dst, args);
+      return;
+    }
+    const int64_t rows = args.outputs;
+    const int64_t splits = (args.length + kSplitChunk - 1) / kSplitChunk;
+    const Tensor partials =
+        Tensor::empty({rows, splits}, is_floating(src.dtype()) ? DType::Float32 : DType::Int64, dst.device());
+    args.outputs = rows * splits;
+    args.splits = splits;
+    args.chunk = kSplitChunk;
+    args.scale = 1.0f;
+    encode_sum(src, partials, args);
+    ReduceArgs second = reduce_args(Op::Sum, partials, 1);
+    second.scale = static_cast<float>(scale);
+    encode_sum(partials, dst, second);
   }
 
   void extreme(const Tensor& src, const Tensor& values, const Tensor& indices, bool largest) const override {
@@ -112,6 +131,14 @@ class MetalReduceKernels final : public ReduceKernels {
   }
 
  private:
+  static void encode_sum(const Tensor& src, const Tensor& dst, const ReduceArgs& args) {
+    ComputeEncoder& encoder = encoder_for(dst);
+    encoder.set_kernel(kernel_name("sum", {src.dtype(), dst.dtype()}));
+    encoder.set_tensor(0, src);
+    encoder.set_tensor(1, dst);
+    dispatch_rows(encoder, 2, args);
+  }
+
   static void encode_floating(const char* kernel, const Tensor& src, const Tensor& dst,
                               const ReduceArgs& args) {
     ComputeEncoder& encoder = encoder_for(dst);

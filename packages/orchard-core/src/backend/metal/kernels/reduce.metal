@@ -69,8 +69,10 @@ kernel void sum(device const T* src [[buffer(0)]], device O* out [[buffer(1)]],
   const RowLane r = row_lane(a, group, groups, tid, width);
   A total = A(0);
   if (r.active) {
-    const long start = strided_offset(a.rows, 0, r.row);
-    for (long i = r.lane; i < a.length; i += a.lanes) total += A(src[start + strided_offset(a.reduced, 0, i)]);
+    const long start = strided_offset(a.rows, 0, r.row / a.splits);
+    const long first = (r.row % a.splits) * a.chunk;
+    const long end = min(a.length, first + a.chunk);
+    for (long i = first + r.lane; i < end; i += a.lanes) total += A(src[start + strided_offset(a.reduced, 0, i)]);
   }
   total = reduce_lanes(scratch, total, tid, r.lane, uint(a.lanes), Add<A>());
   if (r.active && r.lane == 0) out[r.row] = convert<O>(scaled(total, a.scale));
@@ -242,14 +244,19 @@ kernel void softmax(device const T* src [[buffer(0)]], device T* out [[buffer(1)
   }
 }
 
-// Host names: sum_T (integers and bool sum to int64), extreme_T, var_T, logsumexp_T and
+// Host names: sum_S_O (source and output: 16-bit floats also to and from float32 partial sums;
+// integers and bool sum to int64), extreme_T, var_T, logsumexp_T and
 // softmax_T for the floating dtypes Metal has.
-template [[host_name("sum_float32")]] [[kernel]] decltype(sum<float, float, float>) sum<float, float, float>;
-template [[host_name("sum_bfloat16")]] [[kernel]] decltype(sum<bfloat, float, bfloat>) sum<bfloat, float, bfloat>;
-template [[host_name("sum_float16")]] [[kernel]] decltype(sum<half, float, half>) sum<half, float, half>;
-template [[host_name("sum_int32")]] [[kernel]] decltype(sum<int, long, long>) sum<int, long, long>;
-template [[host_name("sum_int64")]] [[kernel]] decltype(sum<long, long, long>) sum<long, long, long>;
-template [[host_name("sum_bool")]] [[kernel]] decltype(sum<bool, long, long>) sum<bool, long, long>;
+template [[host_name("sum_float32_float32")]] [[kernel]] decltype(sum<float, float, float>) sum<float, float, float>;
+template [[host_name("sum_bfloat16_bfloat16")]] [[kernel]] decltype(sum<bfloat, float, bfloat>) sum<bfloat, float, bfloat>;
+template [[host_name("sum_bfloat16_float32")]] [[kernel]] decltype(sum<bfloat, float, float>) sum<bfloat, float, float>;
+template [[host_name("sum_float32_bfloat16")]] [[kernel]] decltype(sum<float, float, bfloat>) sum<float, float, bfloat>;
+template [[host_name("sum_float16_float16")]] [[kernel]] decltype(sum<half, float, half>) sum<half, float, half>;
+template [[host_name("sum_float16_float32")]] [[kernel]] decltype(sum<half, float, float>) sum<half, float, float>;
+template [[host_name("sum_float32_float16")]] [[kernel]] decltype(sum<float, float, half>) sum<float, float, half>;
+template [[host_name("sum_int32_int64")]] [[kernel]] decltype(sum<int, long, long>) sum<int, long, long>;
+template [[host_name("sum_int64_int64")]] [[kernel]] decltype(sum<long, long, long>) sum<long, long, long>;
+template [[host_name("sum_bool_int64")]] [[kernel]] decltype(sum<bool, long, long>) sum<bool, long, long>;
 template [[host_name("extreme_float32")]] [[kernel]] decltype(extreme<float, float>) extreme<float, float>;
 template [[host_name("extreme_bfloat16")]] [[kernel]] decltype(extreme<bfloat, float>) extreme<bfloat, float>;
 template [[host_name("extreme_float16")]] [[kernel]] decltype(extreme<half, float>) extreme<half, float>;

@@ -11,6 +11,10 @@ struct ReduceArgs {
   StridedParams reduced;
   orchard_i64 outputs;
   orchard_i64 length;
+  // sum: each row split into `splits` pieces of `chunk` elements, an output each (outputs is
+  // rows * splits): partial sums for a second pass when rows are few and long.
+  orchard_i64 splits;
+  orchard_i64 chunk;
   // Threads per row: a power of two dividing the threadgroup's width.
   orchard_i32 lanes;
   // extreme: ORCHARD_EXTREME_* bits; var: take the square root; softmax: log.
