@@ -20,7 +20,8 @@ class ReduceKernels {
   virtual void extreme(const Tensor& src, const Tensor& values, const Tensor& indices, bool largest) const;
   // Variance with `correction` subtracted from the count (std when take_sqrt).
   virtual void var(const Tensor& src, const Tensor& dst, double correction, bool take_sqrt) const;
-  // log(sum(exp(x))), computed as max + log(sum(exp(x - max))).
+  // log(sum(exp(x))), computed as max + log1p(the sum of exp(x - max) over every element but
+  // one of the max's), which keeps a result near 0 accurate.
   virtual void logsumexp(const Tensor& src, const Tensor& dst) const;
   // Softmax (or log-softmax) along the last dim; src and dst have equal shapes.
   virtual void softmax(const Tensor& src, const Tensor& dst, bool log) const;

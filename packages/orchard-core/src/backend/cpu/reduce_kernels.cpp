@@ -205,11 +205,26 @@ void logsumexp_typed(const Tensor& src, const Tensor& dst) {
   for (int64_t k = 0; k < outputs; ++k) {
     const T* row = in + k * rows.row_stride;
     double top = -std::numeric_limits<double>::infinity();
-    for (int64_t i = 0; i < rows.length; ++i) top = std::max(top, static_cast<double>(row[i]));
-    const double shift = std::isinf(top) ? 0.0 : top;  // all -inf (or an inf) stays finite in exp
+    int64_t top_index = -1;
+    for (int64_t i = 0; i < rows.length; ++i) {
+      const auto v = static_cast<double>(row[i]);
+      if (v > top) {
+        top = v;
+        top_index = i;
+      }
+    }
     double total = 0;
-    for (int64_t i = 0; i < rows.length; ++i) total += std::exp(static_cast<double>(row[i]) - shift);
-    out[k] = store<T>(std::log(total) + shift);
+    if (!std::isfinite(top)) {  // all -inf, an inf, or all NaN: no shift, and the same inf or NaN
+      for (int64_t i = 0; i < rows.length; ++i) total += std::exp(static_cast<double>(row[i]));
+      out[k] = store<T>(std::log(total));
+      continue;
+    }
+    // max + log1p(the other terms): the max's own term, 1, would round away what the others add
+    // when the result is near 0.
+    for (int64_t i = 0; i < rows.length; ++i) {
+      if (i != top_index) total += std::exp(static_cast<double>(row[i]) - top);
+    }
+    out[k] = store<T>(std::log1p(total) + top);
   }
 }
 

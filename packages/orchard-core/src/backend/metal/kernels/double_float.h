@@ -89,12 +89,15 @@ constant float kInverseFactorialHi[6] = {0.5f,           1.66666672e-1f, 4.16666
 constant float kInverseFactorialLo[6] = {
     0.0f, -4.96705388e-9f, -1.24176347e-9f, -4.34617203e-10f, -3.36310944e-11f, -2.72559687e-12f};
 
-// exp(x) to about 2^-40 relative for x.hi in [-87, 88] (beyond: float's exp, whose result is
-// then below 2^-125 or infinite). x = k ln2 + r with ln2 in three parts (k * the first is
-// exact), then exp(r / 16) by its Taylor series to r^7 and four squarings.
-inline DoubleFloat df_exp(DoubleFloat x) {
-  if (isnan(x.hi)) return double_float(x.hi);
-  if (x.hi < -87.0f || x.hi > 88.0f) return double_float(exp(x.hi));
+// exp(x) - 1 as 2^k (1 + p) - 1 for x = k ln2 + r, p = exp(r) - 1, for x.hi in [-87, 88]: ln2 in
+// three parts (k * the first is exact), exp(r / 16) - 1 by its Taylor series to r^7, then four
+// squarings of 1 + p kept as p, so that a small x loses nothing to the 1.
+struct ExpParts {
+  float k;
+  DoubleFloat p;
+};
+
+inline ExpParts df_exp_parts(DoubleFloat x) {
   const float k = rint(x.hi * 1.44269504088896341f);
   DoubleFloat r = df_add(x, -k * 0.693359375f);
   r = df_add(r, negate(two_prod(k, -2.12194442e-4f)));
@@ -104,21 +107,45 @@ inline DoubleFloat df_exp(DoubleFloat x) {
   for (int n = 4; n >= 0; --n) {
     p = df_add(df_mul(p, r), DoubleFloat{kInverseFactorialHi[n], kInverseFactorialLo[n]});
   }
-  p = df_add(df_mul(df_mul(p, r), r), r);  // exp(r) - 1, kept apart from the 1 for precision
+  p = df_add(df_mul(df_mul(p, r), r), r);
   for (int i = 0; i < 4; ++i) p = df_add(df_mul(p, p), DoubleFloat{2.0f * p.hi, 2.0f * p.lo});  // (1+p)^2 - 1
-  p = df_add(p, 1.0f);
-  // 2^k in two factors, each a normal float for k in [-126, 128].
+  return ExpParts{k, p};
+}
+
+// x * 2^k for k in [-126, 128], in two factors that are each a normal float.
+inline DoubleFloat scale_by_power_of_two(DoubleFloat x, float k) {
   const int half_k = int(k) / 2;
   const float scale_a = as_type<float>(uint(half_k + 127) << 23);
   const float scale_b = as_type<float>(uint(int(k) - half_k + 127) << 23);
-  return DoubleFloat{p.hi * scale_a * scale_b, p.lo * scale_a * scale_b};
+  return DoubleFloat{x.hi * scale_a * scale_b, x.lo * scale_a * scale_b};
 }
 
-// log(x) for x >= 1 (the sums logsumexp takes it of): float's log, then one Newton step on
-// exp(y) = x, which doubles its correct bits.
-inline DoubleFloat df_log_at_least_one(DoubleFloat x) {
-  const float y = log(x.hi);
-  if (!isfinite(y)) return double_float(y);
-  const DoubleFloat e = df_exp(double_float(y));
-  return two_sum(y, df_add(x, negate(e)).hi / e.hi);
+// exp(x) to about 2^-44 relative for x.hi in [-87, 88]; beyond, float's exp (below 2^-125 or
+// infinite).
+inline DoubleFloat df_exp(DoubleFloat x) {
+  if (isnan(x.hi) || x.hi < -87.0f || x.hi > 88.0f) return double_float(exp(x.hi));
+  const ExpParts e = df_exp_parts(x);
+  return scale_by_power_of_two(df_add(e.p, 1.0f), e.k);
+}
+
+// exp(x) - 1, to about 2^-44 relative to itself, small x included.
+inline DoubleFloat df_expm1(DoubleFloat x) {
+  if (isnan(x.hi) || x.hi > 88.0f) return double_float(exp(x.hi));
+  if (x.hi < -87.0f) return double_float(-1.0f);
+  const ExpParts e = df_exp_parts(x);
+  if (e.k == 0.0f) return e.p;
+  return df_add(scale_by_power_of_two(df_add(e.p, 1.0f), e.k), -1.0f);
+}
+
+// log(1 + s) for s >= 0 (or NaN), to about 2^-44 relative to itself, small s included: float's log with
+// Goldberg's correction for the rounding of 1 + s (good to a few float ulps), then one Newton
+// step on expm1(y) = s, which doubles the correct bits.
+inline DoubleFloat df_log1p(DoubleFloat s) {
+  // Below 2^-40, s - s^2/2 is as good, and keeps subnormal s exact (the Newton step's exp would not).
+  if (s.hi < 9.09494702e-13f) return df_add(s, -0.5f * s.hi * s.hi);
+  const float u = 1.0f + s.hi;
+  if (!isfinite(u)) return double_float(u);
+  const float y = u == 1.0f ? s.hi : log(u) * (s.hi / (u - 1.0f));
+  const DoubleFloat e = df_expm1(double_float(y));
+  return two_sum(y, to_float(df_add(s, negate(e))) / to_float(df_add(e, 1.0f)));
 }

@@ -167,24 +167,33 @@ kernel void var(device const T* src [[buffer(0)]], device T* out [[buffer(1)]], 
   out[r.row] = convert<T>(to_float(v));
 }
 
-// A sum of at least 1 rounded to double's 53 bits, as the CPU's double sum is: a row whose
-// max is 0 and whose other terms add less than 2^-53 then gives exactly 0 on both.
-inline DoubleFloat round_to_double(DoubleFloat x) {
-  const float quantum = as_type<float>(as_type<uint>(x.hi) & 0x7f800000u) * 2.22044605e-16f;  // 2^-52
-  return quick_two_sum(x.hi, rint(x.lo / quantum) * quantum);
-}
+// The terms of a row's sum of exp(x - max) but one of its max's: those of the elements below the
+// max, and how many elements equal it.
+struct OtherTerms {
+  DoubleFloat sum;
+  uint ties;
+};
 
-// max + log(sum(exp(x - max))). With a finite max, x - max is exact in double-float and the
-// max's own term is exactly 1, so the sum is at least 1 and its log rounds once, as in the
-// CPU's double; an infinite or NaN max (all -inf, an inf, all NaN) takes float's arithmetic
-// with no shift, which gives the same inf, -inf or NaN.
+struct AddOtherTerms {
+  OtherTerms operator()(OtherTerms x, OtherTerms y) const {
+    OtherTerms total;
+    total.sum = df_add(x.sum, y.sum);
+    total.ties = x.ties + y.ties;
+    return total;
+  }
+};
+
+// max + log1p(the sum of exp(x - max) over all elements but one of the max's), as the CPU's, so
+// a result near 0 (a row whose max is 0) keeps its digits: in double-float, x - max is exact and
+// the log rounds once. An infinite or NaN max (all -inf, an inf, all NaN) takes float's
+// log(sum(exp(x))) instead, which gives the same inf, -inf or NaN.
 template <typename T>
 kernel void logsumexp(device const T* src [[buffer(0)]], device T* out [[buffer(1)]],
                       constant ReduceArgs& a [[buffer(2)]], uint2 group [[threadgroup_position_in_grid]],
                       uint2 groups [[threadgroups_per_grid]], uint tid [[thread_index_in_threadgroup]],
                       uint width [[threads_per_threadgroup]]) {
   threadgroup float top_scratch[kMaxWidth];
-  threadgroup DoubleFloat sum_scratch[kMaxWidth];
+  threadgroup OtherTerms sum_scratch[kMaxWidth];
   const RowLane r = row_lane(a, group, groups, tid, width);
   const long start = r.active ? strided_offset(a.rows, 0, r.row) : 0;
   float top = -INFINITY;
@@ -195,17 +204,25 @@ kernel void logsumexp(device const T* src [[buffer(0)]], device T* out [[buffer(
   }
   top = reduce_lanes(top_scratch, top, tid, r.lane, uint(a.lanes), Max());
   const bool shifted = isfinite(top);
-  DoubleFloat total = double_float(0.0f);
+  OtherTerms terms;
+  terms.sum = double_float(0.0f);
+  terms.ties = 0;
   if (r.active) {
     for (long i = r.lane; i < a.length; i += a.lanes) {
       const float x = float(src[start + strided_offset(a.reduced, 0, i)]);
-      total = df_add(total, shifted ? df_exp(two_sum(x, -top)) : double_float(exp(x)));
+      if (!shifted) {
+        terms.sum = df_add(terms.sum, exp(x));
+      } else if (x == top) {
+        ++terms.ties;
+      } else {
+        terms.sum = df_add(terms.sum, df_exp(two_sum(x, -top)));
+      }
     }
   }
-  total = reduce_lanes(sum_scratch, total, tid, r.lane, uint(a.lanes), AddDoubleFloat());
+  terms = reduce_lanes(sum_scratch, terms, tid, r.lane, uint(a.lanes), AddOtherTerms());
   if (!r.active || r.lane != 0) return;
-  const float result =
-      shifted ? to_float(df_add(df_log_at_least_one(round_to_double(total)), top)) : log(to_float(total));
+  const DoubleFloat others = df_add(terms.sum, float(terms.ties) - 1.0f);
+  const float result = shifted ? to_float(df_add(df_log1p(others), top)) : log(to_float(terms.sum));
   out[r.row] = convert<T>(result);
 }
 
