@@ -236,48 +236,58 @@ def clang_env(session: nox.Session) -> dict[str, str]:
     return {"CC": CLANG, "CXX": CLANG.replace("clang", "clang++")}
 
 
-def install_metal_core(session: nox.Session, setup_args: Sequence[str], env: Mapping[str, str]) -> None:
-    """Build orchard-core alone with the emulated Metal backend and install it with the test tools."""
+def install_metal_packages(session: nox.Session, setup_args: Sequence[str], env: Mapping[str, str]) -> None:
+    """Build orchard-core with the emulated Metal backend and orchard-flash (its Metal kernels run by
+    orchard-core's harness) against it, and install both with the test tools."""
     wheel_dir = Path(session.create_tmp()) / "metal-wheels"
     shutil.rmtree(wheel_dir, ignore_errors=True)
-    session.run(
-        "python", "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(wheel_dir), *METAL_SETUP_ARGS,
-        *setup_args, str(ROOT / "packages" / "orchard-core"), env={**clang_env(session), **env},
-    )  # fmt: skip
+    for package in ("orchard-core", "orchard-flash"):
+        session.run(
+            "python", "-m", "pip", "wheel", "--no-deps", "--find-links", str(wheel_dir), "--wheel-dir",
+            str(wheel_dir), *METAL_SETUP_ARGS, *setup_args, str(ROOT / "packages" / package),
+            # orchard-flash's meson imports the orchard-core just built (under ASan, with its runtime).
+            env={**clang_env(session), **(env if package == "orchard-flash" else {})},
+        )  # fmt: skip
     session.install(*torch_constraints(), "numpy", "scipy-openblas32", "torch", "pytest", "hypothesis")
-    session.install("--no-deps", "--force-reinstall", *map(str, wheel_dir.glob("orchard_core-*.whl")))
+    session.install("--no-deps", "--force-reinstall", *map(str, wheel_dir.glob("orchard_*.whl")))
 
 
 @nox.session
 def metal(session: nox.Session) -> None:
-    """orchard-core's suite on the "metal" device, its kernels run by the Linux harness.
+    """orchard-core's and orchard-flash's suites on the "metal" device, the kernels run by the Linux
+    harness.
 
-    Three modes (docs/metal.md): the whole suite in the default lane order; the Metal cases in
-    random lane orders (METAL_LANE_SEEDS); the Metal cases with orchard-core built with clang's
+    Three modes (docs/metal.md): both suites whole in the default lane order; their Metal cases in
+    random lane orders (METAL_LANE_SEEDS); their Metal cases with both packages built with clang's
     AddressSanitizer. Arguments after `--` go to pytest.
     """
-    core_tests = str(ROOT / "packages" / "orchard-core" / "tests")
+    suites = [str(ROOT / "packages" / package / "tests") for package in ("orchard-core", "orchard-flash")]
     metal_cases = ["-k", "metal"]
+    # A flash Metal case that skips (no "metal" device listed) fails instead.
+    require = {"ORCHARD_TEST_REQUIRE_METAL": "1"}
     # clang links LLVM's OpenMP runtime, torch GCC's: this build holds two in one process, which
     # the threading policy's test forbids for the shipped (GCC) build that `tests` checks.
     one_openmp = "packages/orchard-core/tests/test_threads.py::test_the_policy_holds_in_either_import_order"
-    install_metal_core(session, [], {})
-    session.run("python", "-m", "pytest", core_tests, "--deselect", one_openmp, *session.posargs)
+    install_metal_packages(session, [], {})
+    session.run("python", "-m", "pytest", *suites, "--deselect", one_openmp, *session.posargs, env=require)
     for seed in METAL_LANE_SEEDS:
-        order = {"ORCHARD_METAL_LANE_ORDER": "random", "ORCHARD_METAL_LANE_SEED": str(seed)}
-        session.run("python", "-m", "pytest", core_tests, *metal_cases, *session.posargs, env=order)
+        order = {**require, "ORCHARD_METAL_LANE_ORDER": "random", "ORCHARD_METAL_LANE_SEED": str(seed)}
+        session.run("python", "-m", "pytest", *suites, *metal_cases, *session.posargs, env=order)
     asan_runtime = str(
         session.run(CLANG, "-print-file-name=libclang_rt.asan-x86_64.so", silent=True, external=True)
-    )
-    install_metal_core(session, ["-Csetup-args=-Db_sanitize=address", "-Csetup-args=-Db_lundef=false"], {})
+    ).strip()
     asan = {
-        "LD_PRELOAD": asan_runtime.strip(),
+        "LD_PRELOAD": asan_runtime,
         "ASAN_OPTIONS": "abort_on_error=1:detect_leaks=0:allocator_may_return_null=1",
         "ORCHARD_METAL_HARNESS_ASAN": "1",
     }
-    session.run(
-        "python", "-m", "pytest", core_tests, *metal_cases, "--capture=sys", *session.posargs, env=asan
+    install_metal_packages(
+        session, ["-Csetup-args=-Db_sanitize=address", "-Csetup-args=-Db_lundef=false"], asan
     )
+    session.run(
+        "python", "-m", "pytest", *suites, *metal_cases, "--capture=sys", *session.posargs,
+        env={**require, **asan},
+    )  # fmt: skip
 
 
 @nox.session

@@ -7,7 +7,7 @@
 #include <string>
 #include <tuple>
 
-#include "backend/metal/harness/harness.h"
+#include "orchard/metal/harness/harness.h"
 #include "extensions.h"
 #include "orchard/error.h"
 

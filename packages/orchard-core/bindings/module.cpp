@@ -94,6 +94,9 @@ void bind_devices(py::module_& m) {
       "and at their peak; None for devices without one.");
   // Private: what the CUDA tests ask of this build (the names exist in every build).
   m.attr("_built_with_cuda") = has_backend(DeviceType::CUDA);
+  // How this build runs Metal kernels, for packages that build their own against it
+  // (orchard-flash): "harness" (-Dmetal=emulated, Linux), "metallib" (macOS) or "".
+  m.attr("_metal_kernels") = ORCHARD_METAL_KERNELS;
   m.def("_cuda_device_count", [] { return device_count(DeviceType::CUDA); });
   m.def("_ops", [] {
     std::vector<std::string> names;

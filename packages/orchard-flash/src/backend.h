@@ -27,7 +27,8 @@ struct AttentionBackend {
   // Writes the keep mask (batch, heads, len_q, len_k) into `mask` (bool, contiguous, non-empty).
   void (*dropout_mask)(const AttentionShape& shape, const Dropout& dropout, const Tensor& mask);
   // The kernel tiers tests force in turn (CPU: instruction sets; CUDA: a cap on the tier), the
-  // one in force, and the switch (ValueError naming a tier this build or machine lacks).
+  // one in force, and the switch (ValueError naming a tier this build or machine lacks); all
+  // three null for a backend with one set of kernels (Metal).
   std::vector<std::string> (*tiers)();
   std::string (*tier)();
   void (*set_tier)(const std::string& name);

@@ -115,6 +115,7 @@ def memory_stats(device: _DeviceLike) -> dict[str, int] | None:
 
 # Private: what the CUDA tests ask of this build (present in every build).
 _built_with_cuda: builtins.bool
+_metal_kernels: builtins.str
 
 def get_num_threads() -> int:
     """The threads orchard's CPU kernels use."""

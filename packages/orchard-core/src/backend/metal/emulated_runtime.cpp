@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "backend/metal/encoder.h"
-#include "backend/metal/harness/harness.h"
+#include "orchard/metal/harness/harness.h"
 #include "backend/metal/kernels.h"
 #include "orchard/allocator.h"
 #include "orchard/error.h"

@@ -3,6 +3,7 @@
 #include "backend/metal/encoder.h"
 #include "backend/metal/kernels.h"
 #include "backend/metal/launch.h"
+#include "orchard/error.h"
 
 namespace orchard::metal {
 
@@ -49,7 +50,13 @@ bool supports(Op op, DType dtype) {
 }
 
 ComputeEncoder& encoder_for(const Tensor& t) {
-  return static_cast<MetalDevice&>(runtime(t.device())).encoder();
+  // The host-memory stand-in (ORCHARD_METAL_FALLBACK=cpu) is a "metal" runtime without kernels.
+  auto* device = dynamic_cast<MetalDevice*>(&runtime(t.device()));
+  if (device == nullptr) {
+    fail<NotImplementedError>("metal: device ", t.device().str(), " (", runtime(t.device()).description(),
+                              ") runs no Metal kernels");
+  }
+  return device->encoder();
 }
 
 }  // namespace orchard::metal

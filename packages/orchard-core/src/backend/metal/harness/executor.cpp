@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "backend/metal/harness/fiber.h"
-#include "backend/metal/harness/kernel_api.h"
+#include "orchard/metal/harness/kernel_api.h"
 #include "orchard/environment.h"
 #include "orchard/error.h"
 

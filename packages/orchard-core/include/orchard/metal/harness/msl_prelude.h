@@ -14,7 +14,7 @@
 #include <limits>
 #include <type_traits>
 
-#include "backend/metal/harness/kernel_api.h"
+#include "orchard/metal/harness/kernel_api.h"
 
 namespace metal {
 
@@ -184,10 +184,10 @@ struct call_site : orchard::metal::harness::CallSite {
 
 }  // namespace metal
 
-#include "backend/metal/harness/msl_atomic.h"
-#include "backend/metal/harness/msl_math.h"
-#include "backend/metal/harness/msl_simd.h"
-#include "backend/metal/harness/msl_simdgroup_matrix.h"
+#include "orchard/metal/harness/msl_atomic.h"
+#include "orchard/metal/harness/msl_math.h"
+#include "orchard/metal/harness/msl_simd.h"
+#include "orchard/metal/harness/msl_simdgroup_matrix.h"
 
 // Address spaces and the kernel qualifier: one address space here. `constant` data is read-only
 // in Metal, so it is const here too.

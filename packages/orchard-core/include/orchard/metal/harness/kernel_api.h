@@ -8,7 +8,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "backend/metal/harness/harness.h"
+#include "orchard/metal/harness/harness.h"
 
 namespace orchard::metal::harness {
 

@@ -200,7 +200,7 @@ def translate(source: Path) -> str:
         (m.group(1), m.group(2), m.group(3), line_of(text, m.start())) for m in INSTANCE.finditer(text)
     ]
     body = rewrite(text, path)
-    prelude = '#include "backend/metal/harness/msl_prelude.h"  // metal_stdlib for C++'
+    prelude = '#include "orchard/metal/harness/msl_prelude.h"  // metal_stdlib for C++'
     return f"{prelude}\n#line 1 {json.dumps(path)}\n{body}\n{launchers(kernels, instances, host_names, path)}"
 
 
