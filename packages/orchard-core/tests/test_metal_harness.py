@@ -21,7 +21,7 @@ needs_harness = pytest.mark.skipif(
 )
 ASAN = os.environ.get("ORCHARD_METAL_HARNESS_ASAN") == "1"
 PACKAGE = Path(__file__).resolve().parents[1]
-GENERATOR = PACKAGE / "src" / "backend" / "metal" / "harness" / "msl_to_cpp.py"
+GENERATOR = PACKAGE / "include" / "orchard" / "metal" / "harness" / "msl_to_cpp.py"
 ORDERS = [("default", 0), ("random", 1), ("random", 2), ("random", 3)]
 
 

@@ -111,9 +111,9 @@ def forward(
 
     q is (batch, heads, len_q, dim), k and v (batch, heads_kv, len_k, dim) with heads a
     multiple of heads_kv (grouped-query attention); any strides; float32, bfloat16 or float64,
-    and float16 on CUDA (``supported_dtypes``). Tensors on a CUDA device run the CUDA kernels,
-    asynchronously on ``stream`` (default: torch's current stream for torch tensors, else the
-    default stream).
+    float16 on CUDA and Metal, no float64 on Metal (``supported_dtypes``). Tensors on a CUDA
+    device run the CUDA kernels, asynchronously on ``stream`` (default: torch's current stream
+    for torch tensors, else the default stream); orchard tensors on "metal" the Metal kernels.
     ``scale`` defaults to 1/sqrt(dim). With ``causal``, query row i sees key j when
     j <= i + len_k - len_q ("bottom_right", flash-attn's convention) or j <= i ("top_left",
     torch's is_causal). With ``dropout_p`` > 0 the probabilities are dropped by the mask that
@@ -203,7 +203,7 @@ def dropout_mask(
 ) -> orchard_core.Tensor:
     """The keep mask (batch, heads, len_q, len_k) of bools that the kernels apply for ``seed``.
 
-    Drawn by ``device``'s kernels ("cpu" or "cuda:N"): the same mask on every device.
+    Drawn by ``device``'s kernels ("cpu", "cuda:N" or "metal"): the same mask on every device.
     """
     return _flash._dropout_mask(
         *(
@@ -218,15 +218,17 @@ def dropout_mask(
 
 
 def available_devices() -> list[str]:
-    """Devices with flash kernels in this build on this host: "cpu", then "cuda:N" per GPU."""
+    """Devices with flash kernels in this build on this host: "cpu", then "metal" (built against an
+    orchard-core with a Metal backend), then "cuda:N" per GPU."""
     return list(_flash._available_devices())
 
 
 def supported_dtypes(device: str) -> tuple[str, ...]:
     """The dtypes the kernels for ``device``'s type compute in, as orchard names them, narrowest first.
 
-    ("bfloat16", "float32", "float64") on "cpu", and "float16" too on "cuda" in a CUDA build; ()
-    for a device type this build has no kernels for.
+    ("bfloat16", "float32", "float64") on "cpu", "float16" too on "cuda" in a CUDA build,
+    ("bfloat16", "float16", "float32") on "metal" where orchard-core has a Metal backend; () for a
+    device type this build has no kernels for.
     """
     return tuple(_flash._supported_dtypes(_check_str(device, "device")))
 
