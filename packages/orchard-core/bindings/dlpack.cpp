@@ -1,6 +1,8 @@
 // DLPack both ways: Tensor.__dlpack__/__dlpack_device__ and from_dlpack(obj).
 #include <atomic>
 #include <memory>
+#include <optional>
+#include <utility>
 
 #include "convert.h"
 #include "dlpack_abi.h"
@@ -75,20 +77,30 @@ struct Export {
   static void deleter(Managed* self) { std::unique_ptr<Export>(static_cast<Export*>(self->manager_ctx)); }
 };
 
+// DLPack's data and byte_offset: Metal's data is the buffer object (an id<MTLBuffer> on macOS)
+// and the offset says where the tensor starts in it, as torch's MPS tensors and MLX's arrays
+// say it; other devices' data is the first element's address.
+std::pair<void*, uint64_t> dl_address(const Tensor& tensor) {
+  if (tensor.device().type != DeviceType::Metal) return {tensor.data_ptr(), 0};
+  const Buffer buffer = tensor.buffer();
+  return {buffer.handle, buffer.offset};
+}
+
 template <class Managed>
 Managed* export_tensor(const Tensor& tensor) {
   auto owner = std::make_unique<Export<Managed>>();
   owner->tensor = tensor;
   owner->shape = tensor.shape();
   owner->strides = tensor.strides();
+  const auto [data, byte_offset] = dl_address(tensor);
   Managed& m = owner->managed;
-  m.dl_tensor = DLTensor{tensor.data_ptr(),
+  m.dl_tensor = DLTensor{data,
                          to_dl(tensor.device()),
                          static_cast<int32_t>(tensor.ndim()),
                          to_dl(tensor.dtype()),
                          owner->shape.data(),
                          owner->strides.data(),
-                         0};
+                         byte_offset};
   m.manager_ctx = owner.get();
   m.deleter = &Export<Managed>::deleter;
   if constexpr (std::is_same_v<Managed, DLManagedTensorVersioned>) m.version = {kMajorVersion, kMinorVersion};
@@ -158,7 +170,7 @@ py::object dlpack(const Tensor& tensor, py::handle stream, py::handle max_versio
 Tensor wrap(const DLTensor& t, std::function<void()> release) {
   const DType dtype = from_dl(t.dtype);
   const Device device = from_dl(t.device);
-  runtime(device);  // the device must exist in this build and on this host
+  DeviceRuntime& rt = runtime(device);  // the device must exist in this build and on this host
   if (t.ndim < 0) fail<ValueError>("DLPack tensor has negative ndim ", t.ndim);
   const Shape shape(t.shape, t.shape + t.ndim);
   Shape strides;
@@ -173,7 +185,16 @@ Tensor wrap(const DLTensor& t, std::function<void()> release) {
     strides.assign(t.strides, t.strides + t.ndim);
   }
   const size_t item = itemsize(dtype);
-  auto* data = static_cast<char*>(t.data) + t.byte_offset;
+  // A Metal producer's data is its buffer object (dl_address); kernels bind that buffer at the
+  // offset, and the tensor's data pointer is the runtime's address for it.
+  std::optional<Buffer> buffer;
+  char* data = nullptr;
+  if (device.type == DeviceType::Metal) {
+    buffer = Buffer{t.data, t.byte_offset};
+    data = static_cast<char*>(rt.data_address(*buffer));
+  } else {
+    data = static_cast<char*>(t.data) + t.byte_offset;
+  }
   if (reinterpret_cast<uintptr_t>(data) % item != 0) {
     fail<ValueError>("DLPack data pointer ", static_cast<void*>(data), " is not aligned to the ", item,
                      "-byte elements of ", dtype_name(dtype));
@@ -194,8 +215,9 @@ Tensor wrap(const DLTensor& t, std::function<void()> release) {
     }
   }
   const size_t nbytes = empty ? 0 : static_cast<size_t>(last + 1) * item;
-  return Tensor::from_data(data, nbytes, shape, strides, dtype, device,
-                           [release = std::move(release)](void*) { release(); });
+  return Tensor::from_data(
+      data, nbytes, shape, strides, dtype, device, [release = std::move(release)](void*) { release(); },
+      buffer);
 }
 
 // Takes ownership of a capsule's tensor: wraps it, marks the capsule used, and

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <string>
 
+#include "orchard/allocator.h"
 #include "orchard/error.h"
 
 namespace orchard {
@@ -129,5 +130,8 @@ void DeviceRuntime::synchronize() {}
 Event DeviceRuntime::record(Stream stream) { return Event{stream.device, nullptr}; }
 void DeviceRuntime::wait(Stream, const Event&) {}
 bool DeviceRuntime::query(const Event&) { return true; }
+void* DeviceRuntime::data_address(const Buffer& buffer) const {
+  return buffer.handle == nullptr ? nullptr : static_cast<std::byte*>(buffer.handle) + buffer.offset;
+}
 
 }  // namespace orchard

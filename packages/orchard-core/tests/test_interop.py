@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import weakref
 
@@ -277,6 +278,57 @@ def test_from_dlpack_of_an_orchard_tensor_shares_it(device):
     capsule_import = oc.from_dlpack(t.__dlpack__(max_version=(1, 0)))
     assert capsule_import.data_ptr() == t.data_ptr()
     assert capsule_import.device == device
+
+
+class _DLTensor(ctypes.Structure):
+    _fields_ = [
+        ("data", ctypes.c_void_p),
+        ("device", ctypes.c_int32 * 2),
+        ("ndim", ctypes.c_int32),
+        ("dtype", ctypes.c_uint32),
+        ("shape", ctypes.c_void_p),
+        ("strides", ctypes.c_void_p),
+        ("byte_offset", ctypes.c_uint64),
+    ]
+
+
+class _DLManagedTensorVersioned(ctypes.Structure):
+    _fields_ = [
+        ("version", ctypes.c_uint32 * 2),
+        ("manager_ctx", ctypes.c_void_p),
+        ("deleter", ctypes.c_void_p),
+        ("flags", ctypes.c_uint64),
+        ("dl_tensor", _DLTensor),
+    ]
+
+
+def _data_and_byte_offset(capsule) -> tuple[int, int]:
+    """A versioned capsule's DLTensor.data and byte_offset, read without consuming it."""
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    managed = _DLManagedTensorVersioned.from_address(get_pointer(capsule, b"dltensor_versioned"))
+    return managed.dl_tensor.data, managed.dl_tensor.byte_offset
+
+
+def test_dlpack_metal_names_the_buffer_and_the_offset(rng, monkeypatch):
+    # DLPack's Metal convention, torch's MPS tensors' and MLX's: data is the buffer (an
+    # id<MTLBuffer> on macOS), the same for every view of a storage, and byte_offset is where
+    # the view starts in it. Imports bind the buffer at that offset, without a copy.
+    monkeypatch.setenv("ORCHARD_METAL_FALLBACK", "cpu")
+    base = oc.tensor(random_array(rng, (6, 8), "float32"), device="metal")
+    view = base[2:, 3::2]
+    base_data, base_offset = _data_and_byte_offset(base.__dlpack__(max_version=(1, 0)))
+    capsule = view.__dlpack__(max_version=(1, 0))
+    view_data, view_offset = _data_and_byte_offset(capsule)
+    assert (view_data, base_offset) == (base_data, 0)
+    assert view_offset == view.data_ptr() - base.data_ptr() == (2 * 8 + 3) * base.itemsize
+    imported = oc.from_dlpack(capsule)
+    assert imported.device == "metal"
+    assert imported.data_ptr() == view.data_ptr()
+    assert imported.stride() == view.stride()
+    assert imported.tolist() == view.tolist()
+    imported.fill_(-2.0)  # the same memory
+    assert view.tolist() == [[-2.0] * 3] * 4
 
 
 def test_dlpack_capsules(rng):

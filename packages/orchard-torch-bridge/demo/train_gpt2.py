@@ -166,31 +166,47 @@ class Run:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     cpu_rng: torch.Tensor  # torch's default CPU generator's state between this run's steps
-    cuda_rng: torch.Tensor | None  # the CUDA device's default generator's, on CUDA
+    device_rng: torch.Tensor | None  # the device's default generator's, on CUDA and MPS
     step_seconds: list[float] = field(default_factory=list)
     train_curve: list[list[float]] = field(default_factory=list)
     val_curve: list[list[float]] = field(default_factory=list)
+
+
+def device_rng_state(device: torch.device) -> torch.Tensor | None:
+    """The state of `device`'s own default generator (CUDA's, MPS's); None where it is the CPU's."""
+    if device.type == "cuda":
+        return torch.cuda.get_rng_state(device)
+    if device.type == "mps":
+        return torch.mps.get_rng_state()
+    return None
+
+
+def set_device_rng_state(device: torch.device, state: torch.Tensor) -> None:
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state, device)
+    elif device.type == "mps":
+        torch.mps.set_rng_state(state)
 
 
 @contextlib.contextmanager
 def own_random_state(run: Run, device: torch.device) -> Iterator[None]:
     """Runs the block on `run`'s own random streams, and keeps where the block left them.
 
-    Stock dropout draws from torch's default generator of the device (the CUDA one on CUDA), and
-    Orchard's attention draws its kernel's dropout seed from the default CPU generator. Loading
-    the run's saved states into those generators before each of its steps, and saving them
-    after, makes its dropout masks those of a run on its own, whatever the other run drew in
-    between.
+    Stock dropout draws from torch's default generator of the device (the CUDA or MPS one there),
+    and Orchard's attention draws its kernel's dropout seed from the default CPU generator.
+    Loading the run's saved states into those generators before each of its steps, and saving
+    them after, makes its dropout masks those of a run on its own, whatever the other run drew
+    in between.
     """
     torch.set_rng_state(run.cpu_rng)
-    if run.cuda_rng is not None:
-        torch.cuda.set_rng_state(run.cuda_rng, device)
+    if run.device_rng is not None:
+        set_device_rng_state(device, run.device_rng)
     try:
         yield
     finally:
         run.cpu_rng = torch.get_rng_state()
-        if run.cuda_rng is not None:
-            run.cuda_rng = torch.cuda.get_rng_state(device)
+        if run.device_rng is not None:
+            run.device_rng = device_rng_state(device)
 
 
 def build_run(args: argparse.Namespace, vocab_size: int, attention: str) -> Run:
@@ -214,8 +230,7 @@ def build_run(args: argparse.Namespace, vocab_size: int, attention: str) -> Run:
     model = GPT2LMHeadModel(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1, betas=(0.9, 0.95))
     torch.manual_seed(args.seed + 2)  # every run's dropout streams start at the same state
-    cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    return Run(attention, model, optimizer, torch.get_rng_state(), cuda_rng)
+    return Run(attention, model, optimizer, torch.get_rng_state(), device_rng_state(device))
 
 
 def loss_of(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
@@ -242,9 +257,11 @@ def learning_rate(args: argparse.Namespace, step: int) -> float:
 
 
 def synchronize(device: torch.device) -> None:
-    """Waits for the device's queued work, so that a step's time is all of its work (CUDA)."""
+    """Waits for the device's queued work, so that a step's time is all of its work (CUDA, MPS)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def train_step(run: Run, batch: torch.Tensor, lr: float, device: torch.device) -> float:
@@ -434,14 +451,23 @@ def orchard_device_problem(device: torch.device) -> str | None:
     """Why Orchard's attention cannot run on `device` with this orchard-flash build, or None."""
     if device.type == "cpu":
         return None
+    available = orchard_flash.available_devices()
+    if device.type == "mps":  # orchard's "metal" device runs torch's mps tensors
+        if "metal" in available:
+            return None
+        return (
+            "orchard attention on mps needs orchard-flash's Metal kernels, and this orchard-flash has none "
+            f"here (it has kernels for: {', '.join(available)}); use --attention stock"
+        )
     name = str(device)
     if device.type == "cuda" and device.index is None:
         name = f"cuda:{torch.cuda.current_device()}"
-    available = orchard_flash.available_devices()
     if name in available:
         return None
     if device.type != "cuda":
-        return f"orchard-flash has no {device.type} kernels; use --device cpu or cuda, or --attention stock"
+        return (
+            f"orchard-flash has no {device.type} kernels; use --device cpu, cuda or mps, or --attention stock"
+        )
     if not orchard_flash._flash._built_with_cuda():
         return (
             f"orchard attention on {name} needs orchard-flash's CUDA kernels, and this orchard-flash was "
@@ -473,7 +499,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--device",
         default="cpu",
-        help="torch device of both runs (default cpu; cuda needs orchard-flash built with CUDA)",
+        help="torch device of both runs: cpu (default), cuda[:N] or mps; Orchard's attention there needs "
+        "orchard-flash's CUDA or Metal kernels",
     )
     parser.add_argument("--corpus", help="a UTF-8 text file to train on (default: Python stdlib source)")
     parser.add_argument("--eval-every", type=int, default=50, help="steps between validation losses")
@@ -499,6 +526,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      f"256, got {head_dim}")  # fmt: skip
     try:
         device = torch.device(args.device)
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            # Said here: torch.empty's error on a torch without MPS is its whole dispatch table.
+            parser.error(f"--device {args.device} is not usable here: torch sees no MPS device")
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as error:
         parser.error(f"--device {args.device} is not usable here: {error}")

@@ -177,10 +177,10 @@ def test_bad_arguments_raise(gen):
         flash_attention(q, k, v, attn_mask=torch.ones(5, 5, dtype=torch.bool))
 
 
-@pytest.mark.parametrize("device", ["mps", "cuda:0"])
+@pytest.mark.parametrize("device", ["cuda:0", "xpu"])
 def test_unsupported_device_is_named(device, monkeypatch):
     # The check itself, on tensors that say they live elsewhere, with a build that has no kernels
-    # there (CUDA builds are tested on the GPU in test_cuda_op.py).
+    # there (CUDA builds are tested on the GPU in test_cuda_op.py, mps in test_mps.py).
     monkeypatch.setattr(attention, "_CUDA_INDICES", ())
     where = torch.device(device)
     fake = SimpleNamespace(dim=lambda: 4, dtype=torch.float32, device=where, shape=(1, 2, 3, 8))
@@ -194,13 +194,16 @@ CUDA_DTYPES = (torch.bfloat16, torch.float16, torch.float32, torch.float64)
 
 
 def test_dtype_table_is_orchard_flashs_answer():
-    # The table _check uses is the capability query's answer, asked once at import.
-    for device_type in ("cpu", "cuda"):
-        names = orchard_flash.supported_dtypes(device_type)
-        assert attention._DTYPES[device_type] == tuple(getattr(torch, name) for name in names)
+    # The table _check uses is the capability query's answer, asked once at import; torch's
+    # "mps" asks for orchard's "metal".
+    for torch_type, orchard_type in (("cpu", "cpu"), ("cuda", "cuda"), ("mps", "metal")):
+        names = orchard_flash.supported_dtypes(orchard_type)
+        assert attention._DTYPES[torch_type] == tuple(getattr(torch, name) for name in names)
     assert attention._DTYPES["cpu"] == (torch.bfloat16, torch.float32, torch.float64)
     assert attention._DTYPES["cuda"] in ((), CUDA_DTYPES)  # a CUDA build has every one
-    assert attention._DTYPES["meta"] == (attention._DTYPES["cuda"] or attention._DTYPES["cpu"])
+    every = {*attention._DTYPES["cpu"], *attention._DTYPES["cuda"], *attention._DTYPES["mps"]}
+    assert set(attention._DTYPES["meta"]) == every
+    assert [d.itemsize for d in attention._DTYPES["meta"]] == sorted(d.itemsize for d in every)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])

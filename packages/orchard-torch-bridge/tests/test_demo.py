@@ -125,6 +125,26 @@ def test_orchard_on_cuda_without_cuda_kernels_says_how_to_build(demo):
     assert "cuda:0" in problem and "-Dcuda=enabled" in problem
 
 
+def test_orchard_on_mps_needs_orchard_flashs_metal_kernels(demo, monkeypatch):
+    # torch's mps tensors run on orchard's "metal" device.
+    monkeypatch.setattr(orchard_flash, "available_devices", lambda: ["cpu", "metal"])
+    assert demo.orchard_device_problem(torch.device("mps")) is None
+    monkeypatch.setattr(orchard_flash, "available_devices", lambda: ["cpu"])
+    problem = demo.orchard_device_problem(torch.device("mps"))
+    assert "needs orchard-flash's Metal kernels" in problem and "(it has kernels for: cpu)" in problem
+    assert "--attention stock" in problem
+
+
+def test_mps_where_torch_has_none_is_refused_in_a_line(demo, capsys):
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has an Apple GPU")
+    with pytest.raises(SystemExit):
+        demo.parse_args(["--device", "mps", "--attention", "stock"])
+    error = capsys.readouterr().err
+    assert "--device mps is not usable here: torch sees no MPS device" in error
+    assert "aten::empty" not in error  # not torch.empty's table of every backend
+
+
 def test_switch_is_off_during_the_demo_and_restored(demo, tmp_path):
     """With the bridge's GPT-2 switch on, "sdpa" would be orchard too: the demo turns it off."""
     import orchard_torch_bridge

@@ -16,6 +16,7 @@
 namespace orchard {
 
 class Allocator;
+struct Buffer;
 struct Kernels;
 
 enum class DeviceType : uint8_t { CPU, Metal, CUDA };
@@ -102,6 +103,10 @@ class DeviceRuntime {
   // Whether the work before `event` has finished (never blocks).
   virtual bool query(const Event& event);
   virtual std::optional<MemoryStats> memory_stats() const { return std::nullopt; }
+  // The address a tensor's data pointer holds for the memory `buffer` names (the inverse of
+  // an allocation's DataPtr::buffer()), for memory made elsewhere and shared through DLPack:
+  // handle + offset by default; Metal maps its MTLBuffer to the buffer's host contents.
+  virtual void* data_address(const Buffer& buffer) const;
 };
 
 // A backend: the runtimes of one device type. Each backend folder defines one and registers it

@@ -5,7 +5,9 @@
 to torch.compile (fake kernels give their shapes), and autograd connects them. Tensors reach
 orchard-flash through DLPack without copies, and the outputs are allocated by torch. CPU
 tensors run orchard-flash's CPU kernels; CUDA tensors its CUDA kernels, on torch's current
-stream, when this orchard-flash build has them (``orchard_flash.available_devices()``).
+stream; MPS tensors its Metal kernels, on orchard's own Metal queue between two waits (see
+``_synchronized``); each when this orchard-flash build has them
+(``orchard_flash.available_devices()``).
 ``flash_attention`` wraps them with the arguments of
 ``torch.nn.functional.scaled_dot_product_attention``.
 """
@@ -13,13 +15,20 @@ stream, when this orchard-flash build has them (``orchard_flash.available_device
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import orchard_core
 import orchard_flash
 import torch
 
 # PyTorch's is_causal: query row i sees keys 0..i (orchard-flash's "top_left" alignment).
 _ALIGNMENT = "top_left"
+
+
+# orchard's name for each torch device type the bridge runs: torch's "mps" is orchard's "metal".
+_ORCHARD_DEVICE_TYPES = {"cpu": "cpu", "cuda": "cuda", "mps": "metal"}
 
 
 def _dtypes(device_type: str) -> tuple[torch.dtype, ...]:
@@ -31,8 +40,8 @@ def _dtypes(device_type: str) -> tuple[torch.dtype, ...]:
 # native module would break the graph, while constants are folded away.
 _DEVICES = tuple(orchard_flash.available_devices())
 _CUDA_INDICES = tuple(int(d.split(":", 1)[1]) for d in _DEVICES if d.startswith("cuda:"))
-# The dtypes per device type; "meta" (shape-only tracing) takes what any device type takes.
-_DTYPES = {device_type: _dtypes(device_type) for device_type in ("cpu", "cuda")}
+# The dtypes per torch device type; "meta" (shape-only tracing) takes what any device type takes.
+_DTYPES = {torch_type: _dtypes(orchard_type) for torch_type, orchard_type in _ORCHARD_DEVICE_TYPES.items()}
 _DTYPES["meta"] = tuple(
     sorted(dict.fromkeys(d for dtypes in _DTYPES.values() for d in dtypes), key=lambda d: d.itemsize)
 )
@@ -44,7 +53,19 @@ def _device_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return index in _CUDA_INDICES
+    if device.type == "mps":
+        return "metal" in _DEVICES
     return False
+
+
+def _unsupported_device_message(device: torch.device) -> str:
+    kernels = f"kernels for {device}"
+    if device.type == "mps":
+        kernels = "Metal kernels (mps tensors run on orchard's metal device)"
+    return (
+        f"orchard flash_attention: tensors on {device} are not supported; orchard-flash has no {kernels} "
+        f"in this build (it has: {', '.join(_DEVICES)})"
+    )
 
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> None:
@@ -55,10 +76,7 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) 
             f"{v.device}"
         )
     if not _device_supported(q.device):
-        raise ValueError(
-            f"orchard flash_attention: tensors on {q.device} are not supported; orchard-flash has no "
-            f"kernels for {q.device} in this build (it has: {', '.join(_DEVICES)})"
-        )
+        raise ValueError(_unsupported_device_message(q.device))
     supported = _DTYPES[q.device.type]
     for name, t in (("query", q), ("key", k), ("value", v)):
         if t.dim() != 4:
@@ -118,8 +136,28 @@ def _options(q: torch.Tensor, dropout_p: float, is_causal: bool, scale: float) -
     return options
 
 
-@torch.library.custom_op("orchard::flash_attention", mutates_args=())
-def _forward(
+@contextmanager
+def _synchronized(device: torch.device) -> Iterator[None]:
+    """Orders orchard's kernels on ``device`` with torch's work around them.
+
+    CPU work is done when the call returns, and CUDA kernels go on torch's current stream. On
+    MPS, orchard-flash's Metal kernels run on orchard's own command queue, which torch cannot
+    see: torch's queued work, writes to the inputs and earlier use of the outputs' memory
+    included, must finish first (torch's MPS stream is one per process, and
+    ``torch.mps.synchronize`` waits for it), and orchard's must finish before torch reads the
+    outputs or reuses any of the memory, whether the kernels succeeded or raised.
+    """
+    if device.type != "mps":
+        yield
+        return
+    torch.mps.synchronize()
+    try:
+        yield
+    finally:
+        orchard_core.synchronize("metal")
+
+
+def _flash_forward(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -134,8 +172,15 @@ def _forward(
     lse = torch.empty(q.shape[:3], dtype=_row_dtype(q.dtype), device=q.device)
     # detach(): DLPack refuses tensors that require grad; autograd is this op's registration's job.
     options = _options(q, dropout_p, is_causal, scale)
-    orchard_flash.forward(q.detach(), k.detach(), v.detach(), seed=int(seed), out=out, lse=lse, **options)
+    # Entered after torch allocated the outputs: on MPS, the wait covers their memory's past use too.
+    with _synchronized(q.device):
+        orchard_flash.forward(q.detach(), k.detach(), v.detach(), seed=int(seed), out=out, lse=lse, **options)
     return out, lse
+
+
+# The eager kernels are plain functions too, so their order of allocations and waits is testable
+# without the device (test_mps.py).
+_forward = torch.library.custom_op("orchard::flash_attention", mutates_args=())(_flash_forward)
 
 
 @_forward.register_fake
@@ -153,8 +198,7 @@ def _forward_fake(
     return q.new_empty(q.shape), q.new_empty(q.shape[:3], dtype=_row_dtype(q.dtype))
 
 
-@torch.library.custom_op("orchard::flash_attention_backward", mutates_args=())
-def _backward(
+def _flash_backward(
     dout: torch.Tensor,
     dlse: torch.Tensor | None,
     q: torch.Tensor,
@@ -175,17 +219,21 @@ def _backward(
     # As torch's own attention backends: dq summed by atomics (faster, last bits varying from
     # run to run) unless torch.use_deterministic_algorithms(True) asks for bitwise repeatability.
     deterministic = torch.are_deterministic_algorithms_enabled()
-    orchard_flash.backward(
-        *tensors,
-        seed=int(seed),
-        dlse=dlse,
-        dq=grads[0],
-        dk=grads[1],
-        dv=grads[2],
-        deterministic=deterministic,
-        **options,
-    )
+    with _synchronized(q.device):
+        orchard_flash.backward(
+            *tensors,
+            seed=int(seed),
+            dlse=dlse,
+            dq=grads[0],
+            dk=grads[1],
+            dv=grads[2],
+            deterministic=deterministic,
+            **options,
+        )
     return grads[0], grads[1], grads[2]
+
+
+_backward = torch.library.custom_op("orchard::flash_attention_backward", mutates_args=())(_flash_backward)
 
 
 @_backward.register_fake

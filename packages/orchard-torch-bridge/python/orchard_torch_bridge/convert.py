@@ -1,4 +1,11 @@
-"""Zero-copy conversion between torch and orchard_core tensors, through DLPack."""
+"""Zero-copy conversion between torch and orchard_core tensors, through DLPack.
+
+torch's "mps" tensors and orchard's "metal" ones convert into each other (DLPack's Metal device:
+the MTLBuffer and a byte offset). The two libraries queue Metal work on different command queues
+and DLPack orders none of it: ``torch.mps.synchronize()`` before orchard uses memory torch wrote,
+``orchard_core.synchronize("metal")`` before torch uses memory orchard wrote. The attention ops
+do both themselves.
+"""
 
 from __future__ import annotations
 

@@ -147,13 +147,23 @@ class MetalEncoder final : public ComputeEncoder {
 class MetalRuntime final : public MetalDevice {
  public:
   explicit MetalRuntime(id<MTLDevice> device) : device_(device), cache_(device), allocator_(*this) {
-    NSError* error = nil;
-    library_ = [device_ newLibraryWithURL:[NSURL fileURLWithPath:metallib_path()] error:&error];
-    if (library_ == nil) {
-      fail<RuntimeError>("metal: cannot load ", [metallib_path() UTF8String], ": ",
-                         [[error localizedDescription] UTF8String]);
-    }
+    add_library([metallib_path() UTF8String]);
     event_ = [device_ newSharedEvent];
+  }
+
+  // Loads the metallib at `path` once; pipeline_for looks kernels up in load order.
+  void add_library(const std::string& path) {
+    const std::lock_guard lock(pipelines_mutex_);
+    for (const auto& [loaded, library] : libraries_) {
+      if (loaded == path) return;
+    }
+    NSError* error = nil;
+    NSURL* url = [NSURL fileURLWithPath:[NSString stringWithUTF8String:path.c_str()]];
+    id<MTLLibrary> library = [device_ newLibraryWithURL:url error:&error];
+    if (library == nil) {
+      fail<RuntimeError>("metal: cannot load ", path, ": ", [[error localizedDescription] UTF8String]);
+    }
+    libraries_.emplace_back(path, library);
   }
 
   Device device() const override { return kMetal; }
@@ -174,6 +184,24 @@ class MetalRuntime final : public MetalDevice {
   void copy_on_device(void* dst, const void* src, size_t nbytes) override {
     synchronize(current_stream(kMetal));
     if (nbytes > 0) std::memmove(dst, src, nbytes);
+  }
+
+  // A buffer made elsewhere and shared through DLPack (torch's MPS tensors): orchard binds the
+  // MTLBuffer itself, and host copies read its contents, which only shared storage has (torch
+  // 2.12 and later allocate every MPS tensor so). Buffers of another GPU cannot be bound by this
+  // device's pipelines; registryID names the GPU whichever MTLDevice object the producer holds.
+  void* data_address(const Buffer& buffer) const override {
+    if (buffer.handle == nullptr) return nullptr;
+    id<MTLBuffer> shared = (__bridge id<MTLBuffer>)buffer.handle;
+    if ([[shared device] registryID] != [device_ registryID]) {
+      fail<ValueError>("metal: the buffer belongs to ", [[[shared device] name] UTF8String], ", not to ",
+                       [[device_ name] UTF8String], " which orchard runs on");
+    }
+    if ([shared storageMode] == MTLStorageModePrivate) {
+      fail<ValueError>("metal: the buffer is in private storage, which the host cannot read; orchard needs "
+                       "shared storage (torch 2.12 or later allocates MPS tensors there)");
+    }
+    return static_cast<std::byte*>([shared contents]) + buffer.offset;
   }
 
   void synchronize(Stream stream) override {
@@ -233,7 +261,10 @@ class MetalRuntime final : public MetalDevice {
         [q.encoder setBuffer:(__bridge id<MTLBuffer>)b.buffer.handle offset:b.buffer.offset atIndex:i];
         q.bytes += b.length;
       }
-      if (threadgroup_bytes[i] > 0) [q.encoder setThreadgroupMemoryLength:threadgroup_bytes[i] atIndex:i];
+      // Metal takes threadgroup memory lengths in multiples of 16 bytes.
+      if (threadgroup_bytes[i] > 0) {
+        [q.encoder setThreadgroupMemoryLength:(threadgroup_bytes[i] + 15) / 16 * 16 atIndex:i];
+      }
     }
     [q.encoder dispatchThreadgroups:MTLSizeMake(groups.x, groups.y, groups.z)
               threadsPerThreadgroup:MTLSizeMake(threads.x, threads.y, threads.z)];
@@ -318,8 +349,12 @@ class MetalRuntime final : public MetalDevice {
   id<MTLComputePipelineState> pipeline_for(const std::string& kernel) {
     const std::lock_guard lock(pipelines_mutex_);
     if (auto it = pipelines_.find(kernel); it != pipelines_.end()) return it->second;
-    id<MTLFunction> function = [library_ newFunctionWithName:[NSString stringWithUTF8String:kernel.c_str()]];
-    if (function == nil) fail<RuntimeError>("metal: the metallib has no kernel '", kernel, "'");
+    id<MTLFunction> function = nil;
+    for (const auto& [path, library] : libraries_) {
+      function = [library newFunctionWithName:[NSString stringWithUTF8String:kernel.c_str()]];
+      if (function != nil) break;
+    }
+    if (function == nil) fail<RuntimeError>("metal: no loaded metallib has a kernel '", kernel, "'");
     NSError* error = nil;
     id<MTLComputePipelineState> pipeline = [device_ newComputePipelineStateWithFunction:function
                                                                                   error:&error];
@@ -332,7 +367,7 @@ class MetalRuntime final : public MetalDevice {
   }
 
   id<MTLDevice> device_;
-  id<MTLLibrary> library_ = nil;
+  std::vector<std::pair<std::string, id<MTLLibrary>>> libraries_;  // orchard.metallib first
   id<MTLSharedEvent> event_ = nil;
   std::atomic<uint64_t> event_value_{0};
   // Command buffers get serials as they open; those not yet complete are `unfinished_`.
@@ -375,5 +410,11 @@ class MetalBackend final : public Backend {
 }  // namespace
 
 ORCHARD_REGISTER_BACKEND(MetalBackend)
+
+void add_kernel_library(const std::string& path) {
+  MetalRuntime* runtime = system_runtime();
+  if (runtime == nullptr) fail<RuntimeError>("metal: cannot load ", path, ": this host has no Metal GPU");
+  runtime->add_library(path);
+}
 
 }  // namespace orchard::metal
