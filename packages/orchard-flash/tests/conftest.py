@@ -2,16 +2,20 @@
 
 * ``isa``: the test runs once per CPU instruction set this machine supports (generic, avx2,
   avx512), each with its own kernels; the one in use before is restored afterwards.
-* ``device``: the kernel tests' device, "cpu" once per instruction set (as ``isa``) and then
-  the first CUDA device ("cuda:0") once per kernel tier that GPU runs ("hopper" wgmma kernels
-  on sm_90, "sm80" mma.sync kernels, "simt"); without one the CUDA case is skipped, with the
-  reason.
-* ``any_device``: "cpu" once (whatever instruction set) and CUDA once, for tests the CPU
+* ``device``: the kernel tests' device, "cpu" once per instruction set (as ``isa``), then the
+  first CUDA device ("cuda:0") once per kernel tier that GPU runs ("hopper" wgmma kernels on
+  sm_90, "sm80" mma.sync kernels, "simt"), then "metal" (on Linux orchard-core's Metal harness:
+  the Metal kernels run on the CPU); without a CUDA device or "metal" that case is skipped, with
+  the reason.
+* ``any_device``: "cpu" once (whatever instruction set), CUDA once and Metal, for tests the CPU
   kernels' instruction set does not change (input checks), so the CPU runs as many as before.
-* ``cuda``: the CUDA device, for CUDA-only tests (skipped without one).
+* ``accelerator``: CUDA, then Metal, for what the CPU kernels lack (float16) and for comparisons
+  with the CPU (each skipped without its device).
+* ``cuda`` and ``metal``: that device, for tests of it alone (skipped without it).
 
-_flash_devices.py says what the CUDA cases rely on; ORCHARD_TEST_REQUIRE_CUDA=1 turns their
-skips into failures (for the GPU machine).
+_flash_devices.py says what the CUDA and Metal cases rely on; ORCHARD_TEST_REQUIRE_CUDA=1 and
+ORCHARD_TEST_REQUIRE_METAL=1 turn their skips into failures (for the GPU machine and CI's Metal
+session).
 """
 
 from __future__ import annotations
@@ -68,11 +72,15 @@ def isa(request) -> Iterator[str]:
         _flash._set_cpu_isa(saved)
 
 
-@pytest.fixture(params=[*ISAS, *_cuda_params()])
+@pytest.fixture(params=[*ISAS, *_cuda_params(), "metal"])
 def device(request) -> Iterator[str]:
-    """ "cpu" with each instruction set's kernels (restoring the previous choice), then CUDA."""
+    """ "cpu" with each instruction set's kernels (restoring the previous choice), then CUDA,
+    then Metal."""
     if request.param.startswith("cuda"):
         yield from _cuda_tier(request.param)
+        return
+    if request.param == "metal":
+        yield _flash_devices.metal_device()
         return
     saved = _flash._cpu_isa()
     _flash._set_cpu_isa(request.param)
@@ -82,13 +90,34 @@ def device(request) -> Iterator[str]:
         _flash._set_cpu_isa(saved)
 
 
-@pytest.fixture(params=["cpu", "cuda"])
+def _device_named(name: str) -> str:
+    """ "cpu", the CUDA device or "metal", by device type (skipped, with the reason, without it)."""
+    if name == "cuda":
+        return _flash_devices.cuda_device()
+    if name == "metal":
+        return _flash_devices.metal_device()
+    return name
+
+
+@pytest.fixture(params=["cpu", "cuda", "metal"])
 def any_device(request) -> str:
-    """ "cpu" (the default instruction set), then CUDA."""
-    return "cpu" if request.param == "cpu" else _flash_devices.cuda_device()
+    """ "cpu" (the default instruction set), then CUDA, then Metal."""
+    return _device_named(request.param)
+
+
+@pytest.fixture(params=["cuda", "metal"])
+def accelerator(request) -> str:
+    """The CUDA device, then "metal" (the devices besides the CPU)."""
+    return _device_named(request.param)
 
 
 @pytest.fixture
 def cuda() -> str:
     """The CUDA device ("cuda:0"), or a skip with the reason there is none."""
     return _flash_devices.cuda_device()
+
+
+@pytest.fixture
+def metal() -> str:
+    """ "metal", or a skip with the reason orchard-flash has no Metal device."""
+    return _flash_devices.metal_device()

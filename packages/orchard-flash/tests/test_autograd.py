@@ -3,7 +3,8 @@ with causal masks, GQA, dropout and the lse output, and .grad against backward()
 
 On CUDA the finite differences are torch's (torch.autograd.gradcheck over forward/backward
 wrapped in a torch.autograd.Function): orchard's gradcheck perturbs its inputs through numpy,
-in host memory, and orchard-core has no CUDA operators to form a loss with."""
+in host memory, and orchard-core has no CUDA operators to form a loss with. Metal has no float64,
+so no finite differences: there .grad is checked against backward() in float32 and bfloat16."""
 
 from __future__ import annotations
 
@@ -12,16 +13,20 @@ import orchard_core as oc
 import orchard_flash as of
 import pytest
 import torch
-from _flash_devices import on
+from _flash_devices import on, require_kernels_for
 from _flash_reference import as_numpy, random_qkv
 from orchard_core.autograd import gradcheck, no_grad
 
 
+def orchard_on(x: np.ndarray, device: str, dtype: oc.dtype) -> oc.Tensor:
+    """numpy values as an orchard tensor on ``device``; on CUDA an orchard view of a torch CUDA tensor."""
+    t = on(x, device, dtype)
+    return t if isinstance(t, oc.Tensor) else oc.from_dlpack(t)
+
+
 def leaves(rng, shape, dtype=oc.float64, device="cpu"):
-    """Orchard leaves that require grad; on CUDA orchard views of torch CUDA tensors."""
-    if device == "cpu":
-        return [oc.tensor(x, dtype=dtype).requires_grad_() for x in random_qkv(rng, *shape)]
-    return [oc.from_dlpack(on(x, device, dtype)).requires_grad_() for x in random_qkv(rng, *shape)]
+    """Orchard leaves that require grad."""
+    return [orchard_on(x, device, dtype).requires_grad_() for x in random_qkv(rng, *shape)]
 
 
 class TorchFlash(torch.autograd.Function):
@@ -65,6 +70,7 @@ GRADCHECKS = [  # shape (batch, heads, heads_kv, len_q, len_k, dim), options
 
 @pytest.mark.parametrize(("shape", "options"), GRADCHECKS, ids=lambda x: str(x))
 def test_gradcheck(rng, device, shape, options):
+    require_kernels_for(device, oc.float64)
     if device != "cpu":
         assert torch_gradcheck(rng, device, shape, options, return_lse=False)
         return
@@ -79,6 +85,7 @@ def test_gradcheck(rng, device, shape, options):
 )
 def test_gradcheck_with_lse(rng, device, options):
     # Both outputs: out and the row log-sum-exp (len_q <= len_k, so every row sees a key).
+    require_kernels_for(device, oc.float64)
     if device != "cpu":
         assert torch_gradcheck(rng, device, (1, 4, 2, 5, 7, 8), options, return_lse=True)
         return
@@ -94,16 +101,15 @@ def test_gradcheck_lse_alone(rng):
 @pytest.mark.parametrize("dtype", [oc.float32, oc.bfloat16, oc.float64], ids=lambda d: d.name)
 @pytest.mark.parametrize("return_lse", [False, True])
 def test_grad_matches_backward(rng, device, dtype, return_lse):
-    # On CUDA the output gradients go in through orchard_core.autograd.backward (no loss: that
-    # would need orchard-core CUDA operators); the engine must pass them on to the kernels.
+    # On CUDA and Metal the output gradients go in through orchard_core.autograd.backward (no
+    # loss: orchard-core has no CUDA operators to form one, and its Metal ones are not under
+    # test here); the engine must pass them on to the kernels.
+    require_kernels_for(device, dtype)
     shape = (2, 4, 2, 70, 150, 24)
     q, k, v = leaves(rng, shape, dtype, device)
     row = oc.float64 if dtype == oc.float64 else oc.float32
-    dout, dlse = rng.standard_normal((2, 4, 70, 24)), rng.standard_normal((2, 4, 70))
-    if device == "cpu":
-        dout, dlse = oc.tensor(dout, dtype=dtype), oc.tensor(dlse, dtype=row)
-    else:
-        dout, dlse = oc.from_dlpack(on(dout, device, dtype)), oc.from_dlpack(on(dlse, device, row))
+    dout = orchard_on(rng.standard_normal((2, 4, 70, 24)), device, dtype)
+    dlse = orchard_on(rng.standard_normal((2, 4, 70)), device, row)
     options = {"causal": True, "dropout_p": 0.2, "seed": 7}
     if return_lse:
         out, lse = of.flash_attention(q, k, v, return_lse=True, **options)

@@ -1,5 +1,5 @@
 """The fused backward pass against float64 gradients of naive attention (torch autograd), the
-lse gradient, any strides, and its input checks, on every instruction set and on CUDA."""
+lse gradient, any strides, and its input checks, on every instruction set, on CUDA and on Metal."""
 
 from __future__ import annotations
 
@@ -8,8 +8,18 @@ import orchard_core as oc
 import orchard_flash as of
 import pytest
 import torch
+from _flash_devices import (
+    DeviceTensor,
+    as_device_tensor,
+    cast,
+    device_tensor,
+    filled,
+    kernel_dtypes,
+    on,
+    require_kernels_for,
+    same_values,
+)
 from _flash_devices import backward as run_backward
-from _flash_devices import cast, on
 from _flash_devices import forward as run_forward
 from _flash_reference import as_numpy, assert_lse_close, max_error, random_qkv, reference, reference_keep_mask
 from hypothesis import HealthCheck, given, settings
@@ -108,6 +118,7 @@ def test_lse_gradient_alone(rng, device):
 
 
 def test_float64_gradients_are_exact_to_rounding(rng, device):
+    require_kernels_for(device, oc.float64)
     q, k, v = random_qkv(rng, 2, 4, 2, 70, 150, 24)
     dout, dlse = rng.standard_normal(q.shape), rng.standard_normal(q.shape[:3])
     inputs = [on(x, device, oc.float64) for x in (q, k, v)]
@@ -124,13 +135,11 @@ def test_float64_gradients_are_exact_to_rounding(rng, device):
 def test_strided_backward_inputs_give_identical_gradients(rng, device):
     # dout, out, q, k, v as transposed views (the head dim strided for k too) and lse, dlse as
     # strided slices: bitwise the same gradients as from contiguous tensors.
-    q, k, v = (
-        torch.from_numpy(x.astype(np.float32)).to(device) for x in random_qkv(rng, 2, 4, 2, 77, 130, 40)
-    )
-    dout = torch.from_numpy(rng.standard_normal(q.shape).astype(np.float32)).to(device)
-    dlse = torch.from_numpy(rng.standard_normal(q.shape[:3]).astype(np.float32)).to(device)
+    q, k, v = (device_tensor(x.astype(np.float32), device) for x in random_qkv(rng, 2, 4, 2, 77, 130, 40))
+    dout = device_tensor(rng.standard_normal(q.shape).astype(np.float32), device)
+    dlse = device_tensor(rng.standard_normal(q.shape[:3]).astype(np.float32), device)
     out, lse = run_forward(q, k, v, causal=True)
-    out = torch.from_dlpack(out)
+    out = as_device_tensor(out)
     want = run_backward(dout, q, k, v, out, lse, causal=True, dlse=dlse)
     got = run_backward(
         transposed(dout),
@@ -138,7 +147,7 @@ def test_strided_backward_inputs_give_identical_gradients(rng, device):
         dim_strided(k),
         transposed(v),
         transposed(out),
-        every_other(torch.from_dlpack(lse)),
+        every_other(as_device_tensor(lse)),
         causal=True,
         dlse=every_other(dlse),
     )
@@ -152,23 +161,23 @@ def test_strided_backward_inputs_give_identical_gradients(rng, device):
         assert as_numpy(g).tobytes() == as_numpy(w).tobytes()
 
 
-def transposed(x: torch.Tensor) -> torch.Tensor:
+def transposed(x: DeviceTensor) -> DeviceTensor:
     """The same values in a (batch, length, heads, dim) layout."""
     view = x.transpose(1, 2).contiguous().transpose(1, 2)
-    assert not view.is_contiguous() and torch.equal(view, x)
+    assert not view.is_contiguous() and same_values(view, x)
     return view
 
 
-def dim_strided(x: torch.Tensor) -> torch.Tensor:
+def dim_strided(x: DeviceTensor) -> DeviceTensor:
     """The same values with the head dim not the contiguous one."""
     view = x.transpose(2, 3).contiguous().transpose(2, 3)
-    assert view.stride(3) != 1 and torch.equal(view, x)
+    assert view.stride(3) != 1 and same_values(view, x)
     return view
 
 
-def every_other(x: torch.Tensor) -> torch.Tensor:
+def every_other(x: DeviceTensor) -> DeviceTensor:
     """The same values at every other element of a NaN-filled buffer."""
-    wide = torch.full((*x.shape[:-1], 2 * x.shape[-1]), float("nan"), device=x.device)
+    wide = filled(x, float("nan"), (*x.shape[:-1], 2 * x.shape[-1]))
     wide[..., ::2] = x
     return wide[..., ::2]
 
@@ -178,10 +187,10 @@ def every_other(x: torch.Tensor) -> torch.Tensor:
 
 def saved_inputs(rng, device):
     """A backward call's arguments on ``device``; on CUDA all torch tensors, which the cases
-    below slice and convert with torch (orchard-core has no CUDA operators)."""
+    below slice and convert with torch (orchard-core has no CUDA operators); orchard's elsewhere."""
     q, k, v = (on(x, device) for x in random_qkv(rng, 2, 4, 2, 9, 11, 16))
     out, lse = of.forward(q, k, v)
-    if device != "cpu":
+    if device.startswith("cuda"):
         out, lse = torch.from_dlpack(out), torch.from_dlpack(lse)
     dout = on(rng.standard_normal((2, 4, 9, 16)), device)
     return {"dout": dout, "q": q, "k": k, "v": v, "out": out, "lse": lse}
@@ -234,7 +243,7 @@ def test_bad_dlse_raises(saved_on_any_device, any_device):
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_lse_or_dlse_raises(saved, bad):
-    # CPU only: CUDA does not check lse and dlse for NaN (the check would need a device sync).
+    # CPU only: CUDA and Metal do not check lse and dlse for NaN (that would need a device sync).
     # lse may be -inf (a row that sees no key) but never NaN or +inf; dlse must be finite.
     lse = saved["lse"].clone()
     lse[1, 2, 3] = bad
@@ -247,9 +256,10 @@ def test_non_finite_lse_or_dlse_raises(saved, bad):
 
 
 def test_backward_row_dtypes_follow_the_inputs(rng, any_device):
-    # lse is float32 for 16-bit inputs and float64 for float64 ones (float16: CUDA only).
+    # lse is float32 for 16-bit inputs and float64 for float64 ones, in each dtype the device's
+    # kernels have (float16: not the CPU's; float64: not Metal's).
     q, k, v = random_qkv(rng, 1, 2, 1, 5, 7, 8)
-    dtypes = [oc.bfloat16, oc.float64] + ([] if any_device == "cpu" else [oc.float16])
+    dtypes = [d for d in (oc.bfloat16, oc.float64, oc.float16) if d.name in kernel_dtypes(any_device)]
     for dtype in dtypes:
         row = oc.float64 if dtype == oc.float64 else oc.float32
         t = [on(x, any_device, dtype) for x in (q, k, v)]
@@ -264,7 +274,7 @@ def test_backward_row_dtypes_follow_the_inputs(rng, any_device):
 @pytest.mark.parametrize("name", ["dout", "out"])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_backward_inputs_raise(saved, name, bad):
-    # CPU only: CUDA does not check its inputs for NaN (the check would need a device sync).
+    # CPU only: CUDA and Metal do not check their inputs for NaN (that would need a device sync).
     values = as_numpy(saved[name]).copy()
     values[1, 3, 8, 15] = bad
     saved[name] = f32(values)
@@ -334,13 +344,26 @@ def test_random_shapes(sizes, mask, dropout_p, which, seed):
         _flash._set_cpu_isa(saved)
 
 
-# The cuda fixture only names the device: nothing in it needs resetting between examples.
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
+# One device's random shapes: the cuda and metal fixtures only name the device, so nothing in them
+# needs resetting between examples.
+ON_ONE_DEVICE = settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+RANDOM_PROBLEMS = given(
     sizes=RANDOM_SIZES,
     mask=st.sampled_from(MASKS),
     dropout_p=st.sampled_from([0.0, 0.0, 0.3]),
     seed=st.integers(0, 2**64 - 1),
 )
+
+
+@ON_ONE_DEVICE
+@RANDOM_PROBLEMS
 def test_random_shapes_cuda(cuda, sizes, mask, dropout_p, seed):
     check_random_shape(cuda, sizes, mask, dropout_p, seed)
+
+
+@ON_ONE_DEVICE
+@RANDOM_PROBLEMS
+def test_random_shapes_metal(metal, sizes, mask, dropout_p, seed):
+    check_random_shape(metal, sizes, mask, dropout_p, seed)

@@ -1,8 +1,8 @@
 """Bad inputs (issue 14's catalogue): each raises, naming the offending arguments and values,
 before anything is written. Output buffers that share memory with each other or with an input
-the kernels read (on the CPU and on CUDA: the check is the passes' shared code), and arguments
-of the wrong type or out of range (checked before the native module, whose own error would
-only print its signature)."""
+the kernels read (on the CPU, on CUDA and on Metal: the check is the passes' shared code), and
+arguments of the wrong type or out of range (checked before the native module, whose own error
+would only print its signature)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import orchard_core as oc
 import orchard_flash as of
 import pytest
 import torch
+from _flash_devices import DeviceTensor, as_device_tensor, device_tensor, filled, same_values
 from _flash_reference import as_numpy, random_qkv
 
 # batch, heads, heads_kv, len_q, len_k, dim: no multiple of a block size; q and k of one shape,
@@ -23,47 +24,48 @@ from _flash_reference import as_numpy, random_qkv
 SHAPE = (2, 3, 3, 45, 45, 24)
 
 
+# Torch tensors on cpu and cuda, orchard's on metal (device_tensor).
 @dataclass(frozen=True)
 class Problem:
-    q: torch.Tensor
-    k: torch.Tensor
-    v: torch.Tensor
-    dout: torch.Tensor
-    out: torch.Tensor
-    lse: torch.Tensor
-    dlse: torch.Tensor
+    q: DeviceTensor
+    k: DeviceTensor
+    v: DeviceTensor
+    dout: DeviceTensor
+    out: DeviceTensor
+    lse: DeviceTensor
+    dlse: DeviceTensor
 
 
 def problem(rng: np.random.Generator, device: str) -> Problem:
-    q, k, v = (torch.from_numpy(x.astype("float32")).to(device) for x in random_qkv(rng, *SHAPE))
-    dout = torch.from_numpy(rng.standard_normal(q.shape).astype("float32")).to(device)
-    dlse = torch.from_numpy(rng.standard_normal(q.shape[:3]).astype("float32")).to(device)
-    out, lse = (torch.from_dlpack(t) for t in of.forward(q, k, v, causal=True))
+    q, k, v = (device_tensor(x.astype("float32"), device) for x in random_qkv(rng, *SHAPE))
+    dout = device_tensor(rng.standard_normal(q.shape).astype("float32"), device)
+    dlse = device_tensor(rng.standard_normal(q.shape[:3]).astype("float32"), device)
+    out, lse = (as_device_tensor(t) for t in of.forward(q, k, v, causal=True))
     return Problem(q, k, v, dout, out, lse, dlse)
 
 
-def share(first: torch.Tensor, shape: tuple[int, ...], at: int) -> tuple[torch.Tensor, torch.Tensor]:
+def share(first: DeviceTensor, shape: tuple[int, ...], at: int) -> tuple[DeviceTensor, DeviceTensor]:
     """``first``'s values moved into a new allocation, and a contiguous ``shape`` buffer that
     starts ``at`` elements into the same allocation (filled with 7)."""
     n, size = first.numel(), math.prod(shape)
-    pool = torch.full((max(n, at + size),), 7.0, dtype=first.dtype, device=first.device)
+    pool = filled(first, 7.0, (max(n, at + size),))
     pool[:n] = first.reshape(-1)
     return pool[:n].view(first.shape), pool[at : at + size].view(shape)
 
 
-def sentinel(like: torch.Tensor) -> torch.Tensor:
-    return torch.full_like(like, 7.0)
+def sentinel(like: DeviceTensor) -> DeviceTensor:
+    return filled(like, 7.0)
 
 
 def two_buffers(
-    shape_a: torch.Size, shape_b: tuple[int, ...], at: int, like: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+    shape_a: tuple[int, ...], shape_b: tuple[int, ...], at: int, like: DeviceTensor
+) -> tuple[DeviceTensor, DeviceTensor]:
     """Contiguous buffers of shape_a and shape_b in one allocation, the second ``at`` elements in."""
-    return share(torch.full(shape_a, 7.0, dtype=like.dtype, device=like.device), shape_b, at)
+    return share(filled(like, 7.0, shape_a), shape_b, at)
 
 
 # An overlap case: the pass, its inputs (some moved to share memory) and buffers, the message.
-Case = tuple[str, Problem, dict[str, torch.Tensor], str]
+Case = tuple[str, Problem, dict[str, DeviceTensor], str]
 
 
 def out_and_lse(p: Problem) -> Case:
@@ -143,7 +145,7 @@ OVERLAPS: list[Callable[[Problem], Case]] = [
 ]
 
 
-def run(which: str, p: Problem, buffers: dict[str, torch.Tensor]) -> tuple[oc.Tensor, ...]:
+def run(which: str, p: Problem, buffers: dict[str, DeviceTensor]) -> tuple[oc.Tensor, ...]:
     if which == "forward":
         return of.forward(p.q, p.k, p.v, causal=True, **buffers)
     return of.backward(p.dout, p.q, p.k, p.v, p.out, p.lse, causal=True, dlse=p.dlse, **buffers)
@@ -158,7 +160,7 @@ def test_overlapping_output_buffers_raise(rng, any_device, case):
         run(which, p, buffers)
     # Checked before any write: inputs and buffers as they were.
     for name, t in given.items():
-        assert torch.equal(t, before[name]), name
+        assert same_values(t, before[name]), name
 
 
 def test_buffers_between_an_inputs_elements_are_accepted(rng, any_device):
@@ -166,16 +168,16 @@ def test_buffers_between_an_inputs_elements_are_accepted(rng, any_device):
     # out fits between them; dk and dv touch end to end. Both run, with the fresh results.
     p = problem(rng, any_device)
     batch, heads, length, dim = p.q.shape
-    pool = torch.full((batch, 3, heads, length, dim), 7.0, device=any_device)
+    pool = filled(p.q, 7.0, (batch, 3, heads, length, dim))
     pool[:, 0] = p.q
     q, out = pool[:, 0], pool[0, 1:3]
-    want_out = torch.from_dlpack(of.forward(q, p.k, p.v, causal=True)[0])
+    want_out = of.forward(q, p.k, p.v, causal=True)[0]
     of.forward(q, p.k, p.v, causal=True, out=out)
-    assert torch.equal(out, want_out) and torch.equal(pool[:, 0], p.q)
-    want = [torch.from_dlpack(t) for t in run("backward", p, {})]
+    assert same_values(out, want_out) and same_values(pool[:, 0], p.q)
+    want = run("backward", p, {})
     dk, dv = two_buffers(p.k.shape, tuple(p.v.shape), p.k.numel(), p.k)
     run("backward", p, {"dk": dk, "dv": dv})
-    assert torch.equal(dk, want[1]) and torch.equal(dv, want[2])
+    assert same_values(dk, want[1]) and same_values(dv, want[2])
 
 
 def strided_view_shape(rng: np.random.Generator, dense: bool) -> tuple[list[int], list[int]]:

@@ -1,8 +1,9 @@
 """16-bit inputs: flash-attn's rule. On the same rounded inputs, the kernel's error against
 float64 attention is at most twice that of naive attention computed in the same 16-bit dtype
-(torch on the same device: scores, softmax and products in that dtype, as torch eager runs
-them) for the output, and three times for the gradients. bfloat16 on every instruction set and
-on CUDA; float16 on CUDA only (the CPU kernels have no float16)."""
+(torch on the same device, on the CPU for Metal: scores, softmax and products in that dtype, as
+torch eager runs them) for the output, and three times for the gradients. bfloat16 on every
+instruction set, on CUDA and on Metal; float16 on CUDA and Metal (the CPU kernels have no
+float16)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import orchard_core as oc
 import pytest
 import torch
 from _flash_devices import backward as run_backward
+from _flash_devices import device_tensor, torch_device
 from _flash_devices import forward as run_forward
 from _flash_reference import as_numpy, assert_lse_close, max_error, random_qkv, reference
 
@@ -26,9 +28,10 @@ MASKS = [(False, "bottom_right"), (True, "bottom_right"), (True, "top_left")]
 # With one key (len_k = 1) the exact dq and dk are 0 and naive 16-bit attention gets exactly 0,
 # while the kernel's dS = P (dP - rowsum(dO * O)) cancels two float32 dot products of the same
 # values summed in different orders: float32 rounding noise (~1e-7 here), far below one 16-bit
-# ulp of the other gradients. That much absolute slack keeps "2x zero" from failing on noise;
-# CUDA gets ten times more, as its reductions (warp shuffles, other orders) are not the CPU's.
-SLACK = {"cpu": 1e-6, "cuda": 1e-5}
+# ulp of the other gradients. That much absolute slack keeps "2x zero" from failing on noise,
+# on Metal too (the same two float32 dot products, in other orders); CUDA gets ten times more, as
+# its reductions (warp shuffles, other orders) are not the CPU's.
+SLACK = {"cpu": 1e-6, "cuda": 1e-5, "metal": 1e-6}
 
 
 def check_16bit(rng, device, dtype, shape, causal, alignment) -> None:
@@ -38,15 +41,15 @@ def check_16bit(rng, device, dtype, shape, causal, alignment) -> None:
     kw = dict(causal=causal, alignment=alignment)
     exact = [as_numpy(x) for x in (q, k, v, dout)]  # the 16-bit values, exactly, in float64
     want_out, want_lse, *want_grads = reference(*exact, **kw)
-    naive_out, _, *naive_grads = reference(*exact, dtype=dtype, device=device, **kw)
+    naive_out, _, *naive_grads = reference(*exact, dtype=dtype, device=torch_device(device), **kw)
 
-    q, k, v, dout = (x.to(device) for x in (q, k, v, dout))
+    q, k, v, dout = (device_tensor(x, device) for x in (q, k, v, dout))
     out, lse = run_forward(q, k, v, causal=causal, causal_alignment=alignment)
     grads = run_backward(dout, q, k, v, out, lse, causal=causal, causal_alignment=alignment)
     assert out.dtype == getattr(oc, str(dtype).removeprefix("torch.")) and lse.dtype == oc.float32
     assert all(g.dtype == out.dtype for g in grads)
 
-    slack = SLACK["cpu" if device == "cpu" else "cuda"]
+    slack = SLACK[device.partition(":")[0]]
     out_err, naive_err = max_error(out, want_out), max_error(naive_out, want_out)
     assert out_err <= 2 * naive_err + slack, (out_err, naive_err)
     for name, g, w, n in zip(("dq", "dk", "dv"), grads, want_grads, naive_grads, strict=True):
@@ -64,5 +67,5 @@ def test_bfloat16_within_flash_attn_bounds(rng, device, shape, causal, alignment
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize(("causal", "alignment"), MASKS, ids=["full", "causal_br", "causal_tl"])
-def test_float16_within_flash_attn_bounds(rng, cuda, shape, causal, alignment):
-    check_16bit(rng, cuda, torch.float16, shape, causal, alignment)
+def test_float16_within_flash_attn_bounds(rng, accelerator, shape, causal, alignment):
+    check_16bit(rng, accelerator, torch.float16, shape, causal, alignment)

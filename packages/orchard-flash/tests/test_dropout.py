@@ -1,7 +1,7 @@
 """Dropout on the attention probabilities: the documented Philox4x32-10 mask (checked against
 an independent numpy Philox), forward and backward against float64 attention with the same
 mask, and reproducibility: by seed, across thread counts, and through manual_seed; on every
-instruction set and on CUDA (whose mask is the same: tested bitwise in test_cuda.py)."""
+instruction set, on CUDA and on Metal (whose masks are the CPU's, bitwise)."""
 
 from __future__ import annotations
 
@@ -68,6 +68,20 @@ def test_mask_is_philox(rng, device, shape):
         mask = dropout_mask(device, *shape, dropout_p=p, seed=seed)
         assert mask.shape == shape and mask.dtype == oc.bool
         np.testing.assert_array_equal(exact_numpy(mask), reference_keep_mask(*shape, dropout_p=p, seed=seed))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 3, 7, 13), (1, 2, 5, 300), (3, 1, 1, 1), (1, 1, 129, 1001), (4, 16, 33, 65)],
+    ids=lambda s: "x".join(map(str, s)),
+)
+def test_dropout_mask_matches_the_cpu_mask(rng, accelerator, shape):
+    for seed in (random_seed(rng), 0, 2**32, 2**64 - 1):
+        p = float(rng.uniform(0.05, 0.95))
+        mask = of.dropout_mask(*shape, dropout_p=p, seed=seed, device=accelerator)
+        cpu = of.dropout_mask(*shape, dropout_p=p, seed=seed, device="cpu")
+        assert mask.shape == shape and mask.dtype == oc.bool and str(mask.device) == accelerator
+        np.testing.assert_array_equal(exact_numpy(mask), np.asarray(cpu))
 
 
 def test_mask_threshold_truncates_p_times_2_to_the_32(rng, any_device):

@@ -1,6 +1,6 @@
 """Edge cases: rows that see no key, empty tensors (no keys, no queries, no batch, no heads),
-huge logits in the backward pass, and strided gradients of the output; on every instruction set
-and on CUDA."""
+huge logits in the backward pass, and strided gradients of the output; on every instruction set,
+on CUDA and on Metal."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import numpy as np
 import orchard_core as oc
 import orchard_flash as of
 import pytest
-import torch
 from _flash_devices import backward as run_backward
+from _flash_devices import device_tensor, on, require_kernels_for
 from _flash_devices import forward as run_forward
-from _flash_devices import on
 from _flash_reference import as_numpy, random_qkv, reference, reference_keep_mask
 
 DTYPES = [oc.float32, oc.bfloat16, oc.float64]
@@ -20,12 +19,13 @@ DTYPES = [oc.float32, oc.bfloat16, oc.float64]
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
 @pytest.mark.parametrize("dropout_p", [0.0, 0.3])
 def test_rows_that_see_no_key(rng, device, dtype, dropout_p):
+    require_kernels_for(device, dtype)
     check_rows_that_see_no_key(rng, device, dtype, dropout_p)
 
 
 @pytest.mark.parametrize("dropout_p", [0.0, 0.3])
-def test_rows_that_see_no_key_float16(rng, cuda, dropout_p):
-    check_rows_that_see_no_key(rng, cuda, oc.float16, dropout_p)
+def test_rows_that_see_no_key_float16(rng, accelerator, dropout_p):
+    check_rows_that_see_no_key(rng, accelerator, oc.float16, dropout_p)
 
 
 def check_rows_that_see_no_key(rng, device, dtype, dropout_p):
@@ -84,6 +84,7 @@ EMPTY = [  # batch, heads, heads_kv, len_q, len_k: one of them 0
 def test_empty_tensors(any_device, sizes, causal, dtype):
     # Nothing to attend to, or nothing asking: shapes come out right, rows with no key are 0
     # with lse -inf, and every gradient is 0 (out does not depend on q when there is no key).
+    require_kernels_for(any_device, dtype)
     batch, heads, heads_kv, len_q, len_k = sizes
     dim = 16
     q = on(np.ones((batch, heads, len_q, dim)), any_device, dtype)
@@ -144,8 +145,8 @@ def test_huge_logits_backward(rng, device):
 
 
 def test_non_contiguous_dout_matches_contiguous(rng, device):
-    q, k, v = (torch.tensor(x, dtype=torch.float32).to(device) for x in random_qkv(rng, 2, 3, 1, 70, 90, 32))
-    dout = torch.tensor(rng.standard_normal((2, 70, 3, 32)), dtype=torch.float32).to(device).transpose(1, 2)
+    q, k, v = (device_tensor(x.astype(np.float32), device) for x in random_qkv(rng, 2, 3, 1, 70, 90, 32))
+    dout = device_tensor(rng.standard_normal((2, 70, 3, 32)).astype(np.float32), device).transpose(1, 2)
     assert not dout.is_contiguous()
     out, lse = run_forward(q, k, v, causal=True)
     got = run_backward(dout, q, k, v, out, lse, causal=True)

@@ -1,5 +1,5 @@
-"""The fused forward pass against naive float64 attention on every instruction set and on CUDA,
-any strides, and its input checks."""
+"""The fused forward pass against naive float64 attention on every instruction set, on CUDA and on
+Metal, any strides, and its input checks."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import numpy as np
 import orchard_core as oc
 import orchard_flash as of
 import pytest
-import torch
-from _flash_devices import cast, on
+from _flash_devices import cast, device_tensor, kernel_dtypes, on, require_kernels_for
 from _flash_devices import forward as run_forward
 from _flash_reference import as_numpy, assert_lse_close, max_error, random_qkv, reference
 from orchard_flash import _flash
@@ -89,6 +88,7 @@ def test_default_scale_is_inverse_sqrt_dim(rng, device):
 
 
 def test_float64_is_exact_to_rounding(rng, device):
+    require_kernels_for(device, oc.float64)
     q, k, v = random_qkv(rng, 2, 4, 2, 70, 150, 24)
     out, lse = run_forward(*(on(x, device, oc.float64) for x in (q, k, v)), causal=True)
     want_out, want_lse = reference(q, k, v, causal=True)
@@ -99,6 +99,7 @@ def test_float64_is_exact_to_rounding(rng, device):
 
 
 # ---- any strides, any DLPack producer --------------------------------------------------------
+# Views of torch tensors on cpu and cuda, of orchard tensors on metal (device_tensor).
 
 
 def test_transposed_torch_inputs(rng, device):
@@ -106,7 +107,7 @@ def test_transposed_torch_inputs(rng, device):
     q = rng.standard_normal((2, 77, 4, 32)).astype(np.float32)
     k = rng.standard_normal((2, 90, 2, 32)).astype(np.float32)
     v = rng.standard_normal((2, 90, 2, 32)).astype(np.float32)
-    views = [torch.from_numpy(x).to(device).transpose(1, 2) for x in (q, k, v)]
+    views = [device_tensor(x, device).transpose(1, 2) for x in (q, k, v)]
     assert not views[0].is_contiguous()
     out, lse = run_forward(*views, causal=True)
     want_out, want_lse = reference(
@@ -121,7 +122,7 @@ def test_sliced_inputs(rng, device):
     # Offsets, a stride of 2 along the length, the head dim a slice of a wider one, every
     # third or fourth head: every stride differs from the contiguous one.
     big = [
-        torch.from_numpy(rng.standard_normal((3, 6, 2 * n + 1, 96)).astype(np.float32)).to(device)
+        device_tensor(rng.standard_normal((3, 6, 2 * n + 1, 96)).astype(np.float32), device)
         for n in (45, 60, 60)
     ]
     q = big[0][1:, ::3, 1::2, 8:88:2]  # (2, 2, 45, 40), a stride of 2 along the head dim too
@@ -136,7 +137,7 @@ def test_sliced_inputs(rng, device):
 def test_broadcast_kv_with_zero_strides(rng, device):
     # k and v expanded over batch and heads (stride 0) give the same as MQA over one copy.
     q, k, v = random_qkv(rng, 2, 4, 1, 50, 140, 16)
-    q32, k32, v32 = (torch.from_numpy(x.astype(np.float32)).to(device) for x in (q, k, v))
+    q32, k32, v32 = (device_tensor(x.astype(np.float32), device) for x in (q, k, v))
     k1, v1 = k32[:1], v32[:1]
     expanded = run_forward(q32, k1.expand(2, 4, 140, 16), v1.expand(2, 4, 140, 16))
     shared = run_forward(q32, k1.expand(2, 1, 140, 16), v1.expand(2, 1, 140, 16))
@@ -265,7 +266,7 @@ def test_instruction_sets_agree(rng):
 )
 def test_bad_inputs_raise_naming_the_value(rng, any_device, change, error, message):
     # The same errors on every device (on CUDA from torch tensors: orchard-core has no CUDA
-    # operators to slice and convert with), except that CUDA has float16 kernels.
+    # operators to slice and convert with), except that CUDA and Metal have float16 kernels.
     q, k, v = (on(rng.standard_normal((2, 4, 9, 16)), any_device) for _ in range(3))
     k, v = k[:, :2], v[:, :2]
     if any_device != "cpu" and message == "float16":
@@ -278,11 +279,14 @@ def test_bad_inputs_raise_naming_the_value(rng, any_device, change, error, messa
 
 def test_other_devices_raise(monkeypatch):
     # "metal" here is orchard-core's host-memory stand-in: tensors on a device without kernels.
+    # A build with the Metal harness ranks the harness's "metal" above the stand-in, and
+    # orchard-flash has kernels for it: there only the mixed-device errors are left to test.
     monkeypatch.setenv("ORCHARD_METAL_FALLBACK", "cpu")
     cpu = oc.ones(1, 1, 4, 8)
     metal = oc.ones(1, 1, 4, 8, device="metal")
-    with pytest.raises(ValueError, match="device metal has no kernels"):
-        of.forward(metal, metal, metal)
+    if "metal" not in of.available_devices():
+        with pytest.raises(ValueError, match="device metal has no kernels"):
+            of.forward(metal, metal, metal)
     with pytest.raises(ValueError, match="must be on one device, got cpu, metal and metal"):
         of.forward(cpu, metal, metal)
     out, lse = of.forward(cpu, cpu, cpu)
@@ -299,7 +303,7 @@ def test_supported_dtypes_are_what_the_kernels_take(rng, any_device):
     # The capability query (which the bridge asks instead of keeping a table) answers for the
     # kernels: each dtype it lists runs, every other raises naming the list.
     supported = of.supported_dtypes(any_device)
-    assert supported == (FLOAT_DTYPES if any_device != "cpu" else ("bfloat16", "float32", "float64"))
+    assert supported == kernel_dtypes(any_device)
     q = on(rng.standard_normal((1, 2, 5, 8)), any_device)
     for name in FLOAT_DTYPES:
         x = cast(q, name)
@@ -314,7 +318,9 @@ def test_supported_dtypes_are_what_the_kernels_take(rng, any_device):
 
 
 def test_supported_dtypes_of_devices_without_kernels():
-    assert of.supported_dtypes("metal") == ()
+    # Metal has kernels only with orchard-core's Metal harness (then checked as any_device).
+    metal_listed = "metal" in of.available_devices()
+    assert of.supported_dtypes("metal") == (kernel_dtypes("metal") if metal_listed else ())
     assert of.supported_dtypes("cuda") == (FLOAT_DTYPES if _flash._built_with_cuda() else ())
     assert of.supported_dtypes("cuda:3") == of.supported_dtypes("cuda")  # per device type
     # The CUDA tier switches exist exactly where the CUDA kernels do.
@@ -337,8 +343,8 @@ def test_head_dim_limit(rng, any_device):
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 @pytest.mark.parametrize("which", [0, 1, 2])
 def test_non_finite_inputs_raise(rng, bad, which):
-    # CPU only: the CPU kernels check while packing, for free; on CUDA the check would need a
-    # device-to-host sync on every call, so CUDA does not detect NaN or infinite inputs.
+    # CPU only: the CPU kernels check while packing, for free; on CUDA and Metal the check would
+    # need a device-to-host sync on every call, so they do not detect NaN or infinite inputs.
     qkv = [rng.standard_normal((1, 2, 70, 16)) for _ in range(3)]
     qkv[which][0, 1, 69, 15] = bad  # the last element: every element is checked
     with pytest.raises(ValueError, match="contain NaN or infinite values"):

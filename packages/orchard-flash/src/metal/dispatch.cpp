@@ -60,6 +60,12 @@ FlashOperand operand(const Tensor& t) { return {t.stride(0), t.stride(1), t.stri
 
 // The shape and dropout of a call; operands come from the pass.
 FlashParams describe_call(const AttentionShape& s, const Dropout& dropout) {
+  // The kernels index rows, keys and heads with 32-bit ints (offsets with 64-bit ones).
+  for (const int64_t n : {s.batch, s.heads, s.len_q, s.len_k}) {
+    if (n > INT32_MAX) {
+      fail<ValueError>("flash attention on metal: batch, heads and lengths must be below 2^31, got ", n);
+    }
+  }
   FlashParams p{};
   p.causal_offset = s.causal_offset;
   p.seed = dropout.seed;
