@@ -21,6 +21,8 @@ SHAPES = [  # batch, heads, heads_kv, len_q, len_k, dim
     (1, 2, 1, 203, 113, 128),
     (1, 3, 1, 67, 67, 256),
     (2, 3, 1, 70, 300, 64),
+    (1, 2, 2, 45, 77, 72),  # head dims inside a tile tier: Metal's 128 and 256 kernels cut their loops
+    (1, 1, 1, 29, 51, 136),
     (1, 1, 1, 1000, 1000, 64),
 ]
 MASKS = [(False, "bottom_right"), (True, "bottom_right"), (True, "top_left")]
