@@ -7,9 +7,9 @@
 #include <string>
 #include <tuple>
 
-#include "orchard/metal/harness/harness.h"
 #include "extensions.h"
 #include "orchard/error.h"
+#include "orchard/metal/harness/harness.h"
 
 namespace orchard::bindings {
 

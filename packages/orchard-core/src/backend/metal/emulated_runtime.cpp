@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "backend/metal/encoder.h"
-#include "orchard/metal/harness/harness.h"
 #include "backend/metal/kernels.h"
 #include "orchard/allocator.h"
 #include "orchard/error.h"
+#include "orchard/metal/harness/harness.h"
 
 namespace orchard::metal {
 

@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "backend/metal/harness/fiber.h"
-#include "orchard/metal/harness/kernel_api.h"
 #include "orchard/environment.h"
 #include "orchard/error.h"
+#include "orchard/metal/harness/kernel_api.h"
 
 namespace orchard::metal::harness {
 
