@@ -5,8 +5,9 @@ NaN-filled buffers.
 Every kernel test draws its inputs on the CPU (numpy, from the ``rng`` fixture), places them on
 the device under test, brings the results back and compares them with the same float64 CPU
 reference. On the CPU the inputs are orchard tensors, as the CPU tests always passed them; on
-CUDA they are torch CUDA tensors (through DLPack); on Metal orchard tensors on "metal" (torch has
-no Metal DLPack import), which the helpers below copy to the host before torch or numpy reads them.
+CUDA they are torch CUDA tensors (through DLPack); on Metal orchard tensors on "metal", which the
+helpers below copy to the host before torch or numpy reads them (torch would take a Metal DLPack
+tensor as an "mps" one, unusable on a host without MPS).
 
 What the CUDA branches rely on (the CUDA contract):
 
@@ -183,7 +184,7 @@ def filled(
 
 def as_torch(t: DeviceTensor) -> torch.Tensor:
     """An orchard tensor's values as torch's: a zero-copy view on cpu and cuda, a host copy of a
-    metal tensor (torch has no Metal DLPack import); torch tensors as they are."""
+    metal tensor (torch would take it as an unusable "mps" tensor); torch tensors as they are."""
     if isinstance(t, torch.Tensor):
         return t
     return torch.from_dlpack(t.cpu() if is_metal(t) else t)

@@ -19,7 +19,7 @@ def as_numpy(t) -> np.ndarray:
     """An orchard or torch tensor (any dtype, bfloat16 included, on any device) as a float64
     numpy array in host memory."""
     if isinstance(t, oc.Tensor):
-        # torch has no Metal DLPack import: a metal tensor comes to the host through orchard first.
+        # torch takes a Metal DLPack tensor as "mps", unusable without MPS: orchard copies it first.
         t = torch.from_dlpack(t.cpu() if t.device.type == "metal" else t)
     if isinstance(t, torch.Tensor):
         return t.detach().to(device="cpu", dtype=torch.float64).numpy()
