@@ -360,7 +360,12 @@ def test_the_harness_compiles_the_metallib_list():
     listed = {Path(p).name for p in re.findall(r"'([^']+\.metal)'", listed)}
     on_disk = {p.name for p in (PACKAGE / "src" / "backend" / "metal" / "kernels").glob("*.metal")}
     assert listed == on_disk
+    sources = {Path(oc._core._metal_harness_kernel_source(k)) for k in oc._core._metal_harness_kernels()}
+    # Packages built against this orchard-core (orchard-flash) register their kernels with the
+    # same executor once imported: only this package's folders count.
     compiled = {
-        Path(oc._core._metal_harness_kernel_source(k)).name for k in oc._core._metal_harness_kernels()
+        p.name
+        for p in sources
+        if p.parts[-4:-1] == ("backend", "metal", "kernels") or p.parts[-3:-1] == ("tests", "metal_harness")
     }
     assert compiled == listed | {"checks.metal", "broken.metal", "features.metal"}
