@@ -82,6 +82,15 @@ void bind_shape(py::module_& m, py::class_<Tensor>& cls) {
   m.def("flip", &autograd::flip, py::arg("input"), py::arg("dims"),
         "Reverse the order of elements along dims.");
   cls.def("flip", [](const Tensor& t, const py::args& dims) { return autograd::flip(t, to_shape(dims)); });
+  m.def(
+      "constant_pad_nd",
+      [](const Tensor& input, py::handle pad, py::handle value) {
+        const Shape pads = to_shape_sequence(pad);
+        const Scalar fill = to_scalar(value);
+        return without_gil([&] { return autograd::pad(input, pads, fill); });
+      },
+      py::arg("input"), py::arg("pad"), py::arg("value") = 0,
+      "Pad with `value`: `pad` holds (before, after) pairs from the last dim back; negative amounts crop.");
   m.def("tril", &autograd::tril, py::arg("input"), py::arg("diagonal") = 0, release_gil);
   m.def("triu", &autograd::triu, py::arg("input"), py::arg("diagonal") = 0, release_gil);
 

@@ -1,5 +1,5 @@
 """Shape/data-movement operators (cat, stack, split, chunk, index_select, gather, scatter_add,
-embedding, one_hot, tril/triu) against torch, and the Philox random operators (rand, randn,
+embedding, one_hot, tril/triu, constant_pad_nd) against torch, and the Philox random operators (rand, randn,
 randint, dropout) for known answers, reproducibility, thread independence and statistics.
 
 Data movement copies values exactly, so those results must equal torch's bit for bit;
@@ -276,6 +276,30 @@ def test_tril_triu_match_torch(rng, device, shape, diagonal, layout):
         assert_matches_torch(oc.triu(ours, diagonal=diagonal), torch.triu(reference, diagonal=diagonal))
 
 
+PAD_CASES = [((5, 7), (1, 2)), ((5, 7), (0, 3, 2, 0)), ((3, 4, 6), (-1, 2, 1, -2, 0, 1)), ((9,), (-3, -4))]
+PAD_CASES += [((2, 3), (-2, -1)), ((2, 0, 3), (1, 1, 2, 0)), ((4, 3), ()), ((3, 5), (-5, 2))]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize(("shape", "pad"), PAD_CASES)
+def test_constant_pad_nd_matches_torch(rng, device, shape, pad, layout):
+    for dtype, value in zip(MOVE_DTYPES, [-1.5, 2.0, 0.25, 3.7, 1], strict=True):
+        ours, reference = make_pair(rng, shape, dtype, device, layout)
+        got = oc.constant_pad_nd(ours, pad, value)
+        assert_matches_torch(got, torch.constant_pad_nd(reference, pad, value))
+        assert not got.is_alias_of(ours)
+
+
+@pytest.mark.parametrize(("shape", "pad"), PAD_CASES[:4])
+def test_constant_pad_nd_gradient_crops_the_padding(rng, device, shape, pad):
+    ours, reference = make_pair(rng, shape, "float32", device)
+    ours.requires_grad, reference.requires_grad = True, True
+    seed, seed_reference = make_pair(rng, torch.constant_pad_nd(reference, pad).shape, "float32", device)
+    oc.constant_pad_nd(ours, pad, 0.5).backward(seed)
+    torch.constant_pad_nd(reference, pad, 0.5).backward(seed_reference)
+    assert_matches_torch(ours.grad, reference.grad)
+
+
 def test_large_inputs_take_the_threaded_paths(rng):
     """Sizes above the OpenMP thresholds, for the kernels' parallel loops."""
     ours, reference = make_pair(rng, (300, 257), "float32", "cpu")
@@ -376,6 +400,10 @@ ERROR_CASES = [
     (lambda: oc.one_hot(_t([0]), -2), ValueError, "got -2"),
     (lambda: oc.tril(oc.zeros(4)), ValueError, r"shape \[4\]"),
     (lambda: oc.triu(oc.zeros(())), ValueError, r"shape \[\]"),
+    (lambda: oc.constant_pad_nd(oc.zeros(2, 3), [1]), ValueError, r"padding \[1\] has 1 values"),
+    (lambda: oc.constant_pad_nd(oc.zeros(3), [1, 1, 1, 1]), ValueError, r"pads 2 dimensions.*shape \[3\]"),
+    (lambda: oc.constant_pad_nd(oc.zeros(2, 3), [-2, -2]), ValueError, "negative size -1"),
+    (lambda: oc.constant_pad_nd(oc.zeros(2, 3), [1.5, 1]), TypeError, "1.5"),
     (lambda: oc.dropout(oc.zeros(4), 1.0), ValueError, "p=1"),
     (lambda: oc.dropout(oc.zeros(4), -0.25), ValueError, "p=-0.25"),
     (lambda: oc.dropout(_t([1, 2]), 0.5), TypeError, "int64"),

@@ -489,6 +489,9 @@ def one_hot(tensor: Tensor, num_classes: SupportsIndex = -1) -> Tensor: ...
 def flip(input: Tensor, dims: Sequence[SupportsIndex]) -> Tensor:
     """Reverse the order of elements along dims."""
 
+def constant_pad_nd(input: Tensor, pad: Sequence[SupportsIndex], value: _Scalar = 0) -> Tensor:
+    """Pad with `value`: `pad` holds (before, after) pairs from the last dim back; negative amounts crop."""
+
 def tril(input: Tensor, diagonal: SupportsIndex = 0) -> Tensor: ...
 def triu(input: Tensor, diagonal: SupportsIndex = 0) -> Tensor: ...
 def manual_seed(seed: SupportsIndex) -> None:

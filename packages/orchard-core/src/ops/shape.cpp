@@ -286,4 +286,38 @@ Tensor triangle(const char* op, const Tensor& input, int64_t diagonal, bool uppe
 Tensor tril(const Tensor& input, int64_t diagonal) { return triangle("tril", input, diagonal, false); }
 Tensor triu(const Tensor& input, int64_t diagonal) { return triangle("triu", input, diagonal, true); }
 
+Tensor pad(const Tensor& input, const std::vector<int64_t>& pads, const Scalar& value) {
+  if (pads.size() % 2 != 0) {
+    fail<ValueError>("pad: padding ", shape::str(pads), " has ", pads.size(),
+                     " values, but it must hold (before, after) pairs");
+  }
+  const int64_t padded_dims = static_cast<int64_t>(pads.size() / 2);
+  if (padded_dims > input.ndim()) {
+    fail<ValueError>("pad: padding ", shape::str(pads), " pads ", padded_dims,
+                     " dimensions, but the input has shape ", shape::str(input.shape()));
+  }
+  Shape out_shape = input.shape();
+  Tensor source = input;  // the part of input that survives cropping
+  for (int64_t i = 0; i < padded_dims; ++i) {
+    const int64_t d = input.ndim() - 1 - i, before = pads[2 * i], after = pads[2 * i + 1];
+    out_shape[d] += before + after;
+    if (out_shape[d] < 0) {
+      fail<ValueError>("pad: padding ", before, " and ", after, " of dimension ", d, " (size ",
+                       input.shape()[d], ") leave a negative size ", out_shape[d]);
+    }
+    const int64_t start = std::max<int64_t>(-before, 0),
+                  stop = input.shape()[d] - std::max<int64_t>(-after, 0);
+    source = source.slice(d, start, std::max(start, stop));
+  }
+  Tensor out = Tensor::full(out_shape, value, input.dtype(), input.device());
+  if (source.numel() == 0) return out;
+  Tensor interior = out;
+  for (int64_t i = 0; i < padded_dims; ++i) {
+    const int64_t d = input.ndim() - 1 - i, start = std::max<int64_t>(pads[2 * i], 0);
+    interior = interior.slice(d, start, start + source.shape()[d]);
+  }
+  interior.copy_(source);
+  return out;
+}
+
 }  // namespace orchard

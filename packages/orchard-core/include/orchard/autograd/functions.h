@@ -76,6 +76,7 @@ Tensor scatter_add(const Tensor& input, int64_t dim, const Tensor& index, const 
 const Tensor& scatter_add_(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src);
 Tensor embedding(const Tensor& indices, const Tensor& weight);
 Tensor flip(const Tensor& input, const std::vector<int64_t>& dims);
+Tensor pad(const Tensor& input, const std::vector<int64_t>& pads, const Scalar& value);
 Tensor tril(const Tensor& input, int64_t diagonal = 0);
 Tensor triu(const Tensor& input, int64_t diagonal = 0);
 Tensor dropout(const Tensor& input, double p = 0.5, bool training = true);

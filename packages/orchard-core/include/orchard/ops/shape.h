@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "orchard/scalar.h"
 #include "orchard/tensor.h"
 
 namespace orchard {
@@ -37,5 +38,8 @@ Tensor flip(const Tensor& input, const std::vector<int64_t>& dims);
 // Lower / upper triangle of the last two dims, from the `diagonal`-th diagonal.
 Tensor tril(const Tensor& input, int64_t diagonal = 0);
 Tensor triu(const Tensor& input, int64_t diagonal = 0);
+// Constant padding, as torch.nn.functional.pad(mode="constant"): pads holds (before, after)
+// pairs for the last dim, then the one before it, and so on; negative amounts crop.
+Tensor pad(const Tensor& input, const std::vector<int64_t>& pads, const Scalar& value = 0);
 
 }  // namespace orchard

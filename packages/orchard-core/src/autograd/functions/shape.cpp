@@ -2,6 +2,9 @@
 // their gradient back with scatter_add, so repeated indices accumulate.
 #include "shape.h"
 
+#include <algorithm>
+#include <functional>
+
 #include "orchard/autograd/functions.h"
 
 namespace orchard::autograd {
@@ -162,6 +165,17 @@ Tensor flip(const Tensor& input, const std::vector<int64_t>& dims) {
   if (!any_requires_grad({&input})) return out;
   record("FlipBackward", {input}, {out},
          [dims](const Node::Grads& grads) { return Node::Grads{orchard::flip(grads[0], dims)}; });
+  return out;
+}
+
+Tensor pad(const Tensor& input, const std::vector<int64_t>& pads, const Scalar& value) {
+  Tensor out = orchard::pad(input, pads, value);
+  if (!any_requires_grad({&input})) return out;
+  // Cropping the padding back off: the gradient is padded by the negated amounts.
+  std::vector<int64_t> negated(pads.size());
+  std::transform(pads.begin(), pads.end(), negated.begin(), std::negate<>());
+  record("ConstantPadNdBackward", {input}, {out},
+         [negated](const Node::Grads& grads) { return Node::Grads{orchard::pad(grads[0], negated, 0)}; });
   return out;
 }
 
