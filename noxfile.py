@@ -124,7 +124,9 @@ def run_tests(
     from nox.command import CommandFailed
 
     failed = []
-    test_dirs = [str(ROOT / "packages" / package / "tests") for package in PACKAGES]
+    test_dirs = [str(ROOT / "packages" / package / "tests") for package in PACKAGES] + [
+        str(ROOT / "demo" / "tests")
+    ]
     try:
         session.run("python", "-m", "pytest", *test_dirs, *pytest_args, *session.posargs, env=env)
     except CommandFailed as error:
@@ -321,10 +323,18 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Train a small character-level GPT-2 twice, stock attention and Orchard's, and plot both."""
+    """Train a small character-level GPT-2 twice and plot both runs: stock attention and Orchard's
+    through the bridge (default), or with `-- --engine orchard` orchard-core alone beside stock torch
+    (demo/train_native.py)."""
     install_packages(session, *BRIDGE_EXTRAS)
-    script = ROOT / "packages" / "orchard-torch-bridge" / "demo" / "train_gpt2.py"
-    session.run("python", str(script), "--out", str(ROOT / "demo-output"), *session.posargs)
+    if "--engine" in session.posargs:
+        script, out = ROOT / "demo" / "train_native.py", ROOT / "demo-output-native"
+    else:
+        script, out = (
+            ROOT / "packages" / "orchard-torch-bridge" / "demo" / "train_gpt2.py",
+            ROOT / "demo-output",
+        )
+    session.run("python", str(script), "--out", str(out), *session.posargs)
 
 
 @nox.session
