@@ -2,7 +2,6 @@
 // see contiguous (rows, n) tensors, one kernel call per direction.
 #include "orchard/ops/norm.h"
 
-#include <cmath>
 #include <vector>
 
 #include "dispatch.h"
@@ -104,9 +103,11 @@ LayerNormGrads layer_norm_backward(const Tensor& grad, const LayerNormResult& fo
                                    bool weight_grad, bool bias_grad) {
   const RowShape s = layer_norm_rows(input, normalized_shape);
   LayerNormGrads grads;
+  // The kernel writes every element, except of the parameters' gradients of an empty input (0).
+  const auto parameter_grad = input.numel() > 0 ? Tensor::empty : Tensor::zeros;
   if (input_grad) grads.input = Tensor::empty(input.shape(), input.dtype(), input.device());
-  if (weight_grad) grads.weight = Tensor::zeros(normalized_shape, input.dtype(), input.device());
-  if (bias_grad) grads.bias = Tensor::zeros(normalized_shape, input.dtype(), input.device());
+  if (weight_grad) grads.weight = parameter_grad(normalized_shape, input.dtype(), input.device());
+  if (bias_grad) grads.bias = parameter_grad(normalized_shape, input.dtype(), input.device());
   if (input.numel() == 0 || !(input_grad || weight_grad || bias_grad)) return grads;
   norm_kernels(Op::LayerNormBackward, input)
       .layer_norm_backward(as_rows(grad.to(input.dtype()), s), as_rows(input, s), flat_parameter(weight, s.n),
