@@ -103,6 +103,17 @@ def _cases(rng: np.random.Generator, magnitude: float | None = None) -> dict[str
     x, y, w = floats((7, 13)), floats((1, 13)), floats((13, 5))
     index = np.array([4, 0, 6, 6], dtype=np.int64)
     gather_index = rng.integers(0, 7, size=(3, 13)).astype(np.int64)
+    target = np.array([4, 0, 12, 6, -100, 1, 3], dtype=np.int64)
+
+    def layer_norm_grads(on):
+        a, weight, bias = (on(v).requires_grad_(True) for v in (x, y[0], y[0] * 0.5))
+        return tuple(oc.autograd.grad(oc.layer_norm(a, 13, weight, bias), [a, weight, bias], on(x)))
+
+    def cross_entropy_grad(on):
+        a = on(x).requires_grad_(True)
+        loss = oc.cross_entropy(a, on(target), reduction="none", label_smoothing=0.1)
+        return oc.autograd.grad(loss, [a], on(x[:, 0].copy()))[0]
+
     return {
         "add (broadcast)": lambda on: on(x) + on(y),
         "pow": lambda on: on(np.abs(x)) ** on(y),
@@ -119,6 +130,12 @@ def _cases(rng: np.random.Generator, magnitude: float | None = None) -> dict[str
         "logsumexp": lambda on: oc.logsumexp(on(x), 1),
         "softmax": lambda on: oc.softmax(on(x), -1),
         "log_softmax": lambda on: oc.log_softmax(on(x), 0),
+        "layer_norm": lambda on: oc.layer_norm(on(x), 13, on(y[0]), on(y[0] * 0.5)),
+        "layer_norm backward": layer_norm_grads,
+        "cross_entropy": lambda on: oc.cross_entropy(
+            on(x), on(target), reduction="none", label_smoothing=0.1
+        ),
+        "cross_entropy backward": cross_entropy_grad,
         "index_select": lambda on: oc.index_select(on(x), 0, on(index)),
         "gather": lambda on: oc.gather(on(x), 0, on(gather_index)),
         "scatter_add": lambda on: oc.zeros(7, 13, device=on(x).device).scatter_add_(

@@ -58,4 +58,12 @@
   X(Uniform, "rand", "")             \
   X(Normal, "randn", "")             \
   X(Randint, "randint", "")          \
-  X(Dropout, "dropout", "")
+  X(Dropout, "dropout", "")          \
+  ORCHARD_NORM_OPS(X)
+
+// layer_norm and cross_entropy (orchard/kernels/norm.h).
+#define ORCHARD_NORM_OPS(X)                       \
+  X(LayerNorm, "layer_norm", "")                  \
+  X(LayerNormBackward, "layer_norm backward", "") \
+  X(CrossEntropy, "cross_entropy", "")            \
+  X(CrossEntropyBackward, "cross_entropy backward", "")

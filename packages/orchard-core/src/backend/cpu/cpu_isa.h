@@ -30,6 +30,15 @@ struct CpuRowKernels {
                    double scale);
   void (*softmax)(const float* in, float* out, int64_t n);
   void (*log_softmax)(const float* in, float* out, int64_t n);
+  // norm_rows.h's loops at float.
+  void (*layer_norm)(const float* x, const float* w, const float* b, float* y, int64_t n, float eps,
+                     float* mean, float* rstd);
+  void (*layer_norm_backward)(const float* g, const float* x, const float* w, float mean, float rstd,
+                              float* dx, float* dw_acc, float* db_acc, int64_t n);
+  float (*cross_entropy)(const float* x, int64_t n, int64_t target, bool ignored, double smoothing,
+                         float* lse);
+  void (*cross_entropy_backward)(const float* x, float* dx, int64_t n, float lse, int64_t target,
+                                 double smoothing, float scale);
 };
 
 namespace isa_generic {

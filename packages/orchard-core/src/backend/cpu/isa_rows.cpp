@@ -3,6 +3,7 @@
 // (isa_<name>) and passing that set's -m flags. It is also compiled with -fno-trapping-math, so that GCC
 // turns vector_math.h's selects into blends instead of branches and the loops vectorize.
 #include "backend/cpu/cpu_isa.h"
+#include "backend/cpu/norm_rows.h"
 #include "backend/cpu/reduce_rows.h"
 #include "orchard/cpu/vector_math.h"
 
@@ -35,6 +36,23 @@ void sum_tile_float(const float* in, float* out, int64_t k0, int64_t width, int6
 void softmax_row_float(const float* in, float* out, int64_t n) { softmax_row<false>(in, out, n); }
 void log_softmax_row_float(const float* in, float* out, int64_t n) { softmax_row<true>(in, out, n); }
 
+void layer_norm_row_float(const float* x, const float* w, const float* b, float* y, int64_t n, float eps,
+                          float* mean, float* rstd) {
+  layer_norm_row(x, w, b, y, n, eps, mean, rstd);
+}
+void layer_norm_backward_row_float(const float* g, const float* x, const float* w, float mean, float rstd,
+                                   float* dx, float* dw_acc, float* db_acc, int64_t n) {
+  layer_norm_backward_row(g, x, w, mean, rstd, dx, dw_acc, db_acc, n);
+}
+float cross_entropy_row_float(const float* x, int64_t n, int64_t target, bool ignored, double smoothing,
+                              float* lse) {
+  return cross_entropy_row(x, n, target, ignored, smoothing, lse);
+}
+void cross_entropy_backward_row_float(const float* x, float* dx, int64_t n, float lse, int64_t target,
+                                      double smoothing, float scale) {
+  cross_entropy_backward_row(x, dx, n, lse, target, smoothing, scale);
+}
+
 constexpr CpuRowKernels kRowKernels{
     ORCHARD_STRINGIFY(ORCHARD_CPU_ISA),
     map_row<[](float x) { return vm::exp(x); }>,
@@ -48,6 +66,10 @@ constexpr CpuRowKernels kRowKernels{
     sum_tile_float,
     softmax_row_float,
     log_softmax_row_float,
+    layer_norm_row_float,
+    layer_norm_backward_row_float,
+    cross_entropy_row_float,
+    cross_entropy_backward_row_float,
 };
 
 }  // namespace

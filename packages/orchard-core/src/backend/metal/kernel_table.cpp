@@ -15,6 +15,7 @@ const Kernels& metal_kernels() {
       .index = index_kernels(),
       .random = random_kernels(),
       .reduce = reduce_kernels(),
+      .norm = norm_kernels(),
   };
   return kernels;
 }
@@ -45,6 +46,10 @@ bool supports(Op op, DType dtype) {
     case Op::Normal:
     case Op::Randint:
     case Op::Dropout: return random_supports(op, dtype);
+    case Op::LayerNorm:
+    case Op::LayerNormBackward:
+    case Op::CrossEntropy:
+    case Op::CrossEntropyBackward: return norm_supports(op, dtype);
     default: return static_cast<int>(op) < kBinaryOpCount + kUnaryOpCount;
   }
 }
