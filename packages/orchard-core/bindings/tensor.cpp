@@ -229,6 +229,7 @@ void bind_tensor(py::module_& m) {
   bind_elementwise(m, cls);
   bind_shape(m, cls);
   bind_reduce(m, cls);
+  bind_sort(m, cls);
   bind_autograd(m, cls);
 }
 

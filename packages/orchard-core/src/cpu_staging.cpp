@@ -100,6 +100,17 @@ class StagedReduce final : public ReduceKernels {
     cpu().reduce.softmax(in(src), o.host(), log);
     o.finish();
   }
+  void cumsum(const Tensor& src, const Tensor& dst) const override {
+    const Staged o(dst);
+    cpu().reduce.cumsum(in(src), o.host());
+    o.finish();
+  }
+  void sort(const Tensor& src, const Tensor& values, const Tensor& indices, bool descending) const override {
+    const Staged v(values), i(indices);
+    cpu().reduce.sort(in(src), v.host(), i.host(), descending);
+    v.finish();
+    i.finish();
+  }
 };
 
 class StagedIndex final : public IndexKernels {

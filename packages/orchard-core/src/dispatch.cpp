@@ -114,6 +114,10 @@ void ReduceKernels::logsumexp(const Tensor& src, const Tensor&) const { unsuppor
 void ReduceKernels::softmax(const Tensor& src, const Tensor&, bool log) const {
   unsupported(log ? Op::LogSoftmax : Op::Softmax, src);
 }
+void ReduceKernels::cumsum(const Tensor& src, const Tensor&) const { unsupported(Op::Cumsum, src); }
+void ReduceKernels::sort(const Tensor& src, const Tensor&, const Tensor&, bool) const {
+  unsupported(Op::Sort, src);
+}
 
 std::pair<int64_t, int64_t> IndexKernels::bounds(const Tensor& index) const {
   unsupported(Op::IndexBounds, index);

@@ -119,6 +119,8 @@ def _cases(rng: np.random.Generator, magnitude: float | None = None) -> dict[str
         "std": lambda on: on(x).std(1),
         "logsumexp": lambda on: oc.logsumexp(on(x), 1),
         "softmax": lambda on: oc.softmax(on(x), -1),
+        "cumsum": lambda on: oc.cumsum(on(x), 1),
+        "sort": lambda on: oc.sort(on(x).T, 1, descending=True),
         "log_softmax": lambda on: oc.log_softmax(on(x), 0),
         "index_select": lambda on: oc.index_select(on(x), 0, on(index)),
         "gather": lambda on: oc.gather(on(x), 0, on(gather_index)),
@@ -181,7 +183,7 @@ def test_autograd_through_the_fallback(rng, stand_in, monkeypatch):
 # (library exp and pow, sums and products in another order) may differ by roundings.
 BITWISE = {
     "add (broadcast)", "lt", "gelu bfloat16", "relu of a strided view", "where", "max with indices",
-    "argmin", "index_select", "gather", "scatter_add", "cat", "tril", "in-place mul", "to int32",
+    "argmin", "sort", "index_select", "gather", "scatter_add", "cat", "tril", "in-place mul", "to int32",
     "fill a strided view",
 }  # fmt: skip
 

@@ -49,6 +49,8 @@
   X(Logsumexp, "logsumexp", "")      \
   X(Softmax, "softmax", "")          \
   X(LogSoftmax, "log_softmax", "")   \
+  X(Cumsum, "cumsum", "")            \
+  X(Sort, "sort", "")                \
   X(IndexBounds, "index bounds", "") \
   X(Cat, "cat", "")                  \
   X(IndexSelect, "index_select", "") \
