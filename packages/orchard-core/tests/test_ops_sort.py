@@ -198,3 +198,18 @@ def test_sort_rows_in_parallel_are_thread_count_independent(rng):
         oc.set_num_threads(before)
     for a, b in zip(*results, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif("metal" not in [str(d) for d in oc.devices()], reason="no metal device in this build")
+def test_metal_sorts_rows_up_to_its_threadgroup_limit(rng, monkeypatch):
+    """Metal's kernels run (no fallback), sort rows of up to 2048 in threadgroup memory and name
+    a longer row's length."""
+    monkeypatch.delenv("ORCHARD_CPU_FALLBACK", raising=False)
+    assert oc.supports("metal", "sort", "bfloat16") and oc.supports("metal", "cumsum", "int64")
+    values = np.repeat(rng.standard_normal(1024).astype(np.float32), 2)[rng.permutation(2048)]
+    on_cpu = oc.sort(oc.tensor(values[None]), descending=True)
+    on_metal = oc.sort(oc.tensor(values[None]).to("metal"), descending=True)
+    np.testing.assert_array_equal(host_values(on_metal.values), host_values(on_cpu.values))
+    np.testing.assert_array_equal(host_values(on_metal.indices), host_values(on_cpu.indices))
+    with pytest.raises(NotImplementedError, match="rows of 2049 elements exceed the 2048"):
+        oc.sort(oc.zeros(3, 2049, device="metal"))

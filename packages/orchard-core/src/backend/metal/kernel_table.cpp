@@ -34,7 +34,9 @@ bool supports(Op op, DType dtype) {
     case Op::Std:
     case Op::Logsumexp:
     case Op::Softmax:
-    case Op::LogSoftmax: return reduce_supports(op, dtype);
+    case Op::LogSoftmax:
+    case Op::Cumsum:
+    case Op::Sort: return reduce_supports(op, dtype);
     case Op::IndexBounds:
     case Op::Cat:
     case Op::IndexSelect:
