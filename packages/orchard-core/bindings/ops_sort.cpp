@@ -1,4 +1,4 @@
-// cumsum, sort, argsort and topk, as functions and as Tensor methods.
+// cumsum, sort, argsort, topk and multinomial, as functions and as Tensor methods.
 #include <pybind11/stl.h>
 
 #include "convert.h"
@@ -46,6 +46,11 @@ void bind_sort(py::module_& m, py::class_<Tensor>& cls) {
         py::arg("sorted") = true,
         "(values, indices) of the k largest (smallest) along dim, in sorted order.");
   cls.def("topk", &topk, py::arg("k"), dim, py::arg("largest") = true, py::arg("sorted") = true);
+  m.def("multinomial", &orchard::multinomial, py::arg("input"), py::arg("num_samples"),
+        py::arg("replacement") = false, release_gil,
+        "num_samples category indices per row of non-negative weights, from the global generator.");
+  cls.def("multinomial", &orchard::multinomial, py::arg("num_samples"), py::arg("replacement") = false,
+          release_gil);
 }
 
 }  // namespace orchard::bindings

@@ -170,6 +170,14 @@ class StagedRandom final : public RandomKernels {
     cpu().random.dropout(in(src), o.host(), state, p);
     o.finish();
   }
+  // Without replacement the kernel writes into weights too.
+  void multinomial(const Tensor& weights, const Tensor& out, PhiloxState state,
+                   bool replacement) const override {
+    const Staged w(weights), o(out);
+    cpu().random.multinomial(w.host(), o.host(), state, replacement);
+    w.finish();
+    o.finish();
+  }
 };
 
 }  // namespace

@@ -150,5 +150,8 @@ void RandomKernels::randint(const Tensor& dst, PhiloxState, int64_t, int64_t) co
 void RandomKernels::dropout(const Tensor& src, const Tensor&, PhiloxState, double) const {
   unsupported(Op::Dropout, src);
 }
+void RandomKernels::multinomial(const Tensor& weights, const Tensor&, PhiloxState, bool) const {
+  unsupported(Op::Multinomial, weights);
+}
 
 }  // namespace orchard

@@ -120,6 +120,7 @@ def _cases(rng: np.random.Generator, magnitude: float | None = None) -> dict[str
         "logsumexp": lambda on: oc.logsumexp(on(x), 1),
         "softmax": lambda on: oc.softmax(on(x), -1),
         "cumsum": lambda on: oc.cumsum(on(x), 1),
+        "multinomial": lambda on: (oc.manual_seed(11), oc.multinomial(on(np.abs(x)), 9, True))[1],
         "sort": lambda on: oc.sort(on(x).T, 1, descending=True),
         "log_softmax": lambda on: oc.log_softmax(on(x), 0),
         "index_select": lambda on: oc.index_select(on(x), 0, on(index)),
@@ -184,7 +185,7 @@ def test_autograd_through_the_fallback(rng, stand_in, monkeypatch):
 BITWISE = {
     "add (broadcast)", "lt", "gelu bfloat16", "relu of a strided view", "where", "max with indices",
     "argmin", "sort", "index_select", "gather", "scatter_add", "cat", "tril", "in-place mul", "to int32",
-    "fill a strided view",
+    "fill a strided view", "multinomial",
 }  # fmt: skip
 
 

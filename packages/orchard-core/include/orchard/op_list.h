@@ -61,4 +61,5 @@
   X(Uniform, "rand", "")             \
   X(Normal, "randn", "")             \
   X(Randint, "randint", "")          \
-  X(Dropout, "dropout", "")
+  X(Dropout, "dropout", "")          \
+  X(Multinomial, "multinomial", "")

@@ -72,6 +72,7 @@ from ._core import (
     min,  # noqa: A004
     minimum,
     mul,
+    multinomial,
     ne,
     neg,
     one_hot,
@@ -199,6 +200,7 @@ __all__ = [
     "min",
     "minimum",
     "mul",
+    "multinomial",
     "ne",
     "neg",
     "no_grad",

@@ -364,6 +364,7 @@ class Tensor(metaclass=_pybind11_type):
         largest: builtins.bool = True,
         sorted: builtins.bool = True,
     ) -> ValuesIndices: ...
+    def multinomial(self, num_samples: SupportsIndex, replacement: builtins.bool = False) -> Tensor: ...
 
     # Autograd.
     @property
@@ -687,6 +688,9 @@ def topk(
     sorted: builtins.bool = True,
 ) -> ValuesIndices:
     """(values, indices) of the k largest (smallest) along dim, in sorted order."""
+
+def multinomial(input: Tensor, num_samples: SupportsIndex, replacement: builtins.bool = False) -> Tensor:
+    """num_samples category indices per row of non-negative weights, from the global generator."""
 
 class Node(metaclass=_pybind11_type):
     """A recorded operation in the autograd graph."""

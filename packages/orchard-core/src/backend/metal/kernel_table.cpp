@@ -47,7 +47,8 @@ bool supports(Op op, DType dtype) {
     case Op::Uniform:
     case Op::Normal:
     case Op::Randint:
-    case Op::Dropout: return random_supports(op, dtype);
+    case Op::Dropout:
+    case Op::Multinomial: return random_supports(op, dtype);
     default: return static_cast<int>(op) < kBinaryOpCount + kUnaryOpCount;
   }
 }
