@@ -43,12 +43,14 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
   const bool need_input = input.requires_grad();
   const bool need_weight = weight.requires_grad();
   const bool need_bias = bias.defined() && bias.requires_grad();
+  // The flattened rows, from the input's shape (the gradient has no elements when out_features is 0).
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < input.ndim(); ++d) rows *= input.shape()[d];
   record("LinearBackward", {input, weight, bias}, {out},
-         [need_input, need_weight, need_bias, input_shape = input.shape(),
+         [need_input, need_weight, need_bias, rows, input_shape = input.shape(),
           saved_input = SavedTensor(need_weight ? input : Tensor()),
           saved_weight = SavedTensor(need_input ? weight : Tensor())](const Node::Grads& grads) {
            const int64_t out_features = grads[0].size(-1);
-           const int64_t rows = out_features == 0 ? 0 : grads[0].numel() / out_features;
            const Tensor g = grads[0].reshape({rows, out_features});
            Tensor grad_input, grad_weight, grad_bias;
            if (need_input) grad_input = orchard::matmul(g, saved_weight.unpack()).reshape(input_shape);
