@@ -230,6 +230,7 @@ void bind_tensor(py::module_& m) {
   bind_shape(m, cls);
   bind_reduce(m, cls);
   bind_norm(m);
+  bind_sort(m, cls);
   bind_autograd(m, cls);
 }
 

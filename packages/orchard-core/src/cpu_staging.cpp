@@ -46,6 +46,11 @@ class StagedLinalg final : public LinalgKernels {
     cpu().matmul.matmul(in(a), in(b), o.host());
     o.finish();
   }
+  void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& out) const override {
+    const Staged o(out);
+    cpu().matmul.linear(in(x), in(w), in(bias), o.host());
+    o.finish();
+  }
 };
 
 class StagedElementwise final : public ElementwiseKernels {
@@ -94,6 +99,17 @@ class StagedReduce final : public ReduceKernels {
     const Staged o(dst);
     cpu().reduce.softmax(in(src), o.host(), log);
     o.finish();
+  }
+  void cumsum(const Tensor& src, const Tensor& dst) const override {
+    const Staged o(dst);
+    cpu().reduce.cumsum(in(src), o.host());
+    o.finish();
+  }
+  void sort(const Tensor& src, const Tensor& values, const Tensor& indices, bool descending) const override {
+    const Staged v(values), i(indices);
+    cpu().reduce.sort(in(src), v.host(), i.host(), descending);
+    v.finish();
+    i.finish();
   }
 };
 
@@ -189,6 +205,14 @@ class StagedRandom final : public RandomKernels {
   void dropout(const Tensor& src, const Tensor& dst, PhiloxState state, double p) const override {
     const Staged o(dst);
     cpu().random.dropout(in(src), o.host(), state, p);
+    o.finish();
+  }
+  // Without replacement the kernel writes into weights too.
+  void multinomial(const Tensor& weights, const Tensor& out, PhiloxState state,
+                   bool replacement) const override {
+    const Staged w(weights), o(out);
+    cpu().random.multinomial(w.host(), o.host(), state, replacement);
+    w.finish();
     o.finish();
   }
 };

@@ -89,6 +89,9 @@ void CopyKernels::copy(const Tensor& src, const Tensor&) const { unsupported(Op:
 void LinalgKernels::matmul(const Tensor& a, const Tensor&, const Tensor&) const {
   unsupported(Op::Matmul, a);
 }
+void LinalgKernels::linear(const Tensor& x, const Tensor&, const Tensor&, const Tensor&) const {
+  unsupported(Op::Linear, x);
+}
 
 void ElementwiseKernels::binary(BinaryOp op, const Tensor& a, const Tensor&, const Tensor&) const {
   unsupported(op_of(op), a);
@@ -110,6 +113,10 @@ void ReduceKernels::var(const Tensor& src, const Tensor&, double, bool take_sqrt
 void ReduceKernels::logsumexp(const Tensor& src, const Tensor&) const { unsupported(Op::Logsumexp, src); }
 void ReduceKernels::softmax(const Tensor& src, const Tensor&, bool log) const {
   unsupported(log ? Op::LogSoftmax : Op::Softmax, src);
+}
+void ReduceKernels::cumsum(const Tensor& src, const Tensor&) const { unsupported(Op::Cumsum, src); }
+void ReduceKernels::sort(const Tensor& src, const Tensor&, const Tensor&, bool) const {
+  unsupported(Op::Sort, src);
 }
 
 void NormKernels::layer_norm(const Tensor& src, const Tensor&, const Tensor&, double, const Tensor&,
@@ -159,6 +166,9 @@ void RandomKernels::randint(const Tensor& dst, PhiloxState, int64_t, int64_t) co
 }
 void RandomKernels::dropout(const Tensor& src, const Tensor&, PhiloxState, double) const {
   unsupported(Op::Dropout, src);
+}
+void RandomKernels::multinomial(const Tensor& weights, const Tensor&, PhiloxState, bool) const {
+  unsupported(Op::Multinomial, weights);
 }
 
 }  // namespace orchard

@@ -123,12 +123,16 @@ def _cases(rng: np.random.Generator, magnitude: float | None = None) -> dict[str
         "relu of a strided view": lambda on: oc.relu(on(x).T[::2]),
         "where": lambda on: oc.where(on(x) > 0, on(x), on(y)),
         "matmul": lambda on: on(x) @ on(w),
+        "linear": lambda on: oc.linear(on(x), on(w).T, on(y)[0, :5]),
         "sum": lambda on: on(x).sum(0),
         "max with indices": lambda on: oc.max(on(x), 1),
         "argmin": lambda on: on(x).argmin(),
         "std": lambda on: on(x).std(1),
         "logsumexp": lambda on: oc.logsumexp(on(x), 1),
         "softmax": lambda on: oc.softmax(on(x), -1),
+        "cumsum": lambda on: oc.cumsum(on(x), 1),
+        "multinomial": lambda on: (oc.manual_seed(11), oc.multinomial(on(np.abs(x)), 9, True))[1],
+        "sort": lambda on: oc.sort(on(x).T, 1, descending=True),
         "log_softmax": lambda on: oc.log_softmax(on(x), 0),
         "layer_norm": lambda on: oc.layer_norm(on(x), 13, on(y[0]), on(y[0] * 0.5)),
         "layer_norm backward": layer_norm_grads,
@@ -197,8 +201,8 @@ def test_autograd_through_the_fallback(rng, stand_in, monkeypatch):
 # (library exp and pow, sums and products in another order) may differ by roundings.
 BITWISE = {
     "add (broadcast)", "lt", "gelu bfloat16", "relu of a strided view", "where", "max with indices",
-    "argmin", "index_select", "gather", "scatter_add", "cat", "tril", "in-place mul", "to int32",
-    "fill a strided view",
+    "argmin", "sort", "index_select", "gather", "scatter_add", "cat", "tril", "in-place mul", "to int32",
+    "fill a strided view", "multinomial",
 }  # fmt: skip
 
 

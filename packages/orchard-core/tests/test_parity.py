@@ -11,6 +11,7 @@ import _parity_elementwise
 import _parity_linalg
 import _parity_reduce
 import _parity_shape
+import _parity_sort
 import pytest
 from _core_helpers import HYPOTHESIS
 from _parity import OpCase, check_gradcheck, check_parity
@@ -22,6 +23,7 @@ CASES: list[OpCase] = [
     *_parity_reduce.CASES,
     *_parity_shape.CASES,
     *_parity_linalg.CASES,
+    *_parity_sort.CASES,
 ]
 
 

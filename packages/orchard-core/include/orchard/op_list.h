@@ -40,6 +40,7 @@
   X(Copy, "copy", "")                \
   X(Where, "where", "")              \
   X(Matmul, "matmul", "")            \
+  X(Linear, "linear", "")            \
   X(Sum, "sum", "")                  \
   X(Max, "max", "")                  \
   X(Min, "min", "")                  \
@@ -48,6 +49,8 @@
   X(Logsumexp, "logsumexp", "")      \
   X(Softmax, "softmax", "")          \
   X(LogSoftmax, "log_softmax", "")   \
+  X(Cumsum, "cumsum", "")            \
+  X(Sort, "sort", "")                \
   X(IndexBounds, "index bounds", "") \
   X(Cat, "cat", "")                  \
   X(IndexSelect, "index_select", "") \
@@ -59,6 +62,7 @@
   X(Normal, "randn", "")             \
   X(Randint, "randint", "")          \
   X(Dropout, "dropout", "")          \
+  X(Multinomial, "multinomial", "")  \
   ORCHARD_NORM_OPS(X)
 
 // layer_norm and cross_entropy (orchard/kernels/norm.h).

@@ -13,6 +13,7 @@
 #include "orchard/ops/random.h"
 #include "orchard/ops/reduce.h"
 #include "orchard/ops/shape.h"
+#include "orchard/ops/sort.h"
 #include "orchard/parallel.h"
 #include "orchard/profile.h"
 #include "orchard/scalar.h"

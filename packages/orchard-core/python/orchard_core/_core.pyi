@@ -349,6 +349,23 @@ class Tensor(metaclass=_pybind11_type):
     def log_softmax(self, dim: SupportsIndex, dtype: _DTypeLike = None) -> Tensor:
         """x - logsumexp(x) along dim."""
 
+    # Along one dim.
+    def cumsum(self, dim: SupportsIndex, *, dtype: _DTypeLike = None) -> Tensor: ...
+    def sort(
+        self, dim: SupportsIndex = -1, descending: builtins.bool = False, *, stable: builtins.bool = False
+    ) -> ValuesIndices: ...
+    def argsort(
+        self, dim: SupportsIndex = -1, descending: builtins.bool = False, stable: builtins.bool = False
+    ) -> Tensor: ...
+    def topk(
+        self,
+        k: SupportsIndex,
+        dim: SupportsIndex = -1,
+        largest: builtins.bool = True,
+        sorted: builtins.bool = True,
+    ) -> ValuesIndices: ...
+    def multinomial(self, num_samples: SupportsIndex, replacement: builtins.bool = False) -> Tensor: ...
+
     # Autograd.
     @property
     def requires_grad(self) -> builtins.bool:
@@ -464,6 +481,9 @@ def arange(
 ) -> Tensor: ...
 def matmul(input: Tensor, other: Tensor) -> Tensor:
     """Matrix product with torch.matmul's rules for 1-D operands and broadcast batch dims."""
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """torch.nn.functional.linear: input @ weight.T + bias, the bias fused into the product."""
 
 def cat(tensors: Sequence[Tensor], dim: SupportsIndex = 0) -> Tensor:
     """Join tensors along an existing dim."""
@@ -664,6 +684,34 @@ def cross_entropy(
     label_smoothing: float = 0.0,
 ) -> Tensor:
     """Cross-entropy of logits (N, C) against class indices (N): log_softmax and nll in one pass per row."""
+def cumsum(input: Tensor, dim: SupportsIndex, *, dtype: _DTypeLike = None) -> Tensor:
+    """Running sums along dim; integers and bool sum to int64, dtype casts the input first."""
+
+def sort(
+    input: Tensor,
+    dim: SupportsIndex = -1,
+    descending: builtins.bool = False,
+    *,
+    stable: builtins.bool = False,
+) -> ValuesIndices:
+    """(values, indices) sorted along dim, stably; NaN sorts as the largest value."""
+
+def argsort(
+    input: Tensor, dim: SupportsIndex = -1, descending: builtins.bool = False, stable: builtins.bool = False
+) -> Tensor:
+    """The indices that sort input along dim."""
+
+def topk(
+    input: Tensor,
+    k: SupportsIndex,
+    dim: SupportsIndex = -1,
+    largest: builtins.bool = True,
+    sorted: builtins.bool = True,
+) -> ValuesIndices:
+    """(values, indices) of the k largest (smallest) along dim, in sorted order."""
+
+def multinomial(input: Tensor, num_samples: SupportsIndex, replacement: builtins.bool = False) -> Tensor:
+    """num_samples category indices per row of non-negative weights, from the global generator."""
 
 class Node(metaclass=_pybind11_type):
     """A recorded operation in the autograd graph."""

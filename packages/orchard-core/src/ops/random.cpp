@@ -2,6 +2,7 @@
 // counter stream; the device's RandomKernels turn counters into values.
 #include "orchard/ops/random.h"
 
+#include <limits>
 #include <mutex>
 
 #include "dispatch.h"
@@ -90,6 +91,47 @@ Tensor dropout(const Tensor& input, double p, bool training) {
   if (out.numel() > 0)
     random_kernels_for(Op::Dropout, out).dropout(input.contiguous(), out, reserve(out.numel()), p);
   return out;
+}
+
+Tensor multinomial(const Tensor& input, int64_t num_samples, bool replacement) {
+  if (input.ndim() != 1 && input.ndim() != 2) {
+    fail<RuntimeError>("multinomial: prob_dist must be 1 or 2 dim, got shape ", shape::str(input.shape()));
+  }
+  require_floating("multinomial", input.dtype());
+  const int64_t categories = input.shape().back();
+  const int64_t rows = input.ndim() == 2 ? input.shape()[0] : 1;
+  if (num_samples <= 0)
+    fail<RuntimeError>("multinomial: cannot sample n_sample <= 0 samples (", num_samples, ")");
+  if (!replacement && num_samples > categories) {
+    fail<RuntimeError>(
+        "multinomial: cannot sample n_sample > prob_dist.size(-1) samples without replacement (", num_samples,
+        " > ", categories, ")");
+  }
+  // The weights are checked on the host (one copy from a device), as torch's CPU kernel does.
+  const Tensor host = input.to(Device{}).to(DType::Float64).contiguous();
+  const auto* w = static_cast<const double*>(host.data_ptr());
+  for (int64_t r = 0; r < rows; ++r) {
+    double total = 0;
+    for (int64_t i = 0; i < categories; ++i) {
+      const double x = w[r * categories + i];
+      if (!(x >= 0) || x == std::numeric_limits<double>::infinity()) {
+        fail<RuntimeError>("multinomial: probability tensor contains either `inf`, `nan` or element < 0 (", x,
+                           " in row ", r, ", category ", i, ")");
+      }
+      total += x;
+    }
+    if (!(total > 0)) {
+      fail<RuntimeError>("multinomial: invalid multinomial distribution (sum of probabilities <= 0) in row ",
+                         r);
+    }
+  }
+  // Without replacement the kernel marks the weights it picks: a copy of its own.
+  const Tensor weights = (replacement ? input.contiguous() : input.clone()).view({rows, categories});
+  Tensor out = Tensor::empty({rows, num_samples}, DType::Int64, input.device());
+  if (out.numel() > 0) {
+    kernels_for(Op::Multinomial, weights).random.multinomial(weights, out, reserve(out.numel()), replacement);
+  }
+  return input.ndim() == 1 ? out.view({num_samples}) : out;
 }
 
 }  // namespace orchard

@@ -16,6 +16,7 @@
 #include "orchard/ops/random.h"
 #include "orchard/ops/reduce.h"
 #include "orchard/ops/shape.h"
+#include "orchard/ops/sort.h"
 
 namespace orchard::autograd {
 
@@ -70,6 +71,12 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, int64_t ignore_i
 
 // Linear algebra (src/autograd/functions/matmul.cpp).
 Tensor matmul(const Tensor& a, const Tensor& b);
+Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias = {});
+
+// Along one dim (src/autograd/functions/sort.cpp); argsort has no gradient.
+Tensor cumsum(const Tensor& input, int64_t dim, std::optional<DType> dtype = {});
+ValuesIndices sort(const Tensor& input, int64_t dim = -1, bool descending = false, bool stable = false);
+ValuesIndices topk(const Tensor& input, int64_t k, int64_t dim = -1, bool largest = true, bool sorted = true);
 
 // Shape and data movement, random (src/autograd/functions/shape.cpp).
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0);

@@ -44,6 +44,13 @@ class RandomKernels {
   virtual void randint(const Tensor& dst, PhiloxState state, int64_t low, int64_t high) const;
   // dst = src * keep / (1 - p), keep drawn with probability 1 - p; both contiguous floating.
   virtual void dropout(const Tensor& src, const Tensor& dst, PhiloxState state, double p) const;
+  // Category indices into int64 `out` [rows, samples] drawn from the rows of `weights` [rows,
+  // categories] (contiguous floating, non-negative, every row with a positive sum; without
+  // replacement samples <= categories). Sample s of row r uses counter r * samples + s. Without
+  // replacement the kernel marks each chosen weight -1 in `weights`, and draws zero-weight
+  // categories (lowest index first) once no positive weight is left.
+  virtual void multinomial(const Tensor& weights, const Tensor& out, PhiloxState state,
+                           bool replacement) const;
 };
 
 }  // namespace orchard

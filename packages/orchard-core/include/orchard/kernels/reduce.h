@@ -25,6 +25,12 @@ class ReduceKernels {
   virtual void logsumexp(const Tensor& src, const Tensor& dst) const;
   // Softmax (or log-softmax) along the last dim; src and dst have equal shapes.
   virtual void softmax(const Tensor& src, const Tensor& dst, bool log) const;
+  // Inclusive running sums along the last dim: src and dst have equal shapes and one dtype (the
+  // operator casts integers to int64 first); any strides.
+  virtual void cumsum(const Tensor& src, const Tensor& dst) const;
+  // src sorted along the last dim, stably, NaN after every number (before, when descending):
+  // values (src's dtype) and indices (int64) have src's shape and equal strides.
+  virtual void sort(const Tensor& src, const Tensor& values, const Tensor& indices, bool descending) const;
 };
 
 }  // namespace orchard

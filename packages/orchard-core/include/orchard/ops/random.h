@@ -20,5 +20,8 @@ Tensor randn(const Shape& shape, DType dtype = DType::Float32, Device device = {
 Tensor randint(int64_t low, int64_t high, const Shape& shape, DType dtype = DType::Int64, Device device = {});
 // Zeroes each element with probability p and scales the rest by 1 / (1 - p); p in [0, 1).
 Tensor dropout(const Tensor& input, double p = 0.5, bool training = true);
+// torch.multinomial: num_samples category indices (int64) per row of non-negative weights (1-D
+// or 2-D, floating), drawn with or without replacement.
+Tensor multinomial(const Tensor& input, int64_t num_samples, bool replacement = false);
 
 }  // namespace orchard

@@ -11,6 +11,7 @@
 
 #include "backend/backends.h"
 #include "backend/cpu/cpu_isa.h"
+#include "backend/cpu/multinomial_kernels.h"
 #include "orchard/parallel.h"
 #include "orchard/tensor.h"
 
@@ -310,6 +311,11 @@ class CpuRandomKernels final : public RandomKernels {
         }
       });
     });
+  }
+
+  void multinomial(const Tensor& weights, const Tensor& out, PhiloxState state,
+                   bool replacement) const override {
+    cpu_multinomial(weights, out, state, replacement);
   }
 };
 

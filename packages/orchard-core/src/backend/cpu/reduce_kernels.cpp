@@ -14,6 +14,7 @@
 #include "backend/backends.h"
 #include "backend/cpu/cpu_isa.h"
 #include "backend/cpu/reduce_rows.h"
+#include "backend/cpu/sort_kernels.h"
 #include "backend/cpu/strided_loop.h"
 #include "orchard/parallel.h"
 #include "orchard/tensor.h"
@@ -310,6 +311,12 @@ class CpuReduceKernels final : public ReduceKernels {
         softmax_typed<false, decltype(tag)>(src, dst);
       }
     });
+  }
+
+  void cumsum(const Tensor& src, const Tensor& dst) const override { cpu_cumsum(src, dst); }
+
+  void sort(const Tensor& src, const Tensor& values, const Tensor& indices, bool descending) const override {
+    cpu_sort(src, values, indices, descending);
   }
 
  private:

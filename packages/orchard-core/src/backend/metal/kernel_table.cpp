@@ -26,7 +26,8 @@ bool supports(Op op, DType dtype) {
     case Op::Fill:
     case Op::Copy:
     case Op::Where: return true;
-    case Op::Matmul: return matmul_supports(dtype);
+    case Op::Matmul:
+    case Op::Linear: return matmul_supports(dtype);
     case Op::Sum:
     case Op::Max:
     case Op::Min:
@@ -34,7 +35,9 @@ bool supports(Op op, DType dtype) {
     case Op::Std:
     case Op::Logsumexp:
     case Op::Softmax:
-    case Op::LogSoftmax: return reduce_supports(op, dtype);
+    case Op::LogSoftmax:
+    case Op::Cumsum:
+    case Op::Sort: return reduce_supports(op, dtype);
     case Op::IndexBounds:
     case Op::Cat:
     case Op::IndexSelect:
@@ -45,7 +48,8 @@ bool supports(Op op, DType dtype) {
     case Op::Uniform:
     case Op::Normal:
     case Op::Randint:
-    case Op::Dropout: return random_supports(op, dtype);
+    case Op::Dropout:
+    case Op::Multinomial: return random_supports(op, dtype);
     case Op::LayerNorm:
     case Op::LayerNormBackward:
     case Op::CrossEntropy:

@@ -1,6 +1,7 @@
 // Random family on Metal: one thread per element, each computing its own Philox words, so the
 // values equal the CPU's for the same PhiloxState (kernels/random.metal).
 #include "backend/metal/kernels.h"
+#include "backend/metal/kernels/multinomial_params.h"
 #include "backend/metal/launch.h"
 
 namespace orchard::metal {
@@ -55,6 +56,23 @@ class MetalRandomKernels final : public RandomKernels {
     args.threshold = static_cast<float>(p);
     args.scale = static_cast<float>(1.0 / (1.0 - p));
     encode("dropout", &src, dst, args);
+  }
+
+  void multinomial(const Tensor& weights, const Tensor& out, PhiloxState state,
+                   bool replacement) const override {
+    MultinomialArgs args{};
+    args.seed = state.seed;
+    args.offset = state.offset;
+    args.rows = out.shape()[0];
+    args.categories = weights.shape()[1];
+    args.samples = out.shape()[1];
+    args.replacement = replacement ? 1 : 0;
+    ComputeEncoder& encoder = encoder_for(out);
+    encoder.set_kernel(kernel_name("multinomial", {weights.dtype()}));
+    encoder.set_tensor(0, weights);
+    encoder.set_tensor(1, out);
+    encoder.set_value(2, args);
+    dispatch_elements(encoder, replacement ? args.rows * args.samples : args.rows);
   }
 };
 

@@ -1,4 +1,5 @@
-// Reduction family on Metal: sum, extremes, var/std, logsumexp and softmax (kernels/reduce.metal).
+// Reduction family on Metal: sum, extremes, var/std, logsumexp and softmax (kernels/reduce.metal),
+// cumsum and sort (kernels/sort.metal).
 // A row per output (per softmax row), served by a power of two of threads chosen from its length.
 #include <algorithm>
 #include <bit>
@@ -6,6 +7,7 @@
 #include "backend/metal/kernels.h"
 #include "backend/metal/kernels/reduce_params.h"
 #include "backend/metal/launch.h"
+#include "orchard/error.h"
 
 namespace orchard::metal {
 
@@ -72,6 +74,19 @@ void dispatch_rows(ComputeEncoder& encoder, int index, const ReduceArgs& args) {
                    Size3{static_cast<uint32_t>(width), 1, 1});
 }
 
+// One threadgroup per row (a 2-D grid beyond 2^16 rows), a power of two of threads from 32 up
+// to the widest, as `work` asks.
+void dispatch_row_groups(ComputeEncoder& encoder, const ReduceArgs& args, int64_t work) {
+  if (args.outputs == 0) return;
+  const int64_t width = std::clamp<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(work, 1))),
+                                            kMinWidth, kMaxWidth);
+  constexpr int64_t kMaxGroupsX = int64_t{1} << 16;
+  const int64_t x = std::min(args.outputs, kMaxGroupsX);
+  const int64_t y = (args.outputs + x - 1) / x;
+  encoder.dispatch(Size3{static_cast<uint32_t>(x), static_cast<uint32_t>(y), 1},
+                   Size3{static_cast<uint32_t>(width), 1, 1});
+}
+
 class MetalReduceKernels final : public ReduceKernels {
  public:
   // Few long rows would leave most of the GPU idle with a threadgroup each: they are split into
@@ -130,6 +145,35 @@ class MetalReduceKernels final : public ReduceKernels {
     encode_floating("softmax", src, dst, args);
   }
 
+  void cumsum(const Tensor& src, const Tensor& dst) const override {
+    const ReduceArgs args = reduce_args(Op::Cumsum, src, src.ndim() - 1, &dst);
+    ComputeEncoder& encoder = encoder_for(dst);
+    encoder.set_kernel(kernel_name("cumsum", {src.dtype()}));
+    encoder.set_tensor(0, src);
+    encoder.set_tensor(1, dst);
+    encoder.set_value(2, args);
+    dispatch_row_groups(encoder, args, args.length);
+  }
+
+  void sort(const Tensor& src, const Tensor& values, const Tensor& indices, bool descending) const override {
+    ReduceArgs args = reduce_args(Op::Sort, src, src.ndim() - 1, &values);
+    if (args.length > ORCHARD_METAL_SORT_MAX) {
+      fail<NotImplementedError>("sort on metal: rows of ", args.length, " elements exceed the ",
+                                ORCHARD_METAL_SORT_MAX,
+                                " a threadgroup sorts; move the tensor to the CPU with .to('cpu')");
+    }
+    args.option = descending ? 1 : 0;
+    ComputeEncoder& encoder = encoder_for(values);
+    encoder.set_kernel(kernel_name("sort", {src.dtype()}));
+    encoder.set_tensor(0, src);
+    encoder.set_tensor(1, values);
+    encoder.set_tensor(2, indices);
+    encoder.set_value(3, args);
+    // Half as many threads as the padded row has elements: one per compared pair.
+    dispatch_row_groups(encoder, args,
+                        (static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(args.length))) + 1) / 2);
+  }
+
  private:
   static void encode_sum(const Tensor& src, const Tensor& dst, const ReduceArgs& args) {
     ComputeEncoder& encoder = encoder_for(dst);
@@ -156,7 +200,10 @@ const ReduceKernels& reduce_kernels() {
   return kernels;
 }
 
-// The operators admit floating dtypes only to var, logsumexp and softmax.
-bool reduce_supports(Op, DType) { return true; }
+// The operators admit floating dtypes only to var, logsumexp and softmax; cumsum gets int64
+// (integers are cast first) or a floating dtype.
+bool reduce_supports(Op op, DType dtype) {
+  return op != Op::Cumsum || dtype == DType::Int64 || is_floating(dtype);
+}
 
 }  // namespace orchard::metal

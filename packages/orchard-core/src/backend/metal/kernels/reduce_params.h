@@ -28,6 +28,9 @@ struct ReduceArgs {
   orchard_i32 pad;
 };
 
+// The longest row sort.metal sorts (in threadgroup memory).
+#define ORCHARD_METAL_SORT_MAX 2048
+
 #define ORCHARD_EXTREME_LARGEST 1
 #define ORCHARD_EXTREME_VALUES 2
 #define ORCHARD_EXTREME_INDICES 4
