@@ -1,4 +1,6 @@
 // lerp, addcmul and addcdiv (and their in-place forms) as functions and Tensor methods.
+#include <utility>
+
 #include "convert.h"
 #include "orchard/autograd/functions.h"
 
@@ -65,6 +67,11 @@ void bind_pointwise(py::module_& m, py::class_<Tensor>& cls) {
         return self;
       },
       py::arg("end"), py::arg("weight"));
+  for (const auto& [name, fn] : {std::pair{"isnan", &orchard::isnan}, std::pair{"isinf", &orchard::isinf},
+                                 std::pair{"isfinite", &orchard::isfinite}}) {
+    m.def(name, fn, py::arg("input"), release_gil);
+    cls.def(name, fn, release_gil);
+  }
   bind_addc(m, cls, "addcmul", autograd::addcmul, autograd::addcmul_);
   bind_addc(m, cls, "addcdiv", autograd::addcdiv, autograd::addcdiv_);
 }

@@ -71,6 +71,11 @@ class StagedElementwise final : public ElementwiseKernels {
     cpu().elementwise.pointwise(op, in(a), in(b), c.defined() ? in(c) : c, value, o.host());
     o.finish();
   }
+  void classify(Op op, const Tensor& a, const Tensor& out) const override {
+    const Staged o(out);
+    cpu().elementwise.classify(op, in(a), o.host());
+    o.finish();
+  }
 };
 
 class StagedReduce final : public ReduceKernels {

@@ -99,6 +99,7 @@ void ElementwiseKernels::unary(UnaryOp op, const Tensor& a, const Tensor&) const
 void ElementwiseKernels::where(const Tensor&, const Tensor& a, const Tensor&, const Tensor&) const {
   unsupported(Op::Where, a);
 }
+void ElementwiseKernels::classify(Op op, const Tensor& a, const Tensor&) const { unsupported(op, a); }
 void ElementwiseKernels::pointwise(Op op, const Tensor& a, const Tensor&, const Tensor&, const Scalar&,
                                    const Tensor&) const {
   unsupported(op, a);

@@ -297,3 +297,28 @@ def test_large_tensors_split_over_threads_match_the_strided_path(rng):
     ):
         np.testing.assert_array_equal(fn(*contiguous).numpy(), fn(*strided).numpy())
         np.testing.assert_array_equal(fn(*contiguous)[:7].numpy(), fn(*[t[:7] for t in contiguous]).numpy())
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16", "float16", "int32", "int64", "bool"])
+def test_isnan_isinf_isfinite_match_torch(rng, device, dtype, layout):
+    shape = (9, 7)
+    values = _values(rng, shape, "int64" if dtype == "bool" else dtype)
+    if dtype in FLOATS:
+        specials = rng.choice(np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 7e4], dtype=values.dtype), shape)
+        values = np.where(rng.random(shape) < 0.4, specials, values)
+    elif dtype == "bool":
+        values = values > 0
+    x, tx = _make(rng, shape, dtype, device, layout, values=values)
+    for name in ("isnan", "isinf", "isfinite"):
+        assert_matches_torch(getattr(oc, name)(x), getattr(torch, name)(tx))
+        assert_matches_torch(getattr(x, name)(), getattr(tx, name)())
+    assert_matches_torch(oc.isnan(x[:0]), torch.isnan(tx[:0]))
+
+
+def test_isfinite_of_a_large_tensor_splits_over_threads(rng):
+    values = rng.standard_normal((301, 257)).astype(np.float32)
+    values[rng.random(values.shape) < 0.1] = np.inf
+    values[rng.random(values.shape) < 0.1] = np.nan
+    np.testing.assert_array_equal(oc.isfinite(oc.tensor(values)).numpy(), np.isfinite(values))
+    np.testing.assert_array_equal(oc.isnan(oc.tensor(values).T).numpy(), np.isnan(values.T))

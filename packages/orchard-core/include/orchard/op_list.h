@@ -61,4 +61,7 @@
   X(Dropout, "dropout", "")          \
   X(Lerp, "lerp", "")                \
   X(Addcmul, "addcmul", "")          \
-  X(Addcdiv, "addcdiv", "")
+  X(Addcdiv, "addcdiv", "")          \
+  X(IsNan, "isnan", "")              \
+  X(IsInf, "isinf", "")              \
+  X(IsFinite, "isfinite", "")

@@ -137,6 +137,23 @@ Tensor addcdiv(const Tensor& input, const Tensor& tensor1, const Tensor& tensor2
                       addc_dtype(Op::Addcdiv, input, tensor1, tensor2));
 }
 
+namespace {
+
+Tensor classify(Op op, const Tensor& input) {
+  if (!is_floating(input.dtype())) {
+    return Tensor::full(input.shape(), Scalar(op == Op::IsFinite), DType::Bool, input.device());
+  }
+  Tensor out = Tensor::empty(input.shape(), DType::Bool, input.device());
+  if (out.numel() > 0) kernels_for(op, input.dtype(), input.device()).elementwise.classify(op, input, out);
+  return out;
+}
+
+}  // namespace
+
+Tensor isnan(const Tensor& input) { return classify(Op::IsNan, input); }
+Tensor isinf(const Tensor& input) { return classify(Op::IsInf, input); }
+Tensor isfinite(const Tensor& input) { return classify(Op::IsFinite, input); }
+
 const Tensor& lerp_(const Tensor& self, const Tensor& end, const Operand& weight) {
   return in_place(Op::Lerp, self, lerp_operands("lerp_", self, end, weight), self.dtype());
 }

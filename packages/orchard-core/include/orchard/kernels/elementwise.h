@@ -28,6 +28,9 @@ class ElementwiseKernels {
   // (in place). Lerp and Addcdiv get floating dtypes only.
   virtual void pointwise(Op op, const Tensor& a, const Tensor& b, const Tensor& c, const Scalar& value,
                          const Tensor& out) const;
+  // out (bool) = isnan(a), isinf(a) or isfinite(a) for op IsNan, IsInf or IsFinite; a is floating,
+  // of out's shape.
+  virtual void classify(Op op, const Tensor& a, const Tensor& out) const;
 };
 
 }  // namespace orchard

@@ -15,6 +15,12 @@ Tensor addcmul(const Tensor& input, const Tensor& tensor1, const Tensor& tensor2
 // input + value * tensor1 / tensor2; tensor1 and tensor2 may not both be integers.
 Tensor addcdiv(const Tensor& input, const Tensor& tensor1, const Tensor& tensor2, const Scalar& value = 1);
 
+// Whether each element is NaN, infinite, or neither (bool); integers and bools are never NaN or
+// infinite, as in torch.
+Tensor isnan(const Tensor& input);
+Tensor isinf(const Tensor& input);
+Tensor isfinite(const Tensor& input);
+
 // In place into self, the other operands broadcast to self's shape, the result cast to self's
 // dtype where torch's rule allows (can_cast).
 const Tensor& lerp_(const Tensor& self, const Tensor& end, const Operand& weight);

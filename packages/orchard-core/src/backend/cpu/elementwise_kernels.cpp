@@ -277,6 +277,7 @@ class CpuElementwiseKernels final : public ElementwiseKernels {
                  const Tensor& out) const override {
     cpu_pointwise(op, a, b, c, value, out);
   }
+  void classify(Op op, const Tensor& a, const Tensor& out) const override { cpu_classify(op, a, out); }
 };
 
 }  // namespace

@@ -128,5 +128,7 @@ T* typed(const Tensor& t) {
 // ElementwiseKernels::pointwise on the CPU (pointwise_kernels.cpp).
 void cpu_pointwise(Op op, const Tensor& a, const Tensor& b, const Tensor& c, const Scalar& value,
                    const Tensor& out);
+// ElementwiseKernels::classify on the CPU (pointwise_kernels.cpp).
+void cpu_classify(Op op, const Tensor& a, const Tensor& out);
 
 }  // namespace orchard::backend::elementwise_loop

@@ -3,6 +3,7 @@
 // rows directly and the rest through small float buffers, so all get the same bits.
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <functional>
 
 #include "backend/cpu/cpu_isa.h"
@@ -103,7 +104,35 @@ void run_wide(Op op, const Tensor& a, const Tensor& b, const Tensor& c, T v, con
   });
 }
 
+template <class T>
+void run_classify(Op op, const Tensor& a, const Tensor& out) {
+  const Geometry<2> g(out.shape(), {&out.strides(), &a.strides()});
+  bool* o = typed<bool>(out);
+  const T* pa = typed<const T>(a);
+  const int64_t so = g.strides[0].back(), sa = g.strides[1].back();
+  for_each_row(g, [&](const std::array<int64_t, 2>& off, int64_t start, int64_t count) {
+    bool* ro = o + off[0] + start * so;
+    const T* ra = pa + off[1] + start * sa;
+    for (int64_t i = 0; i < count; ++i) {
+      const Acc<T> x = Acc<T>(ra[i * sa]);
+      ro[i * so] = op == Op::IsNan ? std::isnan(x) : op == Op::IsInf ? std::isinf(x) : std::isfinite(x);
+    }
+  });
+}
+
 }  // namespace
+
+void cpu_classify(Op op, const Tensor& a, const Tensor& out) {
+  visit_dtype(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_floating_point_v<Acc<T>>) {
+      run_classify<T>(op, a, out);
+    } else {
+      fail<TypeError>(op_name(op), " kernel got dtype ", dtype_name(a.dtype()),
+                      "; the operator answers integers");
+    }
+  });
+}
 
 void cpu_pointwise(Op op, const Tensor& a, const Tensor& b, const Tensor& c, const Scalar& value,
                    const Tensor& out) {

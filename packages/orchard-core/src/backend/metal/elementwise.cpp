@@ -75,6 +75,19 @@ class MetalElementwiseKernels final : public ElementwiseKernels {
     encoder.set_value(4, args);
     dispatch_elements(encoder, args.walk.numel);
   }
+
+  void classify(Op op, const Tensor& a, const Tensor& out) const override {
+    const ElementwiseArgs args{strided_params(op, out.shape(), {&out.strides(), &a.strides()}),
+                               op == Op::IsNan   ? ORCHARD_CLASSIFY_ISNAN
+                               : op == Op::IsInf ? ORCHARD_CLASSIFY_ISINF
+                                                 : ORCHARD_CLASSIFY_ISFINITE};
+    ComputeEncoder& encoder = encoder_for(out);
+    encoder.set_kernel(kernel_name("classify", {a.dtype()}));
+    encoder.set_tensor(0, a);
+    encoder.set_tensor(1, out);
+    encoder.set_value(2, args);
+    dispatch_elements(encoder, args.walk.numel);
+  }
 };
 
 }  // namespace

@@ -48,6 +48,9 @@ bool supports(Op op, DType dtype) {
     case Op::Lerp:
     case Op::Addcdiv: return is_floating(dtype);
     case Op::Addcmul: return dtype != DType::Bool;
+    case Op::IsNan:
+    case Op::IsInf:
+    case Op::IsFinite: return is_floating(dtype);
     default: return static_cast<int>(op) < kBinaryOpCount + kUnaryOpCount;
   }
 }

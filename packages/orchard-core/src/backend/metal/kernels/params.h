@@ -42,6 +42,10 @@ struct PointwiseArgs {
 #define ORCHARD_POINTWISE_LERP 0
 #define ORCHARD_POINTWISE_ADDCMUL 1
 #define ORCHARD_POINTWISE_ADDCDIV 2
+// The tests of kernels/pointwise.metal's classify (ElementwiseArgs::op there).
+#define ORCHARD_CLASSIFY_ISNAN 0
+#define ORCHARD_CLASSIFY_ISINF 1
+#define ORCHARD_CLASSIFY_ISFINITE 2
 
 // A draw of the random family (kernels/random.metal): element i takes the Philox words of
 // counter (offset + i) under key seed, as the CPU's. Each kernel reads the fields it names.
