@@ -55,7 +55,7 @@ Tensor addc(Op op, const Tensor& input, const Tensor& t1, const Tensor& t2, cons
 }
 
 const Tensor& addc_(Op op, const Tensor& self, const Tensor& t1, const Tensor& t2, const Scalar& value) {
-  auto run = [&] {
+  auto run = [&]() -> const Tensor& {
     return op == Op::Addcmul ? orchard::addcmul_(self, t1, t2, value)
                              : orchard::addcdiv_(self, t1, t2, value);
   };
