@@ -107,12 +107,26 @@ from ._core import (
     zeros,
 )
 from ._creation import tensor
+from ._shape_ops import (
+    empty_like,
+    flatten,
+    full_like,
+    ones_like,
+    rand_like,
+    randint_like,
+    randn_like,
+    unbind,
+    unflatten,
+    zeros_like,
+)
+from ._shape_ops import install as _install_shape_ops
 from ._tensor_methods import install as _install_tensor_methods
 from .autograd import enable_grad, no_grad, set_grad_enabled
 
 __version__: str = _core.__version__
 
 _install_tensor_methods(Tensor)
+_install_shape_ops(Tensor)
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -163,9 +177,11 @@ __all__ = [
     "dtype",
     "embedding",
     "empty",
+    "empty_like",
     "enable_grad",
     "eq",
     "exp",
+    "flatten",
     "flip",
     "float16",
     "float32",
@@ -173,6 +189,7 @@ __all__ = [
     "from_dlpack",
     "from_numpy",
     "full",
+    "full_like",
     "gather",
     "ge",
     "gelu",
@@ -208,12 +225,16 @@ __all__ = [
     "no_grad",
     "one_hot",
     "ones",
+    "ones_like",
     "pow",
     "profile",
     "promote_types",
     "rand",
+    "rand_like",
     "randint",
+    "randint_like",
     "randn",
+    "randn_like",
     "relu",
     "result_type",
     "rsqrt",
@@ -234,7 +255,10 @@ __all__ = [
     "tensor",
     "tril",
     "triu",
+    "unbind",
+    "unflatten",
     "var",
     "where",
     "zeros",
+    "zeros_like",
 ]
