@@ -18,11 +18,28 @@ namespace {
 
 using namespace elementwise_loop;
 
+// io[i] = f(io[i], b[i]) (b[0] when sb is 0): in place, where only __restrict tells the compiler
+// that io and b are apart, so that the loop vectorizes (its overlap check fails when o is a).
+template <class T, class F>
+void in_place_row(F f, T* __restrict io, const T* __restrict b, int64_t n, int64_t sb) {
+  using A = Acc<T>;
+  if (sb == 1) {
+    for (int64_t i = 0; i < n; ++i) io[i] = T(f(A(io[i]), A(b[i])));
+  } else {
+    const A bv = A(*b);
+    for (int64_t i = 0; i < n; ++i) io[i] = T(f(A(io[i]), bv));
+  }
+}
+
 // o[i] = f(a[i], b[i]) over one row; the common stride patterns get loops the
 // compiler vectorizes (contiguous, and one side broadcast along the row).
 template <class Out, class T, class F>
 void binary_row(F f, Out* o, const T* a, const T* b, int64_t n, int64_t so, int64_t sa, int64_t sb) {
   using A = Acc<T>;
+  if constexpr (std::is_same_v<Out, T>) {
+    if (o == a && b != o && so == 1 && sa == 1 && (sb == 1 || sb == 0))
+      return in_place_row<T>(f, o, b, n, sb);
+  }
   if (so == 1 && sa == 1 && sb == 1) {
     for (int64_t i = 0; i < n; ++i) o[i] = Out(f(A(a[i]), A(b[i])));
   } else if (so == 1 && sa == 1 && sb == 0) {

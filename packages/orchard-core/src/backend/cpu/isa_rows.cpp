@@ -36,18 +36,44 @@ void sum_tile_float(const float* in, float* out, int64_t k0, int64_t width, int6
 void softmax_row_float(const float* in, float* out, int64_t n) { softmax_row<false>(in, out, n); }
 void log_softmax_row_float(const float* in, float* out, int64_t n) { softmax_row<true>(in, out, n); }
 
-// No __restrict: out may be a (in place).
-void lerp_row(const float* a, const float* b, const float* w, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = pointwise::lerp(a[i], b[i], w[i]);
+// out[i] = f(a[i], b[i], c[i]). Loops vectorize only where the compiler knows the arrays apart:
+// in place (out == a) and into a distinct out each get a __restrict loop; any other sharing (an
+// operand that is out itself, as in t.addcmul_(t, t)) takes the plain loop. Reads may share.
+template <class F>
+void in_place_loop(F f, float* __restrict io, const float* __restrict b, const float* __restrict c,
+                   int64_t n) {
+  for (int64_t i = 0; i < n; ++i) io[i] = f(io[i], b[i], c[i]);
 }
+template <class F>
+void distinct_loop(F f, const float* __restrict a, const float* __restrict b, const float* __restrict c,
+                   float* __restrict out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i], c[i]);
+}
+template <class F>
+void fused_row(F f, const float* a, const float* b, const float* c, float* out, int64_t n) {
+  if (b == out || c == out) {
+    for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i], c[i]);
+  } else if (a == out) {
+    in_place_loop(f, out, b, c, n);
+  } else {
+    distinct_loop(f, a, b, c, out, n);
+  }
+}
+
+void lerp_row(const float* a, const float* b, const float* w, float* out, int64_t n) {
+  fused_row([](float x, float y, float z) { return pointwise::lerp(x, y, z); }, a, b, w, out, n);
+}
+// c is b again: the lambda ignores it.
 void lerp_scalar_row(const float* a, const float* b, float w, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = pointwise::lerp(a[i], b[i], w);
+  fused_row([w](float x, float y, float) { return pointwise::lerp(x, y, w); }, a, b, b, out, n);
 }
 void addcmul_row(const float* a, const float* b, const float* c, float value, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = pointwise::addcmul(a[i], b[i], c[i], value);
+  fused_row([value](float x, float y, float z) { return pointwise::addcmul(x, y, z, value); }, a, b, c, out,
+            n);
 }
 void addcdiv_row(const float* a, const float* b, const float* c, float value, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = pointwise::addcdiv(a[i], b[i], c[i], value);
+  fused_row([value](float x, float y, float z) { return pointwise::addcdiv(x, y, z, value); }, a, b, c, out,
+            n);
 }
 
 constexpr CpuRowKernels kRowKernels{
