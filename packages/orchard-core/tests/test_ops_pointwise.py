@@ -297,6 +297,16 @@ def test_large_tensors_split_over_threads_match_the_strided_path(rng):
     ):
         np.testing.assert_array_equal(fn(*contiguous).numpy(), fn(*strided).numpy())
         np.testing.assert_array_equal(fn(*contiguous)[:7].numpy(), fn(*[t[:7] for t in contiguous]).numpy())
+    # In place (its own vectorized loop) gives the bits of the out-of-place result.
+    x, a, b = contiguous
+    np.testing.assert_array_equal(x.clone().lerp_(a, b).numpy(), oc.lerp(x, a, b).numpy())
+    np.testing.assert_array_equal(x.clone().lerp_(a, 0.6).numpy(), oc.lerp(x, a, 0.6).numpy())
+    np.testing.assert_array_equal(
+        x.clone().addcmul_(a, b, value=0.3).numpy(), oc.addcmul(x, a, b, value=0.3).numpy()
+    )
+    np.testing.assert_array_equal(
+        x.clone().addcdiv_(a, b, value=0.3).numpy(), oc.addcdiv(x, a, b, value=0.3).numpy()
+    )
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
