@@ -69,13 +69,24 @@ constexpr UnaryName kUnary[] = {
 
 void bind_elementwise(py::module_& m, py::class_<Tensor>& cls) {
   for (const auto& [name, op] : kBinaryFunctions) {
-    m.def(
-        name,
-        [op](const Tensor& input, py::handle other) {
-          const Operand operand = to_operand(other);
-          return without_gil([&] { return autograd::binary(op, input, operand); });
-        },
-        py::arg("input"), py::arg("other"));
+    // Arithmetic takes a number on either side, as torch's does; comparisons only as other.
+    if (is_comparison(op)) {
+      m.def(
+          name,
+          [op](const Tensor& input, py::handle other) {
+            const Operand operand = to_operand(other);
+            return without_gil([&] { return autograd::binary(op, input, operand); });
+          },
+          py::arg("input"), py::arg("other"));
+    } else {
+      m.def(
+          name,
+          [op](py::handle input, py::handle other) {
+            const Operand a = to_operand(input), b = to_operand(other);
+            return without_gil([&] { return autograd::binary(op, a, b); });
+          },
+          py::arg("input"), py::arg("other"));
+    }
     cls.def(
         name,
         [op](const Tensor& self, py::handle other) {
@@ -128,12 +139,21 @@ void bind_elementwise(py::module_& m, py::class_<Tensor>& cls) {
       py::arg("exponent"));
   for (const auto& [name, op] :
        {BinaryName{"maximum", BinaryOp::Maximum}, BinaryName{"minimum", BinaryOp::Minimum}}) {
+    // Numbers on either side, which torch.maximum refuses: maximum(t, 0.0) as clamp(t, min=0.0).
     m.def(
-        name, [op](const Tensor& input, const Tensor& other) { return autograd::binary(op, input, other); },
-        py::arg("input"), py::arg("other"), release_gil);
+        name,
+        [op](py::handle input, py::handle other) {
+          const Operand a = to_operand(input), b = to_operand(other);
+          return without_gil([&] { return autograd::binary(op, a, b); });
+        },
+        py::arg("input"), py::arg("other"));
     cls.def(
-        name, [op](const Tensor& self, const Tensor& other) { return autograd::binary(op, self, other); },
-        py::arg("other"), release_gil);
+        name,
+        [op](const Tensor& self, py::handle other) {
+          const Operand b = to_operand(other);
+          return without_gil([&] { return autograd::binary(op, self, b); });
+        },
+        py::arg("other"));
   }
 
   for (const auto& [name, op] : kUnary) {

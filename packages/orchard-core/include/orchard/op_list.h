@@ -63,6 +63,12 @@
   X(Randint, "randint", "")          \
   X(Dropout, "dropout", "")          \
   X(Multinomial, "multinomial", "")  \
+  X(Lerp, "lerp", "")                \
+  X(Addcmul, "addcmul", "")          \
+  X(Addcdiv, "addcdiv", "")          \
+  X(IsNan, "isnan", "")              \
+  X(IsInf, "isinf", "")              \
+  X(IsFinite, "isfinite", "")        \
   ORCHARD_NORM_OPS(X)
 
 // layer_norm and cross_entropy (orchard/kernels/norm.h).

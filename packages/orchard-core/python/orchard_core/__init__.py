@@ -20,6 +20,8 @@ from ._core import (
     ValuesIndices,
     abs,  # noqa: A004 - the operator, named as in torch
     add,
+    addcdiv,
+    addcmul,
     arange,
     argmax,
     argmin,
@@ -58,8 +60,12 @@ from ._core import (
     int32,
     int64,
     is_grad_enabled,
+    isfinite,
+    isinf,
+    isnan,
     layer_norm,
     le,
+    lerp,
     linear,
     log,
     log_softmax,
@@ -110,12 +116,26 @@ from ._core import (
     zeros,
 )
 from ._creation import tensor
+from ._shape_ops import (
+    empty_like,
+    flatten,
+    full_like,
+    ones_like,
+    rand_like,
+    randint_like,
+    randn_like,
+    unbind,
+    unflatten,
+    zeros_like,
+)
+from ._shape_ops import install as _install_shape_ops
 from ._tensor_methods import install as _install_tensor_methods
 from .autograd import enable_grad, no_grad, set_grad_enabled
 
 __version__: str = _core.__version__
 
 _install_tensor_methods(Tensor)
+_install_shape_ops(Tensor)
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -146,6 +166,8 @@ __all__ = [
     "__version__",
     "abs",
     "add",
+    "addcdiv",
+    "addcmul",
     "arange",
     "argmax",
     "argmin",
@@ -168,9 +190,11 @@ __all__ = [
     "dtype",
     "embedding",
     "empty",
+    "empty_like",
     "enable_grad",
     "eq",
     "exp",
+    "flatten",
     "flip",
     "float16",
     "float32",
@@ -178,6 +202,7 @@ __all__ = [
     "from_dlpack",
     "from_numpy",
     "full",
+    "full_like",
     "gather",
     "ge",
     "gelu",
@@ -189,8 +214,12 @@ __all__ = [
     "int32",
     "int64",
     "is_grad_enabled",
+    "isfinite",
+    "isinf",
+    "isnan",
     "layer_norm",
     "le",
+    "lerp",
     "linear",
     "log",
     "log_softmax",
@@ -212,12 +241,16 @@ __all__ = [
     "no_grad",
     "one_hot",
     "ones",
+    "ones_like",
     "pow",
     "profile",
     "promote_types",
     "rand",
+    "rand_like",
     "randint",
+    "randint_like",
     "randn",
+    "randn_like",
     "relu",
     "result_type",
     "rsqrt",
@@ -240,7 +273,10 @@ __all__ = [
     "topk",
     "tril",
     "triu",
+    "unbind",
+    "unflatten",
     "var",
     "where",
     "zeros",
+    "zeros_like",
 ]

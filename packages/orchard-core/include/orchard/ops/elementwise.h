@@ -50,10 +50,11 @@ inline Tensor div(const Operand& input, const Operand& other) { return binary(Bi
 inline Tensor pow(const Operand& input, const Operand& exponent) {
   return binary(BinaryOp::Pow, input, exponent);
 }
-inline Tensor maximum(const Tensor& input, const Tensor& other) {
+// Numbers too, on either side (torch.maximum wants tensors; a number promotes as in add).
+inline Tensor maximum(const Operand& input, const Operand& other) {
   return binary(BinaryOp::Maximum, input, other);
 }
-inline Tensor minimum(const Tensor& input, const Tensor& other) {
+inline Tensor minimum(const Operand& input, const Operand& other) {
   return binary(BinaryOp::Minimum, input, other);
 }
 inline Tensor eq(const Operand& input, const Operand& other) { return binary(BinaryOp::Eq, input, other); }

@@ -77,12 +77,13 @@ Node::Grads binary_grads(BinaryOp op, const Tensor& g, const Operand& a, const O
       return {ga, gb};
     case BinaryOp::Maximum:
     case BinaryOp::Minimum: {
-      // The larger (smaller) input takes the gradient; ties split it evenly, as in torch.
-      const Tensor wins = op == BinaryOp::Maximum ? gt(a, b) : lt(a, b);
-      const Tensor loses = op == BinaryOp::Maximum ? lt(a, b) : gt(a, b);
-      const Tensor half = mul(g, 0.5);
-      if (need_a) ga = orchard::where(wins, g, orchard::where(loses, 0.0, half));
-      if (need_b) gb = orchard::where(loses, g, orchard::where(wins, 0.0, half));
+      // torch's formula: ties split the gradient evenly, the losing side gets none, and a NaN
+      // (no tie, no loser) passes it to both.
+      const Tensor a_loses = op == BinaryOp::Maximum ? lt(a, b) : gt(a, b);
+      const Tensor b_loses = op == BinaryOp::Maximum ? gt(a, b) : lt(a, b);
+      const Tensor shared = orchard::where(eq(a, b), mul(g, 0.5), g);
+      if (need_a) ga = orchard::where(a_loses, 0.0, shared);
+      if (need_b) gb = orchard::where(b_loses, 0.0, shared);
       return {ga, gb};
     }
     default: fail<RuntimeError>(op_name(op), ": not differentiable");

@@ -4,6 +4,7 @@
 // turns vector_math.h's selects into blends instead of branches and the loops vectorize.
 #include "backend/cpu/cpu_isa.h"
 #include "backend/cpu/norm_rows.h"
+#include "backend/cpu/pointwise_rows.h"
 #include "backend/cpu/reduce_rows.h"
 #include "orchard/cpu/vector_math.h"
 
@@ -52,6 +53,45 @@ void cross_entropy_backward_row_float(const float* x, float* dx, int64_t n, floa
                                       double smoothing, float scale) {
   cross_entropy_backward_row(x, dx, n, lse, target, smoothing, scale);
 }
+// out[i] = f(a[i], b[i], c[i]). Loops vectorize only where the compiler knows the arrays apart:
+// in place (out == a) and into a distinct out each get a __restrict loop; any other sharing (an
+// operand that is out itself, as in t.addcmul_(t, t)) takes the plain loop. Reads may share.
+template <class F>
+void in_place_loop(F f, float* __restrict io, const float* __restrict b, const float* __restrict c,
+                   int64_t n) {
+  for (int64_t i = 0; i < n; ++i) io[i] = f(io[i], b[i], c[i]);
+}
+template <class F>
+void distinct_loop(F f, const float* __restrict a, const float* __restrict b, const float* __restrict c,
+                   float* __restrict out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i], c[i]);
+}
+template <class F>
+void fused_row(F f, const float* a, const float* b, const float* c, float* out, int64_t n) {
+  if (b == out || c == out) {
+    for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i], c[i]);
+  } else if (a == out) {
+    in_place_loop(f, out, b, c, n);
+  } else {
+    distinct_loop(f, a, b, c, out, n);
+  }
+}
+
+void lerp_row(const float* a, const float* b, const float* w, float* out, int64_t n) {
+  fused_row([](float x, float y, float z) { return pointwise::lerp(x, y, z); }, a, b, w, out, n);
+}
+// c is b again: the lambda ignores it.
+void lerp_scalar_row(const float* a, const float* b, float w, float* out, int64_t n) {
+  fused_row([w](float x, float y, float) { return pointwise::lerp(x, y, w); }, a, b, b, out, n);
+}
+void addcmul_row(const float* a, const float* b, const float* c, float value, float* out, int64_t n) {
+  fused_row([value](float x, float y, float z) { return pointwise::addcmul(x, y, z, value); }, a, b, c, out,
+            n);
+}
+void addcdiv_row(const float* a, const float* b, const float* c, float value, float* out, int64_t n) {
+  fused_row([value](float x, float y, float z) { return pointwise::addcdiv(x, y, z, value); }, a, b, c, out,
+            n);
+}
 
 constexpr CpuRowKernels kRowKernels{
     ORCHARD_STRINGIFY(ORCHARD_CPU_ISA),
@@ -70,6 +110,10 @@ constexpr CpuRowKernels kRowKernels{
     layer_norm_backward_row_float,
     cross_entropy_row_float,
     cross_entropy_backward_row_float,
+    lerp_row,
+    lerp_scalar_row,
+    addcmul_row,
+    addcdiv_row,
 };
 
 }  // namespace

@@ -54,6 +54,12 @@ bool supports(Op op, DType dtype) {
     case Op::LayerNormBackward:
     case Op::CrossEntropy:
     case Op::CrossEntropyBackward: return norm_supports(op, dtype);
+    case Op::Lerp:
+    case Op::Addcdiv: return is_floating(dtype);
+    case Op::Addcmul: return dtype != DType::Bool;
+    case Op::IsNan:
+    case Op::IsInf:
+    case Op::IsFinite: return is_floating(dtype);
     default: return static_cast<int>(op) < kBinaryOpCount + kUnaryOpCount;
   }
 }
