@@ -104,6 +104,10 @@ from ._creation import tensor
 from ._tensor_methods import install as _install_tensor_methods
 from .autograd import enable_grad, no_grad, set_grad_enabled
 
+# isort: split
+from . import nn, optim
+from .serialization import load, load_file, save, save_file
+
 __version__: str = _core.__version__
 
 _install_tensor_methods(Tensor)
@@ -177,6 +181,8 @@ __all__ = [
     "int64",
     "is_grad_enabled",
     "le",
+    "load",
+    "load_file",
     "log",
     "log_softmax",
     "logsumexp",
@@ -193,9 +199,11 @@ __all__ = [
     "mul",
     "ne",
     "neg",
+    "nn",
     "no_grad",
     "one_hot",
     "ones",
+    "optim",
     "pow",
     "profile",
     "promote_types",
@@ -205,6 +213,8 @@ __all__ = [
     "relu",
     "result_type",
     "rsqrt",
+    "save",
+    "save_file",
     "scatter_add",
     "set_grad_enabled",
     "set_num_threads",
