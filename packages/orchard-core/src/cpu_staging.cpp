@@ -46,6 +46,11 @@ class StagedLinalg final : public LinalgKernels {
     cpu().matmul.matmul(in(a), in(b), o.host());
     o.finish();
   }
+  void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& out) const override {
+    const Staged o(out);
+    cpu().matmul.linear(in(x), in(w), in(bias), o.host());
+    o.finish();
+  }
 };
 
 class StagedElementwise final : public ElementwiseKernels {

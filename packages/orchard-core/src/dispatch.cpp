@@ -89,6 +89,9 @@ void CopyKernels::copy(const Tensor& src, const Tensor&) const { unsupported(Op:
 void LinalgKernels::matmul(const Tensor& a, const Tensor&, const Tensor&) const {
   unsupported(Op::Matmul, a);
 }
+void LinalgKernels::linear(const Tensor& x, const Tensor&, const Tensor&, const Tensor&) const {
+  unsupported(Op::Linear, x);
+}
 
 void ElementwiseKernels::binary(BinaryOp op, const Tensor& a, const Tensor&, const Tensor&) const {
   unsupported(op_of(op), a);

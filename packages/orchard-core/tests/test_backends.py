@@ -112,6 +112,7 @@ def _cases(rng: np.random.Generator, magnitude: float | None = None) -> dict[str
         "relu of a strided view": lambda on: oc.relu(on(x).T[::2]),
         "where": lambda on: oc.where(on(x) > 0, on(x), on(y)),
         "matmul": lambda on: on(x) @ on(w),
+        "linear": lambda on: oc.linear(on(x), on(w).T, on(y)[0, :5]),
         "sum": lambda on: on(x).sum(0),
         "max with indices": lambda on: oc.max(on(x), 1),
         "argmin": lambda on: on(x).argmin(),

@@ -40,6 +40,7 @@
   X(Copy, "copy", "")                \
   X(Where, "where", "")              \
   X(Matmul, "matmul", "")            \
+  X(Linear, "linear", "")            \
   X(Sum, "sum", "")                  \
   X(Max, "max", "")                  \
   X(Min, "min", "")                  \

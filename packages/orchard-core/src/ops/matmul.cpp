@@ -68,4 +68,45 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return out.view(result_shape);
 }
 
+Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
+  if (input.ndim() == 0 || weight.ndim() != 2) {
+    fail<ValueError>(
+        "linear: input needs at least 1 dim and weight 2 (out_features, in_features), got shapes ",
+        shape::str(input.shape()), " and ", shape::str(weight.shape()));
+  }
+  const int64_t in_features = weight.size(1), out_features = weight.size(0);
+  if (input.size(-1) != in_features) {
+    fail<ValueError>("linear: input's last dim ", input.size(-1), " != weight's in_features ", in_features,
+                     " (input shape ", shape::str(input.shape()), ", weight shape ",
+                     shape::str(weight.shape()), ")");
+  }
+  for (const Tensor* t : {&weight, &bias}) {
+    if (!t->defined()) continue;
+    if (t->dtype() != input.dtype()) {
+      fail<TypeError>("linear: input, weight and bias must have the same dtype, got ",
+                      dtype_name(input.dtype()), " and ", dtype_name(t->dtype()));
+    }
+    if (t->device() != input.device()) {
+      fail<ValueError>("linear: operands are on different devices, ", input.device().str(), " and ",
+                       t->device().str());
+    }
+  }
+  if (!has_matmul_kernel(input.dtype())) {
+    fail<TypeError>("linear: dtype ", dtype_name(input.dtype()),
+                    " is not supported (float32, float64, bfloat16)");
+  }
+  if (bias.defined() && (bias.ndim() != 1 || bias.size(0) != out_features)) {
+    fail<ValueError>("linear: bias of shape ", shape::str(bias.shape()),
+                     " does not match weight's out_features ", out_features, " (expected shape (",
+                     out_features, ",))");
+  }
+  Shape out_shape(input.shape().begin(), input.shape().end() - 1);
+  int64_t rows = 1;
+  for (int64_t size : out_shape) rows *= size;
+  out_shape.push_back(out_features);
+  const Tensor out = Tensor::empty({rows, out_features}, input.dtype(), input.device());
+  kernels_for(Op::Linear, input).matmul.linear(input.reshape({rows, in_features}), weight, bias, out);
+  return out.view(out_shape);
+}
+
 }  // namespace orchard

@@ -63,6 +63,7 @@ Tensor log_softmax(const Tensor& input, int64_t dim, std::optional<DType> dtype 
 
 // Linear algebra (src/autograd/functions/matmul.cpp).
 Tensor matmul(const Tensor& a, const Tensor& b);
+Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias = {});
 
 // Shape and data movement, random (src/autograd/functions/shape.cpp).
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0);

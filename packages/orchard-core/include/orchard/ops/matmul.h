@@ -10,4 +10,8 @@ namespace orchard {
 // Operands share one dtype (float32, float64 or bfloat16) and one device.
 Tensor matmul(const Tensor& a, const Tensor& b);
 
+// torch.nn.functional.linear: input [..., in], weight [out, in], bias [out] or undefined give
+// [..., out] = input @ weight^T + bias, the bias added inside the product.
+Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias = {});
+
 }  // namespace orchard

@@ -35,4 +35,31 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+// Backward of linear with the batch dims flattened: d_input = g @ W, d_weight = g^T @ x (BLAS
+// reads g^T in place) and d_bias = g summed over the rows.
+Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
+  Tensor out = orchard::linear(input, weight, bias);
+  if (!any_requires_grad({&input, &weight, &bias})) return out;
+  const bool need_input = input.requires_grad();
+  const bool need_weight = weight.requires_grad();
+  const bool need_bias = bias.defined() && bias.requires_grad();
+  record("LinearBackward", {input, weight, bias}, {out},
+         [need_input, need_weight, need_bias, input_shape = input.shape(),
+          saved_input = SavedTensor(need_weight ? input : Tensor()),
+          saved_weight = SavedTensor(need_input ? weight : Tensor())](const Node::Grads& grads) {
+           const int64_t out_features = grads[0].size(-1);
+           const int64_t rows = out_features == 0 ? 0 : grads[0].numel() / out_features;
+           const Tensor g = grads[0].reshape({rows, out_features});
+           Tensor grad_input, grad_weight, grad_bias;
+           if (need_input) grad_input = orchard::matmul(g, saved_weight.unpack()).reshape(input_shape);
+           if (need_weight) {
+             const Tensor x = saved_input.unpack();
+             grad_weight = orchard::matmul(g.mT(), x.reshape({rows, x.size(-1)}));
+           }
+           if (need_bias) grad_bias = orchard::sum(g, std::vector<int64_t>{0});
+           return Node::Grads{grad_input, grad_weight, grad_bias};
+         });
+  return out;
+}
+
 }  // namespace orchard::autograd

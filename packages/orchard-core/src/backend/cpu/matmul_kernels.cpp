@@ -47,41 +47,42 @@ constexpr int64_t kParallelProduct = int64_t{1} << 18;
 [[maybe_unused]] const bool kBlasSingleThreaded = (scipy_openblas_set_num_threads(1), true);
 #endif
 
-// Row-major C = op(A) @ op(B), the only form of gemm this file needs.
+// Row-major C = op(A) @ op(B) + beta * C, beta 0 or 1 (1 adds to a bias already in C).
 void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const float* a, int lda,
-          const float* b, int ldb, float* c, int ldc) {
+          const float* b, int ldb, float beta, float* c, int ldc) {
 #ifdef ORCHARD_BLAS_ACCELERATE
-  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 #else
-  scipy_cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+  scipy_cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 #endif
 }
 
 void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const double* a, int lda,
-          const double* b, int ldb, double* c, int ldc) {
+          const double* b, int ldb, double beta, double* c, int ldc) {
 #ifdef ORCHARD_BLAS_ACCELERATE
-  cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
+  cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
 #else
-  scipy_cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
+  scipy_cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
 #endif
 }
 
-// Row-major y = op(A) @ x for A stored rows x cols: matrix-vector products skip gemm's packing.
-void gemv(CBLAS_TRANSPOSE ta, int rows, int cols, const float* a, int lda, const float* x, int incx, float* y,
-          int incy) {
+// Row-major y = op(A) @ x + beta * y for A stored rows x cols: matrix-vector products skip
+// gemm's packing.
+void gemv(CBLAS_TRANSPOSE ta, int rows, int cols, const float* a, int lda, const float* x, int incx,
+          float beta, float* y, int incy) {
 #ifdef ORCHARD_BLAS_ACCELERATE
-  cblas_sgemv(CblasRowMajor, ta, rows, cols, 1.0f, a, lda, x, incx, 0.0f, y, incy);
+  cblas_sgemv(CblasRowMajor, ta, rows, cols, 1.0f, a, lda, x, incx, beta, y, incy);
 #else
-  scipy_cblas_sgemv(CblasRowMajor, ta, rows, cols, 1.0f, a, lda, x, incx, 0.0f, y, incy);
+  scipy_cblas_sgemv(CblasRowMajor, ta, rows, cols, 1.0f, a, lda, x, incx, beta, y, incy);
 #endif
 }
 
 void gemv(CBLAS_TRANSPOSE ta, int rows, int cols, const double* a, int lda, const double* x, int incx,
-          double* y, int incy) {
+          double beta, double* y, int incy) {
 #ifdef ORCHARD_BLAS_ACCELERATE
-  cblas_dgemv(CblasRowMajor, ta, rows, cols, 1.0, a, lda, x, incx, 0.0, y, incy);
+  cblas_dgemv(CblasRowMajor, ta, rows, cols, 1.0, a, lda, x, incx, beta, y, incy);
 #else
-  scipy_cblas_dgemv(CblasRowMajor, ta, rows, cols, 1.0, a, lda, x, incx, 0.0, y, incy);
+  scipy_cblas_dgemv(CblasRowMajor, ta, rows, cols, 1.0, a, lda, x, incx, beta, y, incy);
 #endif
 }
 
@@ -166,20 +167,25 @@ int vector_step(const BlasOperand& op, bool column) {
   return (op.trans == CblasNoTrans) == column ? op.ld : 1;
 }
 
-// out (m x n, rows ldc apart) = a @ b where BLAS reads both in place: gemv when either is a
-// vector.
+// out (m x n, rows ldc apart) = a @ b (+ bias, n values, when given) where BLAS reads both in
+// place: gemv when either is a vector. The bias is written into out and BLAS adds the product
+// to it (beta = 1), so it costs no pass of its own: BLAS would otherwise zero out first.
 template <class T>
-void multiply_block(int m, int n, int k, const T* a, BlasOperand a_op, const T* b, BlasOperand b_op, T* out,
-                    int ldc) {
+void multiply_block(int m, int n, int k, const T* a, BlasOperand a_op, const T* b, BlasOperand b_op,
+                    const T* bias, T* out, int ldc) {
+  if (bias != nullptr) {
+    for (int64_t i = 0; i < m; ++i) std::copy_n(bias, n, out + i * ldc);
+  }
+  const T beta = bias != nullptr ? T(1) : T(0);
   if (n == 1) {  // out = op(A) @ (b's column)
     const bool stored = a_op.trans == CblasNoTrans;
-    gemv(a_op.trans, stored ? m : k, stored ? k : m, a, a_op.ld, b, vector_step(b_op, true), out, ldc);
+    gemv(a_op.trans, stored ? m : k, stored ? k : m, a, a_op.ld, b, vector_step(b_op, true), beta, out, ldc);
   } else if (m == 1) {  // out = op(B)^T @ (a's row)
     const bool stored = b_op.trans == CblasNoTrans;
     gemv(stored ? CblasTrans : CblasNoTrans, stored ? k : n, stored ? n : k, b, b_op.ld, a,
-         vector_step(a_op, false), out, 1);
+         vector_step(a_op, false), beta, out, 1);
   } else {
-    gemm(a_op.trans, b_op.trans, m, n, k, a, a_op.ld, b, b_op.ld, out, ldc);
+    gemm(a_op.trans, b_op.trans, m, n, k, a, a_op.ld, b, b_op.ld, beta, out, ldc);
   }
 }
 
@@ -200,13 +206,13 @@ const T* column_of(const T* x, BlasOperand op, int col) {
 // mid-sized products threads to run on, 512 beyond 1024 keeps that copying small, and there
 // are at most kMaxBands.
 template <class T>
-void multiply(int m, int n, int k, const T* a, BlasOperand a_op, const T* b, BlasOperand b_op, T* out,
-              int threads) {
+void multiply(int m, int n, int k, const T* a, BlasOperand a_op, const T* b, BlasOperand b_op, const T* bias,
+              T* out, int threads) {
   constexpr int64_t kMaxBands = 16;
   const int64_t along = std::max(m, n);
   const int64_t unit = along <= 1024 ? 256 : 512;
   if (int64_t{m} * n * k < kParallelProduct || along <= unit) {
-    return multiply_block(m, n, k, a, a_op, b, b_op, out, n);
+    return multiply_block(m, n, k, a, a_op, b, b_op, bias, out, n);
   }
   const int64_t least = (along + kMaxBands - 1) / kMaxBands;
   const int64_t band = (least + unit - 1) / unit * unit;
@@ -217,9 +223,10 @@ void multiply(int m, int n, int k, const T* a, BlasOperand a_op, const T* b, Bla
     const auto begin = static_cast<int>(i * band);
     const auto size = static_cast<int>(std::min(band, along - begin));
     if (by_rows) {
-      multiply_block(size, n, k, row_of(a, a_op, begin), a_op, b, b_op, out + int64_t{begin} * n, n);
+      multiply_block(size, n, k, row_of(a, a_op, begin), a_op, b, b_op, bias, out + int64_t{begin} * n, n);
     } else {
-      multiply_block(m, size, k, a, a_op, column_of(b, b_op, begin), b_op, out + begin, n);
+      multiply_block(m, size, k, a, a_op, column_of(b, b_op, begin), b_op,
+                     bias == nullptr ? nullptr : bias + begin, out + begin, n);
     }
   }
 }
@@ -228,10 +235,10 @@ BlasOperand dense_operand(const MatrixView& m) {
   return {CblasNoTrans, static_cast<int>(std::max<int64_t>(1, m.cols))};
 }
 
-// out = a @ b for float or double, reading a and b in place where BLAS can.
+// out = a @ b (+ bias) for float or double, reading a and b in place where BLAS can.
 template <class T>
-void product(const T* a, const MatrixView& av, const T* b, const MatrixView& bv, T* out, Scratch<T>& scratch,
-             int threads) {
+void product(const T* a, const MatrixView& av, const T* b, const MatrixView& bv, const T* bias, T* out,
+             Scratch<T>& scratch, int threads) {
   std::optional<BlasOperand> a_op = blas_operand(av);
   if (!a_op) {
     a = pack(a, av, scratch.a);
@@ -243,30 +250,49 @@ void product(const T* a, const MatrixView& av, const T* b, const MatrixView& bv,
     b_op = dense_operand(bv);
   }
   multiply(static_cast<int>(av.rows), static_cast<int>(bv.cols), static_cast<int>(av.cols), a, *a_op, b,
-           *b_op, out, threads);
+           *b_op, bias, out, threads);
 }
 
 // bfloat16: both operands widen to float, BLAS accumulates in float, one rounding at the end.
-void product(const BFloat16* a, const MatrixView& av, const BFloat16* b, const MatrixView& bv, BFloat16* out,
-             Scratch<float>& scratch, int threads) {
+void product(const BFloat16* a, const MatrixView& av, const BFloat16* b, const MatrixView& bv,
+             const float* bias, BFloat16* out, Scratch<float>& scratch, int threads) {
   const float* a32 = pack(a, av, scratch.a);
   const float* b32 = pack(b, bv, scratch.b);
   const int64_t count = av.rows * bv.cols;
   scratch.out.resize(static_cast<size_t>(count));
   multiply(static_cast<int>(av.rows), static_cast<int>(bv.cols), static_cast<int>(av.cols), a32,
-           dense_operand(av), b32, dense_operand(bv), scratch.out.data(), threads);
+           dense_operand(av), b32, dense_operand(bv), bias, scratch.out.data(), threads);
   const float* __restrict wide = scratch.out.data();
   for_range(count, count >= kParallelElements, [=](int64_t i) { out[i] = BFloat16(wide[i]); });
 }
 
+// The element type BLAS computes in: bfloat16 products run in float.
 template <class T>
-void matmul_typed(const Tensor& a, const Tensor& b, const Tensor& out) {
+using Wide = std::conditional_t<std::is_same_v<T, BFloat16>, float, T>;
+
+// A 1-D bias of any stride as n contiguous values of the product's type, or none.
+template <class T>
+std::vector<Wide<T>> bias_values(const Tensor& bias) {
+  std::vector<Wide<T>> values;
+  if (!bias.defined()) return values;
+  const auto* data = static_cast<const T*>(bias.data_ptr());
+  const int64_t stride = bias.strides()[0];
+  values.resize(static_cast<size_t>(bias.numel()));
+  for (size_t j = 0; j < values.size(); ++j) values[j] = static_cast<Wide<T>>(data[int64_t(j) * stride]);
+  return values;
+}
+
+// out = a @ b for every batch index, plus `bias` (n values) on every row when it is defined.
+template <class T>
+void matmul_typed(const Tensor& a, const Tensor& b, const Tensor& out, const Tensor& bias) {
   const MatrixView av = matrix_of(a), bv = matrix_of(b);
   const int64_t m = av.rows, k = av.cols, n = bv.cols;
   if (out.numel() == 0) return;
   auto* result = static_cast<T*>(out.data_ptr());
+  const std::vector<Wide<T>> bias_row = bias_values<T>(bias);
+  const Wide<T>* bias_data = bias_row.empty() ? nullptr : bias_row.data();
   if (k == 0) {  // an empty sum: BLAS may leave the output untouched
-    std::fill_n(result, out.numel(), T(0.0f));
+    for (int64_t i = 0; i < out.numel(); ++i) result[i] = bias_data ? T(bias_data[i % n]) : T(0.0f);
     return;
   }
   for (int64_t size : {m, n, k}) {
@@ -277,10 +303,10 @@ void matmul_typed(const Tensor& a, const Tensor& b, const Tensor& out) {
   const std::vector<int64_t> b_offsets = batch_offsets(batch, b.strides());
   const auto* a_data = static_cast<const T*>(a.data_ptr());
   const auto* b_data = static_cast<const T*>(b.data_ptr());
-  using BatchScratch = std::conditional_t<std::is_same_v<T, BFloat16>, Scratch<float>, Scratch<T>>;
+  using BatchScratch = Scratch<Wide<T>>;
   auto product_at = [&](size_t i, BatchScratch& scratch, int threads) {
-    product(a_data + a_offsets[i], av, b_data + b_offsets[i], bv, result + static_cast<int64_t>(i) * m * n,
-            scratch, threads);
+    product(a_data + a_offsets[i], av, b_data + b_offsets[i], bv, bias_data,
+            result + static_cast<int64_t>(i) * m * n, scratch, threads);
   };
   const int threads = get_num_threads();
   const auto count = static_cast<int64_t>(a_offsets.size());
@@ -298,15 +324,24 @@ void matmul_typed(const Tensor& a, const Tensor& b, const Tensor& out) {
   }
 }
 
+void product_with_bias(const Tensor& a, const Tensor& b, const Tensor& out, const Tensor& bias,
+                       const char* op) {
+  switch (out.dtype()) {
+    case DType::Float32: return matmul_typed<float>(a, b, out, bias);
+    case DType::Float64: return matmul_typed<double>(a, b, out, bias);
+    case DType::BFloat16: return matmul_typed<BFloat16>(a, b, out, bias);
+    default: fail<TypeError>(op, ": no CPU kernel for dtype ", dtype_name(out.dtype()));
+  }
+}
+
 class CpuLinalgKernels final : public LinalgKernels {
  public:
   void matmul(const Tensor& a, const Tensor& b, const Tensor& out) const override {
-    switch (out.dtype()) {
-      case DType::Float32: return matmul_typed<float>(a, b, out);
-      case DType::Float64: return matmul_typed<double>(a, b, out);
-      case DType::BFloat16: return matmul_typed<BFloat16>(a, b, out);
-      default: fail<TypeError>("matmul: no CPU kernel for dtype ", dtype_name(out.dtype()));
-    }
+    product_with_bias(a, b, out, Tensor(), "matmul");
+  }
+  // w^T read in place: BLAS's transposed operand, no copy.
+  void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& out) const override {
+    product_with_bias(x, w.mT(), out, bias, "linear");
   }
 };
 

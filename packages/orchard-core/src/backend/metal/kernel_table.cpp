@@ -25,7 +25,8 @@ bool supports(Op op, DType dtype) {
     case Op::Fill:
     case Op::Copy:
     case Op::Where: return true;
-    case Op::Matmul: return matmul_supports(dtype);
+    case Op::Matmul:
+    case Op::Linear: return matmul_supports(dtype);
     case Op::Sum:
     case Op::Max:
     case Op::Min:

@@ -18,21 +18,17 @@ static constant constexpr int kTileM = ORCHARD_METAL_MATMUL_TILE_M;
 static constant constexpr int kTileN = ORCHARD_METAL_MATMUL_TILE_N;
 static constant constexpr int kTileK = ORCHARD_METAL_MATMUL_TILE_K;
 static constant constexpr int kThreads = ORCHARD_METAL_MATMUL_THREADS;
-static constant constexpr int kSimdTile = 16;  // each SIMD-group's square of the tile
+static constant constexpr int kSimdTile = 16;                     // each SIMD-group's square of the tile
 static constant constexpr int kSimdgroupsN = kTileN / kSimdTile;  // SIMD-groups along a tile's row
 static_assert(kThreads == 32 * (kTileM / kSimdTile) * kSimdgroupsN, "a SIMD-group per 16x16 square");
 static_assert(kTileK % 8 == 0, "the K step is whole 8x8 matrices");
 
+// One output tile; `bias` (null for matmul) is added in float in the epilogue, so linear's
+// bias costs no pass of its own.
 template <typename T>
-[[kernel]] void matmul(device const T* a [[buffer(0)]], device const T* b [[buffer(1)]],
-                       device T* out [[buffer(2)]], constant MatmulParams& p [[buffer(3)]],
-                       uint3 group [[threadgroup_position_in_grid]],
-                       ushort tid [[thread_index_in_threadgroup]],
-                       ushort simdgroup [[simdgroup_index_in_threadgroup]]) {
-  threadgroup float a_tile[kTileM * kTileK];
-  threadgroup float b_tile[kTileK * kTileN];
-  threadgroup float out_tile[kTileM * kTileN];
-
+void matmul_tile(device const T* a, device const T* b, device T* out, device const T* bias,
+                 constant MatmulParams& p, uint3 group, ushort tid, ushort simdgroup,
+                 threadgroup float* a_tile, threadgroup float* b_tile, threadgroup float* out_tile) {
   const long row0 = long(group.y) * kTileM;
   const long col0 = long(group.x) * kTileN;
   device const T* a_matrix = a + strided_offset(p.batch, 1, group.z);
@@ -80,11 +76,42 @@ template <typename T>
   threadgroup_barrier(mem_flags::mem_threadgroup);
   for (int e = tid; e < kTileM * kTileN; e += kThreads) {
     const long row = row0 + e / kTileN, col = col0 + e % kTileN;
-    if (row < p.m && col < p.n) out_matrix[row * p.n + col] = static_cast<T>(out_tile[e]);
+    if (row < p.m && col < p.n) {
+      const float shift = bias != nullptr ? float(bias[col * p.bias_stride]) : 0.0f;
+      out_matrix[row * p.n + col] = static_cast<T>(out_tile[e] + shift);
+    }
   }
 }
 
-// Host names: matmul_T for the floating dtypes Metal has.
+template <typename T>
+[[kernel]] void matmul(device const T* a [[buffer(0)]], device const T* b [[buffer(1)]],
+                       device T* out [[buffer(2)]], constant MatmulParams& p [[buffer(3)]],
+                       uint3 group [[threadgroup_position_in_grid]],
+                       ushort tid [[thread_index_in_threadgroup]],
+                       ushort simdgroup [[simdgroup_index_in_threadgroup]]) {
+  threadgroup float a_tile[kTileM * kTileK];
+  threadgroup float b_tile[kTileK * kTileN];
+  threadgroup float out_tile[kTileM * kTileN];
+  matmul_tile<T>(a, b, out, nullptr, p, group, tid, simdgroup, a_tile, b_tile, out_tile);
+}
+
+// out = a @ b + bias: linear, b being the weight read transposed through its strides.
+template <typename T>
+[[kernel]] void linear(device const T* a [[buffer(0)]], device const T* b [[buffer(1)]],
+                       device T* out [[buffer(2)]], constant MatmulParams& p [[buffer(3)]],
+                       device const T* bias [[buffer(4)]], uint3 group [[threadgroup_position_in_grid]],
+                       ushort tid [[thread_index_in_threadgroup]],
+                       ushort simdgroup [[simdgroup_index_in_threadgroup]]) {
+  threadgroup float a_tile[kTileM * kTileK];
+  threadgroup float b_tile[kTileK * kTileN];
+  threadgroup float out_tile[kTileM * kTileN];
+  matmul_tile<T>(a, b, out, bias, p, group, tid, simdgroup, a_tile, b_tile, out_tile);
+}
+
+// Host names: matmul_T and linear_T for the floating dtypes Metal has.
 template [[host_name("matmul_float32")]] [[kernel]] decltype(matmul<float>) matmul<float>;
 template [[host_name("matmul_bfloat16")]] [[kernel]] decltype(matmul<bfloat>) matmul<bfloat>;
 template [[host_name("matmul_float16")]] [[kernel]] decltype(matmul<half>) matmul<half>;
+template [[host_name("linear_float32")]] [[kernel]] decltype(linear<float>) linear<float>;
+template [[host_name("linear_bfloat16")]] [[kernel]] decltype(linear<bfloat>) linear<bfloat>;
+template [[host_name("linear_float16")]] [[kernel]] decltype(linear<half>) linear<half>;

@@ -23,4 +23,7 @@ struct MatmulParams {
   orchard_i64 b_col_stride;
   // The batch dims merged, with strides for out, a and b.
   StridedParams batch;
+  // linear only (last, so matmul's layout is unchanged): the bias's element j lies at
+  // j * bias_stride; it is added before the one rounding to T.
+  orchard_i64 bias_stride;
 };
