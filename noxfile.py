@@ -249,7 +249,9 @@ def install_metal_packages(session: nox.Session, setup_args: Sequence[str], env:
             # orchard-flash's meson imports the orchard-core just built (under ASan, with its runtime).
             env={**clang_env(session), **(env if package == "orchard-flash" else {})},
         )  # fmt: skip
-    session.install(*torch_constraints(), "numpy", "scipy-openblas32", "torch", "pytest", "hypothesis", "safetensors>=0.8")
+    session.install(
+        *torch_constraints(), "numpy", "scipy-openblas32", "torch", "pytest", "hypothesis", "safetensors>=0.8"
+    )
     session.install("--no-deps", "--force-reinstall", *map(str, wheel_dir.glob("orchard_*.whl")))
 
 
