@@ -231,6 +231,7 @@ void bind_tensor(py::module_& m) {
   bind_matmul(m, cls);
   bind_elementwise(m, cls);
   bind_shape(m, cls);
+  bind_pointwise(m, cls);
   bind_reduce(m, cls);
   bind_autograd(m, cls);
 }

@@ -70,6 +70,12 @@ class StagedElementwise final : public ElementwiseKernels {
     cpu().elementwise.where(in(condition), in(a), in(b), o.host());
     o.finish();
   }
+  void pointwise(Op op, const Tensor& a, const Tensor& b, const Tensor& c, const Scalar& value,
+                 const Tensor& out) const override {
+    const Staged o(out);
+    cpu().elementwise.pointwise(op, in(a), in(b), c.defined() ? in(c) : c, value, o.host());
+    o.finish();
+  }
 };
 
 class StagedReduce final : public ReduceKernels {

@@ -102,6 +102,10 @@ void ElementwiseKernels::unary(UnaryOp op, const Tensor& a, const Tensor&) const
 void ElementwiseKernels::where(const Tensor&, const Tensor& a, const Tensor&, const Tensor&) const {
   unsupported(Op::Where, a);
 }
+void ElementwiseKernels::pointwise(Op op, const Tensor& a, const Tensor&, const Tensor&, const Scalar&,
+                                   const Tensor&) const {
+  unsupported(op, a);
+}
 
 void ReduceKernels::sum(const Tensor& src, const Tensor&, double) const { unsupported(Op::Sum, src); }
 void ReduceKernels::extreme(const Tensor& src, const Tensor&, const Tensor&, bool largest) const {

@@ -129,6 +129,10 @@ def _cases(rng: np.random.Generator, magnitude: float | None = None) -> dict[str
         "tril": lambda on: oc.tril(on(x), -1),
         "in-place mul": lambda on: on(x).clone().mul_(on(y)),
         "to int32": lambda on: on(x * 100).to(oc.int32),
+        "lerp": lambda on: oc.lerp(on(x), on(y), on(x).T.T.sigmoid()),
+        "lerp_ by a number": lambda on: on(x).clone().lerp_(on(y), 0.7),
+        "addcmul_ of a strided view": lambda on: on(x).T[::2].addcmul_(on(y).T[::2], on(x).T[::2], value=0.5),
+        "addcdiv": lambda on: oc.addcdiv(on(x), on(y), on(np.abs(x) + 1), value=-2),
         "fill a strided view": lambda on: on(x).T[1::3].fill_(2.5),
     }
 

@@ -42,6 +42,10 @@ ELEMENTWISE = {
     "gelu_tanh": lambda t: oc.gelu(t, approximate="tanh"),
     "gelu_backward": lambda t: _grad(oc.gelu, t),
     "gelu_tanh_backward": lambda t: _grad(lambda u: oc.gelu(u, approximate="tanh"), t),
+    "lerp": lambda t: oc.lerp(t, t.tanh(), t.sigmoid() * 2.0 - 0.5),
+    "lerp_number": lambda t: t.lerp(t.tanh(), 0.75),
+    "addcmul": lambda t: oc.addcmul(t, t.tanh(), t, value=0.3),
+    "addcdiv": lambda t: t.addcdiv(t.tanh(), t.sigmoid(), value=-0.7),
 }
 # Reductions sum in an order fixed by the layout (rows or columns), the same in every variant.
 REDUCTIONS = {

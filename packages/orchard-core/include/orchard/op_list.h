@@ -59,4 +59,7 @@
   X(Uniform, "rand", "")             \
   X(Normal, "randn", "")             \
   X(Randint, "randint", "")          \
-  X(Dropout, "dropout", "")
+  X(Dropout, "dropout", "")          \
+  X(Lerp, "lerp", "")                \
+  X(Addcmul, "addcmul", "")          \
+  X(Addcdiv, "addcdiv", "")

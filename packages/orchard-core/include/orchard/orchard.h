@@ -9,6 +9,7 @@
 #include "orchard/error.h"
 #include "orchard/kernels.h"
 #include "orchard/ops/elementwise.h"
+#include "orchard/ops/pointwise.h"
 #include "orchard/ops/matmul.h"
 #include "orchard/ops/random.h"
 #include "orchard/ops/reduce.h"

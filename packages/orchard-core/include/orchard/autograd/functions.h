@@ -12,6 +12,7 @@
 #include "orchard/autograd.h"
 #include "orchard/ops/elementwise.h"
 #include "orchard/ops/matmul.h"
+#include "orchard/ops/pointwise.h"
 #include "orchard/ops/random.h"
 #include "orchard/ops/reduce.h"
 #include "orchard/ops/shape.h"
@@ -28,6 +29,16 @@ Tensor clamp(const Tensor& input, const std::optional<Operand>& min, const std::
 const Tensor& binary_(BinaryOp op, const Tensor& self, const Operand& other);
 const Tensor& fill_(const Tensor& self, const Scalar& value);
 const Tensor& copy_(const Tensor& self, const Tensor& src);
+
+// Fused pointwise (src/autograd/functions/pointwise.cpp).
+Tensor lerp(const Tensor& input, const Tensor& end, const Operand& weight);
+Tensor addcmul(const Tensor& input, const Tensor& tensor1, const Tensor& tensor2, const Scalar& value = 1);
+Tensor addcdiv(const Tensor& input, const Tensor& tensor1, const Tensor& tensor2, const Scalar& value = 1);
+const Tensor& lerp_(const Tensor& self, const Tensor& end, const Operand& weight);
+const Tensor& addcmul_(const Tensor& self, const Tensor& tensor1, const Tensor& tensor2,
+                       const Scalar& value = 1);
+const Tensor& addcdiv_(const Tensor& self, const Tensor& tensor1, const Tensor& tensor2,
+                       const Scalar& value = 1);
 
 // Views and copies (src/autograd/functions/views.cpp).
 Tensor view(const Tensor& self, const Shape& shape);

@@ -30,6 +30,11 @@ struct CpuRowKernels {
                    double scale);
   void (*softmax)(const float* in, float* out, int64_t n);
   void (*log_softmax)(const float* in, float* out, int64_t n);
+  // pointwise_rows.h's fused ops: out[i] from a[i], b[i] and w[i] or c[i] (or the number w).
+  void (*lerp)(const float* a, const float* b, const float* w, float* out, int64_t n);
+  void (*lerp_scalar)(const float* a, const float* b, float w, float* out, int64_t n);
+  void (*addcmul)(const float* a, const float* b, const float* c, float value, float* out, int64_t n);
+  void (*addcdiv)(const float* a, const float* b, const float* c, float value, float* out, int64_t n);
 };
 
 namespace isa_generic {

@@ -3,6 +3,7 @@
 // (isa_<name>) and passing that set's -m flags. It is also compiled with -fno-trapping-math, so that GCC
 // turns vector_math.h's selects into blends instead of branches and the loops vectorize.
 #include "backend/cpu/cpu_isa.h"
+#include "backend/cpu/pointwise_rows.h"
 #include "backend/cpu/reduce_rows.h"
 #include "orchard/cpu/vector_math.h"
 
@@ -35,6 +36,20 @@ void sum_tile_float(const float* in, float* out, int64_t k0, int64_t width, int6
 void softmax_row_float(const float* in, float* out, int64_t n) { softmax_row<false>(in, out, n); }
 void log_softmax_row_float(const float* in, float* out, int64_t n) { softmax_row<true>(in, out, n); }
 
+// No __restrict: out may be a (in place).
+void lerp_row(const float* a, const float* b, const float* w, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = pointwise::lerp(a[i], b[i], w[i]);
+}
+void lerp_scalar_row(const float* a, const float* b, float w, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = pointwise::lerp(a[i], b[i], w);
+}
+void addcmul_row(const float* a, const float* b, const float* c, float value, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = pointwise::addcmul(a[i], b[i], c[i], value);
+}
+void addcdiv_row(const float* a, const float* b, const float* c, float value, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = pointwise::addcdiv(a[i], b[i], c[i], value);
+}
+
 constexpr CpuRowKernels kRowKernels{
     ORCHARD_STRINGIFY(ORCHARD_CPU_ISA),
     map_row<[](float x) { return vm::exp(x); }>,
@@ -48,6 +63,10 @@ constexpr CpuRowKernels kRowKernels{
     sum_tile_float,
     softmax_row_float,
     log_softmax_row_float,
+    lerp_row,
+    lerp_scalar_row,
+    addcmul_row,
+    addcdiv_row,
 };
 
 }  // namespace

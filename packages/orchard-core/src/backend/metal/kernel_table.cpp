@@ -46,6 +46,9 @@ bool supports(Op op, DType dtype) {
     case Op::Normal:
     case Op::Randint:
     case Op::Dropout: return random_supports(op, dtype);
+    case Op::Lerp:
+    case Op::Addcdiv: return is_floating(dtype);
+    case Op::Addcmul: return dtype != DType::Bool;
     default: return static_cast<int>(op) < kBinaryOpCount + kUnaryOpCount;
   }
 }

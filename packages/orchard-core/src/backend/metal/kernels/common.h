@@ -14,6 +14,20 @@ inline long grid_index(uint2 position, uint2 grid_size) {
   return long(position.y) * long(grid_size.x) + long(position.x);
 }
 
+// Integer arithmetic in the unsigned type of the same width, where overflow wraps.
+template <typename T>
+struct Unsigned {
+  typedef T type;
+};
+template <>
+struct Unsigned<int> {
+  typedef uint type;
+};
+template <>
+struct Unsigned<long> {
+  typedef ulong type;
+};
+
 // Element `i`'s offset in operand `operand` of a strided walk.
 inline long strided_offset(constant StridedParams& p, int operand, long i) {
   long offset = 0;

@@ -15,20 +15,6 @@ struct ElementwiseArgs {
   int op;
 };
 
-// Integer arithmetic in the unsigned type of the same width, where overflow wraps.
-template <typename T>
-struct Unsigned {
-  typedef T type;
-};
-template <>
-struct Unsigned<int> {
-  typedef uint type;
-};
-template <>
-struct Unsigned<long> {
-  typedef ulong type;
-};
-
 inline float binary_op(int op, float x, float y) {
   switch (BinaryOp(op)) {
     case BinaryOp::Add: return x + y;

@@ -29,6 +29,20 @@ struct StridedParams {
   orchard_i64 strides[ORCHARD_METAL_MAX_OPERANDS][ORCHARD_METAL_MAX_DIMS];
 };
 
+// A fused pointwise op (kernels/pointwise.metal): out = lerp(a, b, c or value), a + value * b * c
+// or a + value * b / c, over a strided walk of out, a, b and c.
+struct PointwiseArgs {
+  StridedParams walk;
+  orchard_i64 int_value;   // addcmul's value on integers
+  float value;             // the value on floats, or lerp's number weight
+  orchard_i32 op;          // ORCHARD_POINTWISE_LERP, _ADDCMUL or _ADDCDIV
+  orchard_i32 has_weight;  // lerp: whether c holds the weights (else value is the weight)
+  orchard_i32 pad;
+};
+#define ORCHARD_POINTWISE_LERP 0
+#define ORCHARD_POINTWISE_ADDCMUL 1
+#define ORCHARD_POINTWISE_ADDCDIV 2
+
 // A draw of the random family (kernels/random.metal): element i takes the Philox words of
 // counter (offset + i) under key seed, as the CPU's. Each kernel reads the fields it names.
 struct RandomArgs {

@@ -1,0 +1,124 @@
+// CPU kernels of the fused optimizer ops (lerp, addcmul, addcdiv): one pass over memory. Floats
+// of every width and layout go through the per-ISA float rows (cpu_isa.h), contiguous float32
+// rows directly and the rest through small float buffers, so all get the same bits.
+#include <algorithm>
+#include <array>
+#include <functional>
+
+#include "backend/cpu/cpu_isa.h"
+#include "backend/cpu/elementwise_loop.h"
+#include "backend/cpu/pointwise_rows.h"
+#include "orchard/error.h"
+
+namespace orchard::backend::elementwise_loop {
+
+namespace {
+
+// A row's four operands: out, a, b, c (c is null for a lerp by a number).
+template <class T>
+struct Row {
+  T* out;
+  const T* a;
+  const T* b;
+  const T* c;
+  int64_t so, sa, sb, sc;
+};
+
+// Calls body(row, count) over every innermost row; c may be undefined (its pointer is then null).
+template <class T, class Body>
+void for_each_pointwise_row(const Tensor& a, const Tensor& b, const Tensor& c, const Tensor& out,
+                            Body&& body) {
+  const bool has_c = c.defined();
+  const Geometry<4> g(out.shape(),
+                      {&out.strides(), &a.strides(), &b.strides(), has_c ? &c.strides() : &a.strides()});
+  T* o = typed<T>(out);
+  const T* pa = typed<const T>(a);
+  const T* pb = typed<const T>(b);
+  const T* pc = has_c ? typed<const T>(c) : nullptr;
+  const auto& s = g.strides;
+  const int64_t so = s[0].back(), sa = s[1].back(), sb = s[2].back(), sc = s[3].back();
+  for_each_row(g, [&](const std::array<int64_t, 4>& off, int64_t start, int64_t count) {
+    body(Row<T>{o + off[0] + start * so, pa + off[1] + start * sa, pb + off[2] + start * sb,
+                pc ? pc + off[3] + start * sc : nullptr, so, sa, sb, sc},
+         count);
+  });
+}
+
+// One float row of op over contiguous float arrays (c null: lerp by the number v).
+void float_row(const CpuRowKernels& rows, Op op, const float* a, const float* b, const float* c, float v,
+               float* out, int64_t n) {
+  switch (op) {
+    case Op::Lerp: return c ? rows.lerp(a, b, c, out, n) : rows.lerp_scalar(a, b, v, out, n);
+    case Op::Addcmul: return rows.addcmul(a, b, c, v, out, n);
+    default: return rows.addcdiv(a, b, c, v, out, n);
+  }
+}
+
+// float32, bfloat16 and float16: the float rows.
+template <class T>
+void run_float(Op op, const Tensor& a, const Tensor& b, const Tensor& c, float v, const Tensor& out) {
+  const CpuRowKernels& rows = cpu_row_kernels();
+  constexpr int64_t kChunk = 256;
+  for_each_pointwise_row<T>(a, b, c, out, [&](const Row<T>& r, int64_t count) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (r.so == 1 && r.sa == 1 && r.sb == 1 && (!r.c || r.sc == 1)) {
+        return float_row(rows, op, r.a, r.b, r.c, v, r.out, count);
+      }
+    }
+    float fa[kChunk], fb[kChunk], fc[kChunk], result[kChunk];
+    for (int64_t begin = 0; begin < count; begin += kChunk) {
+      const int64_t n = std::min(kChunk, count - begin);
+      for (int64_t i = 0; i < n; ++i) fa[i] = float(r.a[(begin + i) * r.sa]);
+      for (int64_t i = 0; i < n; ++i) fb[i] = float(r.b[(begin + i) * r.sb]);
+      if (r.c) {
+        for (int64_t i = 0; i < n; ++i) fc[i] = float(r.c[(begin + i) * r.sc]);
+      }
+      float_row(rows, op, fa, fb, r.c ? fc : nullptr, v, result, n);
+      for (int64_t i = 0; i < n; ++i) r.out[(begin + i) * r.so] = T(result[i]);
+    }
+  });
+}
+
+// float64 and the integers (addcmul only; integers wrap like torch's).
+template <class T>
+void run_wide(Op op, const Tensor& a, const Tensor& b, const Tensor& c, T v, const Tensor& out) {
+  for_each_pointwise_row<T>(a, b, c, out, [&](const Row<T>& r, int64_t count) {
+    for (int64_t i = 0; i < count; ++i) {
+      const T x = r.a[i * r.sa], y = r.b[i * r.sb];
+      T result;
+      if constexpr (std::is_floating_point_v<T>) {
+        switch (op) {
+          case Op::Lerp: result = pointwise::lerp(x, y, r.c ? r.c[i * r.sc] : v); break;
+          case Op::Addcmul: result = pointwise::addcmul(x, y, r.c[i * r.sc], v); break;
+          default: result = pointwise::addcdiv(x, y, r.c[i * r.sc], v); break;
+        }
+      } else if constexpr (std::is_same_v<T, bool>) {
+        result = x || (v && y && r.c[i * r.sc]);
+      } else {
+        using U = std::make_unsigned_t<T>;
+        result = T(U(x) + U(v) * U(y) * U(r.c[i * r.sc]));
+      }
+      r.out[i * r.so] = result;
+    }
+  });
+}
+
+}  // namespace
+
+void cpu_pointwise(Op op, const Tensor& a, const Tensor& b, const Tensor& c, const Scalar& value,
+                   const Tensor& out) {
+  visit_dtype(out.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, BFloat16> || std::is_same_v<T, Float16>) {
+      run_float<T>(op, a, b, c, value.to<float>(), out);
+    } else {
+      if (op != Op::Addcmul && !std::is_floating_point_v<T>) {
+        fail<TypeError>(op_name(op), " kernel got dtype ", dtype_name(out.dtype()),
+                        "; the operator refuses it");
+      }
+      run_wide<T>(op, a, b, c, value.to<T>(), out);
+    }
+  });
+}
+
+}  // namespace orchard::backend::elementwise_loop
