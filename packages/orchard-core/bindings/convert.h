@@ -59,6 +59,7 @@ void bind_elementwise(py::module_& m, py::class_<Tensor>& cls);
 void bind_shape(py::module_& m, py::class_<Tensor>& cls);
 void bind_pointwise(py::module_& m, py::class_<Tensor>& cls);
 void bind_reduce(py::module_& m, py::class_<Tensor>& cls);
+void bind_norm(py::module_& m);
 void bind_autograd(py::module_& m, py::class_<Tensor>& cls);
 
 }  // namespace orchard::bindings

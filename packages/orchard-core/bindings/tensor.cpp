@@ -233,6 +233,7 @@ void bind_tensor(py::module_& m) {
   bind_shape(m, cls);
   bind_pointwise(m, cls);
   bind_reduce(m, cls);
+  bind_norm(m);
   bind_autograd(m, cls);
 }
 

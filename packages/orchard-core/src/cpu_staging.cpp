@@ -108,6 +108,43 @@ class StagedReduce final : public ReduceKernels {
   }
 };
 
+class StagedNorm final : public NormKernels {
+ public:
+  void layer_norm(const Tensor& src, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                  const Tensor& mean, const Tensor& rstd) const override {
+    const Staged o(out), m(mean), r(rstd);
+    cpu().norm.layer_norm(in(src), in(weight), in(bias), eps, o.host(), m.host(), r.host());
+    o.finish();
+    m.finish();
+    r.finish();
+  }
+  void layer_norm_backward(const Tensor& grad, const Tensor& src, const Tensor& weight, const Tensor& mean,
+                           const Tensor& rstd, const Tensor& grad_src, const Tensor& grad_weight,
+                           const Tensor& grad_bias) const override {
+    const Staged gs(grad_src), gw(grad_weight), gb(grad_bias);
+    cpu().norm.layer_norm_backward(in(grad), in(src), in(weight), in(mean), in(rstd), gs.host(), gw.host(),
+                                   gb.host());
+    gs.finish();
+    gw.finish();
+    gb.finish();
+  }
+  void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double label_smoothing,
+                     const Tensor& loss, const Tensor& lse) const override {
+    const Staged l(loss), s(lse);
+    cpu().norm.cross_entropy(in(logits), in(target), ignore_index, label_smoothing, l.host(), s.host());
+    l.finish();
+    s.finish();
+  }
+  void cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tensor& target,
+                              const Tensor& lse, int64_t ignore_index, double label_smoothing,
+                              const Tensor& grad_logits) const override {
+    const Staged g(grad_logits);
+    cpu().norm.cross_entropy_backward(in(grad), in(logits), in(target), in(lse), ignore_index,
+                                      label_smoothing, g.host());
+    g.finish();
+  }
+};
+
 class StagedIndex final : public IndexKernels {
  public:
   std::pair<int64_t, int64_t> bounds(const Tensor& index) const override {
@@ -176,7 +213,8 @@ const Kernels& cpu_staging_kernels() {
   static const StagedIndex index;
   static const StagedRandom random;
   static const StagedReduce reduce;
-  static const Kernels kernels{copy, matmul, elementwise, index, random, reduce};
+  static const StagedNorm norm;
+  static const Kernels kernels{copy, matmul, elementwise, index, random, reduce, norm};
   return kernels;
 }
 

@@ -119,6 +119,23 @@ void ReduceKernels::softmax(const Tensor& src, const Tensor&, bool log) const {
   unsupported(log ? Op::LogSoftmax : Op::Softmax, src);
 }
 
+void NormKernels::layer_norm(const Tensor& src, const Tensor&, const Tensor&, double, const Tensor&,
+                             const Tensor&, const Tensor&) const {
+  unsupported(Op::LayerNorm, src);
+}
+void NormKernels::layer_norm_backward(const Tensor&, const Tensor& src, const Tensor&, const Tensor&,
+                                      const Tensor&, const Tensor&, const Tensor&, const Tensor&) const {
+  unsupported(Op::LayerNormBackward, src);
+}
+void NormKernels::cross_entropy(const Tensor& logits, const Tensor&, int64_t, double, const Tensor&,
+                                const Tensor&) const {
+  unsupported(Op::CrossEntropy, logits);
+}
+void NormKernels::cross_entropy_backward(const Tensor&, const Tensor& logits, const Tensor&, const Tensor&,
+                                         int64_t, double, const Tensor&) const {
+  unsupported(Op::CrossEntropyBackward, logits);
+}
+
 std::pair<int64_t, int64_t> IndexKernels::bounds(const Tensor& index) const {
   unsupported(Op::IndexBounds, index);
 }

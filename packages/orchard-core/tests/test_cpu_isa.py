@@ -55,7 +55,25 @@ REDUCTIONS = {
     "softmax": lambda t: t.softmax(-1),
     "log_softmax": lambda t: t.log_softmax(-1),
 }
-OPERATIONS = {**ELEMENTWISE, **REDUCTIONS}
+# layer_norm and cross_entropy (norm_rows.h), forward and backward, with parameters cut from the input.
+_TARGETS = oc.tensor((np.arange(701) * 7) % 523)
+
+
+def _layer_norm_grads(t: oc.Tensor) -> oc.Tensor:
+    x, w, b = (u.detach().requires_grad_() for u in (t, t[1], t[2]))
+    (oc.layer_norm(x, t.shape[-1:], w, b) * t.detach()).sum().backward()
+    return oc.cat([x.grad, w.grad.unsqueeze(0), b.grad.unsqueeze(0)])
+
+
+NORM = {
+    "layer_norm": lambda t: oc.layer_norm(t, t.shape[-1:], t[1], t[2]),
+    "layer_norm_backward": _layer_norm_grads,
+    "cross_entropy": lambda t: oc.cross_entropy(t, _TARGETS, reduction="none", label_smoothing=0.1),
+    "cross_entropy_backward": lambda t: _grad(
+        lambda u: oc.cross_entropy(u, _TARGETS, reduction="none", label_smoothing=0.1) * t.detach()[:, 0], t
+    ),
+}
+OPERATIONS = {**ELEMENTWISE, **REDUCTIONS, **NORM}
 
 
 def _inputs(rng: np.random.Generator) -> np.ndarray:

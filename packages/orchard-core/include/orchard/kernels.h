@@ -7,6 +7,7 @@
 #include "orchard/kernels/elementwise.h"
 #include "orchard/kernels/index.h"
 #include "orchard/kernels/matmul.h"
+#include "orchard/kernels/norm.h"
 #include "orchard/kernels/random.h"
 #include "orchard/kernels/reduce.h"
 
@@ -19,6 +20,7 @@ struct Kernels {
   const IndexKernels& index;
   const RandomKernels& random;
   const ReduceKernels& reduce;
+  const NormKernels& norm;
 };
 
 }  // namespace orchard

@@ -62,4 +62,12 @@
   X(Dropout, "dropout", "")          \
   X(Lerp, "lerp", "")                \
   X(Addcmul, "addcmul", "")          \
-  X(Addcdiv, "addcdiv", "")
+  X(Addcdiv, "addcdiv", "")          \
+  ORCHARD_NORM_OPS(X)
+
+// layer_norm and cross_entropy (orchard/kernels/norm.h).
+#define ORCHARD_NORM_OPS(X)                       \
+  X(LayerNorm, "layer_norm", "")                  \
+  X(LayerNormBackward, "layer_norm backward", "") \
+  X(CrossEntropy, "cross_entropy", "")            \
+  X(CrossEntropyBackward, "cross_entropy backward", "")

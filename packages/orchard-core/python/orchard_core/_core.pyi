@@ -643,6 +643,25 @@ def softmax(input: Tensor, dim: SupportsIndex, dtype: _DTypeLike = None) -> Tens
 def log_softmax(input: Tensor, dim: SupportsIndex, dtype: _DTypeLike = None) -> Tensor:
     """x - logsumexp(x) along dim."""
 
+# Normalization and losses (bindings/ops_norm.cpp).
+def layer_norm(
+    input: Tensor,
+    normalized_shape: SupportsIndex | Sequence[SupportsIndex],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-05,
+) -> Tensor:
+    """Normalizes over the trailing normalized_shape dims, then scales by weight and adds bias."""
+
+def cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    ignore_index: SupportsIndex = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Cross-entropy of logits (N, C) against class indices (N): log_softmax and nll in one pass per row."""
+
 class Node(metaclass=_pybind11_type):
     """A recorded operation in the autograd graph."""
 

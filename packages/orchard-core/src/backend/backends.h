@@ -16,5 +16,6 @@ const ElementwiseKernels& cpu_elementwise_kernels();
 const IndexKernels& cpu_index_kernels();
 const RandomKernels& cpu_random_kernels();
 const ReduceKernels& cpu_reduce_kernels();
+const NormKernels& cpu_norm_kernels();
 
 }  // namespace orchard::backend

@@ -13,6 +13,7 @@
 #include "orchard/ops/elementwise.h"
 #include "orchard/ops/matmul.h"
 #include "orchard/ops/pointwise.h"
+#include "orchard/ops/norm.h"
 #include "orchard/ops/random.h"
 #include "orchard/ops/reduce.h"
 #include "orchard/ops/shape.h"
@@ -71,6 +72,12 @@ Tensor std(const Tensor& input, const DimList& dim, double correction = 1, bool 
 Tensor logsumexp(const Tensor& input, const std::vector<int64_t>& dim, bool keepdim = false);
 Tensor softmax(const Tensor& input, int64_t dim, std::optional<DType> dtype = {});
 Tensor log_softmax(const Tensor& input, int64_t dim, std::optional<DType> dtype = {});
+
+// Normalization and losses (src/autograd/functions/norm.cpp).
+Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight = {},
+                  const Tensor& bias = {}, double eps = 1e-5);
+Tensor cross_entropy(const Tensor& input, const Tensor& target, int64_t ignore_index = -100,
+                     Reduction reduction = Reduction::Mean, double label_smoothing = 0.0);
 
 // Linear algebra (src/autograd/functions/matmul.cpp).
 Tensor matmul(const Tensor& a, const Tensor& b);

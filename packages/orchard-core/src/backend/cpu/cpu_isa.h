@@ -35,6 +35,15 @@ struct CpuRowKernels {
   void (*lerp_scalar)(const float* a, const float* b, float w, float* out, int64_t n);
   void (*addcmul)(const float* a, const float* b, const float* c, float value, float* out, int64_t n);
   void (*addcdiv)(const float* a, const float* b, const float* c, float value, float* out, int64_t n);
+  // norm_rows.h's loops at float.
+  void (*layer_norm)(const float* x, const float* w, const float* b, float* y, int64_t n, float eps,
+                     float* mean, float* rstd);
+  void (*layer_norm_backward)(const float* g, const float* x, const float* w, float mean, float rstd,
+                              float* dx, float* dw_acc, float* db_acc, int64_t n);
+  float (*cross_entropy)(const float* x, int64_t n, int64_t target, bool ignored, double smoothing,
+                         float* lse);
+  void (*cross_entropy_backward)(const float* x, float* dx, int64_t n, float lse, int64_t target,
+                                 double smoothing, float scale);
 };
 
 namespace isa_generic {

@@ -4,6 +4,7 @@
 // turns vector_math.h's selects into blends instead of branches and the loops vectorize.
 #include "backend/cpu/cpu_isa.h"
 #include "backend/cpu/pointwise_rows.h"
+#include "backend/cpu/norm_rows.h"
 #include "backend/cpu/reduce_rows.h"
 #include "orchard/cpu/vector_math.h"
 
@@ -49,6 +50,22 @@ void addcmul_row(const float* a, const float* b, const float* c, float value, fl
 void addcdiv_row(const float* a, const float* b, const float* c, float value, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = pointwise::addcdiv(a[i], b[i], c[i], value);
 }
+void layer_norm_row_float(const float* x, const float* w, const float* b, float* y, int64_t n, float eps,
+                          float* mean, float* rstd) {
+  layer_norm_row(x, w, b, y, n, eps, mean, rstd);
+}
+void layer_norm_backward_row_float(const float* g, const float* x, const float* w, float mean, float rstd,
+                                   float* dx, float* dw_acc, float* db_acc, int64_t n) {
+  layer_norm_backward_row(g, x, w, mean, rstd, dx, dw_acc, db_acc, n);
+}
+float cross_entropy_row_float(const float* x, int64_t n, int64_t target, bool ignored, double smoothing,
+                              float* lse) {
+  return cross_entropy_row(x, n, target, ignored, smoothing, lse);
+}
+void cross_entropy_backward_row_float(const float* x, float* dx, int64_t n, float lse, int64_t target,
+                                      double smoothing, float scale) {
+  cross_entropy_backward_row(x, dx, n, lse, target, smoothing, scale);
+}
 
 constexpr CpuRowKernels kRowKernels{
     ORCHARD_STRINGIFY(ORCHARD_CPU_ISA),
@@ -67,6 +84,10 @@ constexpr CpuRowKernels kRowKernels{
     lerp_scalar_row,
     addcmul_row,
     addcdiv_row,
+    layer_norm_row_float,
+    layer_norm_backward_row_float,
+    cross_entropy_row_float,
+    cross_entropy_backward_row_float,
 };
 
 }  // namespace

@@ -11,6 +11,7 @@ const Kernels& cpu_kernels() {
       .index = cpu_index_kernels(),
       .random = cpu_random_kernels(),
       .reduce = cpu_reduce_kernels(),
+      .norm = cpu_norm_kernels(),
   };
   return kernels;
 }

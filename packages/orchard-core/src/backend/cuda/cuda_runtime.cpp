@@ -314,7 +314,8 @@ const Kernels& cuda_kernels() {
   static const IndexKernels index;
   static const RandomKernels random;
   static const ReduceKernels reduce;
-  static const Kernels kernels{copy, matmul, elementwise, index, random, reduce};
+  static const NormKernels norm;
+  static const Kernels kernels{copy, matmul, elementwise, index, random, reduce, norm};
   return kernels;
 }
 

@@ -15,6 +15,7 @@ const Kernels& metal_kernels() {
       .index = index_kernels(),
       .random = random_kernels(),
       .reduce = reduce_kernels(),
+      .norm = norm_kernels(),
   };
   return kernels;
 }

@@ -21,5 +21,7 @@ const RandomKernels& random_kernels();
 bool random_supports(Op op, DType dtype);
 const ReduceKernels& reduce_kernels();
 bool reduce_supports(Op op, DType dtype);
+const NormKernels& norm_kernels();
+bool norm_supports(Op op, DType dtype);
 
 }  // namespace orchard::metal
