@@ -116,12 +116,16 @@ def test_state_dict_round_trips_with_torch():
     for (name, mine), (_, ref) in zip(ours.state_dict().items(), theirs.state_dict().items(), strict=True):
         np.testing.assert_array_equal(host_values(mine), torch_values(ref), err_msg=name)
     assert not any(isinstance(v, nn.Parameter) or v.requires_grad for v in ours.state_dict().values())
-    assert all(isinstance(v, nn.Parameter) for k, v in ours.state_dict(keep_vars=True).items() if "steps" not in k)
+    assert all(
+        isinstance(v, nn.Parameter) for k, v in ours.state_dict(keep_vars=True).items() if "steps" not in k
+    )
 
 
 def _torch_style(message: str) -> str:
     """torch's error text with torch.Size([a, b]) written as the tuple (a, b), as orchard writes shapes."""
-    return re.sub(r"torch\.Size\(\[([^\]]*)\]\)", lambda m: repr(tuple(int(x) for x in m[1].split(",") if x)), message)
+    return re.sub(
+        r"torch\.Size\(\[([^\]]*)\]\)", lambda m: repr(tuple(int(x) for x in m[1].split(",") if x)), message
+    )
 
 
 @pytest.mark.parametrize(
@@ -173,7 +177,9 @@ def test_repr_matches_torch():
         lambda lib: lib.Embedding(7, 3),
         lambda lib: lib.Dropout(0.1),
         lambda lib: lib.GELU(approximate="tanh"),
-        lambda lib: lib.Sequential(lib.Linear(2, 3), lib.Sequential(lib.GELU(), lib.Dropout()), lib.LayerNorm(3)),
+        lambda lib: lib.Sequential(
+            lib.Linear(2, 3), lib.Sequential(lib.GELU(), lib.Dropout()), lib.LayerNorm(3)
+        ),
         lambda lib: lib.ModuleDict({"a": lib.Linear(1, 2)}),
     ):
         assert repr(make(nn)) == repr(make(torch.nn))
@@ -277,7 +283,9 @@ def test_linear_forward_backward_matches_torch(rng):
     out_theirs.backward(torch.tensor(g))
     for mine, ref in ((x_ours.grad, x_theirs.grad), (ours.weight.grad, theirs.weight.grad)):
         np.testing.assert_allclose(host_values(mine), torch_values(ref), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(host_values(ours.bias.grad), torch_values(theirs.bias.grad), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        host_values(ours.bias.grad), torch_values(theirs.bias.grad), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_linear_names_both_sizes_on_a_mismatch():
@@ -294,13 +302,15 @@ def test_embedding_gelu_dropout_match_torch(rng):
     np.testing.assert_allclose(host_values(out_o), torch_values(out_t), rtol=1e-6, atol=1e-7)
     out_t.sum().backward()
     out_o.sum().backward()
-    np.testing.assert_allclose(host_values(emb_o.weight.grad), torch_values(emb_t.weight.grad), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        host_values(emb_o.weight.grad), torch_values(emb_t.weight.grad), rtol=1e-5, atol=1e-6
+    )
     drop = nn.Dropout(0.5).eval()
     x = oc.tensor(rng.standard_normal((4, 5)).astype(np.float32))
     np.testing.assert_array_equal(host_values(drop(x)), host_values(x))
     kept = host_values(drop.train()(oc.ones(4000))) != 0
     assert 0.45 < kept.mean() < 0.55
-    with pytest.raises(ValueError, match="between 0 and 1, but got 1.5"):
+    with pytest.raises(ValueError, match=r"between 0 and 1, but got 1\.5"):
         nn.Dropout(1.5)
     with pytest.raises(NotImplementedError, match="padding_idx"):
         nn.Embedding(3, 2, padding_idx=0)
@@ -320,9 +330,15 @@ def test_layer_norm_matches_torch(rng):
 
 def test_functional_softmax_family_matches_torch(rng):
     x = rng.standard_normal((3, 7)).astype(np.float32)
-    for ours, theirs in ((F.softmax, torch.nn.functional.softmax), (F.log_softmax, torch.nn.functional.log_softmax)):
+    for ours, theirs in (
+        (F.softmax, torch.nn.functional.softmax),
+        (F.log_softmax, torch.nn.functional.log_softmax),
+    ):
         np.testing.assert_allclose(
-            host_values(ours(oc.tensor(x), dim=-1)), torch_values(theirs(torch.tensor(x), dim=-1)), rtol=1e-6, atol=1e-6
+            host_values(ours(oc.tensor(x), dim=-1)),
+            torch_values(theirs(torch.tensor(x), dim=-1)),
+            rtol=1e-6,
+            atol=1e-6,
         )
     with pytest.raises(TypeError, match="dim"):
         F.softmax(oc.tensor(x))
@@ -348,7 +364,7 @@ def test_scaled_dot_product_attention_refuses_what_it_cannot_do():
     q = oc.zeros(1, 2, 3, 4)
     with pytest.raises(NotImplementedError, match="attn_mask is not supported"):
         F.scaled_dot_product_attention(q, q, q, attn_mask=oc.zeros(3, 3))
-    with pytest.raises(RuntimeError, match="query has 2 heads but key has 1.*enable_gqa"):
+    with pytest.raises(RuntimeError, match=r"query has 2 heads but key has 1.*enable_gqa"):
         F.scaled_dot_product_attention(q, oc.zeros(1, 1, 3, 4), oc.zeros(1, 1, 3, 4))
     with pytest.raises(ValueError, match=r"got shape \(3, 4\)"):
         F.scaled_dot_product_attention(oc.zeros(3, 4), q, q)
