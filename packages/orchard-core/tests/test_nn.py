@@ -386,7 +386,8 @@ def test_initialisation_follows_torch(seed):
     assert abs(w.std() - bound / math.sqrt(3)) < 0.02 * bound  # uniform's std
     assert np.abs(b).max() <= bound and np.abs(b).max() > 0.9 * bound
     e = host_values(nn.Embedding(300, 200).weight)
-    assert abs(e.mean()) < 0.01 and abs(e.std() - 1) < 0.01
+    # 60000 draws: standard errors 0.004 (mean) and 0.003 (std); the bounds are 5 of them.
+    assert abs(e.mean()) < 0.02 and abs(e.std() - 1) < 0.015
     ln = nn.LayerNorm(7)
     assert (host_values(ln.weight) == 1).all() and (host_values(ln.bias) == 0).all()
     w = nn.init.normal_(oc.empty(200, 300), std=0.02)
@@ -394,7 +395,7 @@ def test_initialisation_follows_torch(seed):
     assert (host_values(nn.init.zeros_(oc.ones(3))) == 0).all()
     assert (host_values(nn.init.ones_(oc.zeros(3))) == 1).all()
     u = host_values(nn.init.uniform_(oc.empty(10000), -2.0, 3.0))
-    assert u.min() >= -2.0 and u.max() < 3.0 and abs(u.mean() - 0.5) < 0.05
+    assert u.min() >= -2.0 and u.max() < 3.0 and abs(u.mean() - 0.5) < 0.075  # 5 standard errors
     with pytest.raises(TypeError, match="floating-point"):
         nn.init.normal_(oc.zeros(3, dtype=oc.int64))
 
