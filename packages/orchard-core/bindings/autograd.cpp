@@ -131,12 +131,12 @@ void bind_autograd(py::module_& m, py::class_<Tensor>& cls) {
               fail<RuntimeError>("data can only be assigned to a leaf tensor, not to the output of ",
                                  self.grad_fn()->name());
             const Tensor grad = self.grad();
-            if (grad.defined() &&
-                (grad.shape() != other.shape() || grad.dtype() != other.dtype() || grad.device() != other.device()))
+            if (grad.defined() && (grad.shape() != other.shape() || grad.dtype() != other.dtype() ||
+                                   grad.device() != other.device()))
               fail<ValueError>("the tensor's grad (shape ", shape_str(grad.shape()), ", dtype ",
                                dtype_name(grad.dtype()), ", device ", grad.device().str(),
-                               ") does not fit the assigned data (shape ", shape_str(other.shape()), ", dtype ",
-                               dtype_name(other.dtype()), ", device ", other.device().str(),
+                               ") does not fit the assigned data (shape ", shape_str(other.shape()),
+                               ", dtype ", dtype_name(other.dtype()), ", device ", other.device().str(),
                                "); set .grad = None first");
             Tensor fresh = other.detach();
             fresh.set_requires_grad(self.requires_grad());
