@@ -110,7 +110,7 @@ def install_packages(
     session.run("python", "-m", "pip", "check")
 
 
-TEST_TOOLS = ["pytest", "hypothesis", "mypy"]
+TEST_TOOLS = ["pytest", "hypothesis", "mypy", "safetensors>=0.8"]
 
 
 def run_tests(
@@ -251,7 +251,9 @@ def install_metal_packages(session: nox.Session, setup_args: Sequence[str], env:
             # orchard-flash's meson imports the orchard-core just built (under ASan, with its runtime).
             env={**clang_env(session), **(env if package == "orchard-flash" else {})},
         )  # fmt: skip
-    session.install(*torch_constraints(), "numpy", "scipy-openblas32", "torch", "pytest", "hypothesis")
+    session.install(
+        *torch_constraints(), "numpy", "scipy-openblas32", "torch", "pytest", "hypothesis", "safetensors>=0.8"
+    )
     session.install("--no-deps", "--force-reinstall", *map(str, wheel_dir.glob("orchard_*.whl")))
 
 

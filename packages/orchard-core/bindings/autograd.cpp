@@ -13,6 +13,12 @@ namespace {
 
 py::object tensor_or_none(const Tensor& t) { return t.defined() ? py::cast(t) : py::none(); }
 
+std::string shape_str(const Shape& shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
 std::vector<Tensor> tensors_or_undefined(py::handle sequence) {
   std::vector<Tensor> result;
   for (py::handle item : sequence) result.push_back(item.is_none() ? Tensor() : item.cast<Tensor>());
@@ -116,6 +122,28 @@ void bind_autograd(py::module_& m, py::class_<Tensor>& cls) {
             t.set_grad(grad.is_none() ? Tensor() : grad.cast<Tensor>());
           },
           "The gradient accumulated by backward(), or None.")
+      .def_property(
+          "data", &Tensor::detach,
+          // Rebinds this Python object to other's view (as torch's `.data =`): what refers to the
+          // object (an optimizer, a module) sees the new values, device and dtype.
+          [](Tensor& self, const Tensor& other) {
+            if (self.grad_fn())
+              fail<RuntimeError>("data can only be assigned to a leaf tensor, not to the output of ",
+                                 self.grad_fn()->name());
+            const Tensor grad = self.grad();
+            if (grad.defined() && (grad.shape() != other.shape() || grad.dtype() != other.dtype() ||
+                                   grad.device() != other.device()))
+              fail<ValueError>("the tensor's grad (shape ", shape_str(grad.shape()), ", dtype ",
+                               dtype_name(grad.dtype()), ", device ", grad.device().str(),
+                               ") does not fit the assigned data (shape ", shape_str(other.shape()),
+                               ", dtype ", dtype_name(other.dtype()), ", device ", other.device().str(),
+                               "); set .grad = None first");
+            Tensor fresh = other.detach();
+            fresh.set_requires_grad(self.requires_grad());
+            fresh.set_grad(grad);
+            self = std::move(fresh);
+          },
+          "This tensor's values outside the autograd graph; assigning rebinds it to another tensor's.")
       .def_property_readonly("grad_fn", &Tensor::grad_fn, "The node that produced this tensor, or None.")
       .def_property_readonly("is_leaf", &Tensor::is_leaf)
       .def_property_readonly("_version", &Tensor::version);

@@ -144,6 +144,9 @@ void bind_tensor(py::module_& m) {
       py::kw_only(), dtype, device, requires_grad,
       "Evenly spaced values in [start, end), like torch.arange.");
 
+  // Another Python handle to `data`'s view and autograd state, for subclasses such as nn.Parameter.
+  cls.def(py::init([](const Tensor& data) { return data; }), py::arg("data"));
+
   cls.def_property_readonly("shape", [](const Tensor& t) { return to_tuple(t.shape()); })
       .def_property_readonly("dtype", &Tensor::dtype)
       .def_property_readonly("device", &Tensor::device)

@@ -132,6 +132,10 @@ from ._shape_ops import install as _install_shape_ops
 from ._tensor_methods import install as _install_tensor_methods
 from .autograd import enable_grad, no_grad, set_grad_enabled
 
+# isort: split
+from . import nn, optim
+from .serialization import load, load_file, save, save_file
+
 __version__: str = _core.__version__
 
 _install_tensor_methods(Tensor)
@@ -221,6 +225,8 @@ __all__ = [
     "le",
     "lerp",
     "linear",
+    "load",
+    "load_file",
     "log",
     "log_softmax",
     "logsumexp",
@@ -238,10 +244,12 @@ __all__ = [
     "multinomial",
     "ne",
     "neg",
+    "nn",
     "no_grad",
     "one_hot",
     "ones",
     "ones_like",
+    "optim",
     "pow",
     "profile",
     "promote_types",
@@ -254,6 +262,8 @@ __all__ = [
     "relu",
     "result_type",
     "rsqrt",
+    "save",
+    "save_file",
     "scatter_add",
     "set_grad_enabled",
     "set_num_threads",

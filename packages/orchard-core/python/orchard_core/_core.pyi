@@ -146,6 +146,8 @@ _device: TypeAlias = device
 class Tensor(metaclass=_pybind11_type):
     """A strided view of device memory."""
 
+    def __init__(self, data: Tensor) -> None:
+        """Another Python handle to data's view and autograd state (for subclasses such as Parameter)."""
     @property
     def shape(self) -> tuple[int, ...]: ...
     @property
@@ -389,6 +391,12 @@ class Tensor(metaclass=_pybind11_type):
 
     @grad.setter
     def grad(self, arg1: Tensor | None, /) -> None: ...
+    @property
+    def data(self) -> Tensor:
+        """This tensor's values outside the autograd graph; assigning rebinds it to another tensor's."""
+
+    @data.setter
+    def data(self, arg1: Tensor, /) -> None: ...
     @property
     def grad_fn(self) -> Node | None:
         """The node that produced this tensor, or None."""

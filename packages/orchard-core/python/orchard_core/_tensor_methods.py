@@ -94,6 +94,12 @@ def _backward(
     backward([t], [gradient], retain_graph=bool(retain_graph))
 
 
+def _reduce_ex(t: _core.Tensor, protocol: Any = None) -> tuple[Any, tuple[Any, ...]]:
+    from .serialization import _tensor_reduce_ex
+
+    return _tensor_reduce_ex(t, protocol)
+
+
 def install(cls: type) -> None:
     methods = {
         "__repr__": _repr,
@@ -102,6 +108,7 @@ def install(cls: type) -> None:
         "__array__": _array,
         "__iter__": _iter,
         "backward": _backward,
+        "__reduce_ex__": _reduce_ex,
     }
     for name, method in methods.items():
         setattr(cls, name, method)
