@@ -714,6 +714,7 @@ def cross_entropy(
     label_smoothing: float = 0.0,
 ) -> Tensor:
     """Cross-entropy of logits (N, C) against class indices (N): log_softmax and nll in one pass per row."""
+
 def cumsum(input: Tensor, dim: SupportsIndex, *, dtype: _DTypeLike = None) -> Tensor:
     """Running sums along dim; integers and bool sum to int64, dtype casts the input first."""
 
