@@ -88,7 +88,8 @@ def test_unflatten_matches_torch_as_a_view(rng, device, shape, dim, sizes):
     assert got.data_ptr() == x.data_ptr()
     # A transposed input: the same dim, now strided, splits as a view too.
     flipped = len(shape) - 1 - dim % len(shape)
-    t, tt = x.T, tx.T
+    reverse = tuple(reversed(range(len(shape))))
+    t, tt = x.permute(*reverse), tx.permute(*reverse)
     got = t.unflatten(flipped, sizes)
     assert_matches_torch(got, tt.unflatten(flipped, sizes), strides=True)
     assert got.data_ptr() == t.data_ptr()

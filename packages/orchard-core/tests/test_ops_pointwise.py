@@ -212,6 +212,8 @@ def test_bad_inputs_raise_naming_the_value(device):
         d.lerp_(f, 0.5)
     with pytest.raises(TypeError, match=r"integer division.*int64.*int64"):
         oc.addcdiv(f, i, i)
+    with pytest.raises(TypeError, match="dtype bool"):
+        oc.addcmul(f > 0, f > 0, f > 0)
     with pytest.raises(TypeError, match="float32 can't be cast to the desired output type int64"):
         i.addcmul_(f, f)
     with pytest.raises(ValueError, match=r"shape \[4, 3\].*\[2, 3\]"):

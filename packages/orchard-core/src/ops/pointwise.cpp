@@ -2,7 +2,7 @@
 // the fused arithmetic is the device's ElementwiseKernels::pointwise.
 #include "orchard/ops/pointwise.h"
 
-#include <optional>
+#include <initializer_list>
 #include <string>
 
 #include "dispatch.h"
@@ -73,7 +73,9 @@ DType addc_dtype(Op op, const Tensor& input, const Tensor& t1, const Tensor& t2)
                     ", tensor2 dtype ", dtype_name(t2.dtype()),
                     "); use input + value * torch.trunc(tensor1 / tensor2) or true division on floats");
   }
-  return result_type({input, t1, t2});
+  const DType dtype = result_type({input, t1, t2});
+  if (dtype == DType::Bool) fail<TypeError>(op_name(op), ": not supported for dtype bool (as in torch)");
+  return dtype;
 }
 
 void run(Op op, const Operands& x, DType dtype, const Shape& shape, const Tensor& out) {

@@ -93,8 +93,6 @@ void run_wide(Op op, const Tensor& a, const Tensor& b, const Tensor& c, T v, con
           case Op::Addcmul: result = pointwise::addcmul(x, y, r.c[i * r.sc], v); break;
           default: result = pointwise::addcdiv(x, y, r.c[i * r.sc], v); break;
         }
-      } else if constexpr (std::is_same_v<T, bool>) {
-        result = x || (v && y && r.c[i * r.sc]);
       } else {
         using U = std::make_unsigned_t<T>;
         result = T(U(x) + U(v) * U(y) * U(r.c[i * r.sc]));
@@ -140,6 +138,8 @@ void cpu_pointwise(Op op, const Tensor& a, const Tensor& b, const Tensor& c, con
     using T = decltype(tag);
     if constexpr (std::is_same_v<T, float> || std::is_same_v<T, BFloat16> || std::is_same_v<T, Float16>) {
       run_float<T>(op, a, b, c, value.to<float>(), out);
+    } else if constexpr (std::is_same_v<T, bool>) {
+      fail<TypeError>(op_name(op), " kernel got dtype bool; the operator refuses it");
     } else {
       if (op != Op::Addcmul && !std::is_floating_point_v<T>) {
         fail<TypeError>(op_name(op), " kernel got dtype ", dtype_name(out.dtype()),
