@@ -201,15 +201,19 @@ def test_sort_rows_in_parallel_are_thread_count_independent(rng):
 
 
 @pytest.mark.skipif("metal" not in [str(d) for d in oc.devices()], reason="no metal device in this build")
-def test_metal_sorts_rows_up_to_its_threadgroup_limit(rng, monkeypatch):
-    """Metal's kernels run (no fallback), sort rows of up to 2048 in threadgroup memory and name
-    a longer row's length."""
+@pytest.mark.parametrize(
+    ("length", "dtype"), [(2048, "float32"), (2049, "bfloat16"), (5000, "float32"), (4500, "int64")]
+)
+def test_metal_sorts_long_rows_in_merged_runs(rng, monkeypatch, length, dtype):
+    """Metal's kernels run (no fallback): rows up to 2048 sort in one threadgroup, longer ones in
+    runs of 2048 merged pairwise (an odd run count included); ties and NaN give the CPU's order."""
     monkeypatch.delenv("ORCHARD_CPU_FALLBACK", raising=False)
-    assert oc.supports("metal", "sort", "bfloat16") and oc.supports("metal", "cumsum", "int64")
-    values = np.repeat(rng.standard_normal(1024).astype(np.float32), 2)[rng.permutation(2048)]
-    on_cpu = oc.sort(oc.tensor(values[None]), descending=True)
-    on_metal = oc.sort(oc.tensor(values[None]).to("metal"), descending=True)
-    np.testing.assert_array_equal(host_values(on_metal.values), host_values(on_cpu.values))
-    np.testing.assert_array_equal(host_values(on_metal.indices), host_values(on_cpu.indices))
-    with pytest.raises(NotImplementedError, match="rows of 2049 elements exceed the 2048"):
-        oc.sort(oc.zeros(3, 2049, device="metal"))
+    assert oc.supports("metal", "sort", dtype)
+    values = with_specials(rng, (3, length), dtype)
+    values[:, 1::2] = values[:, : length // 2]  # every value at least twice: ties
+    stored = oc.tensor(np.ascontiguousarray(values.T)).to(OC[dtype])
+    for descending in (False, True):
+        on_cpu = oc.sort(stored.T, descending=descending)
+        on_metal = oc.sort(stored.to("metal").T, descending=descending)
+        np.testing.assert_array_equal(wide(on_metal.values), wide(on_cpu.values))
+        np.testing.assert_array_equal(host_values(on_metal.indices), host_values(on_cpu.indices))

@@ -28,7 +28,7 @@ struct ReduceArgs {
   orchard_i32 pad;
 };
 
-// The longest row sort.metal sorts (in threadgroup memory).
+// The longest run sort.metal sorts in threadgroup memory (longer rows: runs, then merges).
 #define ORCHARD_METAL_SORT_MAX 2048
 
 #define ORCHARD_EXTREME_LARGEST 1
