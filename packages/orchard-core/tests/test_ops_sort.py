@@ -217,3 +217,19 @@ def test_metal_sorts_long_rows_in_merged_runs(rng, monkeypatch, length, dtype):
         on_metal = oc.sort(stored.to("metal").T, descending=descending)
         np.testing.assert_array_equal(wide(on_metal.values), wide(on_cpu.values))
         np.testing.assert_array_equal(host_values(on_metal.indices), host_values(on_cpu.indices))
+        top = oc.topk(stored.to("metal").T, 7, largest=descending)
+        np.testing.assert_array_equal(wide(top.values), wide(on_cpu.values)[:, :7])
+        np.testing.assert_array_equal(host_values(top.indices), host_values(on_cpu.indices)[:, :7])
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_topk_is_the_stable_sorts_first_k(rng, device, largest):
+    """topk partially sorts (the CPU's partial_sort by key, then index): the first k of the
+    stable sort, ties included, along a middle dim of a strided view."""
+    values = np.round(with_specials(rng, (3, 301, 4), "float32"), 0)  # many ties
+    t = oc.tensor(values).to(device)[:, ::2]
+    expected = oc.sort(t, 1, descending=largest)
+    for k in (1, 9, 151):
+        result = oc.topk(t, k, 1, largest=largest)
+        np.testing.assert_array_equal(wide(result.values), wide(expected.values)[:, :k])
+        np.testing.assert_array_equal(host_values(result.indices), host_values(expected.indices)[:, :k])

@@ -163,6 +163,7 @@ class MetalReduceKernels final : public ReduceKernels {
   void sort(const Tensor& src, const Tensor& values, const Tensor& indices, bool descending) const override {
     ReduceArgs args = reduce_args(Op::Sort, src, src.ndim() - 1, &values);
     args.option = descending ? 1 : 0;
+    args.keep = values.shape().back();
     ComputeEncoder& encoder = encoder_for(values);
     if (args.length <= ORCHARD_METAL_SORT_MAX) {
       encoder.set_kernel(kernel_name("sort", {src.dtype()}));
@@ -203,7 +204,7 @@ class MetalReduceKernels final : public ReduceKernels {
     encoder.set_tensor(2, indices);
     encoder.set_tensor(3, order);
     encoder.set_value(4, args);
-    dispatch_elements(encoder, elements);
+    dispatch_elements(encoder, args.outputs * args.keep);
   }
 
  private:

@@ -26,6 +26,8 @@ struct ReduceArgs {
   float divisor_hi;
   float divisor_lo;
   orchard_i32 pad;
+  // sort: how many of each row's sorted elements to write (topk's k; else the length).
+  orchard_i64 keep;
 };
 
 // The longest run sort.metal sorts in threadgroup memory (longer rows: runs, then merges).

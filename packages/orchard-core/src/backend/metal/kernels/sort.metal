@@ -132,7 +132,7 @@ kernel void sort(device const T* src [[buffer(0)]], device T* values [[buffer(1)
   const long out_start = strided_offset(a.rows, 1, row);
   const int n = int(a.length);
   sort_block<T, K>(src, a, src_start, 0, n, keys, order, tid, width);
-  for (int i = int(tid); i < n; i += int(width)) {
+  for (int i = int(tid); i < int(a.keep); i += int(width)) {
     const long at = out_start + strided_offset(a.reduced, 1, i);
     values[at] = src[src_start + strided_offset(a.reduced, 0, order[i])];
     indices[at] = long(order[i]);
@@ -188,16 +188,16 @@ kernel void sort_merge(device const T* src [[buffer(0)]], device const int* from
   to[row * n + min(own_start, other_start) + (e - own_start) + (lo - other_start)] = self;
 }
 
-// Last, the values and indices in the merged order.
+// Last, the first `keep` values and indices of each row in the merged order.
 template <typename T>
 kernel void sort_gather(device const T* src [[buffer(0)]], device T* values [[buffer(1)]],
                         device long* indices [[buffer(2)]], device const int* order [[buffer(3)]],
                         constant ReduceArgs& a [[buffer(4)]], uint2 position [[thread_position_in_grid]],
                         uint2 grid_size [[threads_per_grid]]) {
   const long k = grid_index(position, grid_size);
-  if (k >= a.outputs * a.length) return;
-  const long row = k / a.length, i = k % a.length;
-  const int self = order[k];
+  if (k >= a.outputs * a.keep) return;
+  const long row = k / a.keep, i = k % a.keep;
+  const int self = order[row * a.length + i];
   const long at = strided_offset(a.rows, 1, row) + strided_offset(a.reduced, 1, i);
   values[at] = src[strided_offset(a.rows, 0, row) + strided_offset(a.reduced, 0, self)];
   indices[at] = long(self);
