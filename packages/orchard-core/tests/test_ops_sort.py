@@ -201,15 +201,35 @@ def test_sort_rows_in_parallel_are_thread_count_independent(rng):
 
 
 @pytest.mark.skipif("metal" not in [str(d) for d in oc.devices()], reason="no metal device in this build")
-def test_metal_sorts_rows_up_to_its_threadgroup_limit(rng, monkeypatch):
-    """Metal's kernels run (no fallback), sort rows of up to 2048 in threadgroup memory and name
-    a longer row's length."""
+@pytest.mark.parametrize(
+    ("length", "dtype"), [(2048, "float32"), (2049, "bfloat16"), (5000, "float32"), (4500, "int64")]
+)
+def test_metal_sorts_long_rows_in_merged_runs(rng, monkeypatch, length, dtype):
+    """Metal's kernels run (no fallback): rows up to 2048 sort in one threadgroup, longer ones in
+    runs of 2048 merged pairwise (an odd run count included); ties and NaN give the CPU's order."""
     monkeypatch.delenv("ORCHARD_CPU_FALLBACK", raising=False)
-    assert oc.supports("metal", "sort", "bfloat16") and oc.supports("metal", "cumsum", "int64")
-    values = np.repeat(rng.standard_normal(1024).astype(np.float32), 2)[rng.permutation(2048)]
-    on_cpu = oc.sort(oc.tensor(values[None]), descending=True)
-    on_metal = oc.sort(oc.tensor(values[None]).to("metal"), descending=True)
-    np.testing.assert_array_equal(host_values(on_metal.values), host_values(on_cpu.values))
-    np.testing.assert_array_equal(host_values(on_metal.indices), host_values(on_cpu.indices))
-    with pytest.raises(NotImplementedError, match="rows of 2049 elements exceed the 2048"):
-        oc.sort(oc.zeros(3, 2049, device="metal"))
+    assert oc.supports("metal", "sort", dtype)
+    values = with_specials(rng, (3, length), dtype)
+    values[:, 1::2] = values[:, : length // 2]  # every value at least twice: ties
+    stored = oc.tensor(np.ascontiguousarray(values.T)).to(OC[dtype])
+    for descending in (False, True):
+        on_cpu = oc.sort(stored.T, descending=descending)
+        on_metal = oc.sort(stored.to("metal").T, descending=descending)
+        np.testing.assert_array_equal(wide(on_metal.values), wide(on_cpu.values))
+        np.testing.assert_array_equal(host_values(on_metal.indices), host_values(on_cpu.indices))
+        top = oc.topk(stored.to("metal").T, 7, largest=descending)
+        np.testing.assert_array_equal(wide(top.values), wide(on_cpu.values)[:, :7])
+        np.testing.assert_array_equal(host_values(top.indices), host_values(on_cpu.indices)[:, :7])
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_topk_is_the_stable_sorts_first_k(rng, device, largest):
+    """topk partially sorts (the CPU's partial_sort by key, then index): the first k of the
+    stable sort, ties included, along a middle dim of a strided view."""
+    values = np.round(with_specials(rng, (3, 301, 4), "float32"), 0)  # many ties
+    t = oc.tensor(values).to(device)[:, ::2]
+    expected = oc.sort(t, 1, descending=largest)
+    for k in (1, 9, 151):
+        result = oc.topk(t, k, 1, largest=largest)
+        np.testing.assert_array_equal(wide(result.values), wide(expected.values)[:, :k])
+        np.testing.assert_array_equal(host_values(result.indices), host_values(expected.indices)[:, :k])

@@ -63,9 +63,18 @@ ValuesIndices topk(const Tensor& input, int64_t k, int64_t dim, bool largest, bo
     fail<RuntimeError>("topk: k (", k, ") is out of range for dim ", d, " of size ", size, " (shape ",
                        shape::str(input.shape()), ")");
   }
-  ValuesIndices sorted = sort(input, d, largest, true);
-  if (input.ndim() == 0) return sorted;
-  return {sorted.values.slice(d, 0, k).contiguous(), sorted.indices.slice(d, 0, k).contiguous()};
+  if (input.ndim() == 0) return sort(input, d, largest, true);
+  Shape out_shape = input.shape();
+  out_shape[d] = k;
+  ValuesIndices result{Tensor::empty(out_shape, input.dtype(), input.device()),
+                       Tensor::empty(out_shape, DType::Int64, input.device())};
+  // The kernel writes the first k of each row's sorted order (a partial sort on the CPU).
+  if (result.values.numel() > 0) {
+    kernels_for(Op::Sort, input)
+        .reduce.sort(along_last(input, d), along_last(result.values, d), along_last(result.indices, d),
+                     largest);
+  }
+  return result;
 }
 
 }  // namespace orchard

@@ -29,7 +29,8 @@ class ReduceKernels {
   // operator casts integers to int64 first); any strides.
   virtual void cumsum(const Tensor& src, const Tensor& dst) const;
   // src sorted along the last dim, stably, NaN after every number (before, when descending):
-  // values (src's dtype) and indices (int64) have src's shape and equal strides.
+  // values (src's dtype) and indices (int64) have equal strides and src's shape but for the last
+  // dim, k <= src's: they get the first k of the sorted order (topk).
   virtual void sort(const Tensor& src, const Tensor& values, const Tensor& indices, bool descending) const;
 };
 

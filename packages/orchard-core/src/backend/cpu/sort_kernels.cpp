@@ -71,8 +71,7 @@ void cumsum_typed(const Tensor& src, const Tensor& dst) {
   }
 }
 
-// a before b in ascending order, NaN after every number (torch's order); ties keep their order
-// because the sort is stable.
+// a before b in ascending order, NaN after every number (torch's order).
 template <class K>
 bool ascending(K a, K b) {
   if constexpr (std::is_floating_point_v<K>) {
@@ -86,6 +85,7 @@ template <class T>
 void sort_typed(const Tensor& src, const Tensor& values, const Tensor& indices, bool descending) {
   const RowStarts starts = row_starts(src, values);
   const int64_t n = src.shape().back(), in_step = src.strides().back(), out_step = values.strides().back();
+  const int64_t keep = values.shape().back();
   const auto* in = static_cast<const T*>(src.data_ptr());
   auto* out = static_cast<T*>(values.data_ptr());
   auto* out_index = static_cast<int64_t*>(indices.data_ptr());
@@ -99,16 +99,21 @@ void sort_typed(const Tensor& src, const Tensor& values, const Tensor& indices, 
       const T* row_in = in + starts.a[r];
       for (int64_t i = 0; i < n; ++i) keys[i] = static_cast<Key<T>>(row_in[i * in_step]);
       std::iota(order.begin(), order.end(), int64_t{0});
-      if (descending) {
-        std::stable_sort(order.begin(), order.end(),
-                         [&](int64_t a, int64_t b) { return ascending(keys[b], keys[a]); });
+      // By key, then by index: a total order, so the first `keep` of a partial sort are those of
+      // the stable sort.
+      const auto first = [&](int64_t a, int64_t b) {
+        const bool a_key = descending ? ascending(keys[b], keys[a]) : ascending(keys[a], keys[b]);
+        const bool b_key = descending ? ascending(keys[a], keys[b]) : ascending(keys[b], keys[a]);
+        return a_key || (!b_key && a < b);
+      };
+      if (keep < n) {
+        std::partial_sort(order.begin(), order.begin() + keep, order.end(), first);
       } else {
-        std::stable_sort(order.begin(), order.end(),
-                         [&](int64_t a, int64_t b) { return ascending(keys[a], keys[b]); });
+        std::sort(order.begin(), order.end(), first);
       }
       T* row_out = out + starts.b[r];
       int64_t* row_index = out_index + starts.b[r];
-      for (int64_t i = 0; i < n; ++i) {
+      for (int64_t i = 0; i < keep; ++i) {
         row_out[i * out_step] = row_in[order[i] * in_step];
         row_index[i * out_step] = order[i];
       }

@@ -3,6 +3,9 @@
 // A row per output (per softmax row), served by a power of two of threads chosen from its length.
 #include <algorithm>
 #include <bit>
+#include <cstdint>
+#include <limits>
+#include <utility>
 
 #include "backend/metal/kernels.h"
 #include "backend/metal/kernels/reduce_params.h"
@@ -74,15 +77,15 @@ void dispatch_rows(ComputeEncoder& encoder, int index, const ReduceArgs& args) {
                    Size3{static_cast<uint32_t>(width), 1, 1});
 }
 
-// One threadgroup per row (a 2-D grid beyond 2^16 rows), a power of two of threads from 32 up
-// to the widest, as `work` asks.
-void dispatch_row_groups(ComputeEncoder& encoder, const ReduceArgs& args, int64_t work) {
-  if (args.outputs == 0) return;
+// `count` threadgroups, one per row (a 2-D grid beyond 2^16), a power of two of threads from 32
+// up to the widest, as `work` asks.
+void dispatch_row_groups(ComputeEncoder& encoder, int64_t count, int64_t work) {
+  if (count == 0) return;
   const int64_t width = std::clamp<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(work, 1))),
                                             kMinWidth, kMaxWidth);
   constexpr int64_t kMaxGroupsX = int64_t{1} << 16;
-  const int64_t x = std::min(args.outputs, kMaxGroupsX);
-  const int64_t y = (args.outputs + x - 1) / x;
+  const int64_t x = std::min(count, kMaxGroupsX);
+  const int64_t y = (count + x - 1) / x;
   encoder.dispatch(Size3{static_cast<uint32_t>(x), static_cast<uint32_t>(y), 1},
                    Size3{static_cast<uint32_t>(width), 1, 1});
 }
@@ -152,26 +155,56 @@ class MetalReduceKernels final : public ReduceKernels {
     encoder.set_tensor(0, src);
     encoder.set_tensor(1, dst);
     encoder.set_value(2, args);
-    dispatch_row_groups(encoder, args, args.length);
+    dispatch_row_groups(encoder, args.outputs, args.length);
   }
 
+  // Rows up to ORCHARD_METAL_SORT_MAX sort in one threadgroup each; longer ones in runs of that
+  // length, merged pairwise (int32 element indices in two scratch buffers), then gathered.
   void sort(const Tensor& src, const Tensor& values, const Tensor& indices, bool descending) const override {
     ReduceArgs args = reduce_args(Op::Sort, src, src.ndim() - 1, &values);
-    if (args.length > ORCHARD_METAL_SORT_MAX) {
-      fail<NotImplementedError>("sort on metal: rows of ", args.length, " elements exceed the ",
-                                ORCHARD_METAL_SORT_MAX,
-                                " a threadgroup sorts; move the tensor to the CPU with .to('cpu')");
-    }
     args.option = descending ? 1 : 0;
+    args.keep = values.shape().back();
     ComputeEncoder& encoder = encoder_for(values);
-    encoder.set_kernel(kernel_name("sort", {src.dtype()}));
+    if (args.length <= ORCHARD_METAL_SORT_MAX) {
+      encoder.set_kernel(kernel_name("sort", {src.dtype()}));
+      encoder.set_tensor(0, src);
+      encoder.set_tensor(1, values);
+      encoder.set_tensor(2, indices);
+      encoder.set_value(3, args);
+      // Half as many threads as the padded row has elements: one per compared pair.
+      dispatch_row_groups(encoder, args.outputs,
+                          (static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(args.length))) + 1) / 2);
+      return;
+    }
+    if (args.length > std::numeric_limits<int32_t>::max()) {
+      fail<NotImplementedError>("sort on metal: rows of ", args.length, " elements exceed 2^31 - 1");
+    }
+    const int64_t elements = args.outputs * args.length;
+    Tensor order = Tensor::empty({elements}, DType::Int32, values.device());
+    Tensor merged = Tensor::empty({elements}, DType::Int32, values.device());
+    args.splits = (args.length + ORCHARD_METAL_SORT_MAX - 1) / ORCHARD_METAL_SORT_MAX;
+    encoder.set_kernel(kernel_name("sort_runs", {src.dtype()}));
+    encoder.set_tensor(0, src);
+    encoder.set_tensor(1, order);
+    encoder.set_value(2, args);
+    dispatch_row_groups(encoder, args.outputs * args.splits, ORCHARD_METAL_SORT_MAX / 2);
+    for (int64_t run = ORCHARD_METAL_SORT_MAX; run < args.length; run *= 2) {
+      args.chunk = run;
+      encoder.set_kernel(kernel_name("sort_merge", {src.dtype()}));
+      encoder.set_tensor(0, src);
+      encoder.set_tensor(1, order);
+      encoder.set_tensor(2, merged);
+      encoder.set_value(3, args);
+      dispatch_elements(encoder, elements);
+      std::swap(order, merged);
+    }
+    encoder.set_kernel(kernel_name("sort_gather", {src.dtype()}));
     encoder.set_tensor(0, src);
     encoder.set_tensor(1, values);
     encoder.set_tensor(2, indices);
-    encoder.set_value(3, args);
-    // Half as many threads as the padded row has elements: one per compared pair.
-    dispatch_row_groups(encoder, args,
-                        (static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(args.length))) + 1) / 2);
+    encoder.set_tensor(3, order);
+    encoder.set_value(4, args);
+    dispatch_elements(encoder, args.outputs * args.keep);
   }
 
  private:

@@ -26,9 +26,11 @@ struct ReduceArgs {
   float divisor_hi;
   float divisor_lo;
   orchard_i32 pad;
+  // sort: how many of each row's sorted elements to write (topk's k; else the length).
+  orchard_i64 keep;
 };
 
-// The longest row sort.metal sorts (in threadgroup memory).
+// The longest run sort.metal sorts in threadgroup memory (longer rows: runs, then merges).
 #define ORCHARD_METAL_SORT_MAX 2048
 
 #define ORCHARD_EXTREME_LARGEST 1
