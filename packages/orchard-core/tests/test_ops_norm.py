@@ -7,7 +7,8 @@ roundings of its terms. layer_norm's normalized value h = (x - mean) * rstd is t
 8 * sqrt(n) * eps * (|h| + rstd * mean|x|) (the mean's error, scaled by rstd, shifts every h),
 and every bound below is 8 * sqrt(count) * eps times the magnitudes of the terms it sums.
 cross_entropy works in double from the row's max and sum of exponentials (exp within an ulp),
-so a row's loss is good to 8 * sqrt(C) * eps plus the smoothing term's sum and one rounding.
+so a row's loss is good to 8 * sqrt(C) * eps plus the smoothing term's sum, one rounding of the
+loss and one of the row's logsumexp (loss = lse - x[target] keeps lse's rounding when they cancel).
 bfloat16 and float16 compute in float32 from their own values and round once at the output:
 the float32 bound plus one rounding (eps of the output dtype) of the reference.
 """
@@ -199,8 +200,13 @@ def _ce_reference(logits: np.ndarray, target: np.ndarray, ignore: int, smoothing
     nll = -np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
     loss = np.where(kept, (1 - smoothing) * nll - smoothing * logp.mean(axis=-1), 0.0)
     c = logits.shape[-1]
+    # The loss is lse - x[target]: one rounding of lse survives the cancellation, whatever the loss.
     units = np.where(
-        kept, 8 * np.sqrt(c) * (1 + smoothing * np.abs(logits).mean(axis=-1)) + 2 * np.abs(loss), 0.0
+        kept,
+        8 * np.sqrt(c) * (1 + smoothing * np.abs(logits).mean(axis=-1))
+        + 2 * np.abs(loss)
+        + np.abs(lse[..., 0]),
+        0.0,
     )
     return loss, np.exp(logp), units, np.abs(lse[..., 0])
 
