@@ -118,6 +118,15 @@ std::optional<Shape> view_strides(const Shape& old_shape, const Shape& old_strid
   return result;
 }
 
+bool broadcasts_to(const Shape& from, const Shape& to) {
+  if (from.size() > to.size()) return false;
+  const size_t lead = to.size() - from.size();
+  for (size_t i = 0; i < from.size(); ++i) {
+    if (from[i] != 1 && from[i] != to[lead + i]) return false;
+  }
+  return true;
+}
+
 Shape broadcast(const Shape& a, const Shape& b) {
   const size_t ndim = std::max(a.size(), b.size());
   Shape result(ndim);

@@ -23,5 +23,7 @@ Shape infer_size(const Shape& shape, int64_t numel);
 std::optional<Shape> view_strides(const Shape& old_shape, const Shape& old_strides, const Shape& new_shape);
 // The shape both broadcast to, numpy rules; throws ValueError naming both.
 Shape broadcast(const Shape& a, const Shape& b);
+// Whether `from` broadcasts to exactly `to` (the shape of a result written in place).
+bool broadcasts_to(const Shape& from, const Shape& to);
 
 }  // namespace orchard::shape

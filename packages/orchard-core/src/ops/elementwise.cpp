@@ -36,16 +36,6 @@ std::optional<DType> combine_categories(std::optional<DType> higher, std::option
   return higher;
 }
 
-// Whether `from` broadcasts to exactly `to` (the shape of a result written in place).
-bool broadcasts_to(const Shape& from, const Shape& to) {
-  if (from.size() > to.size()) return false;
-  const size_t lead = to.size() - from.size();
-  for (size_t i = 0; i < from.size(); ++i) {
-    if (from[i] != 1 && from[i] != to[lead + i]) return false;
-  }
-  return true;
-}
-
 Shape shape_of(const Operand& x) { return x.is_tensor() ? x.tensor().shape() : Shape{}; }
 
 // The one device of the tensor operands; a number alone is refused.
@@ -189,7 +179,7 @@ Tensor masked_fill(const Tensor& input, const Tensor& mask, const Operand& value
     fail<ValueError>("masked_fill: value must be a number or a 0-d tensor, got a tensor of shape ",
                      shape::str(value.tensor().shape()));
   }
-  if (!broadcasts_to(mask.shape(), input.shape())) {
+  if (!shape::broadcasts_to(mask.shape(), input.shape())) {
     fail<ValueError>("masked_fill: mask of shape ", shape::str(mask.shape()),
                      " cannot be broadcast to the input's shape ", shape::str(input.shape()));
   }
@@ -220,7 +210,7 @@ const Tensor& binary_(BinaryOp op, const Tensor& self, const Operand& other) {
     fail<TypeError>(name, "_: result type ", dtype_name(dtype), " can't be cast to the desired output type ",
                     dtype_name(self.dtype()));
   }
-  if (!broadcasts_to(shape_of(other), self.shape())) {
+  if (!shape::broadcasts_to(shape_of(other), self.shape())) {
     fail<ValueError>(name, "_: operand of shape ", shape::str(shape_of(other)),
                      " cannot be broadcast to the in-place tensor's shape ", shape::str(self.shape()));
   }

@@ -35,16 +35,6 @@ Shape broadcast_all(const Operands& x) {
   return x.c.defined() ? shape::broadcast(shape, x.c.shape()) : shape;
 }
 
-// Whether `from` broadcasts to exactly `to` (the shape of a result written in place).
-bool broadcasts_to(const Shape& from, const Shape& to) {
-  if (from.size() > to.size()) return false;
-  const size_t lead = to.size() - from.size();
-  for (size_t i = 0; i < from.size(); ++i) {
-    if (from[i] != 1 && from[i] != to[lead + i]) return false;
-  }
-  return true;
-}
-
 // lerp's operands: torch wants end, and a dimensioned weight, of input's dtype, floating.
 Operands lerp_operands(const char* name, const Tensor& input, const Tensor& end, const Operand& weight) {
   const Tensor w = weight.is_tensor() ? weight.tensor() : Tensor();
@@ -104,7 +94,7 @@ const Tensor& in_place(Op op, const Tensor& self, Operands x, DType dtype) {
                     dtype_name(self.dtype()));
   }
   for (const Tensor* t : {&x.b, &x.c}) {
-    if (t->defined() && !broadcasts_to(t->shape(), self.shape())) {
+    if (t->defined() && !shape::broadcasts_to(t->shape(), self.shape())) {
       fail<ValueError>(name, ": operand of shape ", shape::str(t->shape()),
                        " cannot be broadcast to the in-place tensor's shape ", shape::str(self.shape()));
     }
