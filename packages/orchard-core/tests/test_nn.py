@@ -328,6 +328,16 @@ def test_layer_norm_matches_torch(rng):
     )
 
 
+def test_functional_pad_matches_torch(rng):
+    labels = rng.integers(0, 9, (2, 4))
+    for pad, value in (((0, 1), -100), ((2, -1, 1, 0), None)):
+        got = F.pad(oc.tensor(labels), pad, value=value)
+        want = torch.nn.functional.pad(torch.from_numpy(labels), pad, value=value)
+        assert got.dtype == oc.int64 and got.tolist() == want.tolist()
+    with pytest.raises(NotImplementedError, match="'reflect'"):
+        F.pad(oc.tensor(labels), (1, 1), mode="reflect")
+
+
 def test_functional_softmax_family_matches_torch(rng):
     x = rng.standard_normal((3, 7)).astype(np.float32)
     for ours, theirs in (

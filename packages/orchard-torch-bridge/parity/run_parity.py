@@ -168,9 +168,9 @@ def build_table() -> tuple[list[str], bool]:
         extra_row(
             "GPT-2's gelu_new: orchard-core gelu(approximate='tanh') vs transformers' NewGELU", "gelu_new"
         ),
-        extra_row("layer_norm as orchard-core composite vs F.layer_norm", "layer_norm"),
-        extra_row("cross-entropy as orchard-core composite vs F.cross_entropy", "cross_entropy"),
-        extra_row("one AdamW update as orchard-core composite vs torch's formula", "adamw"),
+        extra_row("layer_norm: orchard-core's kernel vs F.layer_norm", "layer_norm"),
+        extra_row("cross-entropy: orchard-core's fused kernel vs F.cross_entropy", "cross_entropy"),
+        extra_row("one AdamW update in place (lerp_, addcmul_, addcdiv_) vs torch's", "adamw"),
     ]
 
     total = len(ops)

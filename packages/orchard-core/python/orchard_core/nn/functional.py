@@ -17,6 +17,7 @@ __all__ = [
     "layer_norm",
     "linear",
     "log_softmax",
+    "pad",
     "relu",
     "scaled_dot_product_attention",
     "softmax",
@@ -30,13 +31,13 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 def layer_norm(
     input: Tensor,  # noqa: A002
-    normalized_shape: Sequence[int],
+    normalized_shape: int | Sequence[int],
     weight: Tensor | None = None,
     bias: Tensor | None = None,
     eps: float = 1e-5,
 ) -> Tensor:
     """Normalises over the trailing ``normalized_shape`` dims (orchard_core.layer_norm)."""
-    return _core.layer_norm(input, list(normalized_shape), weight, bias, eps)
+    return _core.layer_norm(input, normalized_shape, weight, bias, eps)
 
 
 def cross_entropy(
@@ -57,6 +58,13 @@ def cross_entropy(
     return _core.cross_entropy(
         input, target, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
     )
+
+
+def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None) -> Tensor:  # noqa: A002
+    """Pads with ``value`` (0 by default): (before, after) pairs from the last dim back; negative crop."""
+    if mode != "constant":
+        raise NotImplementedError(f"pad: mode {mode!r} is not supported (only 'constant')")
+    return _core.constant_pad_nd(input, pad, 0 if value is None else value)
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:  # noqa: A002
