@@ -52,6 +52,34 @@ class SuiteResult:
     seconds: float
 
 
+# Written here, not measured: what the scoreboard means for the bridge.
+REMOVAL_PLAN = [
+    "## Removing the bridge",
+    "",
+    "What runs without it today: a GPT-2 written against `orchard_core.nn` / `optim` with torch's names "
+    'trains on orchard-core and orchard-flash alone on the CPU and on the `"metal"` device '
+    "(`nox -s demo -- --engine orchard`, demo/gpt2_model.py; its losses equal torch's from the same "
+    "weights, demo/tests/test_train_native.py and packages/orchard-core/tests/test_gpt2_parity.py).",
+    "",
+    "What still needs it:",
+    "",
+    "- **GPU training.** orchard-core has no CUDA operator kernels yet (the CUDA-operators issue): on an "
+    "NVIDIA GPU, orchard-flash's kernels reach a model only as the bridge's custom op inside torch. On "
+    "Apple GPUs the Metal kernels exist but have never run on Apple hardware; until they have, the "
+    "bridge's `mps` path is the only route a Mac user can take with torch.",
+    '- **Users of torch and transformers models** (`attn_implementation="orchard"`, `USE_FLASH_ATTN=2`): '
+    "the bridge is their entry point, not a stopgap, as long as they train in torch.",
+    "- **This scoreboard and the parity tests**, which record a transformers model's aten ops and compare "
+    "orchard-core with torch through the bridge's DLPack conversion.",
+    "",
+    "The switch: once the CUDA-operators issue lands and the native demo's `--device cuda` trains, "
+    "`orchard-torch-bridge` leaves the default install and CI (`PACKAGES` in noxfile.py), the demo's "
+    "default engine becomes `orchard`, this scoreboard's measurement moves to orchard-core's tests "
+    "(torch stays a test-only reference, as test_gpt2_parity.py uses it), and the torch custom op "
+    "lives on as an optional extra for torch users rather than as the training path.",
+]
+
+
 def run_suite(name: str, paths: list[str], extra: list[str]) -> SuiteResult:
     existing = [p for p in paths if p.startswith("-") or (ROOT / p).exists()]
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *existing, *extra]
@@ -252,6 +280,7 @@ def main() -> int:
     ]
     if not suites:
         lines.append("| (not run: --skip-tests) | | | |")
+    lines += ["", *REMOVAL_PLAN]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out} in {seconds:.0f} s")
