@@ -57,9 +57,10 @@ REMOVAL_PLAN = [
     "## Removing the bridge",
     "",
     "What runs without it today: a GPT-2 written against `orchard_core.nn` / `optim` with torch's names "
-    'trains on orchard-core and orchard-flash alone on the CPU and on the `"metal"` device '
-    "(`nox -s demo -- --engine orchard`, demo/gpt2_model.py; its losses equal torch's from the same "
-    "weights, demo/tests/test_train_native.py and packages/orchard-core/tests/test_gpt2_parity.py).",
+    "trains on orchard-core and orchard-flash alone on the CPU (`nox -s demo -- --engine orchard`, "
+    "demo/gpt2_model.py; its losses equal torch's from the same "
+    "weights, demo/tests/test_train_native.py and packages/orchard-core/tests/test_gpt2_parity.py). "
+    'The modules and optimizers are also tested on the `"metal"` device in the Linux harness.',
     "",
     "What still needs it:",
     "",
