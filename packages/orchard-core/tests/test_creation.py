@@ -88,6 +88,12 @@ def test_tensor_dtype_spellings_agree(rng):
         assert oc.tensor(data, dtype=spelling).tolist() == expected
 
 
+@pytest.mark.parametrize("alias", ["long", "int", "float", "double", "half"])
+def test_torch_dtype_aliases_name_the_same_dtypes(alias):
+    torch_name = str(getattr(torch, alias)).removeprefix("torch.")
+    assert oc.arange(3, dtype=getattr(oc, alias)).dtype.name == torch_name
+
+
 def test_tensor_from_tensor_copies(rng, device):
     source = oc.tensor(random_array(rng, (3, 5), "float32"), device=device)
     copy = oc.tensor(source)

@@ -225,6 +225,58 @@ def test_indexing_examples():
         np.testing.assert_array_equal(_array(t[1:, ::step]), reference.numpy()[1:, ::step])
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        [2, 0, -1],
+        (slice(None), [-1]),
+        (Ellipsis, [4, 4, 0]),
+        (1, [[0, 3], [2, -4]]),
+        (None, slice(1, 3), [0, 2]),
+    ],
+    ids=str,
+)
+def test_one_integer_array_index_like_torch(device, key):
+    """A list or int tensor at one position picks entries along that dim (negatives wrap): a
+    copy, its shape in place of that dim, differentiable as index_select is."""
+    values = np.arange(60.0).reshape(3, 4, 5)
+    t = oc.tensor(values, device=device, requires_grad=True)
+    reference = torch.tensor(values, requires_grad=True)
+    got, want = t[key], reference[key]
+    assert got.shape == tuple(want.shape) and got.tolist() == want.tolist()
+    as_tensor = (
+        tuple(oc.tensor(k, dtype=oc.int32).to(device) if isinstance(k, list) else k for k in key)
+        if isinstance(key, tuple)
+        else oc.tensor(key).to(device)
+    )
+    assert t[as_tensor].tolist() == want.tolist()
+    seed = np.arange(float(want.numel())).reshape(tuple(want.shape))
+    got.backward(oc.tensor(seed, device=device))
+    want.backward(torch.tensor(seed))
+    assert t.grad.tolist() == reference.grad.tolist()
+
+
+def test_boolean_mask_assignment_like_torch(device):
+    values = np.arange(12.0).reshape(3, 4) - 5
+    t, reference = oc.tensor(values, device=device), torch.tensor(values)
+    t[t < 0] = -1.5
+    reference[reference < 0] = -1.5
+    assert t.tolist() == reference.tolist()
+    t[t > 2] = oc.tensor(7.0, device=device)
+    reference[reference > 2] = torch.tensor(7.0)
+    assert t.tolist() == reference.tolist()
+
+
+def test_integer_array_index_limits():
+    t = oc.zeros(3, 4)
+    with pytest.raises(TypeError, match="only one integer-array index"):
+        t[[0, 1], [1, 2]]
+    with pytest.raises(TypeError, match="index_put is missing"):
+        t[[0, 1]] = 1.0
+    with pytest.raises(IndexError, match="index 3"):
+        t[[0, 3]]
+
+
 # contiguity, copies and detach ------------------------------------------------------------
 
 

@@ -163,6 +163,13 @@ def get_lib() -> str:
     return str(_PACKAGE_DIR / "lib")
 
 
+# torch's other names of the dtypes, so that torch code (dtype=torch.long) reads the same.
+long = int64
+int = int32  # noqa: A001
+float = float32  # noqa: A001
+double = float64
+half = float16
+
 __all__ = [
     "OutOfMemoryError",
     "Tensor",
@@ -190,6 +197,7 @@ __all__ = [
     "device_description",
     "devices",
     "div",
+    "double",
     "dropout",
     "dtype",
     "embedding",
@@ -200,6 +208,7 @@ __all__ = [
     "exp",
     "flatten",
     "flip",
+    "float",
     "float16",
     "float32",
     "float64",
@@ -214,7 +223,9 @@ __all__ = [
     "get_lib",
     "get_num_threads",
     "gt",
+    "half",
     "index_select",
+    "int",
     "int32",
     "int64",
     "is_grad_enabled",
@@ -230,6 +241,7 @@ __all__ = [
     "log",
     "log_softmax",
     "logsumexp",
+    "long",
     "lt",
     "manual_seed",
     "masked_fill",
