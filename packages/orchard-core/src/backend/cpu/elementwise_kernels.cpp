@@ -84,7 +84,8 @@ A nan_min(A x, A y) {
   }
 }
 
-// Integer power by squaring; negative exponents give 1/base truncated, as torch does.
+// Integer power by squaring, wrapping around on overflow as torch's does (computed unsigned,
+// where overflow is defined); negative exponents give 1/base truncated, as torch does.
 template <class A>
 A int_pow(A base, A exponent) {
   if constexpr (std::is_same_v<A, bool>) {
@@ -95,13 +96,15 @@ A int_pow(A base, A exponent) {
       if (base == -1) return (exponent & 1) ? -1 : 1;
       return 0;
     }
-    A result = 1;
+    using U = std::make_unsigned_t<A>;
+    U result = 1;
+    U square = static_cast<U>(base);
     while (exponent) {
-      if (exponent & 1) result = static_cast<A>(result * base);
-      base = static_cast<A>(base * base);
+      if (exponent & 1) result = static_cast<U>(result * square);
+      square = static_cast<U>(square * square);
       exponent >>= 1;
     }
-    return result;
+    return static_cast<A>(result);
   }
 }
 
