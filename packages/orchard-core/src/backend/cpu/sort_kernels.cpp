@@ -24,10 +24,11 @@ template <class T>
 constexpr bool is_half = std::is_same_v<T, BFloat16> || std::is_same_v<T, Float16>;
 
 // What a running sum accumulates in, as torch's CPU cumsum: double for float32, float for
-// the 16-bit floats, int64 for integers.
+// the 16-bit floats, 64 bits for integers (unsigned, so that overflow wraps around as torch's
+// does instead of being undefined).
 template <class T>
 using ScanAcc =
-    std::conditional_t<std::is_floating_point_v<T>, double, std::conditional_t<is_half<T>, float, int64_t>>;
+    std::conditional_t<std::is_floating_point_v<T>, double, std::conditional_t<is_half<T>, float, uint64_t>>;
 
 // The values sort compares: 16-bit floats as float.
 template <class T>
