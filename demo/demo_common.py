@@ -7,6 +7,8 @@ orchard_core is imported here, so the native demo's driver stays free of both.
 
 from __future__ import annotations
 
+import json
+import math
 import platform
 import resource
 import sys
@@ -40,6 +42,13 @@ STDLIB_MODULES = [
     "typing.py",
 ]
 
+# Model presets: (n_layer, n_head, n_embd). Head dims (n_embd / n_head) are multiples of 8, as
+# orchard-flash requires.
+SIZES = {"tiny": (2, 2, 64), "small": (4, 4, 128)}
+DROPOUT = 0.1
+RATIO_METHOD = (
+    "median over steps of (stock step time / orchard step time) at the same step; steps interleaved"
+)
 QUANTILES = {"p10": 0.1, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p90": 0.9}
 
 
@@ -164,3 +173,34 @@ def plot(runs: dict[str, dict[str, Any]], tokens_per_step: int, path: Path, titl
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def learning_rate(peak: float, steps: int, step: int) -> float:
+    """Linear warmup over the first 10% of the steps, then cosine decay to a tenth."""
+    warmup = max(1, steps // 10)
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def paired_ratio(runs: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Quantiles over steps of stock's step time / orchard's at the same step (both runs)."""
+    if len(runs) != 2:
+        return None
+    stock, orchard = runs["stock"], runs["orchard"]
+    paired = [s / o for s, o in zip(stock["step_seconds"], orchard["step_seconds"], strict=True)]
+    return {"method": RATIO_METHOD, **quantiles(paired)}
+
+
+def write_outputs(
+    summary: dict[str, Any], runs: dict[str, dict[str, Any]], tokens_per_step: int, out: Path, title: str
+) -> None:
+    """summary.json and loss.png in `out`; the title gains the speed ratio when both runs ran."""
+    summary_path, plot_path = out / "summary.json", out / "loss.png"
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    ratio = summary["orchard_over_stock_tokens_per_s"]
+    if ratio:
+        title += f"\norchard / stock tokens/s {ratio['p50']:.2f}x (median of per-step ratios)"
+    plot(runs, tokens_per_step, plot_path, title)
+    print(f"wrote {plot_path} and {summary_path} ({summary['total_wall_seconds']:.1f} s in all)")

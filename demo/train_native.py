@@ -34,13 +34,17 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from demo_common import load_corpus, peak_rss_mib, plot, quantiles  # noqa: E402
-
-SIZES = {"tiny": (2, 2, 64), "small": (4, 4, 128)}
-DROPOUT = 0.1
-RATIO_METHOD = (
-    "median over steps of (stock step time / orchard step time) at the same step; steps interleaved"
+from demo_common import (  # noqa: E402
+    DROPOUT,
+    SIZES,
+    learning_rate,
+    load_corpus,
+    paired_ratio,
+    peak_rss_mib,
+    quantiles,
+    write_outputs,
 )
+
 # The run names the shared plot knows: "stock" is torch, "orchard" is orchard-core.
 ENGINES = {"orchard": "orchard", "stock": "torch"}
 
@@ -89,15 +93,6 @@ class Worker:
             self.process.wait()
 
 
-def learning_rate(args: argparse.Namespace, step: int) -> float:
-    """Linear warmup over the first 10% of the steps, then cosine decay to a tenth."""
-    warmup = max(1, args.steps // 10)
-    if step < warmup:
-        return args.lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, args.steps - warmup)
-    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def train(args: argparse.Namespace, workers: list[Worker], weights: Path) -> dict[str, dict[str, Any]]:
     from tqdm import tqdm
 
@@ -124,7 +119,7 @@ def train(args: argparse.Namespace, workers: list[Worker], weights: Path) -> dic
     tokens_per_step = args.batch_size * args.seq_len
     bar = tqdm(range(args.steps), desc="training", unit="step", dynamic_ncols=True)
     for step in bar:
-        lr = learning_rate(args, step)
+        lr = learning_rate(args.lr, args.steps, step)
         for worker in workers if step % 2 == 0 else workers[::-1]:
             reply = worker.ask({"cmd": "step", "step": step, "lr": lr})
             if not math.isfinite(reply["loss"]):
@@ -236,11 +231,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{run['final_train_loss']:.4f}, validation loss {run['final_val_loss']:.4f}; step median "
             f"{ms['p50']:.1f} ms (IQR {ms['p25']:.1f}-{ms['p75']:.1f}): {run['tokens_per_s']:,.0f} tokens/s"
         )
-    ratio = None
-    if len(summaries) == 2:
-        stock, orchard = summaries["stock"], summaries["orchard"]
-        paired = [s / o for s, o in zip(stock["step_seconds"], orchard["step_seconds"], strict=True)]
-        ratio = {"method": RATIO_METHOD, **quantiles(paired)}
+    ratio = paired_ratio(summaries)
+    if ratio:
         print(f"orchard / stock tokens/s: {ratio['p50']:.2f}x (IQR {ratio['p25']:.2f}-{ratio['p75']:.2f})")
     summary = {
         "config": {**vars(args), "dropout": DROPOUT, "vocab_size": summaries["orchard"]["vocab_size"]},
@@ -256,16 +248,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "orchard_over_stock_tokens_per_s": ratio,
         "runs": summaries,
     }
-    summary_path, plot_path = out / "summary.json", out / "loss.png"
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     title = (
         f"char-level GPT-2 ({args.n_layer}L/{args.n_head}H/{args.n_embd}, seq {args.seq_len}, batch "
         f"{args.batch_size}, dropout {DROPOUT}): orchard-core alone vs stock torch"
     )
-    if ratio:
-        title += f"\norchard / stock tokens/s {ratio['p50']:.2f}x (median of per-step ratios)"
-    plot(summaries, tokens_per_step, plot_path, title)
-    print(f"wrote {plot_path} and {summary_path} ({total:.1f} s in all)")
+    write_outputs(summary, summaries, tokens_per_step, out, title)
     return summary
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import platform
@@ -46,17 +45,19 @@ import torch.nn.functional as F
 
 # The corpus, quantiles and plot are shared with the native demo (demo/ at the repository's root).
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "demo"))
-from demo_common import load_corpus, peak_rss_mib, plot, quantiles
-
-# Model presets: (n_layer, n_head, n_embd). Head dims (n_embd / n_head) are multiples of 8, as
-# orchard-flash requires.
-SIZES = {"tiny": (2, 2, 64), "small": (4, 4, 128)}
-ATTENTIONS = {"stock": "sdpa", "orchard": "orchard"}
-DROPOUT = 0.1
-EVAL_BATCHES = 4
-RATIO_METHOD = (
-    "median over steps of (stock step time / Orchard step time) at the same step; steps interleaved"
+from demo_common import (
+    DROPOUT,
+    SIZES,
+    learning_rate,
+    load_corpus,
+    paired_ratio,
+    peak_rss_mib,
+    quantiles,
+    write_outputs,
 )
+
+ATTENTIONS = {"stock": "sdpa", "orchard": "orchard"}
+EVAL_BATCHES = 4
 
 
 class Data:
@@ -203,15 +204,6 @@ def evaluate(model: torch.nn.Module, batches: torch.Tensor) -> float:
     return sum(losses) / len(losses)
 
 
-def learning_rate(args: argparse.Namespace, step: int) -> float:
-    """Linear warmup over the first 10% of the steps, then cosine decay to a tenth."""
-    warmup = max(1, args.steps // 10)
-    if step < warmup:
-        return args.lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, args.steps - warmup)
-    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def synchronize(device: torch.device) -> None:
     """Waits for the device's queued work, so that a step's time is all of its work (CUDA, MPS)."""
     if device.type == "cuda":
@@ -253,7 +245,7 @@ def train(args: argparse.Namespace, data: Data, attentions: list[str]) -> list[R
     bar = tqdm(range(args.steps), desc="training", unit="step", dynamic_ncols=True)
     for step in bar:
         batch = Data.windows(data.train, train_starts[step], args.seq_len).to(device)
-        lr = learning_rate(args, step)
+        lr = learning_rate(args.lr, args.steps, step)
         # Who goes first alternates, so that neither model always runs just after the other.
         for run in runs if step % 2 == 0 else runs[::-1]:
             value = train_step(run, batch, lr, device)
@@ -447,11 +439,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"         step time median {ms['p50']:.1f} ms (IQR {ms['p25']:.1f}-{ms['p75']:.1f}, p10-p90 "
             f"{ms['p10']:.1f}-{ms['p90']:.1f}): {run['tokens_per_s']:,.0f} tokens/s"
         )
-    ratio: dict[str, Any] | None = None
-    if len(runs) == 2:
+    ratio = paired_ratio(runs)
+    if ratio:
         stock, orchard = runs["stock"], runs["orchard"]
-        paired = [s / o for s, o in zip(stock["step_seconds"], orchard["step_seconds"], strict=True)]
-        ratio = {"method": RATIO_METHOD, **quantiles(paired)}
         gap = orchard["final_val_loss"] - stock["final_val_loss"]
         print(
             f"orchard / stock tokens/s: {ratio['p50']:.2f}x (median of per-step paired ratios; IQR "
@@ -491,16 +481,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "orchard_over_stock_tokens_per_s": ratio,
         "runs": runs,
     }
-    summary_path, plot_path = out / "summary.json", out / "loss.png"
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     title = (
         f"char-level GPT-2 ({args.n_layer}L/{args.n_head}H/{args.n_embd}, seq {args.seq_len}, batch "
         f"{args.batch_size}, dropout {DROPOUT}) on {args.device}: stock vs orchard attention"
     )
-    if ratio:
-        title += f"\norchard / stock tokens/s {ratio['p50']:.2f}x (median of per-step ratios)"
-    plot(runs, tokens_per_step, plot_path, title)
-    print(f"wrote {plot_path} and {summary_path} ({total:.1f} s in all)")
+    write_outputs(summary, runs, tokens_per_step, out, title)
     return summary
 
 
