@@ -16,10 +16,12 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch  # first, as users import it: orchard-core's threads are measured as they run
+
+# isort: split
 import numpy as np
 import orchard_core as oc
 import orchard_flash  # noqa: F401 - the attention behind orchard's scaled_dot_product_attention
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "demo"))

@@ -12,9 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch  # first, as users import it: orchard-core's threads are measured as they run
+
+# isort: split
 import numpy as np
 import orchard_core as oc
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _harness import Case, measure, print_row, print_settings, write_table
