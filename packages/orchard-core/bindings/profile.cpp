@@ -1,9 +1,11 @@
-// orchard_core._core.profile, and a multithreaded stress hook for the tests.
+// orchard_core._core.profile and _core.trace, and a multithreaded stress hook for the tests.
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <thread>
 
 #include "convert.h"
+#include "orchard/trace.h"
 
 namespace orchard::bindings {
 
@@ -58,6 +60,27 @@ void bind_profile(py::module_& m) {
     }
     return result;
   });
+
+  py::module_ t = m.def_submodule("trace", "Per-op timing, for orchard_core.profiler.");
+  t.def("recording", &trace::recording);
+  t.def("start", &trace::start);
+  t.def("stop", [] {
+    py::list result;
+    for (const trace::Event& e : trace::stop()) {
+      result.append(py::make_tuple(e.name, e.thread, e.depth, e.start_ns, e.duration_ns, e.self_ns,
+                                   e.self_bytes, e.self_allocs));
+    }
+    return result;
+  });
+  // A scope opened and closed from Python (record_function, Optimizer.step).
+  py::class_<trace::Scope, std::unique_ptr<trace::Scope>>(t, "Scope")
+      .def(py::init([](std::string name) {
+             auto scope = std::make_unique<trace::Scope>();
+             scope->open(std::move(name));
+             return scope;
+           }),
+           py::arg("name"))
+      .def("close", [](trace::Scope& scope) { scope.close(); });
   m.def("_stress_threads", &stress, py::arg("threads"), py::arg("iterations"), release_gil);
 }
 

@@ -1,7 +1,9 @@
 #include "orchard/op.h"
 
+#include <array>
 #include <cstring>
 #include <iterator>
+#include <string>
 
 namespace orchard {
 
@@ -25,6 +27,16 @@ static_assert(std::size(kUnaryBackwardNames) == kUnaryOpCount);
 const char* op_name(Op op) {
   const auto i = static_cast<size_t>(op);
   return i < std::size(kNames) ? kNames[i] : "unknown op";
+}
+
+const char* in_place_name(Op op) {
+  static const auto names = [] {
+    std::array<std::string, kOpCount> result;
+    for (size_t i = 0; i < result.size(); ++i) result[i] = std::string(kNames[i]) + "_";
+    return result;
+  }();
+  const auto i = static_cast<size_t>(op);
+  return i < names.size() ? names[i].c_str() : "unknown op";
 }
 
 const char* backward_name(BinaryOp op) { return kBinaryBackwardNames[static_cast<size_t>(op)]; }

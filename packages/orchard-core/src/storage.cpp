@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include "orchard/profile.h"
+#include "orchard/trace.h"
 
 namespace orchard {
 
@@ -21,6 +22,7 @@ StorageImpl::~StorageImpl() { profile::on_storage_free(*this, logged_); }
 
 IntrusivePtr<StorageImpl> StorageImpl::allocate(size_t nbytes, Device device, DType dtype) {
   DataPtr data = runtime(device).allocator().allocate(nbytes);
+  trace::on_alloc(nbytes);
   return IntrusivePtr<StorageImpl>::make(std::move(data), nbytes, dtype);
 }
 

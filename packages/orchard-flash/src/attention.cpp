@@ -231,6 +231,7 @@ Dropout describe_dropout(double p, uint64_t seed) {
 
 ForwardResult forward(const ForwardInputs& in, const AttentionShape& shape, const Dropout& dropout,
                       const ForwardOutputs& into) {
+  const trace::Scope scope("flash_attention");
   const auto& [q, k, v] = in;
   const AttentionBackend& backend = attention_backend(q.device());
   check_forward_outputs(q, k, v, into);
@@ -250,6 +251,7 @@ ForwardResult forward(const ForwardInputs& in, const AttentionShape& shape, cons
 
 Gradients backward(const BackwardInputs& in, const AttentionShape& shape, const Dropout& dropout,
                    const BackwardOutputs& into, bool deterministic) {
+  const trace::Scope scope("flash_attention backward");
   const auto& [dout, q, k, v, out, lse, dlse] = in;
   const AttentionBackend& backend = attention_backend(q.device());
   check_backward_inputs(dout, q, out, lse, dlse);

@@ -184,3 +184,16 @@ def test_rows_without_keys_give_zero_gradients(rng):
     for leaf in (q, k, v):
         assert np.isfinite(as_numpy(leaf.grad)).all()
     assert np.all(as_numpy(q.grad)[:, :, :14] == 0)
+
+
+def test_the_profiler_sees_both_passes_inside_the_autograd_node(rng):
+    q, k, v = leaves(rng, (2, 3, 1, 37, 41, 16), dtype=oc.float32)
+    with oc.profiler.profile() as prof:
+        out = of.flash_attention(q, k, v, causal=True, dropout_p=0.1)
+        out.sum().backward()
+    events = prof.events()
+    names = [e.name for e in events]
+    assert names.count("flash_attention") == 1
+    assert names.count("flash_attention backward") == 1
+    node = next(e for e in events if e.name == "flash_attention backward")
+    assert node.depth >= 2  # inside the autograd node, inside backward()

@@ -31,6 +31,9 @@ inline bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
 const char* op_name(Op op);
 inline const char* op_name(BinaryOp op) { return op_name(op_of(op)); }
 inline const char* op_name(UnaryOp op) { return op_name(op_of(op)); }
+// "add_", "lerp_": what the profiler calls the in-place form.
+const char* in_place_name(Op op);
+inline const char* in_place_name(BinaryOp op) { return in_place_name(op_of(op)); }
 // The autograd node of a differentiable elementwise op ("AddBackward"); "" for the others.
 const char* backward_name(BinaryOp op);
 const char* backward_name(UnaryOp op);

@@ -20,4 +20,5 @@
 #include "orchard/scalar.h"
 #include "orchard/storage.h"
 #include "orchard/tensor.h"
+#include "orchard/trace.h"
 #include "orchard/version.h"

@@ -133,7 +133,7 @@ from ._tensor_methods import install as _install_tensor_methods
 from .autograd import enable_grad, no_grad, set_grad_enabled
 
 # isort: split
-from . import nn, optim
+from . import nn, optim, profiler
 from .serialization import load, load_file, save, save_file
 
 __version__: str = _core.__version__
@@ -264,6 +264,7 @@ __all__ = [
     "optim",
     "pow",
     "profile",
+    "profiler",
     "promote_types",
     "rand",
     "rand_like",

@@ -8,6 +8,7 @@
 #include "orchard/error.h"
 #include "orchard/ops/elementwise.h"
 #include "orchard/ops/reduce.h"
+#include "orchard/trace.h"
 #include "shape.h"
 
 namespace orchard::autograd {
@@ -151,6 +152,8 @@ class GraphTask {
 
   void execute(Node& node, std::vector<Tensor> grads) {
     if (std::none_of(grads.begin(), grads.end(), [](const Tensor& g) { return g.defined(); })) return;
+    trace::Scope scope;
+    if (trace::recording()) scope.open(node.name());
     for (size_t i = 0; i < grads.size(); ++i) {
       if (!grads[i].defined()) grads[i] = zeros_for(node.outputs[i]);
     }
@@ -227,6 +230,7 @@ std::pair<std::vector<std::pair<std::shared_ptr<Node>, uint32_t>>, std::vector<T
 }  // namespace
 
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_roots, bool retain_graph) {
+  const trace::Scope scope("backward");
   auto [edges, grads] = prepare_roots(roots, grad_roots);
   GraphTask(retain_graph, {}).run(edges, std::move(grads));
 }
@@ -234,6 +238,7 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_
 std::vector<Tensor> grad(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_roots,
                          const std::vector<Tensor>& inputs, bool retain_graph, bool allow_unused) {
   if (inputs.empty()) fail<ValueError>("grad: expected at least one input to differentiate with respect to");
+  const trace::Scope scope("grad");
   std::vector<std::pair<Node*, uint32_t>> targets;
   std::vector<std::shared_ptr<Node>> keep_alive;  // accumulators made here for unused leaves
   for (size_t i = 0; i < inputs.size(); ++i) {

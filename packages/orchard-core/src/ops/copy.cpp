@@ -7,6 +7,7 @@
 #include "orchard/error.h"
 #include "orchard/kernels.h"
 #include "orchard/tensor.h"
+#include "orchard/trace.h"
 #include "overlap.h"
 #include "shape.h"
 
@@ -44,6 +45,7 @@ void blit(const Tensor& src, const Tensor& dst) {
 Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
 
 Tensor Tensor::clone() const {
+  const trace::Scope scope("clone");
   Tensor result = empty(shape(), dtype(), device());
   copy_kernels(Op::Copy, *this).copy(*this, result);
   return result;
@@ -51,6 +53,7 @@ Tensor Tensor::clone() const {
 
 Tensor Tensor::to(Device target) const {
   if (target == device()) return *this;
+  const trace::Scope scope("to");
   runtime(target);  // fail early, naming the device, if it is unavailable
   const Tensor src = contiguous();
   Tensor result = empty(shape(), dtype(), target);
@@ -60,12 +63,14 @@ Tensor Tensor::to(Device target) const {
 
 Tensor Tensor::to(DType target) const {
   if (target == dtype()) return *this;
+  const trace::Scope scope("to");
   Tensor result = empty(shape(), target, device());
   cast_kernels(*this, result).copy(*this, result);
   return result;
 }
 
 const Tensor& Tensor::fill_(const Scalar& value) const {
+  const trace::Scope scope("fill_");
   visit_dtype(dtype(), [&](auto tag) { value.to<decltype(tag)>(); });  // throws if it does not fit
   require_distinct_elements("fill_", *this);
   storage()->bump_version();
@@ -74,6 +79,7 @@ const Tensor& Tensor::fill_(const Scalar& value) const {
 }
 
 const Tensor& Tensor::copy_(const Tensor& src) const {
+  const trace::Scope scope("copy_");
   if (shape::broadcast(src.shape(), shape()) != shape()) {
     fail<ValueError>("copy_: source of shape ", shape::str(src.shape()),
                      " cannot be broadcast to destination shape ", shape::str(shape()));
@@ -90,6 +96,7 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
 }
 
 Scalar Tensor::item() const {
+  const trace::Scope scope("item");
   if (numel() != 1) {
     fail<ValueError>("item() needs a tensor with exactly one element, got ", numel(), " elements (shape ",
                      shape::str(shape()), ")");

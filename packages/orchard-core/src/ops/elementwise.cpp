@@ -9,6 +9,7 @@
 #include "dispatch.h"
 #include "orchard/error.h"
 #include "orchard/kernels.h"
+#include "orchard/trace.h"
 #include "overlap.h"
 #include "shape.h"
 
@@ -120,6 +121,7 @@ bool can_cast(DType from, DType to) {
 }
 
 Tensor binary(BinaryOp op, const Operand& input, const Operand& other) {
+  const trace::Scope scope(op_of(op));
   const char* name = op_name(op);
   const Device device = common_device(name, {&input, &other});
   const DType dtype = compute_dtype(op, result_type({input, other}));
@@ -133,6 +135,7 @@ Tensor binary(BinaryOp op, const Operand& input, const Operand& other) {
 }
 
 Tensor unary(UnaryOp op, const Tensor& input) {
+  const trace::Scope scope(op_of(op));
   const bool keeps_integers = op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Relu;
   if (op == UnaryOp::Neg && input.dtype() == DType::Bool) {
     fail<TypeError>("neg: negation of a bool tensor is not supported (dtype bool); use logical ops");
@@ -154,6 +157,7 @@ Tensor gelu(const Tensor& input, std::string_view approximate) {
 }
 
 Tensor where(const Tensor& condition, const Operand& input, const Operand& other) {
+  const trace::Scope scope("where");
   const Operand cond(condition);
   const Device device = common_device("where", {&cond, &input, &other});
   if (condition.dtype() != DType::Bool) {
@@ -170,6 +174,7 @@ Tensor where(const Tensor& condition, const Operand& input, const Operand& other
 }
 
 Tensor masked_fill(const Tensor& input, const Tensor& mask, const Operand& value) {
+  const trace::Scope scope("masked_fill");
   const Operand self(input), mask_operand(mask);
   const Device device = common_device("masked_fill", {&self, &mask_operand, &value});
   if (mask.dtype() != DType::Bool) {
@@ -199,6 +204,7 @@ Tensor clamp(const Tensor& input, const std::optional<Operand>& min, const std::
 }
 
 const Tensor& binary_(BinaryOp op, const Tensor& self, const Operand& other) {
+  const trace::Scope scope(in_place_name(op));
   const char* name = op_name(op);
   if (op != BinaryOp::Add && op != BinaryOp::Sub && op != BinaryOp::Mul && op != BinaryOp::Div) {
     fail<ValueError>(name, "_: only add_, sub_, mul_ and div_ run in place");

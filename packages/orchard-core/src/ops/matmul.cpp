@@ -5,6 +5,7 @@
 #include "dispatch.h"
 #include "orchard/error.h"
 #include "orchard/kernels.h"
+#include "orchard/trace.h"
 #include "shape.h"
 
 namespace orchard {
@@ -37,6 +38,7 @@ void check_operands(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  const trace::Scope scope(Op::Matmul);
   check_operands(a, b);
   // A vector on the left is a 1 x K row, on the right a K x 1 column.
   const Tensor left = a.ndim() == 1 ? a.unsqueeze(0) : a;
@@ -69,6 +71,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
+  const trace::Scope scope(Op::Linear);
   if (input.ndim() == 0 || weight.ndim() != 2) {
     fail<ValueError>(
         "linear: input needs at least 1 dim and weight 2 (out_features, in_features), got shapes ",

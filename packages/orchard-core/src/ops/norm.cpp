@@ -9,6 +9,7 @@
 #include "orchard/kernels.h"
 #include "orchard/ops/elementwise.h"
 #include "orchard/ops/reduce.h"
+#include "orchard/trace.h"
 #include "shape.h"
 
 namespace orchard {
@@ -78,6 +79,7 @@ Tensor flat_parameter(const Tensor& t, int64_t n) { return t.defined() ? t.conti
 
 LayerNormResult layer_norm_with_stats(const Tensor& input, const Shape& normalized_shape,
                                       const Tensor& weight, const Tensor& bias, double eps) {
+  const trace::Scope scope(Op::LayerNorm);
   require_floating("layer_norm", "input", input);
   const RowShape s = layer_norm_rows(input, normalized_shape);
   check_parameter("weight", weight, input, normalized_shape);
@@ -101,6 +103,7 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
 LayerNormGrads layer_norm_backward(const Tensor& grad, const LayerNormResult& forward, const Tensor& input,
                                    const Shape& normalized_shape, const Tensor& weight, bool input_grad,
                                    bool weight_grad, bool bias_grad) {
+  const trace::Scope scope(Op::LayerNormBackward);
   const RowShape s = layer_norm_rows(input, normalized_shape);
   LayerNormGrads grads;
   // The kernel writes every element, except of the parameters' gradients of an empty input (0).
@@ -181,6 +184,7 @@ Reduction reduction_from_name(std::string_view name) {
 
 CrossEntropyResult cross_entropy_with_stats(const Tensor& input, const Tensor& target, int64_t ignore_index,
                                             Reduction reduction, double label_smoothing) {
+  const trace::Scope scope(Op::CrossEntropy);
   if (!(label_smoothing >= 0.0 && label_smoothing <= 1.0)) {
     fail<ValueError>("cross_entropy: label_smoothing must be in [0, 1], got ", label_smoothing);
   }
@@ -215,6 +219,7 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, int64_t ignore_i
 Tensor cross_entropy_backward(const Tensor& grad, const CrossEntropyResult& forward, const Tensor& input,
                               const Tensor& target, int64_t ignore_index, Reduction reduction,
                               double label_smoothing) {
+  const trace::Scope scope(Op::CrossEntropyBackward);
   const ClassRows rows = class_rows(input, target);
   const int64_t n = rows.logits.shape()[0];
   const DType stats = stats_dtype(input.dtype());

@@ -8,6 +8,7 @@
 #include "dispatch.h"
 #include "orchard/error.h"
 #include "orchard/kernels.h"
+#include "orchard/trace.h"
 #include "overlap.h"
 #include "shape.h"
 
@@ -79,6 +80,7 @@ void run(Op op, const Operands& x, DType dtype, const Shape& shape, const Tensor
 }
 
 Tensor out_of_place(Op op, const Operands& x, DType dtype) {
+  const trace::Scope scope(op);
   const Shape shape = broadcast_all(x);
   Tensor out = Tensor::empty(shape, dtype, x.a.device());
   if (out.numel() > 0) run(op, x, dtype, shape, out);
@@ -88,6 +90,7 @@ Tensor out_of_place(Op op, const Operands& x, DType dtype) {
 // Into self: the operands broadcast to self's shape; a copy of any that shares self's memory
 // other than as self's own view (read element for element while written, which is safe).
 const Tensor& in_place(Op op, const Tensor& self, Operands x, DType dtype) {
+  const trace::Scope scope(in_place_name(op));
   const std::string name = std::string(op_name(op)) + "_";
   if (!can_cast(dtype, self.dtype())) {
     fail<TypeError>(name, ": result type ", dtype_name(dtype), " can't be cast to the desired output type ",
@@ -132,6 +135,7 @@ Tensor addcdiv(const Tensor& input, const Tensor& tensor1, const Tensor& tensor2
 namespace {
 
 Tensor classify(Op op, const Tensor& input) {
+  const trace::Scope scope(op);
   if (!is_floating(input.dtype())) {
     return Tensor::full(input.shape(), Scalar(op == Op::IsFinite), DType::Bool, input.device());
   }

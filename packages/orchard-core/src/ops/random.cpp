@@ -8,6 +8,7 @@
 #include "dispatch.h"
 #include "orchard/error.h"
 #include "orchard/kernels.h"
+#include "orchard/trace.h"
 #include "shape.h"
 
 namespace orchard {
@@ -56,6 +57,7 @@ PhiloxState random_state() {
 }
 
 Tensor rand(const Shape& shape, DType dtype, Device device) {
+  const trace::Scope scope(Op::Uniform);
   require_floating("rand", dtype);
   Tensor out = Tensor::empty(shape, dtype, device);
   if (out.numel() > 0) random_kernels_for(Op::Uniform, out).uniform(out, reserve(out.numel()), 0.0, 1.0);
@@ -63,6 +65,7 @@ Tensor rand(const Shape& shape, DType dtype, Device device) {
 }
 
 Tensor randn(const Shape& shape, DType dtype, Device device) {
+  const trace::Scope scope(Op::Normal);
   require_floating("randn", dtype);
   Tensor out = Tensor::empty(shape, dtype, device);
   if (out.numel() > 0) random_kernels_for(Op::Normal, out).normal(out, reserve(out.numel()), 0.0, 1.0);
@@ -70,6 +73,7 @@ Tensor randn(const Shape& shape, DType dtype, Device device) {
 }
 
 Tensor randint(int64_t low, int64_t high, const Shape& shape, DType dtype, Device device) {
+  const trace::Scope scope(Op::Randint);
   if (low >= high) fail<ValueError>("randint: low ", low, " must be below high ", high);
   if (dtype == DType::Bool) fail<TypeError>("randint: dtype bool is not supported");
   visit_dtype(dtype, [&](auto tag) {
@@ -84,6 +88,7 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, DType dtype, Devic
 }
 
 Tensor dropout(const Tensor& input, double p, bool training) {
+  const trace::Scope scope(Op::Dropout);
   if (!(p >= 0.0 && p < 1.0)) fail<ValueError>("dropout: probability p=", p, " must be in [0, 1)");
   require_floating("dropout", input.dtype());
   if (!training || p == 0.0) return input;
@@ -94,6 +99,7 @@ Tensor dropout(const Tensor& input, double p, bool training) {
 }
 
 Tensor multinomial(const Tensor& input, int64_t num_samples, bool replacement) {
+  const trace::Scope scope(Op::Multinomial);
   if (input.ndim() != 1 && input.ndim() != 2) {
     fail<RuntimeError>("multinomial: prob_dist must be 1 or 2 dim, got shape ", shape::str(input.shape()));
   }

@@ -7,6 +7,7 @@
 #include "dispatch.h"
 #include "orchard/error.h"
 #include "orchard/kernels.h"
+#include "orchard/trace.h"
 #include "shape.h"
 
 namespace orchard {
@@ -83,6 +84,7 @@ void require_nonempty(const char* op, const Tensor& input, int64_t dim) {
 }
 
 Tensor extreme_all(const char* op, const Tensor& input, bool largest) {
+  const trace::Scope scope(op);
   if (input.numel() == 0) {
     fail<ValueError>(op, "() of an empty tensor (shape ", shape::str(input.shape()),
                      ") has no value; pass a dim of non-zero size");
@@ -94,6 +96,7 @@ Tensor extreme_all(const char* op, const Tensor& input, bool largest) {
 }
 
 ValuesIndices extreme_dim(const char* op, const Tensor& input, int64_t dim, bool keepdim, bool largest) {
+  const trace::Scope scope(op);
   const Plan plan = plan_reduction(op, input, std::vector<int64_t>{dim}, keepdim);
   require_nonempty(op, input, shape::wrap_dim(dim, input.ndim()));
   Tensor values = plan.output(input.dtype());
@@ -105,6 +108,7 @@ ValuesIndices extreme_dim(const char* op, const Tensor& input, int64_t dim, bool
 
 Tensor arg_extreme(const char* op, const Tensor& input, std::optional<int64_t> dim, bool keepdim,
                    bool largest) {
+  const trace::Scope scope(op);
   if (dim) {
     const Plan plan = plan_reduction(op, input, std::vector<int64_t>{*dim}, keepdim);
     require_nonempty(op, input, shape::wrap_dim(*dim, input.ndim()));
@@ -124,6 +128,7 @@ Tensor arg_extreme(const char* op, const Tensor& input, std::optional<int64_t> d
 
 Tensor variance(const char* op, const Tensor& input, const DimList& dim, double correction, bool keepdim,
                 bool take_sqrt) {
+  const trace::Scope scope(op);
   require_floating(op, input.dtype());
   const Plan plan = plan_reduction(op, input, dim, keepdim);
   Tensor out = plan.output(input.dtype());
@@ -133,6 +138,7 @@ Tensor variance(const char* op, const Tensor& input, const DimList& dim, double 
 }
 
 Tensor softmax_impl(const char* op, const Tensor& input, int64_t dim, std::optional<DType> dtype, bool log) {
+  const trace::Scope scope(op);
   const Tensor src = cast_if(input, dtype);
   require_floating(op, src.dtype());
   const int64_t d = shape::wrap_dim(dim, src.ndim());
@@ -156,6 +162,7 @@ Tensor softmax_impl(const char* op, const Tensor& input, int64_t dim, std::optio
 }  // namespace
 
 Tensor sum(const Tensor& input, const DimList& dim, bool keepdim, std::optional<DType> dtype) {
+  const trace::Scope scope(Op::Sum);
   const Plan plan = plan_reduction("sum", cast_if(input, dtype), dim, keepdim);
   Tensor out = plan.output(sum_dtype(plan.src.dtype()));
   if (out.numel() > 0) reduce_kernels(Op::Sum, plan.src).sum(plan.src, out, 1.0);
@@ -163,6 +170,7 @@ Tensor sum(const Tensor& input, const DimList& dim, bool keepdim, std::optional<
 }
 
 Tensor mean(const Tensor& input, const DimList& dim, bool keepdim, std::optional<DType> dtype) {
+  const trace::Scope scope("mean");
   const Tensor src = cast_if(input, dtype);
   require_floating("mean", src.dtype());
   const Plan plan = plan_reduction("mean", src, dim, keepdim);
@@ -197,6 +205,7 @@ Tensor std(const Tensor& input, const DimList& dim, double correction, bool keep
 }
 
 Tensor logsumexp(const Tensor& input, const std::vector<int64_t>& dim, bool keepdim) {
+  const trace::Scope scope(Op::Logsumexp);
   const Tensor src = is_floating(input.dtype()) ? input : input.to(DType::Float32);
   const Plan plan = plan_reduction("logsumexp", src, dim, keepdim);
   Tensor out = plan.output(src.dtype());

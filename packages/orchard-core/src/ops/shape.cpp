@@ -7,6 +7,7 @@
 #include "dispatch.h"
 #include "orchard/error.h"
 #include "orchard/kernels.h"
+#include "orchard/trace.h"
 #include "overlap.h"
 #include "shape.h"
 
@@ -45,6 +46,7 @@ void check_indices(const char* op, const Tensor& index, int64_t size, int64_t di
 }
 
 Tensor select_along(const char* op, const Tensor& input, int64_t dim, const Tensor& index) {
+  const trace::Scope scope(op);
   require_index_dtype(op, index, true);
   require_same_device(op, input, index);
   if (index.ndim() > 1)
@@ -64,6 +66,7 @@ Tensor select_along(const char* op, const Tensor& input, int64_t dim, const Tens
 }  // namespace
 
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
+  const trace::Scope scope(Op::Cat);
   if (tensors.empty()) fail<ValueError>("cat: expected a non-empty list of tensors");
   DType dtype = tensors[0].dtype();
   const Tensor* first = nullptr;  // torch skips 1-d empty tensors next to others
@@ -163,6 +166,7 @@ Tensor index_select(const Tensor& input, int64_t dim, const Tensor& index) {
 }
 
 Tensor gather(const Tensor& input, int64_t dim, const Tensor& index) {
+  const trace::Scope scope(Op::Gather);
   require_index_dtype("gather", index, false);
   require_same_device("gather", input, index);
   if (index.ndim() != input.ndim()) {
@@ -185,6 +189,7 @@ Tensor gather(const Tensor& input, int64_t dim, const Tensor& index) {
 }
 
 const Tensor& scatter_add_(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src) {
+  const trace::Scope scope("scatter_add_");
   require_index_dtype("scatter_add", index, false);
   require_same_device("scatter_add", self, index);
   require_same_device("scatter_add", self, src);
@@ -231,6 +236,7 @@ Tensor embedding(const Tensor& indices, const Tensor& weight) {
 }
 
 Tensor one_hot(const Tensor& indices, int64_t num_classes) {
+  const trace::Scope scope("one_hot");
   require_index_dtype("one_hot", indices, false);
   if (num_classes < -1)
     fail<ValueError>("one_hot: num_classes must be -1 or non-negative, got ", num_classes);
@@ -268,6 +274,7 @@ Tensor flip(const Tensor& input, const std::vector<int64_t>& dims) {
 namespace {
 
 Tensor triangle(const char* op, const Tensor& input, int64_t diagonal, bool upper) {
+  const trace::Scope scope(op);
   if (input.ndim() < 2) {
     fail<ValueError>(op, ": input must have at least 2 dimensions, got shape ", shape::str(input.shape()));
   }
@@ -287,6 +294,7 @@ Tensor tril(const Tensor& input, int64_t diagonal) { return triangle("tril", inp
 Tensor triu(const Tensor& input, int64_t diagonal) { return triangle("triu", input, diagonal, true); }
 
 Tensor pad(const Tensor& input, const std::vector<int64_t>& pads, const Scalar& value) {
+  const trace::Scope scope("constant_pad_nd");
   if (pads.size() % 2 != 0) {
     fail<ValueError>("pad: padding ", shape::str(pads), " has ", pads.size(),
                      " values, but it must hold (before, after) pairs");

@@ -7,6 +7,7 @@
 #include "dispatch.h"
 #include "orchard/error.h"
 #include "orchard/kernels.h"
+#include "orchard/trace.h"
 #include "shape.h"
 
 namespace orchard {
@@ -31,6 +32,7 @@ Tensor along_last(const Tensor& t, int64_t dim) {
 }  // namespace
 
 Tensor cumsum(const Tensor& input, int64_t dim, std::optional<DType> dtype) {
+  const trace::Scope scope(Op::Cumsum);
   const int64_t d = shape::wrap_dim(dim, input.ndim());
   const DType out_dtype = dtype ? *dtype : (is_floating(input.dtype()) ? input.dtype() : DType::Int64);
   if (out_dtype == DType::Bool) fail<TypeError>("cumsum: dtype bool is not supported");
@@ -41,6 +43,7 @@ Tensor cumsum(const Tensor& input, int64_t dim, std::optional<DType> dtype) {
 }
 
 ValuesIndices sort(const Tensor& input, int64_t dim, bool descending, bool /*stable*/) {
+  const trace::Scope scope(Op::Sort);
   const int64_t d = shape::wrap_dim(dim, input.ndim());
   ValuesIndices result{Tensor::empty(input.shape(), input.dtype(), input.device()),
                        Tensor::empty(input.shape(), DType::Int64, input.device())};
@@ -57,6 +60,7 @@ Tensor argsort(const Tensor& input, int64_t dim, bool descending, bool stable) {
 }
 
 ValuesIndices topk(const Tensor& input, int64_t k, int64_t dim, bool largest, bool /*sorted*/) {
+  const trace::Scope scope("topk");
   const int64_t d = shape::wrap_dim(dim, input.ndim());
   const int64_t size = input.ndim() == 0 ? 1 : input.shape()[d];
   if (k < 0 || k > size) {

@@ -10,6 +10,7 @@ from typing import Any
 from .. import _core
 from .._core import Tensor
 from ..autograd import enable_grad, no_grad
+from ..profiler import record_function
 
 
 class _RequiredParameter:
@@ -106,7 +107,7 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
-        with no_grad():
+        with no_grad(), record_function(f"Optimizer.step#{type(self).__name__}.step"):
             for group in self.param_groups:
                 self._update_group(group)
         return loss
