@@ -37,6 +37,8 @@ def _grad(fn, x: oc.Tensor) -> oc.Tensor:
 ELEMENTWISE = {
     "exp": oc.exp,
     "tanh": lambda t: t.tanh(),
+    "sqrt": oc.sqrt,
+    "rsqrt": oc.rsqrt,
     "sigmoid": lambda t: t.sigmoid(),
     "gelu": oc.gelu,
     "gelu_tanh": lambda t: oc.gelu(t, approximate="tanh"),

@@ -24,6 +24,10 @@ struct CpuRowKernels {
   void (*gelu_tanh)(const float* in, float* out, int64_t n);
   void (*gelu_derivative)(const float* in, float* out, int64_t n);
   void (*gelu_tanh_derivative)(const float* in, float* out, int64_t n);
+  // IEEE's correctly rounded square root (and one division for rsqrt): the same bits in every
+  // set; here because only -fno-math-errno lets the loop vectorize.
+  void (*sqrt)(const float* in, float* out, int64_t n);
+  void (*rsqrt)(const float* in, float* out, int64_t n);
   // reduce_rows.h's loops at float.
   double (*sum_block)(const float* in, int64_t n);
   void (*sum_tile)(const float* in, float* out, int64_t k0, int64_t width, int64_t rows, int64_t stride,

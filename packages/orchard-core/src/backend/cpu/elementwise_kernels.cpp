@@ -221,6 +221,8 @@ void unary_typed(UnaryOp op, const Tensor& a, const Tensor& out) {
       case UnaryOp::GeluDerivative: return run_unary_rows<T>(rows.gelu_derivative, a, out);
       case UnaryOp::GeluTanhDerivative: return run_unary_rows<T>(rows.gelu_tanh_derivative, a, out);
       case UnaryOp::GeluTanh: return run_unary_rows<T>(rows.gelu_tanh, a, out);
+      case UnaryOp::Sqrt: return run_unary_rows<T>(rows.sqrt, a, out);
+      case UnaryOp::Rsqrt: return run_unary_rows<T>(rows.rsqrt, a, out);
       default: break;
     }
   }

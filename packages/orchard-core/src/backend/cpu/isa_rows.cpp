@@ -2,6 +2,8 @@
 // file three times, defining ORCHARD_CPU_ISA (the set's name), ORCHARD_CPU_ISA_NAMESPACE
 // (isa_<name>) and passing that set's -m flags. It is also compiled with -fno-trapping-math, so that GCC
 // turns vector_math.h's selects into blends instead of branches and the loops vectorize.
+#include <cmath>
+
 #include "backend/cpu/cpu_isa.h"
 #include "backend/cpu/norm_rows.h"
 #include "backend/cpu/pointwise_rows.h"
@@ -102,6 +104,8 @@ constexpr CpuRowKernels kRowKernels{
     map_row<[](float x) { return vm::gelu_tanh(x); }>,
     map_row<[](float x) { return vm::gelu_derivative(x); }>,
     map_row<[](float x) { return vm::gelu_tanh_derivative(x); }>,
+    map_row<[](float x) { return std::sqrt(x); }>,
+    map_row<[](float x) { return 1.0f / std::sqrt(x); }>,
     sum_block_float,
     sum_tile_float,
     softmax_row_float,
