@@ -44,12 +44,22 @@ class Case:
 
 @dataclass(frozen=True)
 class Row:
-    """Median seconds per call of one case in each library (``numpy`` None if not timed)."""
+    """Median seconds per call of one case in each library (``numpy`` None if not timed), and the
+    spread of torch/orchard: the quartiles of its per-repeat values (each repeat times both)."""
 
     name: str
     orchard: float
     torch: float
     numpy: float | None = None
+    ratio_quartiles: tuple[float, float] | None = None
+
+    def ratio_cell(self) -> str:
+        """torch/orchard at the medians, with the quartiles of the per-repeat ratio."""
+        ratio = f"{self.torch / self.orchard:.2f}"
+        if self.ratio_quartiles is None:
+            return ratio
+        low, high = self.ratio_quartiles
+        return f"{ratio} [{low:.2f}, {high:.2f}]"
 
 
 def loops_for(fn: Fn, budget_s: float, fraction: int) -> int:
@@ -100,7 +110,10 @@ def measure(
                 fn()
             out.append((time.perf_counter() - start) / count)
     o, t, *rest = (statistics.median(s) for s in samples)
-    return Row(case.name, o, t, rest[0] if rest else None)
+    paired = [theirs / ours for ours, theirs in zip(samples[0], samples[1], strict=True)]
+    quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else None
+    spread = (quartiles[0], quartiles[2]) if quartiles else None
+    return Row(case.name, o, t, rest[0] if rest else None, spread)
 
 
 def load_average() -> float:
@@ -134,7 +147,7 @@ def print_row(row: Row, unit: str = "ms", digits: int = 2, width: int = 45) -> N
     scale = UNITS[unit]
     line = (
         f"{row.name:{width}s} orchard {row.orchard * scale:10.{digits}f} {unit}"
-        f"  torch {row.torch * scale:10.{digits}f} {unit}  torch/orchard {row.torch / row.orchard:5.2f}"
+        f"  torch {row.torch * scale:10.{digits}f} {unit}  torch/orchard {row.ratio_cell()}"
     )
     if row.numpy is not None:
         line += f"  numpy/orchard {row.numpy / row.orchard:5.2f}"
@@ -178,7 +191,8 @@ def write_table(
         f"({oc.get_num_threads()} threads, kernels '{oc.cpu_isa()}').  ",
         f"Load average: {load}{load_end} (1/5/15 min) at the end; a shared machine, so absolute times "
         "are noise and the ratios within one run are the evidence.  ",
-        f"{RATIO_NOTE} All libraries timed in the same run, taking turns; median over repeats.",
+        f"{RATIO_NOTE} All libraries timed in the same run, taking turns; median over repeats; "
+        "in brackets, the quartiles of torch/orchard over the repeats (its spread).",
     ]
     if notes:
         lines += ["", *notes]
@@ -190,7 +204,7 @@ def write_table(
     lines += ["", header, "|---" * header.count(" |") + "|"]
     for row in rows:
         cells = [row.name, f"{row.orchard * scale:.{digits}f}", f"{row.torch * scale:.{digits}f}"]
-        ratio = f"{row.torch / row.orchard:.2f}"
+        ratio = row.ratio_cell()
         if numpy_columns:
             if row.numpy is None:
                 cells += ["—", ratio, "—"]
