@@ -55,7 +55,7 @@ DeviceTensor: TypeAlias = torch.Tensor | oc.Tensor
 
 # The dtypes each device type's kernels compute in, as orchard_flash.supported_dtypes must list them.
 KERNEL_DTYPES = {
-    "cpu": ("bfloat16", "float32", "float64"),
+    "cpu": ("bfloat16", "float16", "float32", "float64"),
     "cuda": ("bfloat16", "float16", "float32", "float64"),
     "metal": ("bfloat16", "float16", "float32"),  # Metal has no double
 }

@@ -9,8 +9,8 @@
   the reason.
 * ``any_device``: "cpu" once (whatever instruction set), CUDA once and Metal, for tests the CPU
   kernels' instruction set does not change (input checks), so the CPU runs as many as before.
-* ``accelerator``: CUDA, then Metal, for what the CPU kernels lack (float16) and for comparisons
-  with the CPU (each skipped without its device).
+* ``accelerator``: CUDA, then Metal, for comparisons with the CPU (each skipped without its
+  device).
 * ``cuda`` and ``metal``: that device, for tests of it alone (skipped without it).
 
 _flash_devices.py says what the CUDA and Metal cases rely on; ORCHARD_TEST_REQUIRE_CUDA=1 and

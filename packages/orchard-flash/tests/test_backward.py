@@ -257,7 +257,7 @@ def test_non_finite_lse_or_dlse_raises(saved, bad):
 
 def test_backward_row_dtypes_follow_the_inputs(rng, any_device):
     # lse is float32 for 16-bit inputs and float64 for float64 ones, in each dtype the device's
-    # kernels have (float16: not the CPU's; float64: not Metal's).
+    # kernels have (float64: not Metal's).
     q, k, v = random_qkv(rng, 1, 2, 1, 5, 7, 8)
     dtypes = [d for d in (oc.bfloat16, oc.float64, oc.float16) if d.name in kernel_dtypes(any_device)]
     for dtype in dtypes:

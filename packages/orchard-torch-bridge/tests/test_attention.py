@@ -151,7 +151,7 @@ def test_errors_surface_under_torch_compile(gen):
     ("change", "error", "message"),
     [
         (lambda q, k, v: (q[..., :12], k[..., :12], v[..., :12]), ValueError, "head dim 12"),
-        (lambda q, k, v: (q.half(), k.half(), v.half()), TypeError, r"query is torch.float16; supported"),
+        (lambda q, k, v: (q.int(), k.int(), v.int()), TypeError, r"query is torch.int32; supported"),
         (lambda q, k, v: (q, k.double(), v), TypeError, "dtypes differ"),
         (lambda q, k, v: (q[0], k, v), ValueError, "query must be 4-d"),
         (
@@ -199,7 +199,7 @@ def test_dtype_table_is_orchard_flashs_answer():
     for torch_type, orchard_type in (("cpu", "cpu"), ("cuda", "cuda"), ("mps", "metal")):
         names = orchard_flash.supported_dtypes(orchard_type)
         assert attention._DTYPES[torch_type] == tuple(getattr(torch, name) for name in names)
-    assert attention._DTYPES["cpu"] == (torch.bfloat16, torch.float32, torch.float64)
+    assert attention._DTYPES["cpu"] == (torch.bfloat16, torch.float16, torch.float32, torch.float64)
     assert attention._DTYPES["cuda"] in ((), CUDA_DTYPES)  # a CUDA build has every one
     every = {*attention._DTYPES["cpu"], *attention._DTYPES["cuda"], *attention._DTYPES["mps"]}
     assert set(attention._DTYPES["meta"]) == every
@@ -209,7 +209,7 @@ def test_dtype_table_is_orchard_flashs_answer():
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_fake_kernels_on_cuda_tensors(monkeypatch, dtype):
     # What torch.compile sees of CUDA inputs, without a GPU: fake CUDA tensors through both ops'
-    # fake kernels, as if this build had kernels for cuda:0 (float16 included, unlike the CPU).
+    # fake kernels, as if this build had kernels for cuda:0.
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     monkeypatch.setattr(attention, "_CUDA_INDICES", (0,))

@@ -13,7 +13,8 @@ namespace orchard {
 namespace {
 
 bool has_matmul_kernel(DType dtype) {
-  return dtype == DType::Float32 || dtype == DType::Float64 || dtype == DType::BFloat16;
+  return dtype == DType::Float32 || dtype == DType::Float64 || dtype == DType::BFloat16 ||
+         dtype == DType::Float16;
 }
 
 void check_operands(const Tensor& a, const Tensor& b) {
@@ -27,7 +28,7 @@ void check_operands(const Tensor& a, const Tensor& b) {
   }
   if (!has_matmul_kernel(a.dtype())) {
     fail<TypeError>("matmul: dtype ", dtype_name(a.dtype()),
-                    " is not supported (float32, float64, bfloat16)");
+                    " is not supported (float32, float64, bfloat16, float16)");
   }
   if (a.device() != b.device()) {
     fail<ValueError>("matmul: operands are on different devices, ", a.device().str(), " and ",
@@ -96,7 +97,7 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
   }
   if (!has_matmul_kernel(input.dtype())) {
     fail<TypeError>("linear: dtype ", dtype_name(input.dtype()),
-                    " is not supported (float32, float64, bfloat16)");
+                    " is not supported (float32, float64, bfloat16, float16)");
   }
   if (bias.defined() && (bias.ndim() != 1 || bias.size(0) != out_features)) {
     fail<ValueError>("linear: bias of shape ", shape::str(bias.shape()),

@@ -110,8 +110,8 @@ def forward(
     """Fused softmax(q k^T * scale) v, never forming the score matrix.
 
     q is (batch, heads, len_q, dim), k and v (batch, heads_kv, len_k, dim) with heads a
-    multiple of heads_kv (grouped-query attention); any strides; float32, bfloat16 or float64,
-    float16 on CUDA and Metal, no float64 on Metal (``supported_dtypes``). Tensors on a CUDA
+    multiple of heads_kv (grouped-query attention); any strides; float32, bfloat16, float16 or
+    float64, no float64 on Metal (``supported_dtypes``). Tensors on a CUDA
     device run the CUDA kernels, asynchronously on ``stream`` (default: torch's current stream
     for torch tensors, else the default stream); orchard tensors on "metal" the Metal kernels.
     ``scale`` defaults to 1/sqrt(dim). With ``causal``, query row i sees key j when
@@ -226,7 +226,7 @@ def available_devices() -> list[str]:
 def supported_dtypes(device: str) -> tuple[str, ...]:
     """The dtypes the kernels for ``device``'s type compute in, as orchard names them, narrowest first.
 
-    ("bfloat16", "float32", "float64") on "cpu", "float16" too on "cuda" in a CUDA build,
+    ("bfloat16", "float16", "float32", "float64") on "cpu" and on "cuda" in a CUDA build,
     ("bfloat16", "float16", "float32") on "metal" where orchard-core has a Metal backend; () for a
     device type this build has no kernels for.
     """

@@ -1,5 +1,5 @@
 // The CPU backend: scratch for the kernels of the instruction set in force (cpu/isa.h), which
-// compute in float32, bfloat16 and float64 (for gradient checks).
+// compute in float32 (for float32, bfloat16 and float16 inputs) and float64 (for gradient checks).
 #include <algorithm>
 #include <string>
 
@@ -38,8 +38,12 @@ int64_t backward_shared(const AttentionShape& s) {
 namespace {
 
 Element element_of(DType dtype) {
-  if (dtype == DType::BFloat16) return Element::BFloat16;
-  return dtype == DType::Float64 ? Element::Float64 : Element::Float32;
+  switch (dtype) {
+    case DType::BFloat16: return Element::BFloat16;
+    case DType::Float16: return Element::Float16;
+    case DType::Float64: return Element::Float64;
+    default: return Element::Float32;
+  }
 }
 
 Operand operand(const Tensor& t) {
@@ -70,7 +74,8 @@ void require_finite(bool finite, const char* names) {
 }
 
 bool supports(DType dtype) {
-  return dtype == DType::Float32 || dtype == DType::BFloat16 || dtype == DType::Float64;
+  return dtype == DType::Float32 || dtype == DType::BFloat16 || dtype == DType::Float16 ||
+         dtype == DType::Float64;
 }
 
 void forward(const ForwardInputs& in, const AttentionShape& shape, const Dropout& dropout,

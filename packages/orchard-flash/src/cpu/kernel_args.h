@@ -8,7 +8,7 @@
 
 namespace orchard::flash::cpu {
 
-enum class Element { Float32, Float64, BFloat16 };
+enum class Element { Float32, Float64, BFloat16, Float16 };
 
 // Query rows and keys per block (72 rows: whole register tiles of 4, 6 or 8 rows). Packed rows
 // are padded to kPad elements (the widest vector), packed keys to whole blocks.

@@ -72,9 +72,14 @@ FLASH_INLINE A fused_multiply_add(A x, A y, A z) {
 FLASH_INLINE int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 FLASH_INLINE int64_t iclamp(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
-// ---- element types: bf16 is stored as its 16 bits ------------------------------------------
+// ---- element types: bf16 and fp16 are stored as their 16 bits -----------------------------
 
 struct BF16 {
+  uint16_t bits;
+};
+// IEEE half; its conversions are the compiler's _Float16 casts (exact widening, rounding to
+// nearest even), the same on every instruction set.
+struct FP16 {
   uint16_t bits;
 };
 
@@ -94,9 +99,21 @@ FLASH_INLINE A widen(BF16 x) {
   return static_cast<A>(f);
 }
 
+template <class A>
+FLASH_INLINE A widen(FP16 x) {
+  _Float16 h;
+  __builtin_memcpy(&h, &x.bits, sizeof h);
+  return static_cast<A>(static_cast<float>(h));
+}
+
 template <class In, class A>
 FLASH_INLINE In narrow(A x) {
-  if constexpr (__is_same(In, BF16)) {
+  if constexpr (__is_same(In, FP16)) {
+    const auto h = static_cast<_Float16>(static_cast<float>(x));
+    FP16 result;
+    __builtin_memcpy(&result.bits, &h, sizeof h);
+    return result;
+  } else if constexpr (__is_same(In, BF16)) {
     // Round to nearest even; NaN stays a (quiet) NaN.
     const float f = static_cast<float>(x);
     uint32_t bits;
@@ -619,6 +636,7 @@ bool forward_pass(const KernelArgs& args) {
   switch (args.element) {
     case Element::Float32: return forward<float, float>(args);
     case Element::BFloat16: return forward<BF16, float>(args);
+    case Element::Float16: return forward<FP16, float>(args);
     case Element::Float64: return forward<double, double>(args);
   }
   return false;
@@ -628,6 +646,7 @@ bool backward_pass(const KernelArgs& args) {
   switch (args.element) {
     case Element::Float32: return backward<float, float>(args);
     case Element::BFloat16: return backward<BF16, float>(args);
+    case Element::Float16: return backward<FP16, float>(args);
     case Element::Float64: return backward<double, double>(args);
   }
   return false;

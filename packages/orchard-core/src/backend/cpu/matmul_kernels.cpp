@@ -253,9 +253,12 @@ void product(const T* a, const MatrixView& av, const T* b, const MatrixView& bv,
            *b_op, bias, out, threads);
 }
 
-// bfloat16: both operands widen to float, BLAS accumulates in float, one rounding at the end.
-void product(const BFloat16* a, const MatrixView& av, const BFloat16* b, const MatrixView& bv,
-             const float* bias, BFloat16* out, Scratch<float>& scratch, int threads) {
+// 16-bit floats (bfloat16, float16): both operands widen to float, BLAS accumulates in float,
+// one rounding at the end.
+template <class Half>
+  requires std::is_same_v<Half, BFloat16> || std::is_same_v<Half, Float16>
+void product(const Half* a, const MatrixView& av, const Half* b, const MatrixView& bv, const float* bias,
+             Half* out, Scratch<float>& scratch, int threads) {
   const float* a32 = pack(a, av, scratch.a);
   const float* b32 = pack(b, bv, scratch.b);
   const int64_t count = av.rows * bv.cols;
@@ -263,12 +266,12 @@ void product(const BFloat16* a, const MatrixView& av, const BFloat16* b, const M
   multiply(static_cast<int>(av.rows), static_cast<int>(bv.cols), static_cast<int>(av.cols), a32,
            dense_operand(av), b32, dense_operand(bv), bias, scratch.out.data(), threads);
   const float* __restrict wide = scratch.out.data();
-  for_range(count, count >= kParallelElements, [=](int64_t i) { out[i] = BFloat16(wide[i]); });
+  for_range(count, count >= kParallelElements, [=](int64_t i) { out[i] = Half(wide[i]); });
 }
 
-// The element type BLAS computes in: bfloat16 products run in float.
+// The element type BLAS computes in: 16-bit products run in float.
 template <class T>
-using Wide = std::conditional_t<std::is_same_v<T, BFloat16>, float, T>;
+using Wide = std::conditional_t<std::is_same_v<T, BFloat16> || std::is_same_v<T, Float16>, float, T>;
 
 // A 1-D bias of any stride as n contiguous values of the product's type, or none.
 template <class T>
@@ -330,6 +333,7 @@ void product_with_bias(const Tensor& a, const Tensor& b, const Tensor& out, cons
     case DType::Float32: return matmul_typed<float>(a, b, out, bias);
     case DType::Float64: return matmul_typed<double>(a, b, out, bias);
     case DType::BFloat16: return matmul_typed<BFloat16>(a, b, out, bias);
+    case DType::Float16: return matmul_typed<Float16>(a, b, out, bias);
     default: fail<TypeError>(op, ": no CPU kernel for dtype ", dtype_name(out.dtype()));
   }
 }
