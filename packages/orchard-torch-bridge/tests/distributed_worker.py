@@ -11,6 +11,8 @@ compares to DIR/rank{RANK}.pt. Cases:
   masks are equal.
 * ``compile``: two SGD steps of ``torch.compile(DDP(model))`` beside an eager DDP copy: both
   models' gradients at each step.
+* ``ring``: ``ring_attention`` on the rank's chunk of the sequence, without and with the causal
+  mask: its output and the gradients of its chunks of query, key and value.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import orchard_torch_bridge.gpt2
 import torch
 import torch.distributed as dist
+from orchard_torch_bridge.ring import ring_attention
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
@@ -118,6 +121,17 @@ def compiled_steps(inputs: dict[str, Any], rank: int) -> dict[str, Any]:
     return results
 
 
+def ring(inputs: dict[str, Any], rank: int) -> dict[str, Any]:
+    world = dist.get_world_size()
+    results = {}
+    for causal in (False, True):
+        q, k, v = (t.chunk(world, dim=2)[rank].clone().requires_grad_() for t in inputs["qkv"])
+        out = ring_attention(q, k, v, is_causal=causal)
+        out.backward(inputs["dout"].chunk(world, dim=2)[rank])
+        results[causal] = {"out": out.detach(), "dq": q.grad, "dk": k.grad, "dv": v.grad}
+    return results
+
+
 def main(case: str, rank: int, world: int, directory: Path) -> None:
     torch.set_num_threads(1)
     orchard_torch_bridge.gpt2.register()
@@ -136,8 +150,10 @@ def main(case: str, rank: int, world: int, directory: Path) -> None:
             results = {**train_step(case, inputs, rank), "masks": masks(case, inputs, rank)}
         elif case == "compile":
             results = compiled_steps(inputs, rank)
+        elif case == "ring":
+            results = ring(inputs, rank)
         else:
-            raise ValueError(f"unknown case {case!r}: expected ddp, fsdp2 or compile")
+            raise ValueError(f"unknown case {case!r}: expected ddp, fsdp2, compile or ring")
         torch.save(results, directory / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()

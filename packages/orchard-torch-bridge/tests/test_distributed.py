@@ -21,6 +21,8 @@ import torch
 pytest.importorskip("transformers")
 
 import orchard_torch_bridge.gpt2
+from orchard_torch_bridge import flash_attention
+from orchard_torch_bridge.ring import ring_attention
 from transformers import GPT2Config, GPT2LMHeadModel
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
@@ -148,3 +150,36 @@ def test_compile_under_ddp(seed, tmp_path):
         assert rank["traced_ops"] == ["orchard.flash_attention.default"] * CONFIGS["plain"]["n_layer"]
         for compiled, eager in zip(rank["compiled"], rank["eager"], strict=True):
             _assert_gradients_close(compiled, eager)
+
+
+def test_ring_attention_equals_single_process(seed, tmp_path):
+    g = torch.Generator().manual_seed(seed)
+    # Grouped-query (4 query heads, 2 key/value heads), 32 positions per rank; float64, so the
+    # only differences are float64 roundings of the merge.
+    shapes = [(2, 4, 64, 16), (2, 2, 64, 16), (2, 2, 64, 16)]
+    qkv = [torch.randn(shape, generator=g, dtype=torch.float64) for shape in shapes]
+    dout = torch.randn(shapes[0], generator=g, dtype=torch.float64)
+    ranks = _launch("ring", {"qkv": qkv, "dout": dout}, tmp_path)
+    for causal in (False, True):
+        q, k, v = (t.clone().requires_grad_() for t in qkv)
+        out = flash_attention(q, k, v, is_causal=causal)
+        out.backward(dout)
+        expected = {"out": out.detach(), "dq": q.grad, "dk": k.grad, "dv": v.grad}
+        for name, full in expected.items():
+            actual = torch.cat([rank[causal][name] for rank in ranks], dim=2)
+            torch.testing.assert_close(actual, full, msg=lambda m, n=name, c=causal: f"{n}, causal {c}: {m}")
+
+
+@pytest.mark.parametrize(
+    ("q_shape", "k_shape", "device", "match"),
+    [
+        ((1, 2, 8, 16), (1, 2, 4, 16), "cpu", "4 keys for 8 queries"),
+        ((1, 2, 8, 16), (1, 2, 8, 16), "meta", "only CPU tensors are supported, got meta"),
+        ((1, 2, 8, 12), (1, 2, 8, 12), "cpu", "head dim 12"),
+    ],
+)
+def test_ring_attention_bad_input_raises_before_communicating(q_shape, k_shape, device, match):
+    q = torch.zeros(q_shape, device=device)
+    k = torch.zeros(k_shape, device=device)
+    with pytest.raises(ValueError, match=match):  # no process group here: nothing was sent
+        ring_attention(q, k, k, is_causal=True)
