@@ -107,7 +107,7 @@ def compiled_steps(inputs: dict[str, Any], rank: int) -> dict[str, Any]:
         traced_ops.extend(str(n.target) for n in graph.graph.nodes if "orchard" in str(n.target))
         return aot_eager(graph, example_inputs)
 
-    nets = {name: DistributedDataParallel(model) for name, model in models.items()}
+    nets: dict[str, Any] = {name: DistributedDataParallel(model) for name, model in models.items()}
     nets["compiled"] = torch.compile(nets["compiled"], backend=backend)
     optimizers = {name: torch.optim.SGD(model.parameters(), lr=0.5) for name, model in models.items()}
     results: dict[str, Any] = {name: [] for name in models}
@@ -124,11 +124,11 @@ def compiled_steps(inputs: dict[str, Any], rank: int) -> dict[str, Any]:
 def ring(inputs: dict[str, Any], rank: int) -> dict[str, Any]:
     world = dist.get_world_size()
     results = {}
-    for causal in (False, True):
+    for mask in ("full", "causal"):
         q, k, v = (t.chunk(world, dim=2)[rank].clone().requires_grad_() for t in inputs["qkv"])
-        out = ring_attention(q, k, v, is_causal=causal)
+        out = ring_attention(q, k, v, is_causal=mask == "causal")
         out.backward(inputs["dout"].chunk(world, dim=2)[rank])
-        results[causal] = {"out": out.detach(), "dq": q.grad, "dk": k.grad, "dv": v.grad}
+        results[mask] = {"out": out.detach(), "dq": q.grad, "dk": k.grad, "dv": v.grad}
     return results
 
 

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ WORLD = 2
 TIMEOUT_S = 180
 BATCH, LENGTH, VOCAB = 4, 32, 97
 
-_BASE = dict(
+_BASE: dict[str, Any] = dict(
     vocab_size=VOCAB,
     n_positions=LENGTH,
     n_embd=64,
@@ -41,7 +42,7 @@ _BASE = dict(
     eos_token_id=0,
     attn_implementation="orchard",
 )
-CONFIGS = {
+CONFIGS: dict[str, dict[str, Any]] = {
     "plain": {**_BASE, "attn_pdrop": 0.0, "resid_pdrop": 0.0, "embd_pdrop": 0.0},
     "dropout": {**_BASE, "attn_pdrop": 0.1, "resid_pdrop": 0.1, "embd_pdrop": 0.1},
     # Only the orchard op drops: equal logits mean equal attention masks.
@@ -109,6 +110,11 @@ def _reference(config: dict[str, Any], inputs: dict[str, Any], seeds: list[int] 
     return {name: p.grad for name, p in model.named_parameters()}
 
 
+def _prefixed(prefix: str) -> Callable[[str], str]:
+    """assert_close's message with what was compared in front."""
+    return lambda message: f"{prefix}: {message}"
+
+
 def _assert_gradients_close(actual: dict, expected: dict) -> None:
     """Equal up to float32 summation order, which is all that differs between the runs: each rank
     sums its slice's tokens into the weights' gradients and the ranks' sums are then averaged,
@@ -119,7 +125,7 @@ def _assert_gradients_close(actual: dict, expected: dict) -> None:
     assert actual.keys() == expected.keys()
     for name, grad in expected.items():
         atol = 16 * torch.finfo(torch.float32).eps * grad.abs().max().item()
-        torch.testing.assert_close(actual[name], grad, rtol=0, atol=atol, msg=lambda m, n=name: f"{n}: {m}")
+        torch.testing.assert_close(actual[name], grad, rtol=0, atol=atol, msg=_prefixed(name))
 
 
 @pytest.mark.parametrize("kind", ["ddp", "fsdp2"])
@@ -160,14 +166,14 @@ def test_ring_attention_equals_single_process(seed, tmp_path):
     qkv = [torch.randn(shape, generator=g, dtype=torch.float64) for shape in shapes]
     dout = torch.randn(shapes[0], generator=g, dtype=torch.float64)
     ranks = _launch("ring", {"qkv": qkv, "dout": dout}, tmp_path)
-    for causal in (False, True):
+    for mask in ("full", "causal"):
         q, k, v = (t.clone().requires_grad_() for t in qkv)
-        out = flash_attention(q, k, v, is_causal=causal)
+        out = flash_attention(q, k, v, is_causal=mask == "causal")
         out.backward(dout)
         expected = {"out": out.detach(), "dq": q.grad, "dk": k.grad, "dv": v.grad}
         for name, full in expected.items():
-            actual = torch.cat([rank[causal][name] for rank in ranks], dim=2)
-            torch.testing.assert_close(actual, full, msg=lambda m, n=name, c=causal: f"{n}, causal {c}: {m}")
+            actual = torch.cat([rank[mask][name] for rank in ranks], dim=2)
+            torch.testing.assert_close(actual, full, msg=_prefixed(f"{name}, {mask} attention"))
 
 
 @pytest.mark.parametrize(
