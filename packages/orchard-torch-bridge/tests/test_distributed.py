@@ -28,7 +28,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 WORLD = 2
-# Both ranks together; a few seconds each on 2 cores. Past it, the ranks are killed.
+# A run takes 4 to 10 s on 2 cores, about twice that with ASan preloaded; past this the ranks
+# are killed and the test fails.
 TIMEOUT_S = 180
 BATCH, LENGTH, VOCAB = 4, 32, 97
 
@@ -152,7 +153,8 @@ def test_compile_under_ddp(seed, tmp_path):
     inputs = _inputs(seed)
     ranks = _launch("compile", inputs, tmp_path)
     for rank in ranks:
-        # Both layers' attention went into the compiled graphs (not run eagerly after a break).
+        # Both layers' attention went into the compiled graphs (not run eagerly after a break),
+        # once: the second step reused them.
         assert rank["traced_ops"] == ["orchard.flash_attention.default"] * CONFIGS["plain"]["n_layer"]
         for compiled, eager in zip(rank["compiled"], rank["eager"], strict=True):
             _assert_gradients_close(compiled, eager)
