@@ -202,20 +202,23 @@ const T* column_of(const T* x, BlasOperand op, int col) {
 // out (dense m x n) = a @ b in bands of the output's rows (or columns, when it has fewer rows
 // than columns), each a BLAS call of its own, spread over `threads` threads. The bands depend
 // on the sizes alone, so whatever the thread count BLAS makes the same calls and results do not
-// change with it. Every band packs the whole other operand again: bands of 256 rows give
-// mid-sized products threads to run on, 512 beyond 1024 keeps that copying small, and there
-// are at most kMaxBands.
+// change with it. They are of equal size (a multiple of 16) and even in number, so that two
+// threads (a laptop's efficiency cores, the 2-core CI machine) share them evenly: 3 bands on 2
+// threads ran at two thirds of the cores' speed. Every band packs the whole other operand again:
+// bands of at most 256 rows give mid-sized products threads to run on, 512 beyond 1024 keeps
+// that copying small, and there are at most kMaxBands.
 template <class T>
 void multiply(int m, int n, int k, const T* a, BlasOperand a_op, const T* b, BlasOperand b_op, const T* bias,
               T* out, int threads) {
-  constexpr int64_t kMaxBands = 16;
+  constexpr int64_t kMaxBands = 16, kMinBand = 32, kBandMultiple = 16;
   const int64_t along = std::max(m, n);
-  const int64_t unit = along <= 1024 ? 256 : 512;
-  if (int64_t{m} * n * k < kParallelProduct || along <= unit) {
+  if (int64_t{m} * n * k < kParallelProduct || along < 2 * kMinBand) {
     return multiply_block(m, n, k, a, a_op, b, b_op, bias, out, n);
   }
-  const int64_t least = (along + kMaxBands - 1) / kMaxBands;
-  const int64_t band = (least + unit - 1) / unit * unit;
+  const int64_t largest = along <= 1024 ? 256 : 512;
+  int64_t count = std::clamp<int64_t>((along + largest - 1) / largest, 2, kMaxBands);
+  count += count % 2;
+  const int64_t band = ((along + count - 1) / count + kBandMultiple - 1) / kBandMultiple * kBandMultiple;
   const auto bands = static_cast<int>((along + band - 1) / band);
   const bool by_rows = m >= n;
 #pragma omp parallel for num_threads(std::min(threads, bands)) schedule(static)
