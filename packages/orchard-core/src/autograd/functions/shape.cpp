@@ -11,17 +11,15 @@ namespace orchard::autograd {
 
 namespace {
 
-// The pieces `plain` cut from input along dim, cut again with autograd::slice so each
-// records a differentiable view.
-std::vector<Tensor> sliced_like(const Tensor& input, int64_t dim, std::vector<Tensor> plain) {
+// The pieces `plain` cut from input along dim as one node with an output per piece, like
+// torch's SplitBackward: the backward concatenates the pieces' gradients (zeros for a piece that
+// got none), one pass, where a node per piece would add a zero-padded full-size gradient each.
+std::vector<Tensor> split_pieces(const Tensor& input, int64_t dim, std::vector<Tensor> plain) {
   if (!any_requires_grad({&input})) return plain;
   const int64_t d = shape::wrap_dim(dim, input.ndim());
-  int64_t start = 0;
-  for (Tensor& piece : plain) {
-    const int64_t stop = start + piece.shape()[d];
-    piece = slice(input, d, start, stop);
-    start = stop;
-  }
+  record(
+      "SplitBackward", {input}, plain,
+      [d](const Node::Grads& grads) { return Node::Grads{orchard::cat(grads, d)}; }, true);
   return plain;
 }
 
@@ -99,15 +97,15 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
 }
 
 std::vector<Tensor> split(const Tensor& input, int64_t split_size, int64_t dim) {
-  return sliced_like(input, dim, orchard::split(input, split_size, dim));
+  return split_pieces(input, dim, orchard::split(input, split_size, dim));
 }
 
 std::vector<Tensor> split(const Tensor& input, const std::vector<int64_t>& sizes, int64_t dim) {
-  return sliced_like(input, dim, orchard::split(input, sizes, dim));
+  return split_pieces(input, dim, orchard::split(input, sizes, dim));
 }
 
 std::vector<Tensor> chunk(const Tensor& input, int64_t chunks, int64_t dim) {
-  return sliced_like(input, dim, orchard::chunk(input, chunks, dim));
+  return split_pieces(input, dim, orchard::chunk(input, chunks, dim));
 }
 
 Tensor index_select(const Tensor& input, int64_t dim, const Tensor& index) {
