@@ -101,8 +101,10 @@ Tensor unary_grad(UnaryOp op, const Tensor& g, const Tensor& x, const Tensor& ou
     case UnaryOp::Tanh: return mul(g, sub(1.0, mul(out, out)));
     case UnaryOp::Sigmoid: return mul(g, mul(out, sub(1.0, out)));
     case UnaryOp::Relu: return keep_where(gt(out, 0.0), g);
-    case UnaryOp::Gelu: return mul(g, orchard::unary(UnaryOp::GeluDerivative, x));
-    case UnaryOp::GeluTanh: return mul(g, orchard::unary(UnaryOp::GeluTanhDerivative, x));
+    // The derivative is a fresh tensor: scaled in place, the product needs no buffer of its own.
+    case UnaryOp::Gelu: return orchard::binary_(BinaryOp::Mul, orchard::unary(UnaryOp::GeluDerivative, x), g);
+    case UnaryOp::GeluTanh:
+      return orchard::binary_(BinaryOp::Mul, orchard::unary(UnaryOp::GeluTanhDerivative, x), g);
     default: fail<RuntimeError>("no backward formula for unary op ", static_cast<int>(op));
   }
 }
