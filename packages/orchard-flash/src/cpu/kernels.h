@@ -15,6 +15,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #if !defined(ORCHARD_FLASH_ISA) || !defined(ORCHARD_FLASH_VECTOR_BYTES) || \
     !defined(ORCHARD_FLASH_TILE_ROWS) || !defined(ORCHARD_FLASH_TILE_VECTORS)
@@ -273,18 +276,96 @@ void fill_row(A* x, int64_t n, A value) {
 
 // Multiplies p[0..n) (keys col0 .. col0+n of one row, col0 a multiple of 4) by the dropout
 // keep mask scaled by 1 / (1 - p); see Dropout in attention.h.
+// ---- dropout: one Philox4x32-10 call per 4 columns, kDropoutLanes calls at once --------------
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#if defined(__AVX512F__)
+constexpr int kDropoutLanes = 16;
+using Lanes = __m512i;
+FLASH_INLINE Lanes lanes_of(uint32_t x) { return _mm512_set1_epi32(static_cast<int>(x)); }
+FLASH_INLINE Lanes lanes_xor(Lanes a, Lanes b) { return _mm512_xor_si512(a, b); }
+// 32x32 -> 64-bit products of every lane by m, as low and high words (vpmuludq takes the even
+// lanes; the odd ones are shifted down for a second one).
+FLASH_INLINE void mul_hi_lo(Lanes m, Lanes x, Lanes& hi, Lanes& lo) {
+  const Lanes even = _mm512_mul_epu32(m, x);
+  const Lanes odd = _mm512_mul_epu32(m, _mm512_srli_epi64(x, 32));
+  lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+  hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+}
+FLASH_INLINE Lanes counting_from(uint32_t x) {
+  return _mm512_add_epi32(lanes_of(x),
+                          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+}
+FLASH_INLINE void store_lanes(uint32_t* p, Lanes x) { _mm512_storeu_si512(p, x); }
+#else
+constexpr int kDropoutLanes = 8;
+using Lanes = __m256i;
+FLASH_INLINE Lanes lanes_of(uint32_t x) { return _mm256_set1_epi32(static_cast<int>(x)); }
+FLASH_INLINE Lanes lanes_xor(Lanes a, Lanes b) { return _mm256_xor_si256(a, b); }
+FLASH_INLINE void mul_hi_lo(Lanes m, Lanes x, Lanes& hi, Lanes& lo) {
+  const Lanes even = _mm256_mul_epu32(m, x);
+  const Lanes odd = _mm256_mul_epu32(m, _mm256_srli_epi64(x, 32));
+  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+}
+FLASH_INLINE Lanes counting_from(uint32_t x) {
+  return _mm256_add_epi32(lanes_of(x), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+FLASH_INLINE void store_lanes(uint32_t* p, Lanes x) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), x); }
+#endif
+
+// Philox4x32-10 (orchard/philox.h) of counters (group0 + lane, row, h, b), word w of lane l at
+// words[w][l]: the same bits as one call per counter.
+FLASH_INLINE void dropout_words(uint32_t group0, uint32_t row, uint32_t h, uint32_t b, uint32_t key0,
+                                uint32_t key1, uint32_t (&words)[4][kDropoutLanes]) {
+  const Lanes mul0 = lanes_of(0xD2511F53u), mul1 = lanes_of(0xCD9E8D57u);
+  Lanes x0 = counting_from(group0), x1 = lanes_of(row), x2 = lanes_of(h), x3 = lanes_of(b);
+  for (int round = 0; round < 10; ++round) {
+    Lanes hi0, lo0, hi1, lo1;
+    mul_hi_lo(mul0, x0, hi0, lo0);
+    mul_hi_lo(mul1, x2, hi1, lo1);
+    x0 = lanes_xor(lanes_xor(hi1, x1), lanes_of(key0));
+    x1 = lo1;
+    x2 = lanes_xor(lanes_xor(hi0, x3), lanes_of(key1));
+    x3 = lo0;
+    key0 += 0x9E3779B9u;
+    key1 += 0xBB67AE85u;
+  }
+  store_lanes(words[0], x0);
+  store_lanes(words[1], x1);
+  store_lanes(words[2], x2);
+  store_lanes(words[3], x3);
+}
+#else
+constexpr int kDropoutLanes = 4;
+FLASH_INLINE void dropout_words(uint32_t group0, uint32_t row, uint32_t h, uint32_t b, uint32_t key0,
+                                uint32_t key1, uint32_t (&words)[4][kDropoutLanes]) {
+  for (int l = 0; l < kDropoutLanes; ++l) {
+    const std::array<uint32_t, 4> w = orchard::philox4x32_10({group0 + l, row, h, b}, {key0, key1});
+    for (int i = 0; i < 4; ++i) words[i][l] = w[i];
+  }
+}
+#endif
+
+// p[j] (column col0 + j of row `row` of head (b, h), col0 a multiple of 4) zeroed with
+// probability p, else scaled by 1 / (1 - p): kept when word (col0 + j) % 4 of the Philox call
+// for group (col0 + j) / 4 is at least p * 2^32 (attention.h).
 template <class A>
 void apply_dropout(A* p, int64_t n, const Dropout& dropout, int64_t b, int64_t h, int64_t row, int64_t col0) {
   const auto threshold = static_cast<uint32_t>(dropout.p * 4294967296.0);
   const A keep_scale = static_cast<A>(1.0 / (1.0 - dropout.p));
-  const std::array<uint32_t, 2> key{static_cast<uint32_t>(dropout.seed),
-                                    static_cast<uint32_t>(dropout.seed >> 32)};
-  for (int64_t g = 0; g * 4 < n; ++g) {
-    const std::array<uint32_t, 4> words =
-        orchard::philox4x32_10({static_cast<uint32_t>(col0 / 4 + g), static_cast<uint32_t>(row),
-                                static_cast<uint32_t>(h), static_cast<uint32_t>(b)},
-                               key);
-    for (int w = 0; w < 4 && g * 4 + w < n; ++w) p[g * 4 + w] *= words[w] >= threshold ? keep_scale : A(0);
+  const auto key0 = static_cast<uint32_t>(dropout.seed), key1 = static_cast<uint32_t>(dropout.seed >> 32);
+  uint32_t words[4][kDropoutLanes];
+  uint32_t flat[4 * kDropoutLanes];  // the words in column order
+  for (int64_t j0 = 0; j0 < n; j0 += 4 * kDropoutLanes) {
+    dropout_words(static_cast<uint32_t>((col0 + j0) / 4), static_cast<uint32_t>(row),
+                  static_cast<uint32_t>(h), static_cast<uint32_t>(b), key0, key1, words);
+    for (int l = 0; l < kDropoutLanes; ++l) {
+      for (int w = 0; w < 4; ++w) flat[4 * l + w] = words[w][l];
+    }
+    const int64_t count = imin(4 * kDropoutLanes, n - j0);
+    A* q = p + j0;
+    for (int64_t j = 0; j < count; ++j) q[j] *= flat[j] >= threshold ? keep_scale : A(0);
   }
 }
 
