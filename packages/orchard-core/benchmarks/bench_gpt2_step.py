@@ -28,8 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "demo"))
 from _harness import Case, Row, measure, print_row, print_settings, write_table
 from gpt2_model import GPT2Config, gpt2_class
 
-# (name, layers, heads, width, length, batch): the demo's presets and a wider model.
+# (name, layers, heads, width, length, batch): a tiny model (per-op costs), the demo's preset and a
+# wider model.
 SHAPES = [
+    ("tiny: 2 layers, 64 wide, seq 64, batch 16", 2, 4, 64, 64, 16),
     ("demo small: 4 layers, 128 wide, seq 256, batch 8", 4, 4, 128, 256, 8),
     ("6 layers, 384 wide, seq 256, batch 4", 6, 6, 384, 256, 4),
 ]
