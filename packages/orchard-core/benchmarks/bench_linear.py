@@ -79,7 +79,7 @@ def main() -> None:
             "torch calls addmm. Backward: d_input = g @ W, d_weight = g^T @ x (transposed BLAS reads, no",
             f"copies), d_bias = g summed over rows. Median of {args.repeats} timed loops per library,",
             "taking turns. 768 -> 768 backward: d_weight is a 768x768 product over K = 4096, cut into",
-            "3 bands of 256 rows (matmul's fixed bands), which 2 threads run in two rounds.",
+            "4 bands of 192 rows (matmul's bands: an even count, fixed by the sizes), 2 per thread on 2.",
         ]
         write_table(
             args.out,
