@@ -299,12 +299,12 @@ def test_dropout_train_and_eval(seed, kernel_calls):
     assert not torch.allclose(a, first, atol=1e-3)  # dropout does something
 
 
-def _train(seed: int, steps: int) -> list[float]:
+def _train(seed: int, steps: int, dropout_seed: int) -> list[float]:
     model = _model(seed, attn_pdrop=0.1, n_embd=32, n_head=4, n_layer=2)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     data = torch.Generator().manual_seed(seed + 2)
-    torch.manual_seed(seed + 3)  # dropout draws from here
+    torch.manual_seed(dropout_seed)  # dropout draws from here
     losses = []
     for _ in range(steps):
         # Sequences that repeat a random 3-token pattern: learnable only by attending back.
@@ -328,13 +328,17 @@ def one_thread():
 
 
 def test_training_converges_like_stock(seed, kernel_calls, one_thread):
-    steps = 80
-    stock = _train(seed, steps)
+    # One run's final loss depends on its dropout draws (the two libraries' masks differ): two
+    # runs of stock alone differ by 0.15 in SD. Three dropout seeds per library, averaged, keep
+    # the comparison about the libraries (measured at 12 seeds: one run each failed 1 in 8).
+    steps, runs = 80, 3
+    stock = [_train(seed, steps, seed + 3 + run) for run in range(runs)]
     bridge.enable()
-    orchard = _train(seed, steps)
-    assert len(kernel_calls) == 2 * steps
-    tail_stock = sum(stock[-10:]) / 10
-    tail_orchard = sum(orchard[-10:]) / 10
-    print(f"loss: start {stock[0]:.3f}/{orchard[0]:.3f}, last 10 steps {tail_stock:.3f}/{tail_orchard:.3f}")
-    assert tail_stock < 0.6 * stock[0] and tail_orchard < 0.6 * orchard[0]
+    orchard = [_train(seed, steps, seed + 3 + run) for run in range(runs)]
+    assert len(kernel_calls) == 2 * steps * runs
+    tail_stock = sum(sum(losses[-10:]) / 10 for losses in stock) / runs
+    tail_orchard = sum(sum(losses[-10:]) / 10 for losses in orchard) / runs
+    start = stock[0][0]
+    print(f"loss: start {start:.3f}/{orchard[0][0]:.3f}, last 10 steps {tail_stock:.3f}/{tail_orchard:.3f}")
+    assert tail_stock < 0.6 * start and tail_orchard < 0.6 * orchard[0][0]
     assert abs(tail_orchard - tail_stock) < 0.15 * tail_stock + 0.1
