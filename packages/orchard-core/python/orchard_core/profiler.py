@@ -100,12 +100,12 @@ class EventList(list[EventAverage]):
         if row_limit < 1:
             raise ValueError(f"table: row_limit must be at least 1, got {row_limit}")
         rows = sorted(self, key=lambda r: getattr(r, sort_by), reverse=True)[:row_limit]
-        self_total = sum(r.self_cpu_time_total for r in self) or 1.0
+        self_total = sum(r.self_cpu_time_total for r in self)
         header = ("Name", "Self CPU %", "Self CPU", "CPU total", "CPU time avg", "Self Mem", "# of Calls")
         body = [
             (
                 r.key,
-                f"{100 * r.self_cpu_time_total / self_total:.2f}%",
+                f"{100 * r.self_cpu_time_total / (self_total or 1.0):.2f}%",
                 _time(r.self_cpu_time_total),
                 _time(r.cpu_time_total),
                 _time(r.cpu_time),
@@ -131,7 +131,7 @@ class EventList(list[EventAverage]):
                 rule,
                 *map(line, body),
                 rule,
-                f"Self CPU time total: {_time(sum(r.self_cpu_time_total for r in self))}",
+                f"Self CPU time total: {_time(self_total)}",
                 f"Wall time profiled: {_time(self.wall_us)}, of which outside any op: {_time(outside)} "
                 f"({share:.1f}%: Python between ops, and work orchard does not see)",
             ]

@@ -274,8 +274,6 @@ void fill_row(A* x, int64_t n, A value) {
   for (int64_t j = 0; j < n; ++j) x[j] = value;
 }
 
-// Multiplies p[0..n) (keys col0 .. col0+n of one row, col0 a multiple of 4) by the dropout
-// keep mask scaled by 1 / (1 - p); see Dropout in attention.h.
 // ---- dropout: one Philox4x32-10 call per 4 columns, kDropoutLanes calls at once --------------
 
 #if defined(__AVX512F__) || defined(__AVX2__)
