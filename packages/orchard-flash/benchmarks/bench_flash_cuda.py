@@ -63,6 +63,7 @@ class Row:
     ms: dict[str, dict[str, float | None]] = field(default_factory=dict)
     check: str = ""  # "ok (errors ...)", or what went wrong
     notes: list[str] = field(default_factory=list)
+    dropout: float = 0.0  # dropout_p of the timed calls (the check runs without dropout)
 
     def tflops(self, impl: str, direction: str) -> float | None:
         ms = self.ms.get(impl, {}).get(direction)
@@ -76,7 +77,9 @@ class Row:
         return None if mine is None or theirs is None else mine / theirs
 
     def label(self) -> str:
-        return f"D={self.dim} L={self.length}{' causal' if self.causal else ''}"
+        return f"D={self.dim} L={self.length}{' causal' if self.causal else ''}" + (
+            f" dropout {self.dropout:g}" if self.dropout else ""
+        )
 
 
 # --- timing -----------------------------------------------------------------------------------------
@@ -140,14 +143,21 @@ def run_shape(
     timer: Callable[[Callable[[], object]], float],
     only_ours: bool = False,
     seed: int = 0,
+    dropout: float = 0.0,
 ) -> Row:
-    """One shape: torch's backends checked and timed, then orchard checked against them and timed."""
+    """One shape: torch's backends checked and timed, then orchard checked against them and timed.
+
+    With ``dropout`` > 0 the timed calls of every implementation drop with that probability; the
+    check compares outputs without dropout (the libraries' masks differ), and the dropout masks
+    themselves are the tests' business (test_dropout.py, mask equality with the CPU).
+    """
     from torch.nn.attention import sdpa_kernel
 
     batch, heads = max(1, 16384 // length) * 2, MODEL_DIM // dim
     row = Row(
         dim, length, batch, heads, causal, 4.0 * batch * heads * length * length * dim / (2 if causal else 1)
     )
+    row.dropout = dropout
     gen = torch.Generator(device).manual_seed(seed)
     shape = (batch, heads, length, dim)
     q, k, v = (
@@ -180,8 +190,8 @@ def run_shape(
         grads = {"dq": dq, "dk": dk, "dv": dv}
         return of.backward(do, qd, kd, vd, out, lse, **grads, deterministic=deterministic, **options)
 
-    def torch_fwd() -> torch.Tensor:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    def torch_fwd(p: float = dropout) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=p)
 
     # torch: each backend's output and gradients once (the first that runs is the correctness
     # reference), then timed.
@@ -189,10 +199,11 @@ def run_shape(
     for name, backend in _backends().items():
         try:
             with sdpa_kernel(backend):
-                o = torch_fwd()
+                o = torch_fwd(0.0)
                 grads = torch.autograd.grad(o, (q, k, v), do, retain_graph=True)
                 if not reference:
                     reference = [o.detach(), *grads]
+                o = torch_fwd()  # the timed backward runs through the timed forward's graph
                 if not only_ours:
                     row.ms[name] = {
                         "fwd": timer(torch_fwd),
@@ -232,6 +243,7 @@ def run_shape(
                 row.check = "ok (" + ", ".join(f"{n} {e:.1e}" for n, e in errors.items()) + ")"
             # Before the timed calls overwrite dq: how far the atomic sums land from the others.
             row.notes.append(f"dq atomic vs deterministic: rel err {_rel_err(dq, deterministic_dq):.1e}")
+            options.update(dropout_p=dropout, seed=12345)
             row.ms["ours"] = {"fwd": timer(ours_fwd), "bwd": timer(ours_bwd)}
             row.ms["ours-det"] = {"fwd": None, "bwd": timer(lambda: ours_bwd(deterministic=True))}
     row.ms.setdefault("ours", {"fwd": None, "bwd": None})
@@ -246,7 +258,7 @@ def _fmt(x: float | None, digits: int = 0) -> str:
 
 
 HEADER = [
-    "D", "L", "B", "H", "causal",
+    "D", "L", "B", "H", "causal", "dropout",
     "ours fwd", "ours bwd", "flash fwd", "flash bwd", "cudnn fwd", "cudnn bwd",
     "ours/flash fwd", "ours/flash bwd", "ours/cudnn fwd", "ours/cudnn bwd", "ours bwd deterministic", "check",
 ]  # fmt: skip
@@ -254,6 +266,7 @@ HEADER = [
 
 def cells(row: Row) -> list[str]:
     out = [str(row.dim), str(row.length), str(row.batch), str(row.heads), "yes" if row.causal else "no"]
+    out.append(f"{row.dropout:g}")
     out += [_fmt(row.tflops(impl, d)) for impl in IMPLS for d in ("fwd", "bwd")]
     out += [_fmt(row.ratio(other, d), 2) for other in ("flash", "cudnn") for d in ("fwd", "bwd")]
     return [*out, _fmt(row.tflops("ours-det", "bwd")), row.check]
@@ -262,10 +275,10 @@ def cells(row: Row) -> list[str]:
 def print_row(row: Row) -> None:
     c = cells(row)
     print(
-        f"D={c[0]:>3} L={c[1]:>5} B={c[2]:>2} H={c[3]:>2} causal={c[4]:3}"
-        f" | ours {c[5]:>4}/{c[6]:>4}  flash {c[7]:>4}/{c[8]:>4}  cudnn {c[9]:>4}/{c[10]:>4} TFLOP/s fwd/bwd"
-        f" | ours/flash {c[11]:>4}/{c[12]:>4}  ours/cudnn {c[13]:>4}/{c[14]:>4}"
-        f" | det bwd {c[15]:>4} | {c[16]}",
+        f"D={c[0]:>3} L={c[1]:>5} B={c[2]:>2} H={c[3]:>2} causal={c[4]:3} p={c[5]}"
+        f" | ours {c[6]:>4}/{c[7]:>4}  flash {c[8]:>4}/{c[9]:>4}  cudnn {c[10]:>4}/{c[11]:>4} TFLOP/s fwd/bwd"
+        f" | ours/flash {c[12]:>4}/{c[13]:>4}  ours/cudnn {c[14]:>4}/{c[15]:>4}"
+        f" | det bwd {c[16]:>4} | {c[17]}",
         flush=True,
     )
     for note in row.notes:
@@ -343,6 +356,7 @@ def plot(rows: list[Row], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [row for row in rows if not row.dropout]  # the plot compares the kernels without dropout
     dims = sorted({row.dim for row in rows})
     fig, axes = plt.subplots(len(dims), 2, figsize=(11, 4 * len(dims)), squeeze=False, sharex=True)
     colors = {"ours": "tab:green", "ours-det": "tab:olive", "flash": "tab:blue", "cudnn": "tab:orange"}
@@ -414,6 +428,13 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=25.0, help="warm-up per measurement, ms")
     parser.add_argument("--rep", type=float, default=100.0, help="timed calls per measurement, ms")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dropout",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="dropout_p of the timed calls, one row per value (e.g. 0 0.1)",
+    )
     parser.add_argument("--out", type=Path, help="write a Markdown report here")
     parser.add_argument("--json", type=Path, help="write the raw numbers here")
     parser.add_argument("--plot", type=Path, help="write a TFLOP/s vs L plot here (png, svg, pdf)")
@@ -463,12 +484,20 @@ def main() -> int:
     for dim in dims:
         for length in lengths:
             for causal in (False, True):
-                row = run_shape(
-                    dim, length, causal, device=device, timer=timer, only_ours=args.only_ours, seed=args.seed
-                )
-                torch.cuda.empty_cache()
-                rows.append(row)
-                print_row(row)
+                for dropout in args.dropout:
+                    row = run_shape(
+                        dim,
+                        length,
+                        causal,
+                        device=device,
+                        timer=timer,
+                        only_ours=args.only_ours,
+                        seed=args.seed,
+                        dropout=dropout,
+                    )
+                    torch.cuda.empty_cache()
+                    rows.append(row)
+                    print_row(row)
     print(first_bar(rows))
 
     if args.out:

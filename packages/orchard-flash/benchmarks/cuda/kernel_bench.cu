@@ -3,10 +3,11 @@
 // tier and prints TFLOP/s of forward, backward (atomic dQ) and backward (deterministic).
 //
 // Build (no GPU needed), from packages/orchard-flash:
-//   nvcc -std=c++20 -O3 -Isrc -gencode=arch=compute_90a,code=sm_90a -o kernel_bench \
-//     benchmarks/cuda/kernel_bench.cu src/cuda/*.cu
-// Run: ./kernel_bench D L B H causal [reps [check]]   (bfloat16, contiguous (B, H, L, D) operands;
-// check=0 skips the simt reference, e.g. under a profiler)
+//   nvcc -std=c++20 -O3 -Isrc -I../orchard-core/include -gencode=arch=compute_90a,code=sm_90a \
+//     -o kernel_bench benchmarks/cuda/kernel_bench.cu src/cuda/*.cu src/cuda/tiers.cpp
+// Run: ./kernel_bench D L B H causal [reps [check [dropout_p]]]   (bfloat16, contiguous (B, H, L, D)
+// operands; check=0 skips the simt reference, e.g. under a profiler; the simt tier draws the
+// dropout mask element by element, so the check covers the fast tiers' mask too)
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
@@ -102,7 +103,7 @@ float median_ms(F&& body, int reps) {
 
 int main(int argc, char** argv) {
   if (argc < 6) {
-    std::fprintf(stderr, "usage: %s D L B H causal [reps [check]]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s D L B H causal [reps [check [dropout_p]]]\n", argv[0]);
     return 2;
   }
   const int64_t dim = std::atoll(argv[1]), len = std::atoll(argv[2]), batch = std::atoll(argv[3]),
@@ -110,11 +111,12 @@ int main(int argc, char** argv) {
   const bool causal = std::atoi(argv[5]) != 0;
   const int reps = argc > 6 ? std::atoi(argv[6]) : 20;
   const bool reference = argc > 7 ? std::atoi(argv[7]) != 0 : true;
+  const double dropout_p = argc > 8 ? std::atof(argv[8]) : 0.0;
   const int64_t count = batch * heads * len * dim, rows = batch * heads * len;
   const auto seed = static_cast<uint32_t>(std::random_device{}());
-  std::printf("D=%lld L=%lld B=%lld H=%lld causal=%d seed=%u\n", static_cast<long long>(dim),
+  std::printf("D=%lld L=%lld B=%lld H=%lld causal=%d dropout=%g seed=%u\n", static_cast<long long>(dim),
               static_cast<long long>(len), static_cast<long long>(batch), static_cast<long long>(heads),
-              causal, seed);
+              causal, dropout_p, seed);
 
   Buffer q(count * 2), k(count * 2), v(count * 2), dout(count * 2), out(count * 2), dq(count * 2),
       dk(count * 2), dv(count * 2), lse(rows * 4), delta(rows * 4);
@@ -137,6 +139,8 @@ int main(int argc, char** argv) {
   a.dim = dim;
   a.scale = 1.0 / std::sqrt(static_cast<double>(dim));
   a.causal = causal;
+  a.dropout_p = dropout_p;
+  a.seed = seed * 0x9E3779B97F4A7C15ull;
   a.q = operand(q);
   a.k = operand(k);
   a.v = operand(v);

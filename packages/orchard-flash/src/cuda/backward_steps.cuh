@@ -54,25 +54,22 @@ __device__ __forceinline__ void scores_to_ds(float (&s)[kTiles][4], const float 
                                              const int (&local)[2], const float* s_lse, const float* s_delta,
                                              int64_t n0, bool masked, int64_t h, int64_t b, int t) {
   const bool dropout = a.dropout_p > 0;
+  uint32_t keep[(kTiles + 7) / 8] = {};
+  if (dropout) query_major_keep<kTiles>(keep, drop, rows, n0, h, b, t);
 #pragma unroll
   for (int nt = 0; nt < kTiles; ++nt) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int64_t row = rows[half];
       const float row_lse = s_lse[local[half]], row_delta = s_delta[local[half]];
-      bool keep0 = true, keep1 = true;
-      if (dropout) {
-        const philox::Words w = drop.words(n0 + nt * 8 + 2 * t, row, h, b);
-        keep0 = ((t & 1) ? w.z : w.x) >= drop.threshold;
-        keep1 = ((t & 1) ? w.w : w.y) >= drop.threshold;
-      }
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int idx = 2 * half + e;
         const int64_t col = n0 + nt * 8 + 2 * t + e;
         float p = exp2f(fmaf(s[nt][idx], scale_log2, -row_lse));
         if (masked && (col >= a.len_k || (a.causal && col > last_key(a, row)))) p = 0;
-        const float z = dropout ? ((e ? keep1 : keep0) ? keep_scale : 0.0f) : 1.0f;
+        const bool kept = keep[nt / 8] >> (4 * (nt % 8) + idx) & 1;
+        const float z = dropout ? (kept ? keep_scale : 0.0f) : 1.0f;
         s[nt][idx] = p * (dp[nt][idx] * z - row_delta);
       }
     }
@@ -88,6 +85,32 @@ struct KeyMajorStep {
   const float* lse;    // base-2 lse of the step's queries (shared memory)
   const float* delta;  // and their delta
 };
+
+// The keep bits of this lane's elements of a key-major step: bit 4 nt + idx for element [nt][idx]
+// (key keys[idx / 2], query m0 + 8 nt + 2t + idx % 2). Keys g and g + 8 sit in lanes 4g + t, with
+// keys[0] - g a multiple of 4, so the four lanes g = 4i .. 4i + 3 of one t need the same four calls
+// per tile, and lane g needs word g % 4 of each: lane g makes call g % 4 and the lanes trade
+// bits, so every call is made once, not four times. Warp-uniform: all 32 lanes must call it.
+template <int kTiles>
+__device__ __forceinline__ uint32_t key_major_keep(const KeyMajorStep& step, const DropoutDraw& drop, int t) {
+  static_assert(kTiles * 4 <= 32, "one keep bit per element");
+  const int lane = static_cast<int>(threadIdx.x % 32), word = lane / 4 % 4;
+  const int key = word < 2 ? step.keys[0] : step.keys[1];  // a select, not an indexed (local) array
+  uint32_t drawn = 0;  // bit 4 nt + w: word w of this lane's call (element idx = word) in tile nt
+#pragma unroll
+  for (int nt = 0; nt < kTiles; ++nt) {
+    drawn |= drop.keep_bits(key, step.m0 + nt * 8 + 2 * t + word % 2, step.h, step.b)
+             << (4 * nt);
+  }
+  uint32_t keep = 0;
+#pragma unroll
+  for (int idx = 0; idx < 4; ++idx) {
+    const uint32_t from = __shfl_sync(0xffffffffu, drawn, (lane & ~12) | (idx << 2));
+#pragma unroll
+    for (int nt = 0; nt < kTiles; ++nt) keep |= (from >> (4 * nt + word) & 1u) << (4 * nt + idx);
+  }
+  return keep;
+}
 
 // S^T becomes P^T (float, for dS), and `pz` the A fragments of P^T Z (for dV); `keep` gets one
 // bit per element (tile * 4 + index) under dropout. kMasked: keys past len_k or, under the
@@ -105,16 +128,14 @@ __device__ __forceinline__ void key_major_probabilities(float (&st)[kTiles][4], 
 #pragma unroll
     for (int idx = 0; idx < 4; ++idx) {
       float p = exp2_flush(fmaf(st[nt][idx], scale_log2, -((idx & 1) ? lse.y : lse.x)));
-      const int query = step.m0 + nt * 8 + 2 * t + (idx & 1), key = step.keys[idx / 2];
       if constexpr (kMasked) {
+        const int query = step.m0 + nt * 8 + 2 * t + (idx & 1), key = step.keys[idx / 2];
         if (key >= a.len_k || (a.causal && key > last_key(a, query))) p = 0;
       }
       st[nt][idx] = p;
-      if constexpr (kDropout) {
-        if (drop.keep(key, query, step.h, step.b)) keep |= 1u << (nt * 4 + idx);
-      }
     }
   }
+  if constexpr (kDropout) keep = key_major_keep<kTiles>(step, drop, t);
 #pragma unroll
   for (int kk = 0; kk < kTiles / 2; ++kk) {
 #pragma unroll

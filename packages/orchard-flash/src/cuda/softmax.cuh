@@ -76,18 +76,18 @@ __device__ __forceinline__ void softmax_step(float (&s)[kTiles][4], float (&o)[k
   rescale_rows(o, correction);
 }
 
-// Zeroes the dropped probabilities; columns 2t and 2t+1 share one Philox draw (words 0,1 or 2,3).
+// Zeroes the dropped probabilities.
 template <int kTiles>
 __device__ __forceinline__ void drop_probabilities(float (&s)[kTiles][4], const DropoutDraw& drop,
                                                    const int64_t (&rows)[2], int64_t n0, int64_t h, int64_t b,
                                                    int t) {
+  uint32_t keep[(kTiles + 7) / 8];
+  query_major_keep<kTiles>(keep, drop, rows, n0, h, b, t);
 #pragma unroll
   for (int nt = 0; nt < kTiles; ++nt) {
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const philox::Words w = drop.words(n0 + nt * 8 + 2 * t, rows[half], h, b);
-      if (((t & 1) ? w.z : w.x) < drop.threshold) s[nt][2 * half] = 0;
-      if (((t & 1) ? w.w : w.y) < drop.threshold) s[nt][2 * half + 1] = 0;
+    for (int idx = 0; idx < 4; ++idx) {
+      if (!(keep[nt / 8] >> (4 * (nt % 8) + idx) & 1)) s[nt][idx] = 0;
     }
   }
 }
