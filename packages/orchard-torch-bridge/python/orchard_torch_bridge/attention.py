@@ -2,8 +2,11 @@
 
 ``torch.ops.orchard.flash_attention(q, k, v, dropout_p, is_causal, scale, seed)`` returns
 (out, lse) and ``torch.ops.orchard.flash_attention_backward`` its gradients; both are opaque
-to torch.compile (fake kernels give their shapes), and autograd connects them. Tensors reach
-orchard-flash through DLPack without copies, and the outputs are allocated by torch. CPU
+to torch.compile (fake kernels give their shapes), and autograd connects them. In eager mode
+``flash_attention`` runs the same two functions through a plain ``torch.autograd.Function``:
+the custom-op machinery costs more host time per call than a small GPU call takes
+(docs/benchmarks/host_overhead_cuda.md). Tensors reach orchard-flash through DLPack without
+copies, and the outputs are allocated by torch. CPU
 tensors run orchard-flash's CPU kernels; CUDA tensors its CUDA kernels, on torch's current
 stream; MPS tensors its Metal kernels, on orchard's own Metal queue between two waits (see
 ``_synchronized``); each when this orchard-flash build has them
@@ -22,6 +25,7 @@ from typing import Any
 import orchard_core
 import orchard_flash
 import torch
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 # PyTorch's is_causal: query row i sees keys 0..i (orchard-flash's "top_left" alignment).
 _ALIGNMENT = "top_left"
@@ -118,6 +122,12 @@ def _check_seed(seed: torch.Tensor) -> None:
         raise ValueError(f"orchard flash_attention: seed must hold one value, got shape {tuple(seed.shape)}")
 
 
+def _orchard(t: torch.Tensor) -> orchard_core.Tensor:
+    """An orchard tensor sharing ``t``'s memory: torch's DLPack export called directly, without
+    ``Tensor.__dlpack__``'s Python-level checks (``t`` is detached here, strided and real)."""
+    return orchard_core.from_dlpack(torch.utils.dlpack.to_dlpack(t.detach()))
+
+
 def _row_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
@@ -170,11 +180,18 @@ def _flash_forward(
     _check_seed(seed)
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty(q.shape[:3], dtype=_row_dtype(q.dtype), device=q.device)
-    # detach(): DLPack refuses tensors that require grad; autograd is this op's registration's job.
     options = _options(q, dropout_p, is_causal, scale)
     # Entered after torch allocated the outputs: on MPS, the wait covers their memory's past use too.
     with _synchronized(q.device):
-        orchard_flash.forward(q.detach(), k.detach(), v.detach(), seed=int(seed), out=out, lse=lse, **options)
+        orchard_flash.forward(
+            _orchard(q),
+            _orchard(k),
+            _orchard(v),
+            seed=int(seed),
+            out=_orchard(out),
+            lse=_orchard(lse),
+            **options,
+        )
     return out, lse
 
 
@@ -213,9 +230,8 @@ def _flash_backward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     _check_seed(seed)
     grads = [torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v)]
-    dlse = None if dlse is None else dlse.detach()
     options = _options(q, dropout_p, is_causal, scale)
-    tensors = [t.detach() for t in (dout, q, k, v, out, lse)]
+    tensors = [_orchard(t) for t in (dout, q, k, v, out, lse)]
     # As torch's own attention backends: dq summed by atomics (faster, last bits varying from
     # run to run) unless torch.use_deterministic_algorithms(True) asks for bitwise repeatability.
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -223,10 +239,10 @@ def _flash_backward(
         orchard_flash.backward(
             *tensors,
             seed=int(seed),
-            dlse=dlse,
-            dq=grads[0],
-            dk=grads[1],
-            dv=grads[2],
+            dlse=None if dlse is None else _orchard(dlse),
+            dq=_orchard(grads[0]),
+            dk=_orchard(grads[1]),
+            dv=_orchard(grads[2]),
             deterministic=deterministic,
             **options,
         )
@@ -258,15 +274,62 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor
     q, k, v, dropout_p, is_causal, scale, seed = inputs
     ctx.save_for_backward(q, k, v, *output, seed)
     ctx.options = (dropout_p, is_causal, scale)
+    # An unused lse gets no gradient rather than a tensor of zeros to fill and read.
+    ctx.set_materialize_grads(False)
 
 
-def _autograd_backward(ctx: Any, dout: torch.Tensor, dlse: torch.Tensor | None) -> tuple[Any, ...]:
+def _gradients(
+    ctx: Any, dout: torch.Tensor | None, dlse: torch.Tensor | None, backward: Any
+) -> tuple[Any, ...]:
     q, k, v, out, lse, seed = ctx.saved_tensors
-    dq, dk, dv = _backward(dout, dlse, q, k, v, out, lse, *ctx.options, seed)
+    if dout is None:  # only lse was used
+        dout = torch.zeros_like(out)
+    dq, dk, dv = backward(dout, dlse, q, k, v, out, lse, *ctx.options, seed)
     return dq, dk, dv, None, None, None, None
 
 
+def _autograd_backward(ctx: Any, dout: torch.Tensor | None, dlse: torch.Tensor | None) -> tuple[Any, ...]:
+    return _gradients(ctx, dout, dlse, _backward)
+
+
 _forward.register_autograd(_autograd_backward, setup_context=_setup_context)
+
+
+class _EagerAttention(torch.autograd.Function):
+    """The custom op's forward and backward in eager mode, without the dispatcher round trips."""
+
+    @staticmethod
+    def forward(ctx: Any, *inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        output = _flash_forward(*inputs)
+        _setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx: Any, dout: torch.Tensor | None, dlse: torch.Tensor | None) -> tuple[Any, ...]:  # type: ignore[override]
+        return _gradients(ctx, dout, dlse, _flash_backward)
+
+
+def _attention_op(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    dropout_p: float,
+    is_causal: bool,
+    scale: float,
+    seed: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.ops.orchard.flash_attention``, through ``_EagerAttention`` for plain tensors on a
+    real device in eager mode; the op itself while torch.compile traces, under a dispatch mode
+    (which expects to see the op: FakeTensorMode, FlopCounterMode, recorders) and for anything
+    else (meta and fake tensors, tensor subclasses), which its registrations handle."""
+    if (
+        type(q) is torch.Tensor
+        and q.device.type != "meta"
+        and not torch.compiler.is_compiling()
+        and not is_in_torch_dispatch_mode()
+    ):
+        return _EagerAttention.apply(q, k, v, dropout_p, is_causal, scale, seed)
+    return _forward(q, k, v, dropout_p, is_causal, scale, seed)
 
 
 def flash_attention(
@@ -301,5 +364,5 @@ def flash_attention(
         seed = torch.randint(0, 2**62, (), dtype=torch.int64, device="cpu")
     else:
         seed = torch.zeros((), dtype=torch.int64, device="cpu")
-    out, _ = _forward(query, key, value, float(dropout_p), bool(is_causal), float(scale), seed)
+    out, _ = _attention_op(query, key, value, float(dropout_p), bool(is_causal), float(scale), seed)
     return out
