@@ -124,8 +124,18 @@ def _check_seed(seed: torch.Tensor) -> None:
 
 def _orchard(t: torch.Tensor) -> orchard_core.Tensor:
     """An orchard tensor sharing ``t``'s memory: torch's DLPack export called directly, without
-    ``Tensor.__dlpack__``'s Python-level checks (``t`` is detached here, strided and real)."""
-    return orchard_core.from_dlpack(torch.utils.dlpack.to_dlpack(t.detach()))
+    ``Tensor.__dlpack__``'s Python-level checks (which refuse tensors that require grad; the
+    tensors here are strided and real, and autograd is this module's business)."""
+    return orchard_core.from_dlpack(torch.utils.dlpack.to_dlpack(t))
+
+
+def _current_stream(device: torch.device) -> int:
+    """torch's current stream on a CUDA device as a cudaStream_t int: through the raw query torch's
+    own ops use where this torch has it (``torch.cuda.current_stream`` builds a Stream object
+    each call, the largest share of the bridge's host time after DLPack)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    return int(raw(index)) if raw is not None else torch.cuda.current_stream(index).cuda_stream
 
 
 def _row_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -142,7 +152,7 @@ def _options(q: torch.Tensor, dropout_p: float, is_causal: bool, scale: float) -
     }
     if q.device.type == "cuda":
         # The kernels are queued on the stream torch would use for this device, without a sync.
-        options["stream"] = torch.cuda.current_stream(q.device).cuda_stream
+        options["stream"] = _current_stream(q.device)
     return options
 
 
