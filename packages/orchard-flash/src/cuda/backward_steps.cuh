@@ -99,8 +99,7 @@ __device__ __forceinline__ uint32_t key_major_keep(const KeyMajorStep& step, con
   uint32_t drawn = 0;  // bit 4 nt + w: word w of this lane's call (element idx = word) in tile nt
 #pragma unroll
   for (int nt = 0; nt < kTiles; ++nt) {
-    drawn |= drop.keep_bits(key, step.m0 + nt * 8 + 2 * t + word % 2, step.h, step.b)
-             << (4 * nt);
+    drawn |= drop.keep_bits(key, step.m0 + nt * 8 + 2 * t + word % 2, step.h, step.b) << (4 * nt);
   }
   uint32_t keep = 0;
 #pragma unroll
