@@ -61,7 +61,7 @@ def step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ids: torch.Te
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     torch.cuda.synchronize()
-    return time.perf_counter() - start, float(loss)
+    return time.perf_counter() - start, float(loss.detach())
 
 
 def peak_mib(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ids: torch.Tensor) -> float:
