@@ -20,33 +20,23 @@ export CC=x86_64-linux-gnu-gcc CXX=x86_64-linux-gnu-g++ NVCC_CCBIN=x86_64-linux-
 [ -d /tmp/site/mesonpy ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
   --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:/tmp/orch PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
-# Wheels built by an earlier call (WHEELS_IN, say a carried folder) are installed as they are,
-# if this tree's sources are theirs (the stamp: a hash of the package's files but its tests and
-# benchmarks); otherwise the packages are built, and WHEELS_OUT (if set) receives the wheels.
-stamp() {
-  (cd "$REPO/packages/$1" && find . -type f -not -path './tests/*' -not -path './benchmarks/*' \
-    -not -path '*/__pycache__/*' | LC_ALL=C sort | xargs sha1sum | sha1sum | cut -c1-12)
-}
 build() {
   rm -rf /tmp/orch/"${2}"*
-  local found="${WHEELS_IN:-/nonexistent}/$2-$(stamp "$1").whl"
-  if [ -f "$found" ]; then
-    echo "$1: the wheel from an earlier call ($found)"
-    python3 -m pip install -q --no-deps --no-index --target /tmp/orch "$found" || exit 1
-    return
-  fi
-  rm -rf /tmp/wheel-$1 && python3 -m pip wheel -q --no-deps --no-build-isolation -w /tmp/wheel-$1 "./packages/$1" \
+  python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/orch "./packages/$1" \
     -Csetup-args=-Dcuda=enabled -Cbuild-dir="/tmp/build-$1" >"$OUT/build-$1.log" 2>&1 ||
     { tail -40 "$OUT/build-$1.log"; exit 1; }
-  python3 -m pip install -q --no-deps --no-index --target /tmp/orch /tmp/wheel-$1/*.whl || exit 1
-  [ -n "${WHEELS_OUT:-}" ] && mkdir -p "$WHEELS_OUT" && cp /tmp/wheel-$1/*.whl "$WHEELS_OUT/$2-$(stamp "$1").whl"
-  return 0
 }
 time build orchard-core orchard_core
 time build orchard-flash orchard_flash
 grep -h -i "spill\|warning" "$OUT"/build-*.log | sort -u | head -20
 cd /tmp
 python3 -c "import orchard_flash as f; print('flash devices', f.available_devices())"
+
+# The bridge, for the stages that run it (pure Python, built in seconds).
+install_bridge() {
+  (cd "$REPO" && python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/orch \
+    ./packages/orchard-torch-bridge >"$OUT/build-bridge.log" 2>&1) || tail -20 "$OUT/build-bridge.log"
+}
 
 for stage in $STAGES; do
   case $stage in
@@ -57,13 +47,11 @@ for stage in $STAGES; do
       timeout 200 python3 -m pytest -q -p no:cacheprovider "$REPO/packages/orchard-core/tests/test_cuda_runtime.py" \
         2>&1 | tee "$OUT/core-tests.log" | tail -15 ;;
     bridge-test)
-      (cd "$REPO" && python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/orch \
-        ./packages/orchard-torch-bridge >"$OUT/build-bridge.log" 2>&1) || tail -20 "$OUT/build-bridge.log"
+      install_bridge
       timeout 300 python3 -m pytest -q -p no:cacheprovider "$REPO/packages/orchard-torch-bridge/tests/test_cuda_op.py" \
         2>&1 | tee "$OUT/bridge-tests.log" | tail -15 ;;
     suite)  # every package's whole suite on this host's CPU and GPU (the bridge installed first)
-      (cd "$REPO" && python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/orch \
-        ./packages/orchard-torch-bridge >"$OUT/build-bridge.log" 2>&1) || tail -20 "$OUT/build-bridge.log"
+      install_bridge
       timeout 480 python3 -m pytest -q -p no:cacheprovider "$REPO"/packages/*/tests \
         2>&1 | tee "$OUT/suite.log" | tail -15 ;;
     import-order)  # the threading policy's benchmark on this host's CPU
@@ -75,13 +63,11 @@ for stage in $STAGES; do
       timeout 400 python3 "$REPO/packages/orchard-flash/benchmarks/bench_flash_cuda.py" --out "$OUT/flash-cuda-h100.md" \
         --json "$OUT/flash-cuda-h100.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -30 ;;
     host)  # the bridge's host cost per call, layer by layer (the bridge installed first)
-      (cd "$REPO" && python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/orch \
-        ./packages/orchard-torch-bridge >"$OUT/build-bridge.log" 2>&1) || tail -20 "$OUT/build-bridge.log"
+      install_bridge
       timeout 300 python3 "$REPO/packages/orchard-torch-bridge/benchmarks/bench_host_overhead.py" \
         --out "$OUT/host_overhead_cuda.md" 2>&1 | tail -40 ;;
     gpt2)  # GPT-2 small training steps, stock vs Orchard (the bridge installed first)
-      (cd "$REPO" && python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/orch \
-        ./packages/orchard-torch-bridge >"$OUT/build-bridge.log" 2>&1) || tail -20 "$OUT/build-bridge.log"
+      install_bridge
       timeout 400 python3 "$REPO/packages/orchard-torch-bridge/benchmarks/bench_gpt2_cuda.py" \
         --out "$OUT/gpt2_cuda.md" ${GPT2_ARGS:-} 2>&1 | tail -20 ;;
     *) echo "unknown stage $stage" ;;

@@ -154,10 +154,8 @@ def run_shape(
     from torch.nn.attention import sdpa_kernel
 
     batch, heads = max(1, 16384 // length) * 2, MODEL_DIM // dim
-    row = Row(
-        dim, length, batch, heads, causal, 4.0 * batch * heads * length * length * dim / (2 if causal else 1)
-    )
-    row.dropout = dropout
+    flops = 4.0 * batch * heads * length * length * dim / (2 if causal else 1)
+    row = Row(dim, length, batch, heads, causal, flops, dropout=dropout)
     gen = torch.Generator(device).manual_seed(seed)
     shape = (batch, heads, length, dim)
     q, k, v = (

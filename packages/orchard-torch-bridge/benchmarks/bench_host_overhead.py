@@ -31,6 +31,8 @@ import cProfile
 import datetime
 import io
 import math
+import os
+import platform
 import pstats
 import shlex
 import statistics
@@ -154,6 +156,17 @@ def shape_cases(shape: tuple[int, int, int, int], p: float) -> dict[str, Callabl
     return {"torch SDPA (flash)": torch_fb, "bridge": orchard_fb}
 
 
+def cpu_name() -> str:
+    """The host CPU's model name (the layers are host-bound), from /proc/cpuinfo where it exists."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} [{min(values):.1f}, {max(values):.1f}]"
 
@@ -192,7 +205,8 @@ def main() -> int:
         "# Host cost per call of Orchard attention on CUDA",
         "",
         f"Command: `{' '.join([SCRIPT, shlex.join(sys.argv[1:])]).rstrip()}`  ",
-        f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}; orchard-flash "
+        f"GPU: {torch.cuda.get_device_name()}; host CPU: {cpu_name()}, {os.cpu_count()} cores; "
+        f"torch {torch.__version__}; orchard-flash "
         f"{getattr(orchard_flash, '__version__', '?')}; "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}.  ",
         f"Wall microseconds per call over loops of {args.calls} calls, median of {args.rounds} interleaved "
