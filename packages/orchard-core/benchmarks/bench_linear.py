@@ -1,7 +1,7 @@
 """linear (fused bias) of orchard-core next to torch's F.linear, forward and backward, one run.
 
-GPT-2 small's projections at B*T = 4096 rows in float32: 768 -> 3072 (the MLP's up
-projection) and 768 -> 768 (attention's output). Each case times both libraries in turn in
+GPT-2 small's projections at B*T = 4096 rows in float32 and bfloat16: 768 -> 3072 (the MLP's
+up projection) and 768 -> 768 (attention's output). Each case times both libraries in turn in
 every repeat (median over repeats of a timed loop) and reports milliseconds per call and
 torch/orchard (above 1: orchard is faster). "backward" times one backward pass through a
 recorded linear (d_input, d_weight and d_bias), the graph retained between calls.
@@ -25,14 +25,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _harness import Case, measure, print_row, print_settings, write_table
 
 
-def linear_cases(rng: np.random.Generator, rows: int, in_features: int, out_features: int) -> list[Case]:
+def linear_cases(
+    rng: np.random.Generator, rows: int, in_features: int, out_features: int, dtype: str = "float32"
+) -> list[Case]:
     x = rng.standard_normal((rows, in_features)).astype(np.float32)
     w = (rng.standard_normal((out_features, in_features)) / np.sqrt(in_features)).astype(np.float32)
     b = rng.standard_normal(out_features).astype(np.float32)
     g = rng.standard_normal((rows, out_features)).astype(np.float32)
-    ox, ow, ob = (oc.tensor(v, requires_grad=True) for v in (x, w, b))
-    tx, tw, tb = (torch.tensor(v, requires_grad=True) for v in (x, w, b))
-    og, tg = oc.tensor(g), torch.from_numpy(g)
+    ox, ow, ob = (oc.tensor(v).to(getattr(oc, dtype)).requires_grad_() for v in (x, w, b))
+    tx, tw, tb = (torch.tensor(v).to(getattr(torch, dtype)).requires_grad_() for v in (x, w, b))
+    og, tg = oc.tensor(g).to(getattr(oc, dtype)), torch.from_numpy(g).to(getattr(torch, dtype))
     o_out, t_out = oc.linear(ox, ow, ob), torch.nn.functional.linear(tx, tw, tb)
 
     def orchard_forward():
@@ -44,7 +46,7 @@ def linear_cases(rng: np.random.Generator, rows: int, in_features: int, out_feat
             return torch.nn.functional.linear(tx, tw, tb)
 
     # .grad accumulates; zeroing it each call would time an extra pass, so it is left to grow.
-    name = f"float32 {rows}x{in_features} -> {out_features}"
+    name = f"{dtype} {rows}x{in_features} -> {out_features}"
     return [
         Case(f"{name} forward", orchard_forward, torch_forward),
         Case(
@@ -67,7 +69,13 @@ def main() -> None:
     load = print_settings()
     rng = np.random.default_rng(0)
     rows = []
-    for case in [*linear_cases(rng, 4096, 768, 3072), *linear_cases(rng, 4096, 768, 768)]:
+    cases = [
+        *linear_cases(rng, 4096, 768, 3072),
+        *linear_cases(rng, 4096, 768, 768),
+        *linear_cases(rng, 4096, 768, 3072, "bfloat16"),
+        *linear_cases(rng, 4096, 768, 768, "bfloat16"),
+    ]
+    for case in cases:
         row = measure(case, args.budget, repeats=args.repeats, fraction=10, warmup=True)
         rows.append(row)
         print_row(row, unit="ms", digits=2, width=45)
@@ -80,6 +88,13 @@ def main() -> None:
             f"copies), d_bias = g summed over rows. Median of {args.repeats} timed loops per library,",
             "taking turns. 768 -> 768 backward: d_weight is a 768x768 product over K = 4096, cut into",
             "4 bands of 192 rows (matmul's bands: an even count, fixed by the sizes), 2 per thread on 2.",
+            f"bfloat16 on kernels '{oc.cpu_isa()}': "
+            + (
+                "orchard-core's own product on vdpbf16ps (bf16 pairs summed in float32, both operands "
+                "packed, the bias added before the one rounding)."
+                if oc.cpu_isa() == "avx512_bf16"
+                else "both operands widened to float32 for BLAS, the result rounded once."
+            ),
         ]
         write_table(
             args.out,

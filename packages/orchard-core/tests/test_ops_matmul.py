@@ -15,6 +15,7 @@ import orchard_core as oc
 import pytest
 import torch
 from _core_helpers import OC, TORCH, host_values, random_array
+from orchard_core import _core
 
 # (shape of a, shape of b): 1-D promotion, size-0 and size-1 dims, broadcast batch dims,
 # and sizes that are multiples of no block size.
@@ -168,6 +169,60 @@ def test_matmul_large_enough_to_run_in_parallel(rng, dtype):
     magnitude = np.matmul(np.abs(a_values), np.abs(b_values))
     bound = (RESULT_ROUNDING[dtype] + 2 * 181 * UNIT_ROUNDOFF[dtype]) * magnitude + RESULT_FLOOR[dtype]
     assert np.all(np.abs(host_values(oc.matmul(a, b)).astype(np.float64) - exact) <= bound)
+
+
+@pytest.fixture
+def restore_isa():
+    saved = _core._cpu_isa()
+    yield
+    _core._set_cpu_isa(saved)
+
+
+# Past several of the avx512_bf16 kernel's 14 x 32 tiles, each with a partial last one, more
+# than one of its blocks of A rows and of 256 columns, and an odd K (a zero-padded last pair).
+BF16_SIDES = {"m": 401, "k": 1027, "n": 291}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_bfloat16_on_every_instruction_set(rng, restore_isa, layout):
+    """Every tier this CPU runs (avx512_bf16 multiplies pairs on vdpbf16ps, the others widen
+    to float for BLAS), through matmul and through linear with a bias, within the bound; a
+    batch with a broadcast operand (packed once) and a small product (one thread) as well."""
+    m, k, n = BF16_SIDES["m"], BF16_SIDES["k"], BF16_SIDES["n"]
+    a_values, a = operand(rng, (m, k), "bfloat16", layout, "cpu")
+    b_values, b = operand(rng, (k, n), "bfloat16", layout, "cpu")
+    bias_values, bias = operand(rng, (n,), "bfloat16", layout, "cpu")
+    batch_values, batch = operand(rng, (3, 17, k), "bfloat16", layout, "cpu")
+    small_values, small = operand(rng, (5, 3), "bfloat16", layout, "cpu")
+    for isa in _core._cpu_isas():
+        _core._set_cpu_isa(isa)
+        assert_within_bound(host_values(a @ b), a_values, b_values, "bfloat16")
+        assert_within_bound(host_values(batch @ b), batch_values, b_values, "bfloat16")
+        assert_within_bound(host_values(small @ small.mT), small_values, small_values.T, "bfloat16")
+        result = host_values(oc.linear(a, b.mT, bias)).astype(np.float64)
+        exact = a_values @ b_values + bias_values
+        magnitude = np.abs(a_values) @ np.abs(b_values) + np.abs(bias_values)
+        bound = (RESULT_ROUNDING["bfloat16"] + 2 * (k + 1) * UNIT_ROUNDOFF["bfloat16"]) * magnitude
+        assert np.all(np.abs(result - exact) <= bound), (isa, np.max(np.abs(result - exact) - bound))
+
+
+def test_bfloat16_infinities_and_nan_propagate(rng, restore_isa):
+    """An infinity or NaN in a row of A reaches every output of that row as IEEE arithmetic
+    has it (inf, or NaN where inf meets 0 or -inf), on every tier."""
+    a_values = rounded(rng, (20, 37), "bfloat16")
+    b_values = rounded(rng, (37, 40), "bfloat16")
+    b_values[5, 7] = 0.0
+    a_values[3, 5] = np.inf
+    a_values[11, 2] = np.nan
+    a_values[16, 4], a_values[16, 9] = np.inf, -np.inf
+    exact = np.matmul(a_values, b_values)
+    a = oc.tensor(a_values).to(oc.bfloat16)
+    b = oc.tensor(b_values).to(oc.bfloat16)
+    for isa in _core._cpu_isas():
+        _core._set_cpu_isa(isa)
+        result = host_values(a @ b).astype(np.float64)
+        np.testing.assert_array_equal(np.isnan(result), np.isnan(exact), err_msg=isa)
+        np.testing.assert_array_equal(result[np.isinf(exact)], exact[np.isinf(exact)], err_msg=isa)
 
 
 def test_spellings_agree(rng):

@@ -1,5 +1,6 @@
-// The instruction-set tiers of CPU kernels: "generic", "avx2" (AVX2 and FMA) and "avx512"
-// (AVX-512 F, BW, DQ and VL). orchard-core compiles its hot loops once per tier, and
+// The instruction-set tiers of CPU kernels: "generic", "avx2" (AVX2 and FMA), "avx512"
+// (AVX-512 F, BW, DQ and VL) and "avx512_bf16" (those and AVX512-BF16: bfloat16 matmul on
+// vdpbf16ps, the float loops of "avx512"). orchard-core compiles its hot loops once per tier, and
 // extensions (orchard-flash) name theirs the same, so one check decides for both.
 #pragma once
 

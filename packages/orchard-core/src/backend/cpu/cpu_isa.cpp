@@ -16,6 +16,7 @@ bool runs_isa(std::string_view name) {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
   }
+  if (name == "avx512_bf16") return runs_isa("avx512") && __builtin_cpu_supports("avx512bf16");
 #endif
   return false;
 }
@@ -28,10 +29,23 @@ namespace orchard::backend {
 
 namespace {
 
+#if defined(__x86_64__)
+// AVX-512's float loops, and bfloat16 products on vdpbf16ps.
+const CpuRowKernels& avx512_bf16_kernels() {
+  static const CpuRowKernels kernels = [] {
+    CpuRowKernels k = isa_avx512::row_kernels();
+    k.isa = "avx512_bf16";
+    k.bf16_product = isa_avx512_bf16::product;
+    return k;
+  }();
+  return kernels;
+}
+#endif
+
 std::vector<const CpuRowKernels*> supported() {
 #if defined(__x86_64__)
   const CpuRowKernels* built[] = {&isa_generic::row_kernels(), &isa_avx2::row_kernels(),
-                                  &isa_avx512::row_kernels()};
+                                  &isa_avx512::row_kernels(), &avx512_bf16_kernels()};
 #else
   const CpuRowKernels* built[] = {&isa_generic::row_kernels()};
 #endif

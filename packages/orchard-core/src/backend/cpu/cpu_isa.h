@@ -5,12 +5,16 @@
 // vector_math.h's polynomials), so every set rounds the same operations in the same order.
 // Results are bitwise identical across sets and CPUs, and elementwise functions of strided,
 // 16-bit and contiguous tensors go through the same row kernels (tests/test_cpu_isa.py
-// forces each set in turn).
+// forces each set in turn). Matrix products are outside the contract: BLAS's kernels differ by
+// CPU, and the avx512_bf16 set (avx512's loops, cpu_isa.cpp) multiplies bfloat16 on its own
+// instructions (bf16_products.h).
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "backend/cpu/bf16_products.h"
 
 namespace orchard::backend {
 
@@ -48,6 +52,8 @@ struct CpuRowKernels {
   void (*lerp_scalar)(const float* a, const float* b, float w, float* out, int64_t n);
   void (*addcmul)(const float* a, const float* b, const float* c, float value, float* out, int64_t n);
   void (*addcdiv)(const float* a, const float* b, const float* c, float value, float* out, int64_t n);
+  // bfloat16 matmul on the CPU's bfloat16 instructions; null where BLAS computes it in float.
+  bf16::Product bf16_product = nullptr;
 };
 
 namespace isa_generic {

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "backend/backends.h"
+#include "backend/cpu/bf16_products.h"
+#include "backend/cpu/cpu_isa.h"
 #include "orchard/cpu/isa.h"
 #include "orchard/parallel.h"
 #include "orchard/tensor.h"
@@ -160,6 +162,7 @@ template <class T>
 struct Scratch {
   Packed<T> a, b;
   std::vector<T> out;
+  bf16::Packing bf16;
 };
 
 // The distance between consecutive elements of a matrix with a single row or column.
@@ -257,11 +260,21 @@ void product(const T* a, const MatrixView& av, const T* b, const MatrixView& bv,
 }
 
 // 16-bit floats (bfloat16, float16): both operands widen to float, BLAS accumulates in float,
-// one rounding at the end.
+// one rounding at the end; bfloat16 on the CPU's own bfloat16 instructions where the tier in
+// use has them (the same sums in float, without the widened copies).
 template <class Half>
   requires std::is_same_v<Half, BFloat16> || std::is_same_v<Half, Float16>
 void product(const Half* a, const MatrixView& av, const Half* b, const MatrixView& bv, const float* bias,
              Half* out, Scratch<float>& scratch, int threads) {
+  if constexpr (std::is_same_v<Half, BFloat16>) {
+    if (const bf16::Product bf16_product = cpu_row_kernels().bf16_product) {
+      const int64_t work = av.rows * av.cols * bv.cols;
+      bf16_product({a, av.rows, av.cols, av.row_stride, av.col_stride},
+                   {b, bv.rows, bv.cols, bv.row_stride, bv.col_stride}, bias, out, scratch.bf16,
+                   work < kParallelProduct ? 1 : threads);
+      return;
+    }
+  }
   const float* a32 = pack(a, av, scratch.a);
   const float* b32 = pack(b, bv, scratch.b);
   const int64_t count = av.rows * bv.cols;

@@ -1,0 +1,199 @@
+// The AVX512-BF16 bfloat16 matrix product of bf16_products.h. meson.build compiles this file
+// alone with -mavx512bf16; it runs only when the CPU has the instructions (cpu_isa.cpp).
+//
+// vdpbf16ps multiplies 16 pairs of bfloat16 by 16 pairs and adds each pair's two products to a
+// float32 lane: twice the multiply-adds of a float32 FMA per instruction. Both operands are
+// packed so that a pair is two consecutive k of one row of A (a 32-bit word, broadcast to
+// every lane) and of one column of B (16 columns side by side in a vector). A tile of kRows x
+// kCols outputs lives in 28 of the 32 vector registers over the whole of K, then is rounded to
+// bfloat16 and stored: no float32 copy of the output, A or B.
+#include "backend/cpu/bf16_products.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace orchard::backend::isa_avx512_bf16 {
+
+namespace {
+
+using bf16::Operand;
+
+constexpr int kRows = 14;  // rows of A per tile: one broadcast word each per pair of k
+constexpr int kCols = 32;  // columns of B per tile: two vectors of 16
+// A block of this many bytes of packed A stays in the per-core L2 while the tiles of a block
+// of columns walk it; the columns' panels (K x kCols) stay in L1 or L2 as they are reused.
+constexpr int64_t kBlockBytesA = 384 * 1024;
+constexpr int64_t kBlockCols = 8 * kCols;
+// B is packed this many panels at a time, one task of the threads each.
+constexpr int64_t kPackGroup = 8;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+uint16_t bits_at(const BFloat16* data, int64_t offset) { return data[offset].bits; }
+
+// vpermt2w indices that interleave the 16-bit lanes of two vectors: lane 2i takes lane i of the
+// first, lane 2i + 1 lane i of the second (32 + i); the high half starts at lane 16 of each.
+template <int First>
+__m512i interleave_indices() {
+  alignas(64) uint16_t lanes[32];
+  for (int i = 0; i < 32; ++i) lanes[i] = static_cast<uint16_t>(First + i / 2 + (i % 2 ? 32 : 0));
+  return _mm512_load_si512(lanes);
+}
+__m512i interleave_low() { return interleave_indices<0>(); }
+__m512i interleave_high() { return interleave_indices<16>(); }
+
+// Packs `lines` lines (rows of A, or columns of B) of a panel `width` wide: word [p][l] holds
+// elements 2p and 2p + 1 along K of line l, the first in the low half. Lines past `lines` and
+// the k past K (an odd K) are zero in both operands, so they add 0 * 0 to every sum.
+template <int Width>
+void pack_panel(const BFloat16* src, int64_t line_stride, int64_t k_stride, int lines, int64_t depth,
+                uint32_t* __restrict dst) {
+  const int64_t pairs = ceil_div(depth, 2), full_pairs = depth / 2;
+  if (lines < Width) std::fill_n(dst, pairs * Width, 0u);
+  if (k_stride == 1) {  // a pair is one 32-bit word in memory
+    for (int l = 0; l < lines; ++l) {
+      const BFloat16* line = src + l * line_stride;
+      for (int64_t p = 0; p < full_pairs; ++p)
+        std::memcpy(&dst[p * Width + l], line + 2 * p, sizeof(uint32_t));
+    }
+  } else {
+    for (int64_t p = 0; p < full_pairs; ++p) {
+      const BFloat16* even = src + 2 * p * k_stride;
+      const BFloat16* odd = even + k_stride;
+      for (int l = 0; l < lines; ++l) {
+        dst[p * Width + l] =
+            uint32_t{bits_at(even, l * line_stride)} | uint32_t{bits_at(odd, l * line_stride)} << 16;
+      }
+    }
+  }
+  if (depth % 2 != 0) {
+    const BFloat16* last = src + (depth - 1) * k_stride;
+    for (int l = 0; l < lines; ++l) dst[full_pairs * Width + l] = bits_at(last, l * line_stride);
+  }
+}
+
+// pack_panel for `panels` full panels of a B stored by rows (adjacent columns), side by side
+// (`panel_words` apart): each pair of rows is read once from left to right, not once per panel
+// (a walk down 32 columns at a time, a cache line per row, ran at a third of the speed).
+void pack_row_major_panels(const BFloat16* src, int64_t k_stride, int64_t depth, int panels,
+                           int64_t panel_words, uint32_t* __restrict dst) {
+  const __m512i low = interleave_low(), high = interleave_high();
+  const int64_t full_pairs = depth / 2;
+  for (int64_t p = 0; p < full_pairs; ++p) {
+    const BFloat16* even = src + 2 * p * k_stride;
+    const BFloat16* odd = even + k_stride;
+    for (int q = 0; q < panels; ++q) {
+      const __m512i e = _mm512_loadu_si512(even + q * kCols), o = _mm512_loadu_si512(odd + q * kCols);
+      uint32_t* words = dst + q * panel_words + p * kCols;
+      _mm512_storeu_si512(words, _mm512_permutex2var_epi16(e, low, o));
+      _mm512_storeu_si512(words + 16, _mm512_permutex2var_epi16(e, high, o));
+    }
+  }
+  if (depth % 2 != 0) {
+    for (int q = 0; q < panels; ++q) {
+      const BFloat16* last = src + (depth - 1) * k_stride + q * kCols;
+      for (int l = 0; l < kCols; ++l) dst[q * panel_words + full_pairs * kCols + l] = bits_at(last, l);
+    }
+  }
+}
+
+// out[r][c] (rows x cols of it, rows `ld` apart) = the packed A panel (pairs x kRows words)
+// times the packed B panel (pairs x kCols words), plus bias[c].
+void tile(int64_t pairs, const uint32_t* __restrict a, const uint32_t* __restrict b, const float* bias,
+          BFloat16* out, int64_t ld, int rows, int cols) {
+  __m512 acc[kRows][2];
+  for (auto& row : acc) row[0] = row[1] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < pairs; ++p) {
+    const auto b0 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + p * kCols));
+    const auto b1 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + p * kCols + 16));
+    const uint32_t* a_words = a + p * kRows;
+#pragma GCC unroll 14
+    for (int r = 0; r < kRows; ++r) {
+      const auto ar = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(a_words[r])));
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], ar, b0);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], ar, b1);
+    }
+  }
+  const __mmask32 columns = cols >= 32 ? ~__mmask32{0} : (__mmask32{1} << cols) - 1;
+  const __mmask16 low = static_cast<__mmask16>(columns), high = static_cast<__mmask16>(columns >> 16);
+  const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(low, bias) : _mm512_setzero_ps();
+  const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(high, bias + 16) : _mm512_setzero_ps();
+  for (int r = 0; r < rows; ++r) {
+    // Rounded to nearest even, NaN kept a quiet NaN, as BFloat16(float) (and a subnormal to 0).
+    const __m512bh row =
+        _mm512_cvtne2ps_pbh(_mm512_add_ps(acc[r][1], bias1), _mm512_add_ps(acc[r][0], bias0));
+    _mm512_mask_storeu_epi16(out + r * ld, columns, reinterpret_cast<__m512i>(row));
+  }
+}
+
+}  // namespace
+
+void product(const Operand& a, const Operand& b, const float* bias, BFloat16* out, bf16::Packing& packing,
+             int threads) {
+  const int64_t m = a.rows, n = b.cols, depth = a.cols;
+  const int64_t pairs = ceil_div(depth, 2);
+  const int64_t row_panels = ceil_div(m, kRows), col_panels = ceil_div(n, kCols);
+  const int64_t a_panel_words = pairs * kRows, b_panel_words = pairs * kCols;
+  const bool pack_a = packing.a_source != a.data, pack_b = packing.b_source != b.data;
+  uint32_t* packed_a = packing.a.at_least(static_cast<size_t>(row_panels * a_panel_words));
+  uint32_t* packed_b = packing.b.at_least(static_cast<size_t>(col_panels * b_panel_words));
+  packing.a_source = a.data;
+  packing.b_source = b.data;
+
+  const int64_t block_row_panels = std::max<int64_t>(1, kBlockBytesA / (a_panel_words * 4));
+  const int64_t row_blocks = ceil_div(row_panels, block_row_panels);
+  const int64_t col_blocks = ceil_div(n, kBlockCols);
+  // Packing tasks: each panel of A, then B's panels in groups of kPackGroup.
+  const int64_t a_tasks = pack_a ? row_panels : 0;
+  const int64_t b_tasks = pack_b ? ceil_div(col_panels, kPackGroup) : 0;
+
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+#pragma omp for schedule(dynamic)
+    for (int64_t task = 0; task < a_tasks + b_tasks; ++task) {
+      if (task < a_tasks) {
+        const int64_t row = task * kRows;
+        pack_panel<kRows>(a.data + row * a.row_stride, a.row_stride, a.col_stride,
+                          static_cast<int>(std::min<int64_t>(kRows, m - row)), depth,
+                          packed_a + task * a_panel_words);
+        continue;
+      }
+      const int64_t first = (task - a_tasks) * kPackGroup, last = std::min(col_panels, first + kPackGroup);
+      int64_t panel = first;
+      if (b.col_stride == 1) {  // whole panels by rows of B
+        const int64_t full = std::min(last, n / kCols) - first;
+        if (full > 0) {
+          pack_row_major_panels(b.data + first * kCols, b.row_stride, depth, static_cast<int>(full),
+                                b_panel_words, packed_b + first * b_panel_words);
+          panel += full;
+        }
+      }
+      for (; panel < last; ++panel) {
+        const int64_t col = panel * kCols;
+        pack_panel<kCols>(b.data + col * b.col_stride, b.col_stride, b.row_stride,
+                          static_cast<int>(std::min<int64_t>(kCols, n - col)), depth,
+                          packed_b + panel * b_panel_words);
+      }
+    }
+#pragma omp for schedule(dynamic)
+    for (int64_t block = 0; block < row_blocks * col_blocks; ++block) {
+      const int64_t first_row_panel = block / col_blocks * block_row_panels;
+      const int64_t last_row_panel = std::min(row_panels, first_row_panel + block_row_panels);
+      const int64_t first_col = block % col_blocks * kBlockCols;
+      const int64_t last_col = std::min(n, first_col + kBlockCols);
+      for (int64_t col = first_col; col < last_col; col += kCols) {
+        const uint32_t* b_panel = packed_b + col / kCols * b_panel_words;
+        const int cols = static_cast<int>(std::min<int64_t>(kCols, n - col));
+        for (int64_t panel = first_row_panel; panel < last_row_panel; ++panel) {
+          const int64_t row = panel * kRows;
+          tile(pairs, packed_a + panel * a_panel_words, b_panel, bias ? bias + col : nullptr,
+               out + row * n + col, n, static_cast<int>(std::min<int64_t>(kRows, m - row)), cols);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace orchard::backend::isa_avx512_bf16

@@ -1,0 +1,63 @@
+// bfloat16 matrix products on the CPU's own bfloat16 dot-product instructions (AVX512-BF16's
+// vdpbf16ps): products of bfloat16 pairs summed into float32, no widening copy of either
+// operand. bf16_products.cpp is compiled for that instruction set alone; the "avx512_bf16"
+// tier of cpu_isa.h carries it, the tiers below widen both operands to float for BLAS.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "orchard/dtype.h"
+
+namespace orchard::backend::bf16 {
+
+// One matrix: element (i, j) at data[i * row_stride + j * col_stride], any strides.
+struct Operand {
+  const BFloat16* data;
+  int64_t rows;
+  int64_t cols;
+  int64_t row_stride;
+  int64_t col_stride;
+};
+
+// Storage for packed words, grown without zeroing: packing writes every word the kernel reads.
+class Words {
+ public:
+  // At least `count` words, keeping what they held unless they had to grow.
+  uint32_t* at_least(size_t count) {
+    if (count > size_) {
+      data_ = std::make_unique_for_overwrite<uint32_t[]>(count);
+      size_ = count;
+    }
+    return data_.get();
+  }
+
+ private:
+  std::unique_ptr<uint32_t[]> data_;
+  size_t size_ = 0;
+};
+
+// The operands in the kernel's layout, kept across the matrices of a batch: an operand that is
+// the same matrix for every batch index (broadcast) is packed once.
+struct Packing {
+  Words a, b;
+  const void* a_source = nullptr;
+  const void* b_source = nullptr;
+};
+
+// out (a.rows x b.cols, dense) = a @ b (+ bias, b.cols floats, when not null), accumulated in
+// float32 and rounded once to bfloat16 (to nearest even, as BFloat16(float)), over `threads`
+// threads; the result does not depend on the thread count. The instructions treat subnormal
+// inputs, partial sums and results as zero (below 2^-126, about 1.2e-38, in magnitude).
+using Product = void (*)(const Operand& a, const Operand& b, const float* bias, BFloat16* out,
+                         Packing& packing, int threads);
+
+}  // namespace orchard::backend::bf16
+
+#if defined(__x86_64__)
+namespace orchard::backend::isa_avx512_bf16 {
+void product(const bf16::Operand& a, const bf16::Operand& b, const float* bias, BFloat16* out,
+             bf16::Packing& packing, int threads);
+}
+#endif
