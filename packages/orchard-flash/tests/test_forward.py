@@ -208,18 +208,14 @@ def test_running_max_rescales_across_key_blocks(rng, device):
 
 def test_instruction_sets():
     isas = _flash._cpu_isas()
-    built = {"generic", "avx2", "avx512"}
-    assert isas[0] == "generic" and set(isas) <= built
-    # One CPU check decides for both libraries: orchard-core's tiers, less those flash does not
-    # build (avx512_bf16 is orchard-core's bfloat16 matmul alone).
-    assert isas == [isa for isa in oc._core._cpu_isas() if isa in built]
-    # orchard-core's tier by default where flash has it, else flash's widest (the isa fixture
-    # restores it)
-    default = oc.cpu_isa() if oc.cpu_isa() in isas else isas[-1]
-    assert _flash._cpu_isa() == default
+    assert isas[0] == "generic" and set(isas) <= {"generic", "avx2", "avx512", "avx512_bf16"}
+    assert isas == oc._core._cpu_isas()  # one CPU check decides for both libraries
+    # orchard-core's tier by default: the widest unless ORCHARD_CPU_ISA chose another (the isa
+    # fixture restores it)
+    assert _flash._cpu_isa() == oc.cpu_isa()
     with pytest.raises(ValueError, match="'avx1024' is not available"):
         _flash._set_cpu_isa("avx1024")
-    assert _flash._cpu_isa() == default
+    assert _flash._cpu_isa() == oc.cpu_isa()
 
 
 def test_orchard_cpu_isa_chooses_the_kernels_of_both_libraries():

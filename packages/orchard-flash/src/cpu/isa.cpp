@@ -15,12 +15,14 @@ constexpr Kernels kGeneric{"generic", generic::forward_pass, generic::backward_p
 #ifdef ORCHARD_FLASH_X86
 constexpr Kernels kAvx2{"avx2", avx2::forward_pass, avx2::backward_pass, avx2::dropout_keep_mask};
 constexpr Kernels kAvx512{"avx512", avx512::forward_pass, avx512::backward_pass, avx512::dropout_keep_mask};
+constexpr Kernels kAvx512Bf16{"avx512_bf16", avx512_bf16::forward_pass, avx512_bf16::backward_pass,
+                              avx512_bf16::dropout_keep_mask};
 #endif
 
 // The tiers built here that this CPU runs (orchard-core's check, so both libraries agree).
 std::vector<const Kernels*> supported() {
 #ifdef ORCHARD_FLASH_X86
-  const Kernels* built[] = {&kGeneric, &kAvx2, &kAvx512};
+  const Kernels* built[] = {&kGeneric, &kAvx2, &kAvx512, &kAvx512Bf16};
 #else
   const Kernels* built[] = {&kGeneric};
 #endif

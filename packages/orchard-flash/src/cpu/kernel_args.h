@@ -76,6 +76,7 @@ int64_t backward_shared(const AttentionShape& s);
 ORCHARD_FLASH_DECLARE_KERNELS(generic)
 ORCHARD_FLASH_DECLARE_KERNELS(avx2)
 ORCHARD_FLASH_DECLARE_KERNELS(avx512)
+ORCHARD_FLASH_DECLARE_KERNELS(avx512_bf16)
 #undef ORCHARD_FLASH_DECLARE_KERNELS
 
 }  // namespace orchard::flash::cpu

@@ -1,5 +1,5 @@
 // FlashAttention forward and backward on the CPU, written once over GCC vector types and
-// compiled once per instruction set: kernels_{avx512,avx2,generic}.cpp define
+// compiled once per instruction set: kernels_{avx512_bf16,avx512,avx2,generic}.cpp define
 // ORCHARD_FLASH_ISA (a namespace), the vector width and the register tile, then include this.
 // Everything here lives in that namespace and uses no out-of-line library templates, so no
 // inline code compiled for one instruction set can be linked into another's caller.
@@ -444,6 +444,157 @@ FLASH_INLINE int64_t key_end(const AttentionShape& s, int64_t q0, int64_t rows) 
   return s.causal ? iclamp(q0 + rows + s.causal_offset, 0, s.len_k) : s.len_k;
 }
 
+// ---- bfloat16 pair products (AVX512-BF16) -------------------------------------------------
+
+// The avx512_bf16 copy multiplies bfloat16 attention's forward products on vdpbf16ps: each
+// float32 lane adds the two products of a pair of bfloat16 (twice the multiply-adds of an FMA
+// per instruction; on AMD's Zen 4 at the FMA's rate). Operands are packed as 32-bit words,
+// each two neighbours along the product's depth: A's words are broadcast, B's rows of words
+// are contiguous. The bfloat16 inputs are exact, so only P is rounded (to bfloat16, as the
+// naive bfloat16 product P @ V rounds it too).
+#if defined(__AVX512BF16__)
+constexpr bool kPairProducts = true;
+
+// C[MR x NV vectors] (+)= A[MR x pairs words] B[pairs words x NV vectors of 16]; A's word
+// (i, p) at a[i * am + p], B's rows ldb words apart.
+template <int MR, int NV>
+FLASH_INLINE void pair_tile(const uint32_t* a, int64_t am, const uint32_t* b, int64_t ldb, float* c,
+                            int64_t ldc, int64_t pairs, bool add) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < NV; ++j)
+      acc[i][j] = add ? _mm512_loadu_ps(c + i * ldc + j * 16) : _mm512_setzero_ps();
+  }
+  for (int64_t p = 0; p < pairs; ++p) {
+    __m512bh bv[NV];
+#pragma GCC unroll 16
+    for (int j = 0; j < NV; ++j) bv[j] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + p * ldb + j * 16));
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const auto ai = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(a[i * am + p])));
+#pragma GCC unroll 16
+      for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], ai, bv[j]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < NV; ++j) _mm512_storeu_ps(c + i * ldc + j * 16, acc[i][j]);
+  }
+}
+
+template <int MR, int NV>
+void pair_tile_partial(int64_t rows, int64_t vectors, const uint32_t* a, int64_t am, const uint32_t* b,
+                       int64_t ldb, float* c, int64_t ldc, int64_t pairs, bool add) {
+  if constexpr (NV > 1) {
+    if (vectors < NV) return pair_tile_partial<MR, NV - 1>(rows, vectors, a, am, b, ldb, c, ldc, pairs, add);
+  }
+  if constexpr (MR > 1) {
+    if (rows < MR) return pair_tile_partial<MR - 1, NV>(rows, vectors, a, am, b, ldb, c, ldc, pairs, add);
+  }
+  pair_tile<MR, NV>(a, am, b, ldb, c, ldc, pairs, add);
+}
+
+// C[m x n] (+)= A[m x pairs] B[pairs x n] in words, n a multiple of 16.
+void pair_gemm(int64_t m, int64_t n, int64_t pairs, const uint32_t* a, int64_t am, const uint32_t* b,
+               int64_t ldb, float* c, int64_t ldc, bool add) {
+  constexpr int64_t panel = kTileVectors * 16;
+  for (int64_t j0 = 0; j0 < n; j0 += panel) {
+    const int64_t vectors = imin(panel, n - j0) / 16;
+    for (int64_t i0 = 0; i0 < m; i0 += kTileRows) {
+      if (vectors == kTileVectors && m - i0 >= kTileRows) {
+        pair_tile<kTileRows, kTileVectors>(a + i0 * am, am, b + j0, ldb, c + i0 * ldc + j0, ldc, pairs, add);
+      } else {
+        pair_tile_partial<kTileRows, kTileVectors>(imin(kTileRows, m - i0), vectors, a + i0 * am, am, b + j0,
+                                                   ldb, c + i0 * ldc + j0, ldc, pairs, add);
+      }
+    }
+  }
+}
+
+// The first n floats of x (n a multiple of 16) rounded to bfloat16, as n / 2 words of two
+// neighbours each, written over the start of x itself (each vector is read before the words
+// made from it are stored).
+void round_to_pairs(float* x, int64_t n) {
+  auto* words = reinterpret_cast<uint32_t*>(x);
+  int64_t j = 0;
+  for (; j + 32 <= n; j += 32) {
+    const __m512bh pair = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + j + 16), _mm512_loadu_ps(x + j));
+    _mm512_storeu_si512(words + j / 2, reinterpret_cast<__m512i>(pair));
+  }
+  if (j < n)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + j / 2),
+                        reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_loadu_ps(x + j))));
+}
+
+// Words of pairs along d (head dims are even: multiples of 8) of rows i0 .. i0 + rows of a
+// bfloat16 operand: row i's pair t at dst[i * ld + t]. Returns false when a value is not finite.
+bool pack_row_pairs(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t dim,
+                    uint32_t* dst, int64_t ld) {
+  bool finite = true;
+  for (int64_t i = 0; i < rows; ++i) {
+    const BF16* src = row_of<BF16>(t, b, h, i0 + i);
+    for (int64_t d = 0; d < dim; d += 2) {
+      const uint16_t even = src[d * t.s3].bits, odd = src[(d + 1) * t.s3].bits;
+      finite &= (even & 0x7f80) != 0x7f80 && (odd & 0x7f80) != 0x7f80;
+      dst[i * ld + d / 2] = uint32_t{even} | uint32_t{odd} << 16;
+    }
+  }
+  return finite;
+}
+
+// K as pair_gemm's B for scores: by blocks of kBlockK keys, key i's pair t at
+// dst[(i / kBlockK) * kBlockK * pairs + t * kBlockK + i % kBlockK], zero up to key_slots(rows).
+bool pack_key_pairs(const Operand& t, int64_t b, int64_t h, int64_t rows, int64_t dim, uint32_t* dst) {
+  const int64_t pairs = dim / 2;
+  bool finite = true;
+  uint32_t row[128];  // one key's words: head dims reach 256
+  for (int64_t i = 0; i < key_slots(rows); ++i) {
+    uint32_t* block = dst + i / kBlockK * kBlockK * pairs + i % kBlockK;
+    if (i < rows) {
+      finite &= pack_row_pairs(t, b, h, i, 1, dim, row, pairs);
+    } else {
+      fill_row<uint32_t>(row, pairs, 0u);
+    }
+    for (int64_t p = 0; p < pairs; ++p) block[p * kBlockK] = row[p];
+  }
+  return finite;
+}
+
+// V as pair_gemm's B for P @ V: key pair u's words (v[2u][d], v[2u + 1][d]) at
+// dst[u * dim_p + d], zero past dim and past the last key up to key_slots(rows).
+bool pack_value_pairs(const Operand& t, int64_t b, int64_t h, int64_t rows, int64_t dim, uint32_t* dst) {
+  const int64_t dim_p = padded(dim);
+  bool finite = true;
+  for (int64_t u = 0; u < key_slots(rows) / 2; ++u) {
+    uint32_t* out = dst + u * dim_p;
+    fill_row<uint32_t>(out, dim_p, 0u);
+    for (int64_t half = 0; half < 2; ++half) {
+      if (2 * u + half >= rows) break;
+      const BF16* src = row_of<BF16>(t, b, h, 2 * u + half);
+      for (int64_t d = 0; d < dim; ++d) {
+        const uint16_t bits = src[d * t.s3].bits;
+        finite &= (bits & 0x7f80) != 0x7f80;
+        out[d] |= uint32_t{bits} << (16 * half);
+      }
+    }
+  }
+  return finite;
+}
+#else
+constexpr bool kPairProducts = false;
+// Declared for the `if constexpr (kPairProducts)` branches, which this copy discards.
+void pair_gemm(int64_t m, int64_t n, int64_t pairs, const uint32_t* a, int64_t am, const uint32_t* b,
+               int64_t ldb, float* c, int64_t ldc, bool add);
+void round_to_pairs(float* x, int64_t n);
+bool pack_row_pairs(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t dim,
+                    uint32_t* dst, int64_t ld);
+bool pack_key_pairs(const Operand& t, int64_t b, int64_t h, int64_t rows, int64_t dim, uint32_t* dst);
+bool pack_value_pairs(const Operand& t, int64_t b, int64_t h, int64_t rows, int64_t dim, uint32_t* dst);
+#endif
+
 // ---- forward -------------------------------------------------------------------------------
 
 // Packed K^T (dim x len_k padded) and V (len_k padded x dim padded) of one (batch, kv head).
@@ -464,20 +615,36 @@ void forward_block(const KernelArgs& args, PackedKV<A> kv, int64_t b, int64_t h,
   A* o = p + kBlockQ * kBlockK;  // kBlockQ x dim_p: unnormalized output
   A* m = o + kBlockQ * dim_p;    // running row max
   A* l = m + kBlockQ;            // running row sum
-  finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, static_cast<A>(s.scale * kLog2e), q, dim_p);
+  // bfloat16 on pair products: q's words unscaled (exact), the scale applied to the scores.
+  constexpr bool pairs = kPairProducts && __is_same(In, BF16);
+  const A q_scale = static_cast<A>(s.scale * kLog2e);
+  auto* q_words = reinterpret_cast<uint32_t*>(q);
+  if constexpr (pairs) {
+    finite &= pack_row_pairs(args.q, b, h, q0, rows, dim, q_words, dim / 2);
+  } else {
+    finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, q_scale, q, dim_p);
+  }
   fill_row<A>(o, rows * dim_p, A(0));
   fill_row<A>(m, rows, -INFINITY);
   fill_row<A>(l, rows, A(0));
   const int64_t end = key_end(s, q0, rows);
   for (int64_t k0 = 0; k0 < end; k0 += kBlockK) {
     const int64_t cols = imin(kBlockK, end - k0), cols_p = padded(cols);
-    gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + k0 * dim, kBlockK, p, kBlockK, false);
+    if constexpr (pairs) {
+      pair_gemm(rows, cols_p, dim / 2, q_words, dim / 2,
+                reinterpret_cast<const uint32_t*>(kv.kt) + k0 * dim / 2, kBlockK, p, kBlockK, false);
+    } else {
+      gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + k0 * dim, kBlockK, p, kBlockK, false);
+    }
     for (int64_t i = 0; i < rows; ++i) {
       A* pi = p + i * kBlockK;
       const int64_t seen = visible_keys(s, q0 + i, k0, cols);
       if (seen == 0) {
         fill_row<A>(pi, cols_p, A(0));
         continue;
+      }
+      if constexpr (pairs) {
+        for (int64_t j = 0; j < seen; ++j) pi[j] *= q_scale;
       }
       const A top = row_max<A>(pi, seen);
       const A m_new = top > m[i] ? top : m[i];
@@ -492,7 +659,13 @@ void forward_block(const KernelArgs& args, PackedKV<A> kv, int64_t b, int64_t h,
       }
       if (args.dropout.p > 0) apply_dropout<A>(pi, seen, args.dropout, b, h, q0 + i, k0);
     }
-    gemm<A>(rows, dim_p, cols_p, p, kBlockK, 1, kv.v + k0 * dim_p, dim_p, o, dim_p, true);
+    if constexpr (pairs) {
+      for (int64_t i = 0; i < rows; ++i) round_to_pairs(p + i * kBlockK, cols_p);
+      pair_gemm(rows, dim_p, cols_p / 2, reinterpret_cast<const uint32_t*>(p), kBlockK,
+                reinterpret_cast<const uint32_t*>(kv.v) + k0 / 2 * dim_p, dim_p, o, dim_p, true);
+    } else {
+      gemm<A>(rows, dim_p, cols_p, p, kBlockK, 1, kv.v + k0 * dim_p, dim_p, o, dim_p, true);
+    }
   }
   In* out = static_cast<In*>(args.result.data);
   A* lse = static_cast<A*>(args.lse);
@@ -518,6 +691,13 @@ bool forward(const KernelArgs& args) {
 #pragma omp parallel for num_threads(args.threads) reduction(&& : finite)
   for (int64_t bh = 0; bh < heads_kv; ++bh) {
     A* kt = shared + bh * per_kv;
+    if constexpr (kPairProducts && __is_same(In, BF16)) {  // words, in at most the floats' room
+      finite &= pack_key_pairs(args.k, bh / s.heads_kv, bh % s.heads_kv, s.len_k, s.dim,
+                               reinterpret_cast<uint32_t*>(kt));
+      finite &= pack_value_pairs(args.v, bh / s.heads_kv, bh % s.heads_kv, s.len_k, s.dim,
+                                 reinterpret_cast<uint32_t*>(kt + s.dim * keys));
+      continue;
+    }
     finite &= pack_transposed<In, A>(args.k, bh / s.heads_kv, bh % s.heads_kv, 0, s.len_k, s.dim, kt);
     finite &= pack_rows<In, A>(args.v, bh / s.heads_kv, bh % s.heads_kv, 0, s.len_k, s.dim, A(1),
                                kt + s.dim * keys, dim_p);

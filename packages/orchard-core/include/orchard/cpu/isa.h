@@ -12,7 +12,8 @@ namespace orchard::cpu {
 
 // Whether this CPU runs tier `name`; false for a name that is not a tier.
 bool runs_isa(std::string_view name);
-// orchard-core's tier in use: the widest this CPU runs unless ORCHARD_CPU_ISA chose another.
+// orchard-core's tier in use: the widest this CPU runs (below avx512_bf16 on Intel CPUs, where
+// its instruction is no faster than widening) unless ORCHARD_CPU_ISA chose another.
 // Extensions start with the same one.
 std::string_view active_isa();
 // The tiers this CPU runs, narrowest first.

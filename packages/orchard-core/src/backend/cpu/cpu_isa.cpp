@@ -56,8 +56,22 @@ std::vector<const CpuRowKernels*> supported() {
   return sets;
 }
 
+// The tier a process starts on: the widest this CPU runs, except avx512_bf16 on Intel CPUs.
+// Their vdpbf16ps issues at the FMA's rate, not twice it as on AMD's Zen 4, and attention on it
+// measured slower there than widening to float (commit c0a031a, a 16-core Xeon); ORCHARD_CPU_ISA
+// still chooses it by name.
+const CpuRowKernels* default_set() {
+  const std::vector<const CpuRowKernels*> sets = supported();
+#if defined(__x86_64__)
+  if (sets.size() > 1 && sets.back()->bf16_product != nullptr && __builtin_cpu_is("intel")) {
+    return sets[sets.size() - 2];
+  }
+#endif
+  return sets.back();
+}
+
 std::atomic<const CpuRowKernels*>& current() {
-  static std::atomic<const CpuRowKernels*> chosen{supported().back()};
+  static std::atomic<const CpuRowKernels*> chosen{default_set()};
   return chosen;
 }
 
