@@ -108,6 +108,16 @@ def table(
         "Both libraries timed in the same run, taking turns; median over repeats. Ratio = torch time / "
         "orchard time (above 1: orchard is faster). Forward+backward goes through each library's autograd. "
         "What bounds each pass, and where targets are missed: docs/flash.md.",
+        *(
+            [
+                "",
+                "On kernels 'avx512_bf16' the bfloat16 forward multiplies on vdpbf16ps (two bfloat16 "
+                "products per float32 lane, so its share of the float32 FMA ceiling can pass 100% on a "
+                "CPU that issues it at the FMA's rate); the bfloat16 backward widens to float32.",
+            ]
+            if of._flash._cpu_isa() == "avx512_bf16"
+            else []
+        ),
         "",
         "| dtype | L | causal | pass | orchard ms | torch ms | orchard GFLOP/s | torch GFLOP/s "
         "| orchard % of FMA ceiling | torch/orchard | target |",
