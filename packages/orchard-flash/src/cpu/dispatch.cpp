@@ -13,8 +13,9 @@ namespace orchard::flash::cpu {
 int64_t forward_workspace(const AttentionShape& s) {
   return 2 * kBlockQ * padded(s.dim) + kBlockQ * kBlockK + 2 * kBlockQ;
 }
+// The backward's last kBlockQ * kBlockK / 2 is the bfloat16 pair products' P^T and dS^T.
 int64_t backward_workspace(const AttentionShape& s) {
-  return 3 * kBlockQ * padded(s.dim) + 3 * kBlockQ * kBlockK;
+  return 3 * kBlockQ * padded(s.dim) + 3 * kBlockQ * kBlockK + kBlockQ * kBlockK / 2;
 }
 int64_t forward_shared(const AttentionShape& s) {
   const int64_t keys = key_slots(s.len_k);

@@ -545,16 +545,18 @@ bool pack_row_pairs(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t 
   return finite;
 }
 
-// K as pair_gemm's B for scores: by blocks of kBlockK keys, key i's pair t at
-// dst[(i / kBlockK) * kBlockK * pairs + t * kBlockK + i % kBlockK], zero up to key_slots(rows).
-bool pack_key_pairs(const Operand& t, int64_t b, int64_t h, int64_t rows, int64_t dim, uint32_t* dst) {
+// Keys i0 .. i0 + rows (K or V) as pair_gemm's B for products over d (S = Q K^T, dP = dO V^T):
+// by blocks of kBlockK keys, key i0 + i's pair t at dst[(i / kBlockK) * kBlockK * pairs + t *
+// kBlockK + i % kBlockK], zero up to key_slots(rows).
+bool pack_key_pairs(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t dim,
+                    uint32_t* dst) {
   const int64_t pairs = dim / 2;
   bool finite = true;
   uint32_t row[128];  // one key's words: head dims reach 256
   for (int64_t i = 0; i < key_slots(rows); ++i) {
     uint32_t* block = dst + i / kBlockK * kBlockK * pairs + i % kBlockK;
     if (i < rows) {
-      finite &= pack_row_pairs(t, b, h, i, 1, dim, row, pairs);
+      finite &= pack_row_pairs(t, b, h, i0 + i, 1, dim, row, pairs);
     } else {
       fill_row<uint32_t>(row, pairs, 0u);
     }
@@ -563,17 +565,19 @@ bool pack_key_pairs(const Operand& t, int64_t b, int64_t h, int64_t rows, int64_
   return finite;
 }
 
-// V as pair_gemm's B for P @ V: key pair u's words (v[2u][d], v[2u + 1][d]) at
-// dst[u * dim_p + d], zero past dim and past the last key up to key_slots(rows).
-bool pack_value_pairs(const Operand& t, int64_t b, int64_t h, int64_t rows, int64_t dim, uint32_t* dst) {
+// Rows i0 .. i0 + rows of an operand as pair_gemm's B for products over its rows (P V, and in
+// the backward dS K, P^T dO, dS^T Q): row pair u's words (x[2u][d], x[2u + 1][d]) at
+// dst[u * dim_p + d], zero past dim and past the last row up to `slots` rows (even).
+bool pack_pairs_of_rows(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t slots,
+                        int64_t dim, uint32_t* dst) {
   const int64_t dim_p = padded(dim);
   bool finite = true;
-  for (int64_t u = 0; u < key_slots(rows) / 2; ++u) {
+  for (int64_t u = 0; u < slots / 2; ++u) {
     uint32_t* out = dst + u * dim_p;
     fill_row<uint32_t>(out, dim_p, 0u);
     for (int64_t half = 0; half < 2; ++half) {
       if (2 * u + half >= rows) break;
-      const BF16* src = row_of<BF16>(t, b, h, 2 * u + half);
+      const BF16* src = row_of<BF16>(t, b, h, i0 + 2 * u + half);
       for (int64_t d = 0; d < dim; ++d) {
         const uint16_t bits = src[d * t.s3].bits;
         finite &= (bits & 0x7f80) != 0x7f80;
@@ -583,6 +587,30 @@ bool pack_value_pairs(const Operand& t, int64_t b, int64_t h, int64_t rows, int6
   }
   return finite;
 }
+// x^T (x: rows x n floats, rows ld apart) rounded to bfloat16 as pair_gemm's A for products
+// over x's rows (P^T dO, dS^T Q): column j's words pair rows 2u and 2u + 1, at dst[j * am + u];
+// a missing last row is zero.
+void pack_transposed_pairs(const float* x, int64_t ld, int64_t rows, int64_t n, uint32_t* dst, int64_t am) {
+  alignas(64) static constexpr uint16_t kInterleave[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
+                                                           21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
+                                                           11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i interleave = _mm512_load_si512(kInterleave);
+  const __m512i columns =
+      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                         _mm512_set1_epi32(static_cast<int>(am)));
+  for (int64_t u = 0; 2 * u < rows; ++u) {
+    const float* even = x + 2 * u * ld;
+    const bool odd = 2 * u + 1 < rows;
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 live = n - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - j)) - 1);
+      const __m512 e = _mm512_maskz_loadu_ps(live, even + j);
+      const __m512 o = odd ? _mm512_maskz_loadu_ps(live, even + ld + j) : _mm512_setzero_ps();
+      const __m512i words =
+          _mm512_permutexvar_epi16(interleave, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(o, e)));
+      _mm512_mask_i32scatter_epi32(dst + j * am + u, live, columns, words, 4);
+    }
+  }
+}
 #else
 constexpr bool kPairProducts = false;
 // Declared for the `if constexpr (kPairProducts)` branches, which this copy discards.
@@ -591,8 +619,11 @@ void pair_gemm(int64_t m, int64_t n, int64_t pairs, const uint32_t* a, int64_t a
 void round_to_pairs(float* x, int64_t n);
 bool pack_row_pairs(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t dim,
                     uint32_t* dst, int64_t ld);
-bool pack_key_pairs(const Operand& t, int64_t b, int64_t h, int64_t rows, int64_t dim, uint32_t* dst);
-bool pack_value_pairs(const Operand& t, int64_t b, int64_t h, int64_t rows, int64_t dim, uint32_t* dst);
+bool pack_key_pairs(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t dim,
+                    uint32_t* dst);
+bool pack_pairs_of_rows(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t slots,
+                        int64_t dim, uint32_t* dst);
+void pack_transposed_pairs(const float* x, int64_t ld, int64_t rows, int64_t n, uint32_t* dst, int64_t am);
 #endif
 
 // ---- forward -------------------------------------------------------------------------------
@@ -692,10 +723,10 @@ bool forward(const KernelArgs& args) {
   for (int64_t bh = 0; bh < heads_kv; ++bh) {
     A* kt = shared + bh * per_kv;
     if constexpr (kPairProducts && __is_same(In, BF16)) {  // words, in at most the floats' room
-      finite &= pack_key_pairs(args.k, bh / s.heads_kv, bh % s.heads_kv, s.len_k, s.dim,
+      finite &= pack_key_pairs(args.k, bh / s.heads_kv, bh % s.heads_kv, 0, s.len_k, s.dim,
                                reinterpret_cast<uint32_t*>(kt));
-      finite &= pack_value_pairs(args.v, bh / s.heads_kv, bh % s.heads_kv, s.len_k, s.dim,
-                                 reinterpret_cast<uint32_t*>(kt + s.dim * keys));
+      finite &= pack_pairs_of_rows(args.v, bh / s.heads_kv, bh % s.heads_kv, 0, s.len_k, keys, s.dim,
+                                   reinterpret_cast<uint32_t*>(kt + s.dim * keys));
       continue;
     }
     finite &= pack_transposed<In, A>(args.k, bh / s.heads_kv, bh % s.heads_kv, 0, s.len_k, s.dim, kt);
@@ -754,19 +785,46 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
     A* p = dout + 2 * kBlockQ * dim_p;  // kBlockQ x kBlockK: probabilities
     A* pd = p + kBlockQ * kBlockK;      // the same after dropout
     A* dp = pd + kBlockQ * kBlockK;     // kBlockQ x kBlockK: dP, then dS
-    finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, static_cast<A>(s.scale * kLog2e), q, dim_p);
-    finite &= pack_rows<In, A>(args.dout, b, h, q0, rows, dim, A(1), dout, dim_p);
+    // bfloat16 on pair products (as the forward): q and dO unscaled as words by pairs of d and
+    // by pairs of rows, in q's and dout's room; P^T and dS^T by pairs of rows after dp.
+    constexpr bool pairs = kPairProducts && __is_same(In, BF16);
+    const A q_scale = static_cast<A>(s.scale * kLog2e);
+    const int64_t row_pairs = (rows + 1) / 2;
+    auto* q_by_d = reinterpret_cast<uint32_t*>(q);
+    auto* q_by_rows = q_by_d + kBlockQ * dim / 2;
+    auto* dout_by_d = reinterpret_cast<uint32_t*>(dout);
+    auto* dout_by_rows = dout_by_d + kBlockQ * dim / 2;
+    auto* transposed = reinterpret_cast<uint32_t*>(dp + kBlockQ * kBlockK);  // kBlockK x kBlockQ / 2
+    if constexpr (pairs) {
+      finite &= pack_row_pairs(args.q, b, h, q0, rows, dim, q_by_d, dim / 2);
+      pack_pairs_of_rows(args.q, b, h, q0, rows, 2 * row_pairs, dim, q_by_rows);
+      finite &= pack_row_pairs(args.dout, b, h, q0, rows, dim, dout_by_d, dim / 2);
+      pack_pairs_of_rows(args.dout, b, h, q0, rows, 2 * row_pairs, dim, dout_by_rows);
+    } else {
+      finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, q_scale, q, dim_p);
+      finite &= pack_rows<In, A>(args.dout, b, h, q0, rows, dim, A(1), dout, dim_p);
+    }
     const A* lse = static_cast<const A*>(args.lse) + row0;
     const A* delta_rows = delta + row0;
     const bool dropout = args.dropout.p > 0;
     for (int64_t k0 = kv.begin; k0 < end; k0 += kBlockK) {
       const int64_t cols = imin(kBlockK, end - k0), cols_p = padded(cols), at = k0 - kv.begin;
-      gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + at * dim, kBlockK, p, kBlockK, false);
-      gemm<A>(rows, cols_p, dim, dout, dim_p, 1, kv.vt + at * dim, kBlockK, dp, kBlockK, false);
+      if constexpr (pairs) {
+        pair_gemm(rows, cols_p, dim / 2, q_by_d, dim / 2,
+                  reinterpret_cast<const uint32_t*>(kv.kt) + at * dim / 2, kBlockK, p, kBlockK, false);
+        pair_gemm(rows, cols_p, dim / 2, dout_by_d, dim / 2,
+                  reinterpret_cast<const uint32_t*>(kv.vt) + at * dim / 2, kBlockK, dp, kBlockK, false);
+      } else {
+        gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + at * dim, kBlockK, p, kBlockK, false);
+        gemm<A>(rows, cols_p, dim, dout, dim_p, 1, kv.vt + at * dim, kBlockK, dp, kBlockK, false);
+      }
       for (int64_t i = 0; i < rows; ++i) {
         A* pi = p + i * kBlockK;
         A* dpi = dp + i * kBlockK;
         const int64_t seen = visible_keys(s, q0 + i, k0, cols);
+        if constexpr (pairs) {
+          for (int64_t j = 0; j < seen; ++j) pi[j] *= q_scale;  // the forward's scores, to the bit
+        }
         exp2_row<A>(pi, seen, static_cast<A>(lse[i] * kLog2e));
         fill_row<A>(pi + seen, cols_p - seen, A(0));
         if (dropout) {
@@ -785,10 +843,22 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
         const A di = delta_rows[i];
         for (int64_t j = 0; j < cols_p; ++j) dpi[j] = pi[j] * (dpi[j] - di) * static_cast<A>(kLn2);
       }
-      const A* pv = dropout ? pd : p;
-      gemm<A>(cols, dim_p, rows, pv, 1, kBlockK, dout, dim_p, kv.dv + at * dim_p, dim_p, true);
-      gemm<A>(cols, dim_p, rows, dp, 1, kBlockK, q, dim_p, kv.dk + at * dim_p, dim_p, true);
-      gemm<A>(rows, dim_p, cols_p, dp, kBlockK, 1, kv.k + at * dim_p, dim_p, dq, dim_p, true);
+      A* pv = dropout ? pd : p;
+      if constexpr (pairs) {  // P and dS rounded to bfloat16 for their products, as FlashAttention-2's
+        const int64_t am = kBlockQ / 2;
+        pack_transposed_pairs(pv, kBlockK, rows, cols, transposed, am);
+        pair_gemm(cols, dim_p, row_pairs, transposed, am, dout_by_rows, dim_p, kv.dv + at * dim_p, dim_p,
+                  true);
+        pack_transposed_pairs(dp, kBlockK, rows, cols, transposed, am);
+        pair_gemm(cols, dim_p, row_pairs, transposed, am, q_by_rows, dim_p, kv.dk + at * dim_p, dim_p, true);
+        for (int64_t i = 0; i < rows; ++i) round_to_pairs(dp + i * kBlockK, cols_p);
+        pair_gemm(rows, dim_p, cols_p / 2, reinterpret_cast<const uint32_t*>(dp), kBlockK,
+                  reinterpret_cast<const uint32_t*>(kv.k) + at / 2 * dim_p, dim_p, dq, dim_p, true);
+      } else {
+        gemm<A>(cols, dim_p, rows, pv, 1, kBlockK, dout, dim_p, kv.dv + at * dim_p, dim_p, true);
+        gemm<A>(cols, dim_p, rows, dp, 1, kBlockK, q, dim_p, kv.dk + at * dim_p, dim_p, true);
+        gemm<A>(rows, dim_p, cols_p, dp, kBlockK, 1, kv.k + at * dim_p, dim_p, dq, dim_p, true);
+      }
     }
   }
   if (dq_share) return;
@@ -813,6 +883,9 @@ bool backward(const KernelArgs& args) {
   A* delta = shared + items * per_chunk;                         // rowsum(dO * O), (batch, heads, len_q)
   A* dq_shares = chunks.count > 1 ? delta + all_rows : nullptr;  // chunks x rows x dim_p
   A* workspace = static_cast<A*>(args.workspace);
+  // On pair products q is multiplied unscaled, so dK = dS^T q takes the scale when written.
+  constexpr bool pairs = kPairProducts && __is_same(In, BF16);
+  const A dk_scale = pairs ? static_cast<A>(s.scale * kLog2e) : A(1);
   bool finite = true;
 #pragma omp parallel for num_threads(args.threads) reduction(&& : finite)
   for (int64_t r = 0; r < all_rows; ++r) {
@@ -852,10 +925,17 @@ bool backward(const KernelArgs& args) {
                                rows_base,
                                rows_base + chunks.keys * dim_p,
                                rows_base + 2 * chunks.keys * dim_p};
-      finite &= pack_transposed<In, A>(args.k, b, hk, begin, keys, dim, kv.kt);
-      finite &= pack_transposed<In, A>(args.v, b, hk, begin, keys, dim, kv.vt);
-      pack_rows<In, A>(args.k, b, hk, begin, keys, dim, A(1), kv.k, dim_p);
-      fill_row<A>(kv.k + keys * dim_p, (chunks.keys - keys) * dim_p, A(0));
+      if constexpr (pairs) {  // words, in at most the floats' room
+        finite &= pack_key_pairs(args.k, b, hk, begin, keys, dim, reinterpret_cast<uint32_t*>(kv.kt));
+        finite &= pack_key_pairs(args.v, b, hk, begin, keys, dim, reinterpret_cast<uint32_t*>(kv.vt));
+        pack_pairs_of_rows(args.k, b, hk, begin, keys, key_slots(keys), dim,
+                           reinterpret_cast<uint32_t*>(kv.k));
+      } else {
+        finite &= pack_transposed<In, A>(args.k, b, hk, begin, keys, dim, kv.kt);
+        finite &= pack_transposed<In, A>(args.v, b, hk, begin, keys, dim, kv.vt);
+        pack_rows<In, A>(args.k, b, hk, begin, keys, dim, A(1), kv.k, dim_p);
+        fill_row<A>(kv.k + keys * dim_p, (chunks.keys - keys) * dim_p, A(0));
+      }
       fill_row<A>(kv.dk, 2 * chunks.keys * dim_p, A(0));
       A* dq_share = dq_shares ? dq_shares + chunk * all_rows * dim_p : nullptr;
       for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
@@ -867,7 +947,7 @@ bool backward(const KernelArgs& args) {
       In* dv = static_cast<In*>(args.dv.data) + (pair * s.len_k + begin) * dim;
       for (int64_t j = 0; j < keys; ++j) {
         for (int64_t d = 0; d < dim; ++d) {
-          dk[j * dim + d] = narrow<In, A>(kv.dk[j * dim_p + d]);
+          dk[j * dim + d] = narrow<In, A>(kv.dk[j * dim_p + d] * dk_scale);
           dv[j * dim + d] = narrow<In, A>(kv.dv[j * dim_p + d]);
         }
       }
