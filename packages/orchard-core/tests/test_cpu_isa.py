@@ -124,7 +124,7 @@ def _cpu_vendor() -> str:
 
 def test_the_widest_instruction_set_is_the_default():
     """The widest tier, but avx512 where avx512_bf16 is widest on an Intel CPU (its bf16
-    instruction issues at the FMA's rate there: no faster than widening to float)."""
+    instruction measured no faster than widening to float there)."""
     script = "import orchard_core as oc; print(oc.cpu_isa(), ' '.join(oc._core._cpu_isas()))"
     env = {k: v for k, v in os.environ.items() if k != "ORCHARD_CPU_ISA"}
     chosen, *isas = subprocess.run(

@@ -111,9 +111,9 @@ def table(
         *(
             [
                 "",
-                "On kernels 'avx512_bf16' the bfloat16 forward multiplies on vdpbf16ps (two bfloat16 "
-                "products per float32 lane, so its share of the float32 FMA ceiling can pass 100% on a "
-                "CPU that issues it at the FMA's rate); the bfloat16 backward widens to float32.",
+                "On kernels 'avx512_bf16' bfloat16 multiplies on vdpbf16ps, forward and backward (two "
+                "bfloat16 products per float32 lane, so its share of the float32 FMA ceiling can pass "
+                "100% where it issues at the FMA's rate, as on AMD's Zen 4).",
             ]
             if of._flash._cpu_isa() == "avx512_bf16"
             else []

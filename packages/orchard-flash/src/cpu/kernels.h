@@ -446,12 +446,12 @@ FLASH_INLINE int64_t key_end(const AttentionShape& s, int64_t q0, int64_t rows) 
 
 // ---- bfloat16 pair products (AVX512-BF16) -------------------------------------------------
 
-// The avx512_bf16 copy multiplies bfloat16 attention's forward products on vdpbf16ps: each
-// float32 lane adds the two products of a pair of bfloat16 (twice the multiply-adds of an FMA
-// per instruction; on AMD's Zen 4 at the FMA's rate). Operands are packed as 32-bit words,
+// The avx512_bf16 copy multiplies bfloat16 attention's products on vdpbf16ps: each float32
+// lane adds the two products of a pair of bfloat16 (twice the multiply-adds of an FMA per
+// instruction, issued at the FMA's rate on AMD's Zen 4). Operands are packed as 32-bit words,
 // each two neighbours along the product's depth: A's words are broadcast, B's rows of words
-// are contiguous. The bfloat16 inputs are exact, so only P is rounded (to bfloat16, as the
-// naive bfloat16 product P @ V rounds it too).
+// are contiguous. The bfloat16 inputs are exact, so only P and dS are rounded (to bfloat16, as
+// the naive bfloat16 products round them too).
 #if defined(__AVX512BF16__)
 constexpr bool kPairProducts = true;
 

@@ -56,10 +56,10 @@ std::vector<const CpuRowKernels*> supported() {
   return sets;
 }
 
-// The tier a process starts on: the widest this CPU runs, except avx512_bf16 on Intel CPUs.
-// Their vdpbf16ps issues at the FMA's rate, not twice it as on AMD's Zen 4, and attention on it
-// measured slower there than widening to float (commit c0a031a, a 16-core Xeon); ORCHARD_CPU_ISA
-// still chooses it by name.
+// The tier a process starts on: the widest this CPU runs, except avx512_bf16 on Intel CPUs:
+// attention on vdpbf16ps measured slower there than widening to float (commit c0a031a, a 16-core
+// Xeon), while AMD's Zen 4 runs it at twice an FMA's multiply-adds. ORCHARD_CPU_ISA still
+// chooses it by name.
 const CpuRowKernels* default_set() {
   const std::vector<const CpuRowKernels*> sets = supported();
 #if defined(__x86_64__)
