@@ -843,7 +843,7 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
         const A di = delta_rows[i];
         for (int64_t j = 0; j < cols_p; ++j) dpi[j] = pi[j] * (dpi[j] - di) * static_cast<A>(kLn2);
       }
-      A* pv = dropout ? pd : p;
+      const A* pv = dropout ? pd : p;
       if constexpr (pairs) {  // P and dS rounded to bfloat16 for their products, as FlashAttention-2's
         const int64_t am = kBlockQ / 2;
         pack_transposed_pairs(pv, kBlockK, rows, cols, transposed, am);
