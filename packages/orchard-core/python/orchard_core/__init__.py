@@ -145,10 +145,13 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def cpu_isa() -> str:
-    """The instruction set of the CPU kernels in use: "generic", "avx2" or "avx512".
+    """The instruction set of the CPU kernels in use: "generic", "avx2", "avx512" or
+    "avx512_bf16" (AVX-512's loops, and bfloat16 matmul and attention on vdpbf16ps).
 
-    The widest this CPU runs, unless ORCHARD_CPU_ISA named a narrower one at import. Every
-    set gives bitwise the same results (docs/architecture.md, "Numerics").
+    The widest this CPU runs (but "avx512" on Intel CPUs that have "avx512_bf16", where its
+    instruction measured no faster), unless ORCHARD_CPU_ISA named another at import. Every set
+    gives bitwise the same elementwise and reduction results (docs/architecture.md, "Numerics");
+    matmul is outside that contract.
     """
     return _core._cpu_isa()
 
