@@ -455,6 +455,14 @@ FLASH_INLINE int64_t key_end(const AttentionShape& s, int64_t q0, int64_t rows) 
 #if defined(__AVX512BF16__)
 constexpr bool kPairProducts = true;
 
+// acc + the pairwise products of a and b's bfloat16 (vdpbf16ps), written out: clang 16 (Debian's
+// 16.0.6, the Metal lane's compiler) crashes compiling the _mm512_dpbf16_ps intrinsic at -O1 and
+// above.
+FLASH_INLINE __m512 dot_pairs(__m512 acc, __m512i a, __m512i b) {
+  asm("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+  return acc;
+}
+
 // C[MR x NV vectors] (+)= A[MR x pairs words] B[pairs words x NV vectors of 16]; A's word
 // (i, p) at a[i * am + p], B's rows ldb words apart.
 template <int MR, int NV>
@@ -468,14 +476,14 @@ FLASH_INLINE void pair_tile(const uint32_t* a, int64_t am, const uint32_t* b, in
       acc[i][j] = add ? _mm512_loadu_ps(c + i * ldc + j * 16) : _mm512_setzero_ps();
   }
   for (int64_t p = 0; p < pairs; ++p) {
-    __m512bh bv[NV];
+    __m512i bv[NV];
 #pragma GCC unroll 16
-    for (int j = 0; j < NV; ++j) bv[j] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + p * ldb + j * 16));
+    for (int j = 0; j < NV; ++j) bv[j] = _mm512_loadu_si512(b + p * ldb + j * 16);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const auto ai = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(a[i * am + p])));
+      const __m512i ai = _mm512_set1_epi32(static_cast<int>(a[i * am + p]));
 #pragma GCC unroll 16
-      for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], ai, bv[j]);
+      for (int j = 0; j < NV; ++j) acc[i][j] = dot_pairs(acc[i][j], ai, bv[j]);
     }
   }
 #pragma GCC unroll 16

@@ -99,6 +99,14 @@ void pack_row_major_panels(const BFloat16* src, int64_t k_stride, int64_t depth,
   }
 }
 
+// acc + the pairwise products of a and b's bfloat16 (vdpbf16ps), written out: clang 16 (Debian's
+// 16.0.6, the Metal lane's compiler) crashes compiling the _mm512_dpbf16_ps intrinsic at -O1 and
+// above.
+__m512 dot_pairs(__m512 acc, __m512i a, __m512i b) {
+  asm("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+  return acc;
+}
+
 // out[r][c] (rows x cols of it, rows `ld` apart) = the packed A panel (pairs x kRows words)
 // times the packed B panel (pairs x kCols words), plus bias[c].
 void tile(int64_t pairs, const uint32_t* __restrict a, const uint32_t* __restrict b, const float* bias,
@@ -106,14 +114,13 @@ void tile(int64_t pairs, const uint32_t* __restrict a, const uint32_t* __restric
   __m512 acc[kRows][2];
   for (auto& row : acc) row[0] = row[1] = _mm512_setzero_ps();
   for (int64_t p = 0; p < pairs; ++p) {
-    const auto b0 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + p * kCols));
-    const auto b1 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + p * kCols + 16));
+    const __m512i b0 = _mm512_loadu_si512(b + p * kCols), b1 = _mm512_loadu_si512(b + p * kCols + 16);
     const uint32_t* a_words = a + p * kRows;
 #pragma GCC unroll 14
     for (int r = 0; r < kRows; ++r) {
-      const auto ar = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(a_words[r])));
-      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], ar, b0);
-      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], ar, b1);
+      const __m512i ar = _mm512_set1_epi32(static_cast<int>(a_words[r]));
+      acc[r][0] = dot_pairs(acc[r][0], ar, b0);
+      acc[r][1] = dot_pairs(acc[r][1], ar, b1);
     }
   }
   const __mmask32 columns = cols >= 32 ? ~__mmask32{0} : (__mmask32{1} << cols) - 1;
