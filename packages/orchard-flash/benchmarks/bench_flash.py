@@ -29,7 +29,7 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 # The timing loop shared with orchard-core's benchmarks (libraries take turns, median kept).
 sys.path.insert(0, str(HERE.parents[1] / "orchard-core" / "benchmarks"))
-from _harness import Case, Row, cpu_name, measure, print_settings  # noqa: E402
+from _harness import Case, Row, cpu_name, measure, print_settings, usable_cores  # noqa: E402
 
 TARGETS = {"float32": 1.3, "bfloat16": 2.0}
 
@@ -100,7 +100,7 @@ def table(
         "# orchard-flash CPU attention vs torch scaled_dot_product_attention",
         "",
         f"Command: `{command}` (or `nox -s bench`)  ",
-        f"Machine: {cpu_name()}, {platform.machine()} {platform.system()}, {os.cpu_count()} cores, "
+        f"Machine: {cpu_name()}, {platform.machine()} {platform.system()}, {usable_cores()} cores, "
         f"orchard-flash kernels '{of._flash._cpu_isa()}'; FMA ceiling {ceiling}; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), orchard-flash {of.__version__}.  ",
         f"Shapes: batch 1, {args.heads} heads, head dim {args.dim}. Load average {load:.1f} at the start, "

@@ -20,8 +20,9 @@ namespace {
 
 using bf16::Operand;
 
-constexpr int kRows = 14;  // rows of A per tile: one broadcast word each per pair of k
-constexpr int kCols = 32;  // columns of B per tile: two vectors of 16
+constexpr int kRows = 14;         // rows of A per tile: one broadcast word each per pair of k
+static_assert(kPanelCols == 32);  // columns of B per tile: two vectors of 16
+constexpr int kCols = kPanelCols;
 // A block of this many bytes of packed A stays in the per-core L2 while the tiles of a block
 // of columns walk it; the columns' panels (K x kCols) stay in L1 or L2 as they are reused.
 constexpr int64_t kBlockBytesA = 384 * 1024;
@@ -47,11 +48,13 @@ __m512i interleave_high() { return interleave_indices<16>(); }
 // Packs `lines` lines (rows of A, or columns of B) of a panel `width` wide: word [p][l] holds
 // elements 2p and 2p + 1 along K of line l, the first in the low half. Lines past `lines` and
 // the k past K (an odd K) are zero in both operands, so they add 0 * 0 to every sum.
+// Pairs from `pairs` to `padded_pairs` are zero too.
 template <int Width>
 void pack_panel(const BFloat16* src, int64_t line_stride, int64_t k_stride, int lines, int64_t depth,
-                uint32_t* __restrict dst) {
+                int64_t padded_pairs, uint32_t* __restrict dst) {
   const int64_t pairs = ceil_div(depth, 2), full_pairs = depth / 2;
   if (lines < Width) std::fill_n(dst, pairs * Width, 0u);
+  std::fill(dst + pairs * Width, dst + padded_pairs * Width, 0u);
   if (k_stride == 1) {  // a pair is one 32-bit word in memory
     for (int l = 0; l < lines; ++l) {
       const BFloat16* line = src + l * line_stride;
@@ -80,7 +83,9 @@ void pack_panel(const BFloat16* src, int64_t line_stride, int64_t k_stride, int 
 void pack_row_major_panels(const BFloat16* src, int64_t k_stride, int64_t depth, int panels,
                            int64_t panel_words, uint32_t* __restrict dst) {
   const __m512i low = interleave_low(), high = interleave_high();
-  const int64_t full_pairs = depth / 2;
+  const int64_t full_pairs = depth / 2, pairs = ceil_div(depth, 2);
+  for (int q = 0; q < panels; ++q)
+    std::fill(dst + q * panel_words + pairs * kCols, dst + (q + 1) * panel_words, 0u);
   for (int64_t p = 0; p < full_pairs; ++p) {
     const BFloat16* even = src + 2 * p * k_stride;
     const BFloat16* odd = even + k_stride;
@@ -137,6 +142,25 @@ void tile(int64_t pairs, const uint32_t* __restrict a, const uint32_t* __restric
 
 }  // namespace
 
+void pack_b_panels(const Operand& b, int64_t first, int64_t last, int64_t padded_pairs, uint32_t* packed_b) {
+  const int64_t n = b.cols, depth = b.rows, panel_words = padded_pairs * kCols;
+  int64_t panel = first;
+  if (b.col_stride == 1) {  // whole panels by rows of B
+    const int64_t full = std::min(last, n / kCols) - first;
+    if (full > 0) {
+      pack_row_major_panels(b.data + first * kCols, b.row_stride, depth, static_cast<int>(full), panel_words,
+                            packed_b + first * panel_words);
+      panel += full;
+    }
+  }
+  for (; panel < last; ++panel) {
+    const int64_t col = panel * kCols;
+    pack_panel<kCols>(b.data + col * b.col_stride, b.col_stride, b.row_stride,
+                      static_cast<int>(std::min<int64_t>(kCols, n - col)), depth, padded_pairs,
+                      packed_b + panel * panel_words);
+  }
+}
+
 void product(const Operand& a, const Operand& b, const float* bias, BFloat16* out, bf16::Packing& packing,
              int threads) {
   const int64_t m = a.rows, n = b.cols, depth = a.cols;
@@ -163,26 +187,12 @@ void product(const Operand& a, const Operand& b, const float* bias, BFloat16* ou
       if (task < a_tasks) {
         const int64_t row = task * kRows;
         pack_panel<kRows>(a.data + row * a.row_stride, a.row_stride, a.col_stride,
-                          static_cast<int>(std::min<int64_t>(kRows, m - row)), depth,
+                          static_cast<int>(std::min<int64_t>(kRows, m - row)), depth, pairs,
                           packed_a + task * a_panel_words);
         continue;
       }
-      const int64_t first = (task - a_tasks) * kPackGroup, last = std::min(col_panels, first + kPackGroup);
-      int64_t panel = first;
-      if (b.col_stride == 1) {  // whole panels by rows of B
-        const int64_t full = std::min(last, n / kCols) - first;
-        if (full > 0) {
-          pack_row_major_panels(b.data + first * kCols, b.row_stride, depth, static_cast<int>(full),
-                                b_panel_words, packed_b + first * b_panel_words);
-          panel += full;
-        }
-      }
-      for (; panel < last; ++panel) {
-        const int64_t col = panel * kCols;
-        pack_panel<kCols>(b.data + col * b.col_stride, b.col_stride, b.row_stride,
-                          static_cast<int>(std::min<int64_t>(kCols, n - col)), depth,
-                          packed_b + panel * b_panel_words);
-      }
+      const int64_t first = (task - a_tasks) * kPackGroup;
+      pack_b_panels(b, first, std::min(col_panels, first + kPackGroup), pairs, packed_b);
     }
 #pragma omp for schedule(dynamic)
     for (int64_t block = 0; block < row_blocks * col_blocks; ++block) {

@@ -1,7 +1,9 @@
 // bfloat16 matrix products on the CPU's own bfloat16 dot-product instructions (AVX512-BF16's
 // vdpbf16ps): products of bfloat16 pairs summed into float32, no widening copy of either
-// operand. bf16_products.cpp is compiled for that instruction set alone; the "avx512_bf16"
-// tier of cpu_isa.h carries it, the tiers below widen both operands to float for BLAS.
+// operand; and on AMX's tile registers (TDPBF16PS), the same sums sixteen times wider.
+// bf16_products.cpp and amx_products.cpp are compiled for AVX512-BF16 alone; the "avx512_bf16"
+// and "amx_bf16" tiers of cpu_isa.h carry them, the tiers below widen both operands to float
+// for BLAS.
 #pragma once
 
 #include <cstddef>
@@ -57,6 +59,21 @@ using Product = void (*)(const Operand& a, const Operand& b, const float* bias, 
 
 #if defined(__x86_64__)
 namespace orchard::backend::isa_avx512_bf16 {
+void product(const bf16::Operand& a, const bf16::Operand& b, const float* bias, BFloat16* out,
+             bf16::Packing& packing, int threads);
+
+// B's layout for both kernels: panels of kPanelCols columns, `padded_pairs` x kPanelCols words
+// each; word [p][c] holds rows 2p and 2p + 1 of column c, the first in the low half, and is zero
+// past the matrix (columns past b.cols, rows past b.rows up to 2 * padded_pairs). Packs panels
+// first..last - 1 into packed_b (panel i at i * padded_pairs * kPanelCols).
+constexpr int kPanelCols = 32;
+void pack_b_panels(const bf16::Operand& b, int64_t first, int64_t last, int64_t padded_pairs,
+                   uint32_t* packed_b);
+}  // namespace orchard::backend::isa_avx512_bf16
+
+// The same product on AMX's tile registers (amx_products.cpp); the caller has the OS's
+// permission to use them (cpu_isa.cpp).
+namespace orchard::backend::isa_amx_bf16 {
 void product(const bf16::Operand& a, const bf16::Operand& b, const float* bias, BFloat16* out,
              bf16::Packing& packing, int threads);
 }

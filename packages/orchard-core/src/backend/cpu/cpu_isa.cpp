@@ -1,11 +1,39 @@
 #include "backend/cpu/cpu_isa.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include <atomic>
 
 #include "orchard/cpu/isa.h"
 #include "orchard/error.h"
 
 namespace orchard::cpu {
+
+namespace {
+
+#if defined(__x86_64__)
+// AMX-TILE and AMX-BF16 (CPUID leaf 7, EDX bits 24 and 22), and the kernel's permission for
+// this process to use the tile registers: Linux hands out their 8 KiB of state only on request
+// (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), from Linux 5.16), and a tile
+// instruction without it kills the process with SIGILL. Asked once; a refusal leaves the tier out.
+bool amx_usable() {
+  static const bool usable = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+    if ((edx >> 24 & 1) == 0 || (edx >> 22 & 1) == 0) return false;
+    constexpr long kRequestPermission = 0x1023;  // ARCH_REQ_XCOMP_PERM
+    constexpr long kTileData = 18;               // XFEATURE_XTILEDATA
+    return syscall(SYS_arch_prctl, kRequestPermission, kTileData) == 0;
+  }();
+  return usable;
+}
+#endif
+
+}  // namespace
 
 bool runs_isa(std::string_view name) {
   if (name == "generic") return true;
@@ -17,6 +45,7 @@ bool runs_isa(std::string_view name) {
            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
   }
   if (name == "avx512_bf16") return runs_isa("avx512") && __builtin_cpu_supports("avx512bf16");
+  if (name == "amx_bf16") return runs_isa("avx512_bf16") && amx_usable();
 #endif
   return false;
 }
@@ -40,12 +69,23 @@ const CpuRowKernels& avx512_bf16_kernels() {
   }();
   return kernels;
 }
+
+// AVX-512's float loops, and bfloat16 products on AMX's tiles.
+const CpuRowKernels& amx_bf16_kernels() {
+  static const CpuRowKernels kernels = [] {
+    CpuRowKernels k = isa_avx512::row_kernels();
+    k.isa = "amx_bf16";
+    k.bf16_product = isa_amx_bf16::product;
+    return k;
+  }();
+  return kernels;
+}
 #endif
 
 std::vector<const CpuRowKernels*> supported() {
 #if defined(__x86_64__)
   const CpuRowKernels* built[] = {&isa_generic::row_kernels(), &isa_avx2::row_kernels(),
-                                  &isa_avx512::row_kernels(), &avx512_bf16_kernels()};
+                                  &isa_avx512::row_kernels(), &avx512_bf16_kernels(), &amx_bf16_kernels()};
 #else
   const CpuRowKernels* built[] = {&isa_generic::row_kernels()};
 #endif
@@ -56,14 +96,14 @@ std::vector<const CpuRowKernels*> supported() {
   return sets;
 }
 
-// The tier a process starts on: the widest this CPU runs, except avx512_bf16 on Intel CPUs:
-// attention on vdpbf16ps measured slower there than widening to float (commit c0a031a, a 16-core
-// Xeon), while AMD's Zen 4 runs it at twice an FMA's multiply-adds. ORCHARD_CPU_ISA still
-// chooses it by name.
+// The tier a process starts on: the widest this CPU runs, except avx512_bf16 as the widest on
+// an Intel CPU (one without AMX): attention on vdpbf16ps measured slower there than widening to
+// float (commit c0a031a, a 16-core Xeon), while AMD's Zen 4 runs it at twice an FMA's
+// multiply-adds. ORCHARD_CPU_ISA still chooses it by name.
 const CpuRowKernels* default_set() {
   const std::vector<const CpuRowKernels*> sets = supported();
 #if defined(__x86_64__)
-  if (sets.size() > 1 && sets.back()->bf16_product != nullptr && __builtin_cpu_is("intel")) {
+  if (sets.size() > 1 && std::string_view(sets.back()->isa) == "avx512_bf16" && __builtin_cpu_is("intel")) {
     return sets[sets.size() - 2];
   }
 #endif

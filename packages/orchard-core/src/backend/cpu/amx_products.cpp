@@ -1,0 +1,197 @@
+// The bfloat16 matrix product of bf16_products.h on AMX's tile registers (Intel Sapphire Rapids
+// and later). TDPBF16PS adds the pairwise products of a 16 x 32 bfloat16 tile of A and a
+// 32 x 16 tile of B (stored as 16 rows of 16 pairs) to a 16 x 16 float32 tile: 8192
+// multiply-adds, 256 times a 512-bit FMA's. A block of 32 x 32 outputs stays in four tile
+// registers over the whole of K, then is rounded to bfloat16 and stored, as the AVX512-BF16
+// kernel's tile is. B is packed as for that kernel (isa_avx512_bf16::pack_b_panels), A in chunks
+// of 32 rows x 32 k (a tile of A is 16 of those rows). The tile instructions are written as
+// inline assembly: no compiler flag, and none of the compilers' AMX intrinsics, is needed.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "backend/cpu/bf16_products.h"
+
+namespace orchard::backend::isa_amx_bf16 {
+
+namespace {
+
+using bf16::Operand;
+using isa_avx512_bf16::kPanelCols;
+
+constexpr int kTileRows = 16;            // rows of a tile register, 64 bytes each
+constexpr int kChunkPairs = 16;          // pairs of k in a row of a tile of A: a tile of B's rows
+constexpr int kChunk = 2 * kChunkPairs;  // k per chunk
+constexpr int kRows = 2 * kTileRows;     // rows of A per block of outputs: two tiles
+constexpr int kCols = kPanelCols;        // columns per block: two tiles of 16
+static_assert(kCols == 2 * 16);
+// As in the AVX512-BF16 kernel: a block of packed A stays in L2 while a block of columns'
+// panels walks it, and B is packed a group of panels per task.
+constexpr int64_t kBlockBytesA = 384 * 1024;
+constexpr int64_t kBlockCols = 8 * kCols;
+constexpr int64_t kPackGroup = 8;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Palette 1, every tile 16 rows of 64 bytes: tmm0..3 accumulate the four 16 x 16 quarters of
+// a block, tmm4 and tmm5 hold A's two row tiles of a chunk, tmm6 and tmm7 B's two column tiles.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t bytes_per_row[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+  uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+};
+static_assert(sizeof(TileConfig) == 64);
+
+// The tile registers of the calling thread, configured while it lives.
+class Tiles {
+ public:
+  Tiles() { asm volatile("ldtilecfg %0" : : "m"(kConfig)); }
+  ~Tiles() { asm volatile("tilerelease" ::); }
+  Tiles(const Tiles&) = delete;
+  Tiles& operator=(const Tiles&) = delete;
+
+ private:
+  static constexpr TileConfig kConfig{};
+};
+
+template <int T>
+void tile_zero() {
+  asm volatile("tilezero %%tmm%c0" : : "i"(T));
+}
+template <int T>
+void tile_load(const void* base, int64_t stride) {
+  asm volatile("tileloadd (%0,%1,1), %%tmm%c2" : : "r"(base), "r"(stride), "i"(T) : "memory");
+}
+template <int T>
+void tile_store(void* base, int64_t stride) {
+  asm volatile("tilestored %%tmm%c0, (%1,%2,1)" : : "i"(T), "r"(base), "r"(stride) : "memory");
+}
+// tmm C += pairwise products of tmm A's rows and tmm B's columns.
+template <int C, int A, int B>
+void tile_dot() {
+  asm volatile("tdpbf16ps %%tmm%c0, %%tmm%c1, %%tmm%c2" : : "i"(B), "i"(A), "i"(C));
+}
+
+// Packs `rows` rows of A (up to kRows) as `chunks` chunks of kRows x kChunk bfloat16, row by
+// row: word (c * kRows + r) * kChunkPairs + j holds elements 2j and 2j + 1 of chunk c of row r.
+// Rows past `rows` and k past `depth` are zero, so they add 0 * 0 to every sum.
+void pack_a_panel(const Operand& a, int64_t first_row, int rows, int64_t chunks, uint32_t* __restrict dst) {
+  const int64_t depth = a.cols;
+  if (rows < kRows || depth % kChunk != 0) std::fill_n(dst, chunks * kRows * kChunkPairs, 0u);
+  const BFloat16* src = a.data + first_row * a.row_stride;
+  if (a.col_stride == 1) {  // each chunk of a row is contiguous
+    for (int r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t count = std::min<int64_t>(kChunk, depth - c * kChunk);
+        std::memcpy(dst + (c * kRows + r) * kChunkPairs, src + r * a.row_stride + c * kChunk,
+                    static_cast<size_t>(count) * sizeof(BFloat16));
+      }
+    }
+    return;
+  }
+  for (int64_t k = 0; k < depth; ++k) {  // rows adjacent in memory: read along them
+    const BFloat16* column = src + k * a.col_stride;
+    const int64_t c = k / kChunk, j = k % kChunk / 2, shift = 16 * (k % 2);
+    for (int r = 0; r < rows; ++r) {
+      uint32_t& word = dst[(c * kRows + r) * kChunkPairs + j];
+      const uint32_t bits = column[r * a.row_stride].bits;
+      word = shift == 0 ? bits : (word & 0xffffu) | bits << 16;
+    }
+  }
+}
+
+// out[r][c] (rows x cols of it, rows `ld` apart) = the packed A panel times the packed B panel,
+// plus bias[c].
+void block(int64_t chunks, const uint32_t* a, const uint32_t* b, const float* bias, BFloat16* out, int64_t ld,
+           int rows, int cols) {
+  constexpr int64_t kARow = kChunkPairs * 4, kBRow = kCols * 4;  // bytes between tile rows
+  tile_zero<0>();
+  tile_zero<1>();
+  tile_zero<2>();
+  tile_zero<3>();
+  for (int64_t c = 0; c < chunks; ++c) {
+    const uint32_t* a_chunk = a + c * kRows * kChunkPairs;
+    const uint32_t* b_chunk = b + c * kChunkPairs * kCols;
+    tile_load<4>(a_chunk, kARow);
+    tile_load<6>(b_chunk, kBRow);
+    tile_dot<0, 4, 6>();
+    tile_load<7>(b_chunk + 16, kBRow);
+    tile_dot<1, 4, 7>();
+    tile_load<5>(a_chunk + kTileRows * kChunkPairs, kARow);
+    tile_dot<2, 5, 6>();
+    tile_dot<3, 5, 7>();
+  }
+  alignas(64) float sums[kRows][kCols];
+  tile_store<0>(&sums[0][0], kCols * 4);
+  tile_store<1>(&sums[0][16], kCols * 4);
+  tile_store<2>(&sums[kTileRows][0], kCols * 4);
+  tile_store<3>(&sums[kTileRows][16], kCols * 4);
+  const __mmask32 columns = cols >= 32 ? ~__mmask32{0} : (__mmask32{1} << cols) - 1;
+  const __mmask16 low = static_cast<__mmask16>(columns), high = static_cast<__mmask16>(columns >> 16);
+  const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(low, bias) : _mm512_setzero_ps();
+  const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(high, bias + 16) : _mm512_setzero_ps();
+  for (int r = 0; r < rows; ++r) {
+    // Rounded to nearest even, NaN kept a quiet NaN, as BFloat16(float) (and a subnormal to 0).
+    const __m512bh row = _mm512_cvtne2ps_pbh(_mm512_add_ps(_mm512_load_ps(&sums[r][16]), bias1),
+                                             _mm512_add_ps(_mm512_load_ps(&sums[r][0]), bias0));
+    _mm512_mask_storeu_epi16(out + r * ld, columns, reinterpret_cast<__m512i>(row));
+  }
+}
+
+}  // namespace
+
+void product(const Operand& a, const Operand& b, const float* bias, BFloat16* out, bf16::Packing& packing,
+             int threads) {
+  const int64_t m = a.rows, n = b.cols;
+  const int64_t chunks = ceil_div(a.cols, kChunk), padded_pairs = chunks * kChunkPairs;
+  const int64_t row_panels = ceil_div(m, kRows), col_panels = ceil_div(n, kCols);
+  const int64_t a_panel_words = chunks * kRows * kChunkPairs, b_panel_words = padded_pairs * kCols;
+  const bool pack_a = packing.a_source != a.data, pack_b = packing.b_source != b.data;
+  uint32_t* packed_a = packing.a.at_least(static_cast<size_t>(row_panels * a_panel_words));
+  uint32_t* packed_b = packing.b.at_least(static_cast<size_t>(col_panels * b_panel_words));
+  packing.a_source = a.data;
+  packing.b_source = b.data;
+
+  const int64_t block_row_panels = std::max<int64_t>(1, kBlockBytesA / (a_panel_words * 4));
+  const int64_t row_blocks = ceil_div(row_panels, block_row_panels);
+  const int64_t col_blocks = ceil_div(n, kBlockCols);
+  const int64_t a_tasks = pack_a ? row_panels : 0;
+  const int64_t b_tasks = pack_b ? ceil_div(col_panels, kPackGroup) : 0;
+
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+#pragma omp for schedule(dynamic)
+    for (int64_t task = 0; task < a_tasks + b_tasks; ++task) {
+      if (task < a_tasks) {
+        pack_a_panel(a, task * kRows, static_cast<int>(std::min<int64_t>(kRows, m - task * kRows)), chunks,
+                     packed_a + task * a_panel_words);
+        continue;
+      }
+      const int64_t first = (task - a_tasks) * kPackGroup;
+      isa_avx512_bf16::pack_b_panels(b, first, std::min(col_panels, first + kPackGroup), padded_pairs,
+                                     packed_b);
+    }
+    const Tiles tiles;
+#pragma omp for schedule(dynamic)
+    for (int64_t task = 0; task < row_blocks * col_blocks; ++task) {
+      const int64_t first_row_panel = task / col_blocks * block_row_panels;
+      const int64_t last_row_panel = std::min(row_panels, first_row_panel + block_row_panels);
+      const int64_t first_col = task % col_blocks * kBlockCols;
+      const int64_t last_col = std::min(n, first_col + kBlockCols);
+      for (int64_t col = first_col; col < last_col; col += kCols) {
+        const uint32_t* b_panel = packed_b + col / kCols * b_panel_words;
+        const int cols = static_cast<int>(std::min<int64_t>(kCols, n - col));
+        for (int64_t panel = first_row_panel; panel < last_row_panel; ++panel) {
+          const int64_t row = panel * kRows;
+          block(chunks, packed_a + panel * a_panel_words, b_panel, bias ? bias + col : nullptr,
+                out + row * n + col, n, static_cast<int>(std::min<int64_t>(kRows, m - row)), cols);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace orchard::backend::isa_amx_bf16
