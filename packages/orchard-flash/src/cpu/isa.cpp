@@ -17,10 +17,8 @@ constexpr Kernels kAvx2{"avx2", avx2::forward_pass, avx2::backward_pass, avx2::d
 constexpr Kernels kAvx512{"avx512", avx512::forward_pass, avx512::backward_pass, avx512::dropout_keep_mask};
 constexpr Kernels kAvx512Bf16{"avx512_bf16", avx512_bf16::forward_pass, avx512_bf16::backward_pass,
                               avx512_bf16::dropout_keep_mask};
-// orchard-core's AMX tier: attention has no tile kernels yet and runs AVX-512's, which widen
-// bfloat16 to float (faster on Intel's cores than vdpbf16ps: see orchard-core's cpu_isa.cpp).
-constexpr Kernels kAmxBf16{"amx_bf16", avx512::forward_pass, avx512::backward_pass,
-                           avx512::dropout_keep_mask};
+constexpr Kernels kAmxBf16{"amx_bf16", amx_bf16::forward_pass, amx_bf16::backward_pass,
+                           amx_bf16::dropout_keep_mask};
 #endif
 
 // The tiers built here that this CPU runs (orchard-core's check, so both libraries agree).

@@ -21,7 +21,7 @@ struct Kernels {
 // The kernels in use.
 const Kernels& kernels();
 // The instruction sets this CPU runs, narrowest first ("generic", "avx2", "avx512",
-// "avx512_bf16").
+// "avx512_bf16", "amx_bf16").
 std::vector<std::string> supported_isas();
 // Switches to `name`; ValueError naming it when this CPU or build lacks it.
 void set_isa(const std::string& name);

@@ -1,5 +1,5 @@
 // FlashAttention forward and backward on the CPU, written once over GCC vector types and
-// compiled once per instruction set: kernels_{avx512_bf16,avx512,avx2,generic}.cpp define
+// compiled once per instruction set: kernels_{amx_bf16,avx512_bf16,avx512,avx2,generic}.cpp define
 // ORCHARD_FLASH_ISA (a namespace), the vector width and the register tile, then include this.
 // Everything here lives in that namespace and uses no out-of-line library templates, so no
 // inline code compiled for one instruction set can be linked into another's caller.
@@ -17,6 +17,9 @@
 #endif
 #if defined(__AVX2__)
 #include <immintrin.h>
+#endif
+#if defined(ORCHARD_FLASH_AMX)
+#include "orchard/cpu/amx_tiles.h"
 #endif
 
 #if !defined(ORCHARD_FLASH_ISA) || !defined(ORCHARD_FLASH_VECTOR_BYTES) || \
@@ -506,8 +509,8 @@ void pair_tile_partial(int64_t rows, int64_t vectors, const uint32_t* a, int64_t
 }
 
 // C[m x n] (+)= A[m x pairs] B[pairs x n] in words, n a multiple of 16.
-void pair_gemm(int64_t m, int64_t n, int64_t pairs, const uint32_t* a, int64_t am, const uint32_t* b,
-               int64_t ldb, float* c, int64_t ldc, bool add) {
+void vector_pair_gemm(int64_t m, int64_t n, int64_t pairs, const uint32_t* a, int64_t am, const uint32_t* b,
+                      int64_t ldb, float* c, int64_t ldc, bool add) {
   constexpr int64_t panel = kTileVectors * 16;
   for (int64_t j0 = 0; j0 < n; j0 += panel) {
     const int64_t vectors = imin(panel, n - j0) / 16;
@@ -521,6 +524,91 @@ void pair_gemm(int64_t m, int64_t n, int64_t pairs, const uint32_t* a, int64_t a
     }
   }
 }
+
+#if defined(ORCHARD_FLASH_AMX)
+// The amx_bf16 copy runs the same products on AMX's tiles (orchard/cpu/amx_tiles.h), whose
+// layouts are pair_gemm's: a tile of A is 16 rows of 16 words (am words apart), a tile of B 16
+// rows of words of 16 columns (ldb apart), a tile of C 16 rows of 16 floats (ldc apart). Each
+// thread configures its tiles once per parallel region (TileScope).
+namespace amx = orchard::cpu::amx;
+using TileScope = amx::TileScope;
+
+// C's rows [0, 16 R) x columns [0, 16 N) (+)= A B over `chunks` chunks of 16 pairs: tiles
+// 0..3 hold C (row tile r, column tile j: 2r + j), 4..5 A's row tiles, 6..7 B's column tiles.
+template <int R, int N>
+FLASH_INLINE void tile_block(const uint32_t* a, int64_t am, const uint32_t* b, int64_t ldb, float* c,
+                             int64_t ldc, int64_t chunks, bool add) {
+  constexpr int64_t kTile = amx::kRows;
+  const int64_t sa = am * 4, sb = ldb * 4, sc = ldc * 4;
+  float* c1 = c + kTile * ldc;  // row tile 1
+  if (add) {
+    amx::tile_load<0>(c, sc);
+    if constexpr (N > 1) amx::tile_load<1>(c + kTile, sc);
+    if constexpr (R > 1) amx::tile_load<2>(c1, sc);
+    if constexpr (R > 1 && N > 1) amx::tile_load<3>(c1 + kTile, sc);
+  } else {
+    amx::tile_zero<0>();
+    if constexpr (N > 1) amx::tile_zero<1>();
+    if constexpr (R > 1) amx::tile_zero<2>();
+    if constexpr (R > 1 && N > 1) amx::tile_zero<3>();
+  }
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const uint32_t* ac = a + chunk * kTile;
+    const uint32_t* bc = b + chunk * kTile * ldb;
+    amx::tile_load<4>(ac, sa);
+    amx::tile_load<6>(bc, sb);
+    amx::tile_dot_bf16<0, 4, 6>();
+    if constexpr (N > 1) {
+      amx::tile_load<7>(bc + kTile, sb);
+      amx::tile_dot_bf16<1, 4, 7>();
+    }
+    if constexpr (R > 1) {
+      amx::tile_load<5>(ac + kTile * am, sa);
+      amx::tile_dot_bf16<2, 5, 6>();
+      if constexpr (N > 1) amx::tile_dot_bf16<3, 5, 7>();
+    }
+  }
+  amx::tile_store<0>(c, sc);
+  if constexpr (N > 1) amx::tile_store<1>(c + kTile, sc);
+  if constexpr (R > 1) amx::tile_store<2>(c1, sc);
+  if constexpr (R > 1 && N > 1) amx::tile_store<3>(c1 + kTile, sc);
+}
+
+// pair_gemm on the tiles for whole tiles of 16 rows and chunks of 16 pairs; the rows and pairs
+// past them on vdpbf16ps.
+void pair_gemm(int64_t m, int64_t n, int64_t pairs, const uint32_t* a, int64_t am, const uint32_t* b,
+               int64_t ldb, float* c, int64_t ldc, bool add) {
+  constexpr int64_t kTile = amx::kRows;
+  const int64_t rows = m / kTile * kTile, chunks = pairs / kTile, tiled_pairs = chunks * kTile;
+  if (rows == 0 || chunks == 0) return vector_pair_gemm(m, n, pairs, a, am, b, ldb, c, ldc, add);
+  for (int64_t j0 = 0; j0 < n; j0 += 2 * kTile) {
+    const bool two_columns = n - j0 >= 2 * kTile;
+    for (int64_t i0 = 0; i0 < rows; i0 += 2 * kTile) {
+      const uint32_t* ai = a + i0 * am;
+      const uint32_t* bj = b + j0;
+      float* cij = c + i0 * ldc + j0;
+      if (rows - i0 >= 2 * kTile) {
+        two_columns ? tile_block<2, 2>(ai, am, bj, ldb, cij, ldc, chunks, add)
+                    : tile_block<2, 1>(ai, am, bj, ldb, cij, ldc, chunks, add);
+      } else {
+        two_columns ? tile_block<1, 2>(ai, am, bj, ldb, cij, ldc, chunks, add)
+                    : tile_block<1, 1>(ai, am, bj, ldb, cij, ldc, chunks, add);
+      }
+    }
+  }
+  if (tiled_pairs < pairs) {
+    vector_pair_gemm(rows, n, pairs - tiled_pairs, a + tiled_pairs, am, b + tiled_pairs * ldb, ldb, c, ldc,
+                     true);
+  }
+  if (rows < m) vector_pair_gemm(m - rows, n, pairs, a + rows * am, am, b, ldb, c + rows * ldc, ldc, add);
+}
+#else
+struct TileScope {};  // no tile registers in this copy
+void pair_gemm(int64_t m, int64_t n, int64_t pairs, const uint32_t* a, int64_t am, const uint32_t* b,
+               int64_t ldb, float* c, int64_t ldc, bool add) {
+  vector_pair_gemm(m, n, pairs, a, am, b, ldb, c, ldc, add);
+}
+#endif
 
 // The first n floats of x (n a multiple of 16) rounded to bfloat16, as n / 2 words of two
 // neighbours each, written over the start of x itself (each vector is read before the words
@@ -621,6 +709,7 @@ void pack_transposed_pairs(const float* x, int64_t ld, int64_t rows, int64_t n, 
 }
 #else
 constexpr bool kPairProducts = false;
+struct TileScope {};  // no tile registers in this copy
 // Declared for the `if constexpr (kPairProducts)` branches, which this copy discards.
 void pair_gemm(int64_t m, int64_t n, int64_t pairs, const uint32_t* a, int64_t am, const uint32_t* b,
                int64_t ldb, float* c, int64_t ldc, bool add);
@@ -748,6 +837,7 @@ bool forward(const KernelArgs& args) {
 #pragma omp parallel num_threads(args.threads) reduction(&& : finite)
   {
     A* work = workspace + thread_index() * forward_workspace(s);
+    [[maybe_unused]] const TileScope tiles;
     // Causal blocks differ in cost: hand them out one at a time, the costliest (last) first.
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < items; ++item) {
@@ -919,6 +1009,7 @@ bool backward(const KernelArgs& args) {
 #pragma omp parallel num_threads(args.threads) reduction(&& : finite)
   {
     A* work = workspace + thread_index() * backward_workspace(s);
+    [[maybe_unused]] const TileScope tiles;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t pair = item / chunks.count, chunk = item % chunks.count;

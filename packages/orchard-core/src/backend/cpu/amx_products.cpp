@@ -4,19 +4,20 @@
 // multiply-adds, 256 times a 512-bit FMA's. A block of 32 x 32 outputs stays in four tile
 // registers over the whole of K, then is rounded to bfloat16 and stored, as the AVX512-BF16
 // kernel's tile is. B is packed as for that kernel (isa_avx512_bf16::pack_b_panels), A in chunks
-// of 32 rows x 32 k (a tile of A is 16 of those rows). The tile instructions are written as
-// inline assembly: no compiler flag, and none of the compilers' AMX intrinsics, is needed.
+// of 32 rows x 32 k (a tile of A is 16 of those rows). The tiles: orchard/cpu/amx_tiles.h.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
 
 #include "backend/cpu/bf16_products.h"
+#include "orchard/cpu/amx_tiles.h"
 
 namespace orchard::backend::isa_amx_bf16 {
 
 namespace {
 
+namespace amx = orchard::cpu::amx;
 using bf16::Operand;
 using isa_avx512_bf16::kPanelCols;
 
@@ -33,47 +34,6 @@ constexpr int64_t kBlockCols = 8 * kCols;
 constexpr int64_t kPackGroup = 8;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// Palette 1, every tile 16 rows of 64 bytes: tmm0..3 accumulate the four 16 x 16 quarters of
-// a block, tmm4 and tmm5 hold A's two row tiles of a chunk, tmm6 and tmm7 B's two column tiles.
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t bytes_per_row[16] = {64, 64, 64, 64, 64, 64, 64, 64};
-  uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
-};
-static_assert(sizeof(TileConfig) == 64);
-
-// The tile registers of the calling thread, configured while it lives.
-class Tiles {
- public:
-  Tiles() { asm volatile("ldtilecfg %0" : : "m"(kConfig)); }
-  ~Tiles() { asm volatile("tilerelease" ::); }
-  Tiles(const Tiles&) = delete;
-  Tiles& operator=(const Tiles&) = delete;
-
- private:
-  static constexpr TileConfig kConfig{};
-};
-
-template <int T>
-void tile_zero() {
-  asm volatile("tilezero %%tmm%c0" : : "i"(T));
-}
-template <int T>
-void tile_load(const void* base, int64_t stride) {
-  asm volatile("tileloadd (%0,%1,1), %%tmm%c2" : : "r"(base), "r"(stride), "i"(T) : "memory");
-}
-template <int T>
-void tile_store(void* base, int64_t stride) {
-  asm volatile("tilestored %%tmm%c0, (%1,%2,1)" : : "i"(T), "r"(base), "r"(stride) : "memory");
-}
-// tmm C += pairwise products of tmm A's rows and tmm B's columns.
-template <int C, int A, int B>
-void tile_dot() {
-  asm volatile("tdpbf16ps %%tmm%c0, %%tmm%c1, %%tmm%c2" : : "i"(B), "i"(A), "i"(C));
-}
 
 // Packs `rows` rows of A (up to kRows) as `chunks` chunks of kRows x kChunk bfloat16, row by
 // row: word (c * kRows + r) * kChunkPairs + j holds elements 2j and 2j + 1 of chunk c of row r.
@@ -108,27 +68,27 @@ void pack_a_panel(const Operand& a, int64_t first_row, int rows, int64_t chunks,
 void block(int64_t chunks, const uint32_t* a, const uint32_t* b, const float* bias, BFloat16* out, int64_t ld,
            int rows, int cols) {
   constexpr int64_t kARow = kChunkPairs * 4, kBRow = kCols * 4;  // bytes between tile rows
-  tile_zero<0>();
-  tile_zero<1>();
-  tile_zero<2>();
-  tile_zero<3>();
+  amx::tile_zero<0>();
+  amx::tile_zero<1>();
+  amx::tile_zero<2>();
+  amx::tile_zero<3>();
   for (int64_t c = 0; c < chunks; ++c) {
     const uint32_t* a_chunk = a + c * kRows * kChunkPairs;
     const uint32_t* b_chunk = b + c * kChunkPairs * kCols;
-    tile_load<4>(a_chunk, kARow);
-    tile_load<6>(b_chunk, kBRow);
-    tile_dot<0, 4, 6>();
-    tile_load<7>(b_chunk + 16, kBRow);
-    tile_dot<1, 4, 7>();
-    tile_load<5>(a_chunk + kTileRows * kChunkPairs, kARow);
-    tile_dot<2, 5, 6>();
-    tile_dot<3, 5, 7>();
+    amx::tile_load<4>(a_chunk, kARow);
+    amx::tile_load<6>(b_chunk, kBRow);
+    amx::tile_dot_bf16<0, 4, 6>();
+    amx::tile_load<7>(b_chunk + 16, kBRow);
+    amx::tile_dot_bf16<1, 4, 7>();
+    amx::tile_load<5>(a_chunk + kTileRows * kChunkPairs, kARow);
+    amx::tile_dot_bf16<2, 5, 6>();
+    amx::tile_dot_bf16<3, 5, 7>();
   }
   alignas(64) float sums[kRows][kCols];
-  tile_store<0>(&sums[0][0], kCols * 4);
-  tile_store<1>(&sums[0][16], kCols * 4);
-  tile_store<2>(&sums[kTileRows][0], kCols * 4);
-  tile_store<3>(&sums[kTileRows][16], kCols * 4);
+  amx::tile_store<0>(&sums[0][0], kCols * 4);
+  amx::tile_store<1>(&sums[0][16], kCols * 4);
+  amx::tile_store<2>(&sums[kTileRows][0], kCols * 4);
+  amx::tile_store<3>(&sums[kTileRows][16], kCols * 4);
   const __mmask32 columns = cols >= 32 ? ~__mmask32{0} : (__mmask32{1} << cols) - 1;
   const __mmask16 low = static_cast<__mmask16>(columns), high = static_cast<__mmask16>(columns >> 16);
   const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(low, bias) : _mm512_setzero_ps();
@@ -174,7 +134,7 @@ void product(const Operand& a, const Operand& b, const float* bias, BFloat16* ou
       isa_avx512_bf16::pack_b_panels(b, first, std::min(col_panels, first + kPackGroup), padded_pairs,
                                      packed_b);
     }
-    const Tiles tiles;
+    const amx::TileScope tiles;
 #pragma omp for schedule(dynamic)
     for (int64_t task = 0; task < row_blocks * col_blocks; ++task) {
       const int64_t first_row_panel = task / col_blocks * block_row_panels;
