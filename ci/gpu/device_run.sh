@@ -73,18 +73,22 @@ for stage in $STAGES; do
       timeout 400 python3 "$REPO/packages/orchard-torch-bridge/benchmarks/bench_gpt2_cuda.py" \
         --out "$OUT/gpt2_cuda.md" ${GPT2_ARGS:-} 2>&1 | tail -20 ;;
     cpu)  # the host's Xeon (AMX): every CPU tier's tests on all cores, then the CPU benchmarks on
-          # two cores, as on the developers' machines (CPU_BENCH picks which: "flash:avx512" runs
-          # bench_flash.py on that tier)
-      lscpu | grep -E "Model name|Flags" | sed 's/Flags:.*\(amx[a-z0-9_ ]*\).*/AMX flags: \1/'
+          # two cores, as on the developers' machines (CPU_BENCH picks which: "matmul" on the
+          # default tier, "flash:avx512" bench_flash.py on that tier with FLASH_ARGS)
+      lscpu | grep "Model name"; echo "AMX: $(grep -o 'amx[a-z0-9_]*' /proc/cpuinfo | sort -u | tr '\n' ' ')"
       timeout 300 python3 -m pytest -q -p no:cacheprovider -rs "$REPO/packages/orchard-core/tests/test_cpu_isa.py" \
         "$REPO/packages/orchard-core/tests/test_ops_matmul.py" "$REPO/packages/orchard-core/tests/test_ops_linear.py" \
         "$REPO/packages/orchard-flash/tests" ${PYTEST_ARGS:-} 2>&1 | tee "$OUT/cpu-tests.log" | tail -8
       for bench in ${CPU_BENCH:-matmul linear}; do
-        name=${bench%%:*} isa=${bench#*:}
-        [ "$isa" = "$bench" ] && isa=$(python3 -c "import orchard_core as oc; print(oc.cpu_isa())")
+        name=${bench%%:*} isa=${bench#*:} args=
+        if [ "$isa" = "$bench" ]; then
+          isa=$(python3 -c "import orchard_core as oc; print(oc.cpu_isa())")
+        elif [ "$name" = flash ]; then
+          args=${FLASH_ARGS:-}
+        fi
         case $name in
-          flash) script=$REPO/packages/orchard-flash/benchmarks/bench_flash.py args=${FLASH_ARGS:-} ;;
-          *) script=$REPO/packages/orchard-core/benchmarks/bench_$name.py args= ;;
+          flash) script=$REPO/packages/orchard-flash/benchmarks/bench_flash.py ;;
+          *) script=$REPO/packages/orchard-core/benchmarks/bench_$name.py ;;
         esac
         ORCHARD_CPU_ISA=$isa OMP_NUM_THREADS=2 timeout 400 taskset -c 0,1 python3 "$script" \
           --out "$OUT/$name-$isa.md" $args 2>&1 | tail -14

@@ -44,6 +44,23 @@ class Result:
     flops: float
 
 
+# What a tier changes in the table, said under its header.
+TIER_NOTES = {
+    "avx512_bf16": [
+        "",
+        "On kernels 'avx512_bf16' bfloat16 multiplies on vdpbf16ps, forward and backward (two "
+        "bfloat16 products per float32 lane, so its share of the float32 FMA ceiling can pass "
+        "100% where it issues at the FMA's rate, as on AMD's Zen 4).",
+    ],
+    "amx_bf16": [
+        "",
+        "On kernels 'amx_bf16' bfloat16's products run on AMX tiles, forward and backward (16 x 16 "
+        "float32 outputs per instruction, so its share of the float32 FMA ceiling is not bounded "
+        "by 100%); the float32 work around them (softmax, dS, dropout) is AVX-512's.",
+    ],
+}
+
+
 def fma_peak() -> tuple[float, str] | None:
     """GFLOP/s of fp32 FMAs on all cores and the vector width used, or None without gcc."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,16 +125,7 @@ def table(
         "Both libraries timed in the same run, taking turns; median over repeats. Ratio = torch time / "
         "orchard time (above 1: orchard is faster). Forward+backward goes through each library's autograd. "
         "What bounds each pass, and where targets are missed: docs/flash.md.",
-        *(
-            [
-                "",
-                "On kernels 'avx512_bf16' bfloat16 multiplies on vdpbf16ps, forward and backward (two "
-                "bfloat16 products per float32 lane, so its share of the float32 FMA ceiling can pass "
-                "100% where it issues at the FMA's rate, as on AMD's Zen 4).",
-            ]
-            if of._flash._cpu_isa() == "avx512_bf16"
-            else []
-        ),
+        *TIER_NOTES.get(of._flash._cpu_isa(), []),
         "",
         "| dtype | L | causal | pass | orchard ms | torch ms | orchard GFLOP/s | torch GFLOP/s "
         "| orchard % of FMA ceiling | torch/orchard | target |",
