@@ -574,13 +574,10 @@ FLASH_INLINE void tile_block(const uint32_t* a, int64_t am, const uint32_t* b, i
   if constexpr (R > 1 && N > 1) amx::tile_store<3>(c1 + kTile, sc);
 }
 
-// pair_gemm on the tiles for whole tiles of 16 rows and chunks of 16 pairs; the rows and pairs
-// past them on vdpbf16ps.
-void pair_gemm(int64_t m, int64_t n, int64_t pairs, const uint32_t* a, int64_t am, const uint32_t* b,
-               int64_t ldb, float* c, int64_t ldc, bool add) {
+// C[rows x n] (+)= A B over `chunks` chunks of 16 pairs, rows a multiple of 16.
+void tiled_pair_gemm(int64_t rows, int64_t n, int64_t chunks, const uint32_t* a, int64_t am,
+                     const uint32_t* b, int64_t ldb, float* c, int64_t ldc, bool add) {
   constexpr int64_t kTile = amx::kRows;
-  const int64_t rows = m / kTile * kTile, chunks = pairs / kTile, tiled_pairs = chunks * kTile;
-  if (rows == 0 || chunks == 0) return vector_pair_gemm(m, n, pairs, a, am, b, ldb, c, ldc, add);
   for (int64_t j0 = 0; j0 < n; j0 += 2 * kTile) {
     const bool two_columns = n - j0 >= 2 * kTile;
     for (int64_t i0 = 0; i0 < rows; i0 += 2 * kTile) {
@@ -596,11 +593,38 @@ void pair_gemm(int64_t m, int64_t n, int64_t pairs, const uint32_t* a, int64_t a
       }
     }
   }
+}
+
+// pair_gemm on the tiles over whole chunks of 16 pairs, the pairs past them on vdpbf16ps. The
+// rows past the last whole tile (a query block's 72 = 4 x 16 + 8) take one more tile, through
+// zero-padded copies of their rows of A and C, so that no row past m is read or written.
+void pair_gemm(int64_t m, int64_t n, int64_t pairs, const uint32_t* a, int64_t am, const uint32_t* b,
+               int64_t ldb, float* c, int64_t ldc, bool add) {
+  constexpr int64_t kTile = amx::kRows;
+  constexpr int64_t kMostPairs = 128, kMostColumns = 256;  // head dims, key blocks reach 256
+  const int64_t rows = m / kTile * kTile, chunks = pairs / kTile, tiled_pairs = chunks * kTile;
+  if (chunks == 0 || pairs > kMostPairs || n > kMostColumns) {
+    return vector_pair_gemm(m, n, pairs, a, am, b, ldb, c, ldc, add);
+  }
+  if (rows > 0) tiled_pair_gemm(rows, n, chunks, a, am, b, ldb, c, ldc, add);
+  if (rows < m) {
+    const int64_t left = m - rows;
+    alignas(64) uint32_t a_rows[kTile * kMostPairs];
+    alignas(64) float c_rows[kTile * kMostColumns];
+    for (int64_t i = 0; i < kTile; ++i) {
+      for (int64_t p = 0; p < tiled_pairs; ++p)
+        a_rows[i * tiled_pairs + p] = i < left ? a[(rows + i) * am + p] : 0;
+      for (int64_t j = 0; j < n; ++j) c_rows[i * n + j] = add && i < left ? c[(rows + i) * ldc + j] : 0.0f;
+    }
+    tiled_pair_gemm(kTile, n, chunks, a_rows, tiled_pairs, b, ldb, c_rows, n, true);
+    for (int64_t i = 0; i < left; ++i) {
+      for (int64_t j = 0; j < n; ++j) c[(rows + i) * ldc + j] = c_rows[i * n + j];
+    }
+  }
   if (tiled_pairs < pairs) {
-    vector_pair_gemm(rows, n, pairs - tiled_pairs, a + tiled_pairs, am, b + tiled_pairs * ldb, ldb, c, ldc,
+    vector_pair_gemm(m, n, pairs - tiled_pairs, a + tiled_pairs, am, b + tiled_pairs * ldb, ldb, c, ldc,
                      true);
   }
-  if (rows < m) vector_pair_gemm(m - rows, n, pairs, a + rows * am, am, b, ldb, c + rows * ldc, ldc, add);
 }
 #else
 struct TileScope {};  // no tile registers in this copy
