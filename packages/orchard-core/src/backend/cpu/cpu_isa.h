@@ -6,8 +6,8 @@
 // Results are bitwise identical across sets and CPUs, and elementwise functions of strided,
 // 16-bit and contiguous tensors go through the same row kernels (tests/test_cpu_isa.py
 // forces each set in turn). Matrix products are outside the contract: BLAS's kernels differ by
-// CPU, and the avx512_bf16 set (avx512's loops, cpu_isa.cpp) multiplies bfloat16 on its own
-// instructions (bf16_products.h).
+// CPU, and the avx512_bf16 and amx_bf16 sets (avx512's loops, cpu_isa.cpp) multiply bfloat16
+// on their own instructions (bf16_products.h).
 #pragma once
 
 #include <cstdint>
