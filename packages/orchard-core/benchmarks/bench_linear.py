@@ -57,6 +57,10 @@ def linear_cases(
     ]
 
 
+# Where orchard-core's own bfloat16 products run, on the tiers that have them.
+BF16_UNITS = {"avx512_bf16": "vdpbf16ps", "amx_bf16": "AMX tiles"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -90,9 +94,9 @@ def main() -> None:
             "4 bands of 192 rows (matmul's bands: an even count, fixed by the sizes), 2 per thread on 2.",
             f"bfloat16 on kernels '{oc.cpu_isa()}': "
             + (
-                "orchard-core's own product on vdpbf16ps (bf16 pairs summed in float32, both operands "
-                "packed, the bias added before the one rounding)."
-                if oc.cpu_isa() == "avx512_bf16"
+                f"orchard-core's own product on {BF16_UNITS[oc.cpu_isa()]} (bf16 pairs summed in float32, "
+                "both operands packed, the bias added before the one rounding)."
+                if oc.cpu_isa() in BF16_UNITS
                 else "both operands widened to float32 for BLAS, the result rounded once."
             ),
         ]

@@ -65,6 +65,17 @@ def cases() -> list[Case]:
     ]
 
 
+# What orchard-core's own bfloat16 products are on the tiers that have them (no BLAS).
+BF16_PRODUCTS = {
+    "avx512_bf16": "orchard-core's own product on vdpbf16ps (AVX512-BF16: bf16 pairs summed in float32, "
+    "both operands packed, 14x32 blocks of outputs in vector registers), no BLAS",
+    "amx_bf16": "orchard-core's own product on AMX tiles (TDPBF16PS: bf16 pairs summed in float32, "
+    "both operands packed, 32x32 blocks of outputs in four tile registers), no BLAS",
+}
+
+WIDENED = "both operands widened to float32 for BLAS, the result rounded once"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -92,12 +103,8 @@ def main() -> None:
             "slow whichever library runs next. Target: float32 1024² and 2048² within 1.1x of numpy "
             "(numpy/orchard at least 0.91).",
             f"bfloat16 on kernels '{oc.cpu_isa()}': "
-            + (
-                "orchard-core's own product on vdpbf16ps (AVX512-BF16: bf16 pairs summed in float32, "
-                "both operands packed, 14x32 tiles), no BLAS. Target: 1.0x torch."
-                if oc.cpu_isa() == "avx512_bf16"
-                else "both operands widened to float32 for BLAS, the result rounded once."
-            ),
+            + BF16_PRODUCTS.get(oc.cpu_isa(), WIDENED)
+            + ("; target 1.0x torch." if oc.cpu_isa() in BF16_PRODUCTS else "."),
         ]
         title = "orchard-core matmul vs torch and numpy"
         write_table(args.out, title, rows, notes, unit="ms", digits=3, load_at_start=load)

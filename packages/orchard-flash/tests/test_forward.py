@@ -208,7 +208,7 @@ def test_running_max_rescales_across_key_blocks(rng, device):
 
 def test_instruction_sets():
     isas = _flash._cpu_isas()
-    assert isas[0] == "generic" and set(isas) <= {"generic", "avx2", "avx512", "avx512_bf16"}
+    assert isas[0] == "generic" and set(isas) <= {"generic", "avx2", "avx512", "avx512_bf16", "amx_bf16"}
     assert isas == oc._core._cpu_isas()  # one CPU check decides for both libraries
     # orchard-core's tier by default: the widest unless ORCHARD_CPU_ISA chose another (the isa
     # fixture restores it)

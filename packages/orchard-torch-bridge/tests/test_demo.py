@@ -17,7 +17,7 @@ pytest.importorskip("tqdm")
 
 SCRIPT = Path(__file__).resolve().parents[1] / "demo" / "train_gpt2.py"
 TINY = ["--steps", "3", "--seq-len", "32", "--batch-size", "2", "--size", "tiny", "--eval-every", "2"]
-CPU_ISAS = {"generic", "avx2", "avx512", "avx512_bf16"}
+CPU_ISAS = {"generic", "avx2", "avx512", "avx512_bf16", "amx_bf16"}
 
 
 @pytest.fixture(scope="module")

@@ -145,8 +145,9 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def cpu_isa() -> str:
-    """The instruction set of the CPU kernels in use: "generic", "avx2", "avx512" or
-    "avx512_bf16" (AVX-512's loops, and bfloat16 matmul and attention on vdpbf16ps).
+    """The instruction set of the CPU kernels in use: "generic", "avx2", "avx512",
+    "avx512_bf16" (AVX-512's loops, and bfloat16 matmul and attention on vdpbf16ps) or
+    "amx_bf16" (the same, with bfloat16 products on AMX's tile registers).
 
     The widest this CPU runs (but "avx512" on Intel CPUs that have "avx512_bf16", where its
     instruction measured no faster), unless ORCHARD_CPU_ISA named another at import. Every set

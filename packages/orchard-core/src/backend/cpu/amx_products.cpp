@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backend/cpu/bf16_product_driver.h"
 #include "backend/cpu/bf16_products.h"
 #include "orchard/cpu/amx_tiles.h"
 
@@ -27,19 +28,13 @@ constexpr int kChunk = 2 * kChunkPairs;  // k per chunk
 constexpr int kRows = 2 * kTileRows;     // rows of A per block of outputs: two tiles
 constexpr int kCols = kPanelCols;        // columns per block: two tiles of 16
 static_assert(kCols == 2 * 16);
-// As in the AVX512-BF16 kernel: a block of packed A stays in L2 while a block of columns'
-// panels walks it, and B is packed a group of panels per task.
-constexpr int64_t kBlockBytesA = 384 * 1024;
-constexpr int64_t kBlockCols = 8 * kCols;
-constexpr int64_t kPackGroup = 8;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// Packs `rows` rows of A (up to kRows) as `chunks` chunks of kRows x kChunk bfloat16, row by
-// row: word (c * kRows + r) * kChunkPairs + j holds elements 2j and 2j + 1 of chunk c of row r.
-// Rows past `rows` and k past `depth` are zero, so they add 0 * 0 to every sum.
-void pack_a_panel(const Operand& a, int64_t first_row, int rows, int64_t chunks, uint32_t* __restrict dst) {
-  const int64_t depth = a.cols;
+// Packs `rows` rows of A (up to kRows) from `first_row` as padded_pairs / kChunkPairs chunks of kRows x
+// kChunk bfloat16, row by row: word (c * kRows + r) * kChunkPairs + j holds elements 2j and 2j + 1 of chunk c
+// of row r. Rows past `rows` and k past `depth` are zero, so they add 0 * 0 to every sum.
+void pack_a_panel(const Operand& a, int64_t first_row, int rows, int64_t padded_pairs,
+                  uint32_t* __restrict dst) {
+  const int64_t depth = a.cols, chunks = padded_pairs / kChunkPairs;
   if (rows < kRows || depth % kChunk != 0) std::fill_n(dst, chunks * kRows * kChunkPairs, 0u);
   const BFloat16* src = a.data + first_row * a.row_stride;
   if (a.col_stride == 1) {  // each chunk of a row is contiguous
@@ -65,14 +60,14 @@ void pack_a_panel(const Operand& a, int64_t first_row, int rows, int64_t chunks,
 
 // out[r][c] (rows x cols of it, rows `ld` apart) = the packed A panel times the packed B panel,
 // plus bias[c].
-void block(int64_t chunks, const uint32_t* a, const uint32_t* b, const float* bias, BFloat16* out, int64_t ld,
-           int rows, int cols) {
+void block(int64_t padded_pairs, const uint32_t* a, const uint32_t* b, const float* bias, BFloat16* out,
+           int64_t ld, int rows, int cols) {
   constexpr int64_t kARow = kChunkPairs * 4, kBRow = kCols * 4;  // bytes between tile rows
   amx::tile_zero<0>();
   amx::tile_zero<1>();
   amx::tile_zero<2>();
   amx::tile_zero<3>();
-  for (int64_t c = 0; c < chunks; ++c) {
+  for (int64_t c = 0; c < padded_pairs / kChunkPairs; ++c) {
     const uint32_t* a_chunk = a + c * kRows * kChunkPairs;
     const uint32_t* b_chunk = b + c * kChunkPairs * kCols;
     amx::tile_load<4>(a_chunk, kARow);
@@ -101,57 +96,20 @@ void block(int64_t chunks, const uint32_t* a, const uint32_t* b, const float* bi
   }
 }
 
+// The kernel for bf16::drive_product.
+struct Kernel {
+  static constexpr int kRows = isa_amx_bf16::kRows;
+  static constexpr int64_t kPairStep = kChunkPairs;
+  static constexpr auto pack_a = pack_a_panel;
+  static constexpr auto block = isa_amx_bf16::block;
+  using ThreadScope = amx::TileScope;
+};
+
 }  // namespace
 
 void product(const Operand& a, const Operand& b, const float* bias, BFloat16* out, bf16::Packing& packing,
              int threads) {
-  const int64_t m = a.rows, n = b.cols;
-  const int64_t chunks = ceil_div(a.cols, kChunk), padded_pairs = chunks * kChunkPairs;
-  const int64_t row_panels = ceil_div(m, kRows), col_panels = ceil_div(n, kCols);
-  const int64_t a_panel_words = chunks * kRows * kChunkPairs, b_panel_words = padded_pairs * kCols;
-  const bool pack_a = packing.a_source != a.data, pack_b = packing.b_source != b.data;
-  uint32_t* packed_a = packing.a.at_least(static_cast<size_t>(row_panels * a_panel_words));
-  uint32_t* packed_b = packing.b.at_least(static_cast<size_t>(col_panels * b_panel_words));
-  packing.a_source = a.data;
-  packing.b_source = b.data;
-
-  const int64_t block_row_panels = std::max<int64_t>(1, kBlockBytesA / (a_panel_words * 4));
-  const int64_t row_blocks = ceil_div(row_panels, block_row_panels);
-  const int64_t col_blocks = ceil_div(n, kBlockCols);
-  const int64_t a_tasks = pack_a ? row_panels : 0;
-  const int64_t b_tasks = pack_b ? ceil_div(col_panels, kPackGroup) : 0;
-
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-#pragma omp for schedule(dynamic)
-    for (int64_t task = 0; task < a_tasks + b_tasks; ++task) {
-      if (task < a_tasks) {
-        pack_a_panel(a, task * kRows, static_cast<int>(std::min<int64_t>(kRows, m - task * kRows)), chunks,
-                     packed_a + task * a_panel_words);
-        continue;
-      }
-      const int64_t first = (task - a_tasks) * kPackGroup;
-      isa_avx512_bf16::pack_b_panels(b, first, std::min(col_panels, first + kPackGroup), padded_pairs,
-                                     packed_b);
-    }
-    const amx::TileScope tiles;
-#pragma omp for schedule(dynamic)
-    for (int64_t task = 0; task < row_blocks * col_blocks; ++task) {
-      const int64_t first_row_panel = task / col_blocks * block_row_panels;
-      const int64_t last_row_panel = std::min(row_panels, first_row_panel + block_row_panels);
-      const int64_t first_col = task % col_blocks * kBlockCols;
-      const int64_t last_col = std::min(n, first_col + kBlockCols);
-      for (int64_t col = first_col; col < last_col; col += kCols) {
-        const uint32_t* b_panel = packed_b + col / kCols * b_panel_words;
-        const int cols = static_cast<int>(std::min<int64_t>(kCols, n - col));
-        for (int64_t panel = first_row_panel; panel < last_row_panel; ++panel) {
-          const int64_t row = panel * kRows;
-          block(chunks, packed_a + panel * a_panel_words, b_panel, bias ? bias + col : nullptr,
-                out + row * n + col, n, static_cast<int>(std::min<int64_t>(kRows, m - row)), cols);
-        }
-      }
-    }
-  }
+  bf16::drive_product<Kernel>(a, b, bias, out, packing, threads);
 }
 
 }  // namespace orchard::backend::isa_amx_bf16

@@ -14,23 +14,18 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backend/cpu/bf16_product_driver.h"
+
 namespace orchard::backend::isa_avx512_bf16 {
 
 namespace {
 
+using bf16::ceil_div;
 using bf16::Operand;
 
 constexpr int kRows = 14;         // rows of A per tile: one broadcast word each per pair of k
 static_assert(kPanelCols == 32);  // columns of B per tile: two vectors of 16
 constexpr int kCols = kPanelCols;
-// A block of this many bytes of packed A stays in the per-core L2 while the tiles of a block
-// of columns walk it; the columns' panels (K x kCols) stay in L1 or L2 as they are reused.
-constexpr int64_t kBlockBytesA = 384 * 1024;
-constexpr int64_t kBlockCols = 8 * kCols;
-// B is packed this many panels at a time, one task of the threads each.
-constexpr int64_t kPackGroup = 8;
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 uint16_t bits_at(const BFloat16* data, int64_t offset) { return data[offset].bits; }
 
@@ -161,56 +156,25 @@ void pack_b_panels(const Operand& b, int64_t first, int64_t last, int64_t padded
   }
 }
 
+namespace {
+
+// The kernel for bf16::drive_product.
+struct Kernel {
+  static constexpr int kRows = isa_avx512_bf16::kRows;
+  static constexpr int64_t kPairStep = 1;
+  static void pack_a(const Operand& a, int64_t first_row, int rows, int64_t padded_pairs, uint32_t* dst) {
+    pack_panel<kRows>(a.data + first_row * a.row_stride, a.row_stride, a.col_stride, rows, a.cols,
+                      padded_pairs, dst);
+  }
+  static constexpr auto block = tile;
+  struct ThreadScope {};
+};
+
+}  // namespace
+
 void product(const Operand& a, const Operand& b, const float* bias, BFloat16* out, bf16::Packing& packing,
              int threads) {
-  const int64_t m = a.rows, n = b.cols, depth = a.cols;
-  const int64_t pairs = ceil_div(depth, 2);
-  const int64_t row_panels = ceil_div(m, kRows), col_panels = ceil_div(n, kCols);
-  const int64_t a_panel_words = pairs * kRows, b_panel_words = pairs * kCols;
-  const bool pack_a = packing.a_source != a.data, pack_b = packing.b_source != b.data;
-  uint32_t* packed_a = packing.a.at_least(static_cast<size_t>(row_panels * a_panel_words));
-  uint32_t* packed_b = packing.b.at_least(static_cast<size_t>(col_panels * b_panel_words));
-  packing.a_source = a.data;
-  packing.b_source = b.data;
-
-  const int64_t block_row_panels = std::max<int64_t>(1, kBlockBytesA / (a_panel_words * 4));
-  const int64_t row_blocks = ceil_div(row_panels, block_row_panels);
-  const int64_t col_blocks = ceil_div(n, kBlockCols);
-  // Packing tasks: each panel of A, then B's panels in groups of kPackGroup.
-  const int64_t a_tasks = pack_a ? row_panels : 0;
-  const int64_t b_tasks = pack_b ? ceil_div(col_panels, kPackGroup) : 0;
-
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-#pragma omp for schedule(dynamic)
-    for (int64_t task = 0; task < a_tasks + b_tasks; ++task) {
-      if (task < a_tasks) {
-        const int64_t row = task * kRows;
-        pack_panel<kRows>(a.data + row * a.row_stride, a.row_stride, a.col_stride,
-                          static_cast<int>(std::min<int64_t>(kRows, m - row)), depth, pairs,
-                          packed_a + task * a_panel_words);
-        continue;
-      }
-      const int64_t first = (task - a_tasks) * kPackGroup;
-      pack_b_panels(b, first, std::min(col_panels, first + kPackGroup), pairs, packed_b);
-    }
-#pragma omp for schedule(dynamic)
-    for (int64_t block = 0; block < row_blocks * col_blocks; ++block) {
-      const int64_t first_row_panel = block / col_blocks * block_row_panels;
-      const int64_t last_row_panel = std::min(row_panels, first_row_panel + block_row_panels);
-      const int64_t first_col = block % col_blocks * kBlockCols;
-      const int64_t last_col = std::min(n, first_col + kBlockCols);
-      for (int64_t col = first_col; col < last_col; col += kCols) {
-        const uint32_t* b_panel = packed_b + col / kCols * b_panel_words;
-        const int cols = static_cast<int>(std::min<int64_t>(kCols, n - col));
-        for (int64_t panel = first_row_panel; panel < last_row_panel; ++panel) {
-          const int64_t row = panel * kRows;
-          tile(pairs, packed_a + panel * a_panel_words, b_panel, bias ? bias + col : nullptr,
-               out + row * n + col, n, static_cast<int>(std::min<int64_t>(kRows, m - row)), cols);
-        }
-      }
-    }
-  }
+  bf16::drive_product<Kernel>(a, b, bias, out, packing, threads);
 }
 
 }  // namespace orchard::backend::isa_avx512_bf16

@@ -65,33 +65,21 @@ namespace orchard::backend {
 namespace {
 
 #if defined(__x86_64__)
-// AVX-512's float loops, and bfloat16 products on vdpbf16ps.
-const CpuRowKernels& avx512_bf16_kernels() {
-  static const CpuRowKernels kernels = [] {
-    CpuRowKernels k = isa_avx512::row_kernels();
-    k.isa = "avx512_bf16";
-    k.bf16_product = isa_avx512_bf16::product;
-    return k;
-  }();
-  return kernels;
-}
-
-// AVX-512's float loops, and bfloat16 products on AMX's tiles.
-const CpuRowKernels& amx_bf16_kernels() {
-  static const CpuRowKernels kernels = [] {
-    CpuRowKernels k = isa_avx512::row_kernels();
-    k.isa = "amx_bf16";
-    k.bf16_product = isa_amx_bf16::product;
-    return k;
-  }();
-  return kernels;
+// AVX-512's float loops, with bfloat16 products on `product`.
+CpuRowKernels avx512_with(const char* isa, bf16::Product product) {
+  CpuRowKernels k = isa_avx512::row_kernels();
+  k.isa = isa;
+  k.bf16_product = product;
+  return k;
 }
 #endif
 
 std::vector<const CpuRowKernels*> supported() {
 #if defined(__x86_64__)
+  static const CpuRowKernels avx512_bf16 = avx512_with("avx512_bf16", isa_avx512_bf16::product);  // vdpbf16ps
+  static const CpuRowKernels amx_bf16 = avx512_with("amx_bf16", isa_amx_bf16::product);  // AMX's tiles
   const CpuRowKernels* built[] = {&isa_generic::row_kernels(), &isa_avx2::row_kernels(),
-                                  &isa_avx512::row_kernels(), &avx512_bf16_kernels(), &amx_bf16_kernels()};
+                                  &isa_avx512::row_kernels(), &avx512_bf16, &amx_bf16};
 #else
   const CpuRowKernels* built[] = {&isa_generic::row_kernels()};
 #endif
