@@ -37,6 +37,13 @@ class Words {
     }
     return data_ ? data_[0].words : nullptr;
   }
+  // Frees the storage if it holds more than `most` words.
+  void trim(size_t most) {
+    if (size_ > most) {
+      data_.reset();
+      size_ = 0;
+    }
+  }
 
  private:
   static constexpr size_t kLineWords = 16;
