@@ -337,13 +337,15 @@ def test_head_dim_limit(rng, any_device):
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 @pytest.mark.parametrize("which", [0, 1, 2])
-def test_non_finite_inputs_raise(rng, bad, which):
+@pytest.mark.parametrize("dtype", [oc.float32, oc.bfloat16])
+def test_non_finite_inputs_raise(rng, isa, bad, which, dtype):
     # CPU only: the CPU kernels check while packing, for free; on CUDA and Metal the check would
     # need a device-to-host sync on every call, so they do not detect NaN or infinite inputs.
+    # Every tier, as each packs (and checks) bfloat16 its own way.
     qkv = [rng.standard_normal((1, 2, 70, 16)) for _ in range(3)]
     qkv[which][0, 1, 69, 15] = bad  # the last element: every element is checked
     with pytest.raises(ValueError, match="contain NaN or infinite values"):
-        of.forward(*map(f32, qkv))
+        of.forward(*(on(x, "cpu", dtype) for x in qkv))
 
 
 def test_bad_options_raise(rng, any_device):

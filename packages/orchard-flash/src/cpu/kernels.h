@@ -687,6 +687,16 @@ bool pack_row_pairs(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t 
   bool finite = true;
   for (int64_t i = 0; i < rows; ++i) {
     const BF16* src = row_of<BF16>(t, b, h, i0 + i);
+    if (t.s3 == 1) {  // the row's pairs are its words: moved 16 at a time, exponents checked alike
+      const __m512i exponent = _mm512_set1_epi16(0x7f80);
+      for (int64_t d = 0; d < dim; d += 32) {
+        const __mmask32 lanes = dim - d >= 32 ? ~__mmask32{0} : (__mmask32{1} << (dim - d)) - 1;
+        const __m512i v = _mm512_maskz_loadu_epi16(lanes, src + d);
+        finite &= _mm512_mask_cmpeq_epi16_mask(lanes, _mm512_and_si512(v, exponent), exponent) == 0;
+        _mm512_mask_storeu_epi16(dst + i * ld + d / 2, lanes, v);
+      }
+      continue;
+    }
     for (int64_t d = 0; d < dim; d += 2) {
       const uint16_t even = src[d * t.s3].bits, odd = src[(d + 1) * t.s3].bits;
       finite &= (even & 0x7f80) != 0x7f80 && (odd & 0x7f80) != 0x7f80;
