@@ -237,20 +237,24 @@ FLASH_INLINE A exp2_of(A x) {
 
 // The largest, and the sum, of a vector's lanes, halving the lanes log2(lanes) times: a chain of
 // 4 dependent operations for 16 lanes instead of 15, which bounded the forward's rows. AVX-512's
-// reductions do it in registers; elsewhere the halves go through a small array.
+// reductions do it in registers; elsewhere the halves go through a small array (fold_lanes).
+template <class A, class V, class Combine>
+FLASH_INLINE A fold_lanes(V v, Combine combine) {
+  constexpr int L = kLanes<A>;
+  A t[L];
+  __builtin_memcpy(t, &v, sizeof t);
+  for (int half = L / 2; half > 0; half /= 2) {
+    for (int l = 0; l < half; ++l) t[l] = combine(t[l], t[l + half]);
+  }
+  return t[0];
+}
 template <class A, class V>
 FLASH_INLINE A lanes_max(V v) {
 #if defined(__AVX512F__)
   if constexpr (sizeof(V) == 64 && __is_same(A, float))
     return _mm512_reduce_max_ps(reinterpret_cast<__m512>(v));
 #endif
-  constexpr int L = kLanes<A>;
-  A t[L];
-  __builtin_memcpy(t, &v, sizeof t);
-  for (int half = L / 2; half > 0; half /= 2) {
-    for (int l = 0; l < half; ++l) t[l] = t[l + half] > t[l] ? t[l + half] : t[l];
-  }
-  return t[0];
+  return fold_lanes<A>(v, [](A x, A y) { return y > x ? y : x; });
 }
 template <class A, class V>
 FLASH_INLINE A lanes_sum(V v) {
@@ -258,13 +262,7 @@ FLASH_INLINE A lanes_sum(V v) {
   if constexpr (sizeof(V) == 64 && __is_same(A, float))
     return _mm512_reduce_add_ps(reinterpret_cast<__m512>(v));
 #endif
-  constexpr int L = kLanes<A>;
-  A t[L];
-  __builtin_memcpy(t, &v, sizeof t);
-  for (int half = L / 2; half > 0; half /= 2) {
-    for (int l = 0; l < half; ++l) t[l] += t[l + half];
-  }
-  return t[0];
+  return fold_lanes<A>(v, [](A x, A y) { return x + y; });
 }
 
 template <class A>
