@@ -1,7 +1,8 @@
 """orchard-flash's fused CPU attention next to torch's scaled_dot_product_attention, in one run.
 
 torch's SDPA on the CPU is its own fused flash kernel. Shapes: batch 1, 8
-heads, head dim 64, lengths 512 to 4096, causal and not, float32 and bfloat16. FLOPs count
+heads, head dim 64, lengths 512 to 4096, causal and not, float32 and bfloat16; ``--dropout P``
+times both libraries with dropout on the probabilities (torch's SDPA draws its own mask). FLOPs count
 4·B·H·Lq·Lk·D for the forward pass (half for causal) and 3.5 times that for forward plus
 backward (FlashAttention's benchmark convention). The FMA ceiling is measured by
 fma_peak.c, compiled here with gcc -O3 -fopenmp.
@@ -81,7 +82,9 @@ def fma_peak() -> tuple[float, str] | None:
     return float(best[0]), best[1]
 
 
-def cases(length: int, causal: bool, dtype: torch.dtype, heads: int, dim: int) -> list[tuple[str, Case]]:
+def cases(
+    length: int, causal: bool, dtype: torch.dtype, heads: int, dim: int, dropout: float
+) -> list[tuple[str, Case]]:
     generator = torch.Generator().manual_seed(length)
     q, k, v, dout = (torch.randn(1, heads, length, dim, generator=generator).to(dtype) for _ in range(4))
     oq, ok, ov, odout = (oc.from_dlpack(t) for t in (q, k, v, dout))
@@ -90,18 +93,21 @@ def cases(length: int, causal: bool, dtype: torch.dtype, heads: int, dim: int) -
 
     def torch_forward() -> None:
         with torch.no_grad():
-            F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout)
+
+    def orchard_forward() -> None:
+        of.forward(oq, ok, ov, causal=causal, dropout_p=dropout, seed=length)
 
     def orchard_both() -> None:
-        of.flash_attention(gq, gk, gv, causal=causal).backward(odout)
+        of.flash_attention(gq, gk, gv, causal=causal, dropout_p=dropout).backward(odout)
         gq.grad = gk.grad = gv.grad = None
 
     def torch_both() -> None:
-        F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal).backward(dout)
+        F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal, dropout_p=dropout).backward(dout)
         tq.grad = tk.grad = tv.grad = None
 
     return [
-        ("forward", Case("forward", lambda: of.forward(oq, ok, ov, causal=causal), torch_forward)),
+        ("forward", Case("forward", orchard_forward, torch_forward)),
         ("forward+backward", Case("forward+backward", orchard_both, torch_both)),
     ]
 
@@ -120,7 +126,8 @@ def table(
         f"Machine: {cpu_name()}, {platform.machine()} {platform.system()}, {usable_cores()} cores, "
         f"orchard-flash kernels '{of._flash._cpu_isa()}'; FMA ceiling {ceiling}; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), orchard-flash {of.__version__}.  ",
-        f"Shapes: batch 1, {args.heads} heads, head dim {args.dim}. Load average {load:.1f} at the start, "
+        f"Shapes: batch 1, {args.heads} heads, head dim {args.dim}; dropout {args.dropout:g}. "
+        f"Load average {load:.1f} at the start, "
         f"{load_end} (1/5/15 min) at the end.  ",
         "Both libraries timed in the same run, taking turns; median over repeats. Ratio = torch time / "
         "orchard time (above 1: orchard is faster). Forward+backward goes through each library's autograd. "
@@ -150,6 +157,7 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=sorted(TARGETS))
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout_p of both libraries")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per case (median kept)")
     parser.add_argument("--out", type=Path, help="write a markdown table here")
     args = parser.parse_args()
@@ -162,7 +170,8 @@ def main() -> None:
         for length in args.lengths:
             for causal in (False, True):
                 flops = 4.0 * args.heads * length * length * args.dim / (2 if causal else 1)
-                for passes, case in cases(length, causal, getattr(torch, dtype), args.heads, args.dim):
+                shape = (length, causal, getattr(torch, dtype), args.heads, args.dim, args.dropout)
+                for passes, case in cases(*shape):
                     row = measure(case, 1.0, repeats=args.repeats, fraction=4, warmup=True)
                     scale = 3.5 if passes == "forward+backward" else 1.0
                     result = Result(dtype, length, causal, passes, row, flops * scale)

@@ -226,7 +226,8 @@ AttentionShape describe(const Tensor& q, const Tensor& k, const Tensor& v, bool 
 
 Dropout describe_dropout(double p, uint64_t seed) {
   if (!(p >= 0 && p < 1)) fail<ValueError>("flash attention: dropout_p must be in [0, 1), got ", number(p));
-  return Dropout{p, seed};
+  const double steps = std::min(std::floor(p * kDropoutSteps + 0.5), kDropoutSteps - 1);
+  return Dropout{steps / kDropoutSteps, seed};
 }
 
 ForwardResult forward(const ForwardInputs& in, const AttentionShape& shape, const Dropout& dropout,

@@ -8,6 +8,8 @@ session and these helper modules share sys.path.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import orchard_core as oc
 import torch
@@ -72,16 +74,23 @@ def philox4x32_10(counter, key) -> np.ndarray:
     return np.stack([c0, c1, c2, c3]).astype(np.uint32)
 
 
+def applied_dropout_p(dropout_p: float) -> float:
+    """The rate the kernels apply: dropout_p rounded to the nearest multiple of 2^-16 (ties up),
+    at most 1 - 2^-16 (src/attention.cpp describe_dropout)."""
+    return min(math.floor(dropout_p * 65536.0 + 0.5), 65535) / 65536.0
+
+
 def reference_keep_mask(batch, heads, len_q, len_k, *, dropout_p: float, seed: int) -> np.ndarray:
-    """The documented dropout mask: key (seed low, seed high), counter (col // 4, row, head,
-    batch); element (b, h, row, col) is kept when word col % 4 >= uint32(p * 2^32)."""
+    """The documented dropout mask: key (seed low, seed high), counter (col // 8, row, head,
+    batch); element (b, h, row, col) is kept when 16-bit piece col % 8 (the low half of word
+    (col % 8) // 2 for even col, the high half for odd) >= the applied p * 2^16."""
     b, h, row, col = np.meshgrid(
         np.arange(batch), np.arange(heads), np.arange(len_q), np.arange(len_k), indexing="ij"
     )
-    words = philox4x32_10((col // 4, row, h, b), (seed & 0xFFFFFFFF, seed >> 32))
-    word = np.take_along_axis(words, (col % 4)[None], axis=0)[0]
-    threshold = int(dropout_p * 4294967296.0)  # truncation, as the C++ static_cast<uint32_t>
-    return word.astype(np.uint64) >= np.uint64(threshold)
+    words = philox4x32_10((col // 8, row, h, b), (seed & 0xFFFFFFFF, seed >> 32))
+    word = np.take_along_axis(words, (col % 8 // 2)[None], axis=0)[0]
+    piece = np.where(col % 2 == 0, word & 0xFFFF, word >> 16)
+    return piece >= int(applied_dropout_p(dropout_p) * 65536.0)
 
 
 # ---- naive attention -------------------------------------------------------------------------
@@ -102,8 +111,9 @@ def naive_attention(
 
     Rows that see no key give output 0 and lse -inf (and no NaN anywhere, gradients included).
     ``keep`` (batch, heads, len_q, len_k) bools: the probabilities are multiplied by
-    keep / (1 - dropout_p) after the softmax. Returns (out, lse, lse_or_0): lse_or_0 is lse with
-    0 on the empty rows, for a loss that must stay finite.
+    keep / (1 - p) after the softmax, p the rate the kernels apply (``applied_dropout_p``).
+    Returns (out, lse, lse_or_0): lse_or_0 is lse with 0 on the empty rows, for a loss that must
+    stay finite.
     """
     len_q, len_k = q.shape[2], k.shape[2]
     group = q.shape[1] // k.shape[1]
@@ -119,7 +129,7 @@ def naive_attention(
     lse = torch.logsumexp(scores, dim=-1)
     if keep is not None:
         keep = torch.from_numpy(np.asarray(keep)).to(device=probs.device, dtype=probs.dtype)
-        probs = probs * (keep / (1.0 - dropout_p))
+        probs = probs * (keep / (1.0 - applied_dropout_p(dropout_p)))
     out = probs @ v
     lse_or_0 = torch.where(seen[:, 0], lse, lse.new_zeros(()))
     return out, torch.where(seen[:, 0], lse, float("-inf")), lse_or_0

@@ -84,15 +84,25 @@ def test_dropout_mask_matches_the_cpu_mask(rng, accelerator, shape):
         np.testing.assert_array_equal(exact_numpy(mask), np.asarray(cpu))
 
 
-def test_mask_threshold_truncates_p_times_2_to_the_32(rng, any_device):
-    # Words equal to the threshold are kept, words just below dropped: find a word and set p
-    # so that its threshold lands exactly on it, then one above.
+def test_mask_threshold_is_the_applied_p_times_2_to_the_16(rng, any_device):
+    # Element (0, 0, 0, 0) is the low piece of word 0. Pieces equal to the threshold are kept,
+    # pieces just below dropped; p is rounded to the nearest multiple of 2^-16, ties up.
+    def first_piece(seed: int) -> int:
+        return int(philox4x32_10((0, 0, 0, 0), (seed & 0xFFFFFFFF, seed >> 32))[0]) & 0xFFFF
+
     seed = random_seed(rng)
-    word = int(philox4x32_10((0, 0, 0, 0), (seed & 0xFFFFFFFF, seed >> 32))[0])
-    for threshold, kept in ((word, True), (word + 1, False)):
-        p = threshold / 2**32  # exact in a double, so uint32(p * 2^32) == threshold
-        mask = dropout_mask(any_device, 1, 1, 1, 1, dropout_p=p, seed=seed)
-        assert bool(exact_numpy(mask)[0, 0, 0, 0]) == kept
+    while first_piece(seed) in (0, 65535):  # a threshold on either side must exist
+        seed = random_seed(rng)
+    piece = first_piece(seed)
+    for threshold, kept in (
+        (piece, True),
+        (piece + 1, False),
+        (piece - 0.5, True),
+        (piece + 0.4999, True),
+        (piece + 0.5, False),
+    ):
+        mask = dropout_mask(any_device, 1, 1, 1, 1, dropout_p=threshold / 2**16, seed=seed)
+        assert bool(exact_numpy(mask)[0, 0, 0, 0]) == kept, threshold
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
@@ -100,9 +110,40 @@ def test_kept_fraction(rng, p):
     mask = np.asarray(of.dropout_mask(2, 3, 257, 515, dropout_p=p, seed=random_seed(rng)))
     # 800k draws: the fraction's standard deviation is under 6e-4; 0.01 is 17 of them.
     assert abs(mask.mean() - (1 - p)) < 0.01
-    for word in range(4):  # each of the four Philox words, and each head and batch
-        assert abs(mask[..., word::4].mean() - (1 - p)) < 0.01
+    for piece in range(8):  # each 16-bit piece of the four Philox words, and each head and batch
+        assert abs(mask[..., piece::8].mean() - (1 - p)) < 0.01
     assert np.all(np.abs(mask.mean(axis=(2, 3)) - (1 - p)) < 0.01)
+
+
+def test_rates_below_2_to_the_minus_17_are_no_dropout(rng, any_device):
+    # The rate rounds to 0: no dropout at all, bitwise the output without it.
+    q, k, v = (on(x, any_device) for x in random_qkv(rng, 1, 2, 1, 20, 70, 16))
+    seed = random_seed(rng)
+    plain = as_numpy(of.forward(q, k, v)[0])
+    assert as_numpy(of.forward(q, k, v, dropout_p=2.0**-18, seed=seed)[0]).tobytes() == plain.tobytes()
+    assert exact_numpy(dropout_mask(any_device, 1, 2, 20, 70, dropout_p=2.0**-18, seed=seed)).all()
+
+
+def test_kept_probabilities_are_scaled_by_the_applied_rate(rng, any_device):
+    # At p = 1 - 1.3 / 2^16 the applied rate is 1 - 2^-16: a scale of 2^16 where 1 / (1 - p)
+    # would be 30% smaller (still unbiased, and finite). About 16 of these 2^20 elements are kept.
+    batch, heads, len_q, len_k, dim = 1, 4, 64, 4096, 8
+    p = 1 - 1.3 / 2**16
+    q, k, v = map(rounded, random_qkv(rng, batch, heads, heads, len_q, len_k, dim))
+    dout = rounded(rng.standard_normal(q.shape))
+    dlse = np.zeros(q.shape[:3])
+    seed = random_seed(rng)
+    keep = reference_keep_mask(batch, heads, len_q, len_k, dropout_p=p, seed=seed)
+    assert 0 < keep.sum() < 100
+    inputs = [on(x, any_device) for x in (q, k, v)]
+    out, lse = run_forward(*inputs, dropout_p=p, seed=seed)
+    dout_on, dlse_on = on(dout, any_device), on(dlse, any_device)
+    grads = run_backward(dout_on, *inputs, out, lse, dlse=dlse_on, dropout_p=p, seed=seed)
+    want_out, _, *want_grads = reference(q, k, v, dout, dlse, keep=keep, dropout_p=p)
+    assert max_error(out, want_out) < 1e-4 * np.abs(want_out).max()
+    scale = max(np.abs(w).max() for w in want_grads)
+    for g, w in zip(grads, want_grads, strict=True):
+        assert max_error(g, w) <= GRAD_RTOL * scale
 
 
 def test_no_dropout_keeps_everything(rng, any_device):

@@ -117,7 +117,8 @@ def forward(
     ``scale`` defaults to 1/sqrt(dim). With ``causal``, query row i sees key j when
     j <= i + len_k - len_q ("bottom_right", flash-attn's convention) or j <= i ("top_left",
     torch's is_causal). With ``dropout_p`` > 0 the probabilities are dropped by the mask that
-    ``dropout_mask(..., seed)`` returns and the rest scaled by 1/(1 - dropout_p).
+    ``dropout_mask(..., seed)`` returns and the rest scaled by 1/(1 - p), p being ``dropout_p``
+    rounded to the nearest multiple of 2**-16, the rate the mask applies (docs/flash.md).
     Returns (out, lse): out like q (contiguous), and the float32 (float64 for float64 inputs)
     log-sum-exp of each row's scaled scores: -inf for a row that sees no key, whose output is 0.
     ``out`` and ``lse``, when given, are contiguous buffers of those shapes and dtypes (say,

@@ -306,7 +306,7 @@ void fill_row(A* x, int64_t n, A value) {
   for (int64_t j = 0; j < n; ++j) x[j] = value;
 }
 
-// ---- dropout: one Philox4x32-10 call per 4 columns, kDropoutLanes calls at once --------------
+// ---- dropout: one Philox4x32-10 call per 8 columns, kDropoutLanes calls at once --------------
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #if defined(__AVX512F__)
@@ -377,25 +377,28 @@ FLASH_INLINE void dropout_words(uint32_t group0, uint32_t row, uint32_t h, uint3
 }
 #endif
 
-// p[j] (column col0 + j of row `row` of head (b, h), col0 a multiple of 4) zeroed with
-// probability p, else scaled by 1 / (1 - p): kept when word (col0 + j) % 4 of the Philox call
-// for group (col0 + j) / 4 is at least p * 2^32 (attention.h).
+// p[j] (column col0 + j of row `row` of head (b, h), col0 a multiple of 8) zeroed with
+// probability p, else scaled by 1 / (1 - p): kept when 16-bit piece (col0 + j) % 8 of the Philox
+// call for group (col0 + j) / 8 is at least p * 2^16 (attention.h).
 template <class A>
 void apply_dropout(A* p, int64_t n, const Dropout& dropout, int64_t b, int64_t h, int64_t row, int64_t col0) {
-  const auto threshold = static_cast<uint32_t>(dropout.p * 4294967296.0);
+  const auto threshold = static_cast<uint32_t>(dropout.p * kDropoutSteps);
   const A keep_scale = static_cast<A>(1.0 / (1.0 - dropout.p));
   const auto key0 = static_cast<uint32_t>(dropout.seed), key1 = static_cast<uint32_t>(dropout.seed >> 32);
   uint32_t words[4][kDropoutLanes];
-  uint32_t flat[4 * kDropoutLanes];  // the words in column order
-  for (int64_t j0 = 0; j0 < n; j0 += 4 * kDropoutLanes) {
-    dropout_words(static_cast<uint32_t>((col0 + j0) / 4), static_cast<uint32_t>(row),
+  uint32_t pieces[8 * kDropoutLanes];  // the 16-bit pieces in column order
+  for (int64_t j0 = 0; j0 < n; j0 += 8 * kDropoutLanes) {
+    dropout_words(static_cast<uint32_t>((col0 + j0) / 8), static_cast<uint32_t>(row),
                   static_cast<uint32_t>(h), static_cast<uint32_t>(b), key0, key1, words);
     for (int l = 0; l < kDropoutLanes; ++l) {
-      for (int w = 0; w < 4; ++w) flat[4 * l + w] = words[w][l];
+      for (int w = 0; w < 4; ++w) {
+        pieces[8 * l + 2 * w] = words[w][l] & 0xFFFFu;
+        pieces[8 * l + 2 * w + 1] = words[w][l] >> 16;
+      }
     }
-    const int64_t count = imin(4 * kDropoutLanes, n - j0);
+    const int64_t count = imin(8 * kDropoutLanes, n - j0);
     A* q = p + j0;
-    for (int64_t j = 0; j < count; ++j) q[j] *= flat[j] >= threshold ? keep_scale : A(0);
+    for (int64_t j = 0; j < count; ++j) q[j] *= pieces[j] >= threshold ? keep_scale : A(0);
   }
 }
 

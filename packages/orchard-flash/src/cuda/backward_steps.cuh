@@ -88,27 +88,23 @@ struct KeyMajorStep {
 
 // The keep bits of this lane's elements of a key-major step: bit 4 nt + idx for element [nt][idx]
 // (key keys[idx / 2], query m0 + 8 nt + 2t + idx % 2). Keys g and g + 8 sit in lanes 4g + t, with
-// keys[0] - g a multiple of 4, so the four lanes g = 4i .. 4i + 3 of one t need the same four calls
-// per tile, and lane g needs word g % 4 of each: lane g makes call g % 4 and the lanes trade
-// bits, so every call is made once, not four times. Warp-uniform: all 32 lanes must call it.
+// keys[0] - g a multiple of 8, so one call (8 keys of one query) serves the eight lanes g = 0..7
+// of one t, which need 4 kTiles calls: lane g makes calls g + 8j, call c being element 4 nt + idx
+// of every lane, and three transpose rounds over the eight lanes hand lane g bit g of each call,
+// so every call is made once. Warp-uniform: all 32 lanes must call it.
 template <int kTiles>
 __device__ __forceinline__ uint32_t key_major_keep(const KeyMajorStep& step, const DropoutDraw& drop, int t) {
-  static_assert(kTiles * 4 <= 32, "one keep bit per element");
-  const int lane = static_cast<int>(threadIdx.x % 32), word = lane / 4 % 4;
-  const int key = word < 2 ? step.keys[0] : step.keys[1];  // a select, not an indexed (local) array
-  uint32_t drawn = 0;  // bit 4 nt + w: word w of this lane's call (element idx = word) in tile nt
+  static_assert(kTiles * 4 <= 32 && kTiles % 2 == 0, "one keep bit per element, 4 kTiles calls for 8 lanes");
+  const int g = static_cast<int>(threadIdx.x % 32) / 4;
+  // Call g + 8j is element idx = g % 4 of tile g / 4 + 2j: the same key for every j.
+  const int key = g % 4 < 2 ? step.keys[0] : step.keys[1];  // a select, not an indexed (local) array
+  const int query = step.m0 + g / 4 * 8 + 2 * t + g % 2;
+  uint32_t bits = 0;  // byte j: the 8 keys of call g + 8j
 #pragma unroll
-  for (int nt = 0; nt < kTiles; ++nt) {
-    drawn |= drop.keep_bits(key, step.m0 + nt * 8 + 2 * t + word % 2, step.h, step.b) << (4 * nt);
-  }
-  uint32_t keep = 0;
-#pragma unroll
-  for (int idx = 0; idx < 4; ++idx) {
-    const uint32_t from = __shfl_sync(0xffffffffu, drawn, (lane & ~12) | (idx << 2));
-#pragma unroll
-    for (int nt = 0; nt < kTiles; ++nt) keep |= (from >> (4 * nt + word) & 1u) << (4 * nt + idx);
-  }
-  return keep;
+  for (int j = 0; j < kTiles / 2; ++j) bits |= drop.keep_bits(key, query + 16 * j, step.h, step.b) << (8 * j);
+  bits = swap_fields(bits, 0xF0F0F0F0u, 4, g & 4, 16);
+  bits = swap_fields(bits, 0xCCCCCCCCu, 2, g & 2, 8);
+  return swap_fields(bits, 0xAAAAAAAAu, 1, g & 1, 4);  // bit g' of byte j: call g' + 8j
 }
 
 // S^T becomes P^T (float, for dS), and `pz` the A fragments of P^T Z (for dV); `keep` gets one
@@ -155,6 +151,9 @@ template <class T, bool kDropout, int kTiles>
 __device__ __forceinline__ void key_major_ds(const float (&pt)[kTiles][4], const float (&dpt)[kTiles][4],
                                              uint32_t (&ds)[kTiles / 2][4], uint32_t keep,
                                              const KeyMajorStep& step, float keep_scale, int t) {
+  // The factors again from the bits, not kept from key_major_probabilities: 32 live registers
+  // there spilled the D = 128 kernels.
+  if constexpr (kDropout) asm volatile("" : "+r"(keep));
   float value[kTiles][4];
 #pragma unroll
   for (int nt = 0; nt < kTiles; ++nt) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "cuda/args.h"
+#include "dropout_steps.h"
 #include "orchard/philox.h"
 
 namespace orchard::flash::cuda {
@@ -59,62 +60,68 @@ __device__ __forceinline__ A row_value(const Rows& rows, int64_t b, int64_t h, i
   return static_cast<const A*>(rows.data)[b * rows.sb + h * rows.sh + i * rows.sl];
 }
 
-// The dropout of one call: element (b, h, row, col) is kept when word col % 4 of Philox under
-// key `seed`, counter (col / 4, row, h, b), is at or above `threshold` (see attention.h).
+// The dropout of one call: element (b, h, row, col) is kept when 16-bit piece col % 8 of Philox
+// under key `seed`, counter (col / 8, row, h, b), is at or above `threshold` (see attention.h).
 struct DropoutDraw {
   uint32_t threshold = 0, key0 = 0, key1 = 0;
 
   __device__ __forceinline__ philox::Words words(int64_t col, int64_t row, int64_t h, int64_t b) const {
-    return philox::philox4x32_10({static_cast<uint32_t>(col / 4), static_cast<uint32_t>(row),
+    return philox::philox4x32_10({static_cast<uint32_t>(col / 8), static_cast<uint32_t>(row),
                                   static_cast<uint32_t>(h), static_cast<uint32_t>(b)},
                                  key0, key1);
   }
-  // Bit w: whether element 4 (col / 4) + w of the row is kept (one call, four elements).
+  // Bits 0 and 1: whether the word's low and high pieces are kept.
+  __device__ __forceinline__ uint32_t pair_bits(uint32_t word) const {
+    return static_cast<uint32_t>((word & 0xFFFFu) >= threshold) |
+           static_cast<uint32_t>((word >> 16) >= threshold) << 1;
+  }
+  // Bit w: whether element 8 (col / 8) + w of the row is kept (one call, eight elements).
   __device__ __forceinline__ uint32_t keep_bits(int64_t col, int64_t row, int64_t h, int64_t b) const {
     const philox::Words w = words(col, row, h, b);
-    return static_cast<uint32_t>(w.x >= threshold) | static_cast<uint32_t>(w.y >= threshold) << 1 |
-           static_cast<uint32_t>(w.z >= threshold) << 2 | static_cast<uint32_t>(w.w >= threshold) << 3;
+    return pair_bits(w.x) | pair_bits(w.y) << 2 | pair_bits(w.z) << 4 | pair_bits(w.w) << 6;
   }
   __device__ __forceinline__ bool keep(int64_t col, int64_t row, int64_t h, int64_t b) const {
-    const philox::Words w = words(col, row, h, b);
-    const int lane = static_cast<int>(col & 3);
-    const uint32_t word = lane == 0 ? w.x : lane == 1 ? w.y : lane == 2 ? w.z : w.w;
-    return word >= threshold;
+    return keep_bits(col, row, h, b) >> (col & 7) & 1;
   }
 };
 
+// One round of a transpose of bit fields between lanes: lanes `lane_xor` apart swap the fields
+// whose index differs from the lane's in the bit being exchanged. `upper` masks the fields with
+// that bit set, `shift` is how far the swapped fields move, `mine_upper` whether this lane has
+// the bit set. After a round per bit, field i of lane j holds what field j of lane i held.
+__device__ __forceinline__ uint32_t swap_fields(uint32_t bits, uint32_t upper, int shift, bool mine_upper,
+                                                int lane_xor) {
+  const uint32_t send = mine_upper ? (bits & ~upper) << shift : (bits & upper) >> shift;
+  const uint32_t received = __shfl_xor_sync(0xffffffffu, send, lane_xor);
+  return (bits & (mine_upper ? upper : ~upper)) | received;
+}
+
 // The keep mask of this lane's elements of a query-major block of m16n8 accumulators: element
-// [nt][idx] (row rows[idx / 2], column n0 + 8 nt + 2t + idx % 2) is kept when bit 4 (nt % 8) + idx
-// of keep[nt / 8] is set. Lanes t and t ^ 1 need the same calls (columns 4c .. 4c + 3 of both
-// rows): each makes the call of one row and hands the other lane its two words' bits, so every
-// call is made once, not twice. Warp-uniform: all 32 lanes must call it.
+// [nt][idx] (row rows[idx / 2], column n0 + 8 nt + 2t + idx % 2, n0 a multiple of 8) is kept when
+// bit 4 (nt % 8) + idx of keep[nt / 8] is set. One call covers a tile's 8 columns of one row,
+// which the four lanes t = 0..3 of the row hold 2 each: of the 16 calls of 8 tiles, lane t makes
+// the 4 of row rows[t % 2] and tiles t / 2 + 2j, and two transpose rounds over the four lanes
+// hand each its pairs of bits, so every call is made once. Warp-uniform: all 32 lanes call it.
 template <int kTiles>
 __device__ __forceinline__ void query_major_keep(uint32_t (&keep)[(kTiles + 7) / 8], const DropoutDraw& drop,
                                                  const int64_t (&rows)[2], int64_t n0, int64_t h, int64_t b,
                                                  int t) {
-  const int mine = t & 1;  // the row this lane draws for; also its columns' word pair (2 mine, + 1)
-  const int64_t row = mine ? rows[1] : rows[0];  // a select: an indexed array would go to local memory
+  const int64_t row = (t & 1) ? rows[1] : rows[0];  // a select: an indexed array would go to local memory
 #pragma unroll
   for (int c = 0; c < (kTiles + 7) / 8; ++c) {
-    uint32_t drawn = 0;  // bit 4 j + w: word w of this lane's call in tile 8 c + j
+    uint32_t bits = 0;  // byte j: the 8 columns of this lane's call j; 2-bit field f: columns 2f, 2f + 1
 #pragma unroll
-    for (int j = 0; j < 8 && 8 * c + j < kTiles; ++j) {
-      drawn |= drop.keep_bits(n0 + (8 * c + j) * 8 + 2 * t, row, h, b) << (4 * j);
+    for (int j = 0; j < 4; ++j) {
+      const int tile = 8 * c + t / 2 + 2 * j;
+      if (tile < kTiles) bits |= drop.keep_bits(n0 + tile * 8, row, h, b) << (8 * j);
     }
-    const uint32_t other = __shfl_xor_sync(0xffffffffu, drawn, 1);
-    const uint32_t row0 = mine ? other : drawn, row1 = mine ? drawn : other;
-    uint32_t bits = 0;
-#pragma unroll
-    for (int j = 0; j < 8 && 8 * c + j < kTiles; ++j) {
-      bits |= (row0 >> (4 * j + 2 * mine) & 3u) << (4 * j);
-      bits |= (row1 >> (4 * j + 2 * mine) & 3u) << (4 * j + 2);
-    }
-    keep[c] = bits;
+    bits = swap_fields(bits, 0xF0F0F0F0u, 4, t & 2, 2);
+    keep[c] = swap_fields(bits, 0xCCCCCCCCu, 2, t & 1, 1);  // field t' of byte j: call t' + 4j
   }
 }
 
 inline DropoutDraw dropout_draw(const Args& args) {
-  return DropoutDraw{static_cast<uint32_t>(args.dropout_p * 4294967296.0), static_cast<uint32_t>(args.seed),
+  return DropoutDraw{static_cast<uint32_t>(args.dropout_p * kDropoutSteps), static_cast<uint32_t>(args.seed),
                      static_cast<uint32_t>(args.seed >> 32)};
 }
 

@@ -78,7 +78,7 @@ FlashParams describe_call(const AttentionShape& s, const Dropout& dropout) {
   p.causal = s.causal ? 1 : 0;
   p.dropout = dropout.p > 0 ? 1 : 0;
   // The CPU kernels' threshold and factor (cpu/kernels.h apply_dropout), so the masks agree.
-  p.threshold = static_cast<uint32_t>(dropout.p * 4294967296.0);
+  p.threshold = static_cast<uint32_t>(dropout.p * kDropoutSteps);
   p.keep_scale = static_cast<float>(1.0 / (1.0 - dropout.p));
   p.scale = static_cast<float>(s.scale);
   p.scale_log2 = static_cast<float>(s.scale * 1.4426950408889634);
@@ -190,7 +190,7 @@ void dropout_mask(const AttentionShape& shape, const Dropout& dropout, const Ten
   encoder.set_kernel("flash_dropout_mask");
   encoder.set_tensor(0, mask);
   encoder.set_value(1, p);
-  dispatch_items(encoder, shape.batch * shape.heads * shape.len_q * ((shape.len_k + 3) / 4));
+  dispatch_items(encoder, shape.batch * shape.heads * shape.len_q * ((shape.len_k + 7) / 8));
 }
 
 constexpr AttentionBackend kMetalAttention{

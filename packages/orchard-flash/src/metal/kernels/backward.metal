@@ -75,15 +75,15 @@ kernel void flash_backward_dq(device const T* q [[buffer(0)]], device const T* k
       simdgroup_store(dp[n], gradients, ulong(KEYS), origin(n * 8, 0));
     }
     simdgroup_barrier(mem_flags::mem_threadgroup);
-    // Lanes take groups of 4 keys of a row (one Philox draw each): 8 rows x KEYS / 4 groups.
-    for (int g = int(lane); g < 2 * KEYS; g += 32) {
-      const int r = g / (KEYS / 4), c = g % (KEYS / 4) * 4, row = q0 + int(sg) * 8 + r;
+    // Lanes take groups of 8 keys of a row (one Philox draw each): 8 rows x KEYS / 8 groups.
+    for (int g = int(lane); g < KEYS; g += 32) {
+      const int r = g / (KEYS / 8), c = g % (KEYS / 8) * 8, row = q0 + int(sg) * 8 + r;
       const bool real_row = row < p.len_q;
       const float row_lse = real_row ? lse[head * p.len_q + row] * kLog2e : 0.0f;
       const float row_delta = real_row ? delta[head * p.len_q + row] : 0.0f;
       orchard::philox::Words words = {0u, 0u, 0u, 0u};
       if (p.dropout != 0) words = dropout_words(p, b, h, row, k0 + c);
-      for (int w = 0; w < 4; ++w) {
+      for (int w = 0; w < 8; ++w) {
         const int e = r * KEYS + c + w;
         const bool seen = real_row && visible(p, row, k0 + c + w);
         const float prob = seen ? exp2(probabilities[e] * p.scale_log2 - row_lse) : 0.0f;
@@ -160,17 +160,17 @@ kernel void flash_backward_dkdv(device const T* q [[buffer(0)]], device const T*
         simdgroup_store(dp[n], gradients, ulong(ROWS), origin(n * 8, 0));
       }
       simdgroup_barrier(mem_flags::mem_threadgroup);
-      // Lanes take groups of 4 keys of a query row (one Philox draw each): 2 x ROWS groups.
-      for (int g = int(lane); g < 2 * ROWS; g += 32) {
-        const int i = g / 2, j = g % 2 * 4, row = q0 + i;
+      // Lanes take the SIMD-group's 8 keys of a query row (one Philox draw): ROWS rows.
+      for (int i = int(lane); i < ROWS; i += 32) {
+        const int row = q0 + i;
         const bool real_row = row < p.len_q;
         const float row_lse = real_row ? lse[head * p.len_q + row] * kLog2e : 0.0f;
         const float row_delta = real_row ? delta[head * p.len_q + row] : 0.0f;
         orchard::philox::Words words = {0u, 0u, 0u, 0u};
-        if (p.dropout != 0) words = dropout_words(p, b, h, row, key0 + j);
-        for (int w = 0; w < 4; ++w) {
-          const int e = (j + w) * ROWS + i;
-          const bool seen = real_row && visible(p, row, key0 + j + w);
+        if (p.dropout != 0) words = dropout_words(p, b, h, row, key0);
+        for (int w = 0; w < 8; ++w) {
+          const int e = w * ROWS + i;
+          const bool seen = real_row && visible(p, row, key0 + w);
           const float prob = seen ? exp2(probabilities[e] * p.scale_log2 - row_lse) : 0.0f;
           const float keep = p.dropout != 0 ? keep_factor(p, words, w) : 1.0f;
           probabilities[e] = prob * keep;

@@ -43,17 +43,20 @@ inline bool visible(constant FlashParams& p, int row, int col) {
   return col < p.len_k && (p.causal == 0 || long(col) <= long(row) + p.causal_offset);
 }
 
-// The Philox words of keys col .. col + 3 (col a multiple of 4) of row `row` of head (b, h):
-// counter (col / 4, row, h, b) under the seed, as src/attention.h defines the mask.
+// The Philox words of keys col - col % 8 .. col - col % 8 + 7 of row `row` of head (b, h):
+// counter (col / 8, row, h, b) under the seed, as src/attention.h defines the mask.
 inline orchard::philox::Words dropout_words(constant FlashParams& p, int b, int h, int row, int col) {
-  const orchard::philox::Words counter = {uint(col / 4), uint(row), uint(h), uint(b)};
+  const orchard::philox::Words counter = {uint(col / 8), uint(row), uint(h), uint(b)};
   return orchard::philox::philox4x32_10(counter, uint(p.seed), uint(p.seed >> 32));
 }
 
-// What dropout multiplies the probability of key col + w by (w < 4): 0, or 1 / (1 - p).
-inline float keep_factor(constant FlashParams& p, orchard::philox::Words words, int w) {
+// What dropout multiplies the probability of key 8 (col / 8) + piece by (piece < 8): 0, or
+// 1 / (1 - p). Piece 2i is word i's low 16 bits, piece 2i + 1 its high 16.
+inline float keep_factor(constant FlashParams& p, orchard::philox::Words words, int piece) {
+  const int w = piece / 2;
   const uint word = w == 0 ? words.x : (w == 1 ? words.y : (w == 2 ? words.z : words.w));
-  return word >= p.threshold ? p.keep_scale : 0.0f;
+  const uint bits = piece % 2 == 0 ? word & 0xFFFFu : word >> 16;
+  return bits >= p.threshold ? p.keep_scale : 0.0f;
 }
 
 // acc[n] += a (8 x dim, as dim / 8 matrices) times the transpose of rows [8n, 8n + 8) of

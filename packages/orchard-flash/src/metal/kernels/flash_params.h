@@ -31,7 +31,7 @@ struct FlashParams {
   flash_i32 batch, heads, heads_kv, len_q, len_k, dim;
   flash_i32 causal;
   flash_i32 dropout;    // whether p > 0
-  flash_u32 threshold;  // dropout: an element is kept when its Philox word is >= p * 2^32
+  flash_u32 threshold;  // dropout: an element is kept when its 16-bit Philox piece is >= p * 2^16
   float keep_scale;     // dropout: 1 / (1 - p)
   float scale;          // the softmax scale
   float scale_log2;     // scale * log2(e): scores are kept in base 2
@@ -45,8 +45,8 @@ struct FlashParams {
 // SIMD-group owns 8 rows (queries; keys in the dK/dV kernel); the threadgroup stages the other
 // operand's blocks in float in threadgroup memory, which Metal caps at 32 KiB.
 
-// Forward: keys per block (a multiple of 16: four lanes per row take groups of 4 keys, one
-// Philox draw each) and SIMD-groups per threadgroup.
+// Forward: keys per block (a multiple of 16: four lanes per row take runs of KEYS / 4 keys, or
+// of 8 where KEYS / 4 is more, one Philox draw serving 8) and SIMD-groups per threadgroup.
 constexpr int flash_forward_keys(int tier) { return tier == 64 ? 64 : (tier == 128 ? 32 : 16); }
 constexpr int flash_forward_simdgroups(int tier) { return tier == 256 ? 2 : 4; }
 // Backward dQ: keys per block, K and V both staged; SIMD-groups per threadgroup.

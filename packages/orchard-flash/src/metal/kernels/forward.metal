@@ -37,8 +37,10 @@ kernel void flash_forward(device const T* q [[buffer(0)]], device const T* k [[b
   load_rows(q_rows, stage, int(sg), dim);
   zero_rows(acc);
 
-  // Lane (r, quarter) takes row r of the SIMD-group's 8 and, of every 16 keys, the 4 from
-  // quarter * 4: one Philox draw for each 4. The four lanes of a row keep the row's state.
+  // Lane (r, quarter) takes row r of the SIMD-group's 8 and, of every 4 RUN keys, the RUN from
+  // quarter * RUN: one Philox draw serves 8 keys (at RUN = 4, two lanes draw the same one). The
+  // four lanes of a row keep the row's state.
+  constexpr int RUN = KEYS / 4 < 8 ? KEYS / 4 : 8;
   const int r = int(lane) / 4, quarter = int(lane) % 4, row = q0 + int(sg) * 8 + r;
   float running_max = -INFINITY, running_sum = 0.0f;
   // One past the last key a row of the block sees.
@@ -56,12 +58,12 @@ kernel void flash_forward(device const T* q [[buffer(0)]], device const T* k [[b
 
     float x[KEYS / 4];
     float top = -INFINITY;
-    for (int t = 0; t < KEYS / 16; ++t) {
-      for (int w = 0; w < 4; ++w) {
-        const int c = t * 16 + quarter * 4 + w;
+    for (int t = 0; t < KEYS / (4 * RUN); ++t) {
+      for (int w = 0; w < RUN; ++w) {
+        const int c = (4 * t + quarter) * RUN + w;
         const float score = mine[r * KEYS + c] * p.scale_log2;
-        x[t * 4 + w] = visible(p, row, k0 + c) ? score : -INFINITY;
-        top = max(top, x[t * 4 + w]);
+        x[t * RUN + w] = visible(p, row, k0 + c) ? score : -INFINITY;
+        top = max(top, x[t * RUN + w]);
       }
     }
     top = max(top, simd_shuffle_xor(top, 1));
@@ -79,13 +81,13 @@ kernel void flash_forward(device const T* q [[buffer(0)]], device const T* k [[b
     sum += simd_shuffle_xor(sum, 2);
     running_sum = running_sum * alpha + sum;
     running_max = new_max;
-    for (int t = 0; t < KEYS / 16; ++t) {
-      const int c = t * 16 + quarter * 4;
+    for (int t = 0; t < KEYS / (4 * RUN); ++t) {
+      const int c = (4 * t + quarter) * RUN;  // k0 and c: multiples of RUN, k0 of 8
       if (p.dropout != 0) {
         const orchard::philox::Words words = dropout_words(p, b, h, row, k0 + c);
-        for (int w = 0; w < 4; ++w) x[t * 4 + w] *= keep_factor(p, words, w);
+        for (int w = 0; w < RUN; ++w) x[t * RUN + w] *= keep_factor(p, words, c % 8 + w);
       }
-      for (int w = 0; w < 4; ++w) mine[r * KEYS + c + w] = x[t * 4 + w];
+      for (int w = 0; w < RUN; ++w) mine[r * KEYS + c + w] = x[t * RUN + w];
     }
     if (quarter == 0) diagonal[r * 9] = alpha;
     const bool rescale = simd_any(alpha != 1.0f);
