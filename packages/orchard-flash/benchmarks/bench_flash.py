@@ -122,7 +122,7 @@ def table(
     lines = [
         "# orchard-flash CPU attention vs torch scaled_dot_product_attention",
         "",
-        f"Command: `{command}` (or `nox -s bench`)  ",
+        f"Command: `{command}`{'' if args.dropout else ' (or `nox -s bench`)'}  ",
         f"Machine: {cpu_name()}, {platform.machine()} {platform.system()}, {usable_cores()} cores, "
         f"orchard-flash kernels '{of._flash._cpu_isa()}'; FMA ceiling {ceiling}; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), orchard-flash {of.__version__}.  ",
