@@ -306,74 +306,108 @@ void fill_row(A* x, int64_t n, A value) {
   for (int64_t j = 0; j < n; ++j) x[j] = value;
 }
 
-// ---- dropout: one Philox4x32-10 call per 8 columns, kDropoutLanes calls at once --------------
+// ---- dropout: one Philox4x32-10 call per 8 columns, 8 calls (64 columns) at once ---------------
 
-#if defined(__AVX512F__) || defined(__AVX2__)
+// One call's key and the threshold of its 16-bit pieces (attention.h).
+struct DropoutDraw {
+  uint32_t key0, key1, threshold;
+};
+
 #if defined(__AVX512F__)
-constexpr int kDropoutLanes = 16;
-using Lanes = __m512i;
-FLASH_INLINE Lanes lanes_of(uint32_t x) { return _mm512_set1_epi32(static_cast<int>(x)); }
-FLASH_INLINE Lanes lanes_xor(Lanes a, Lanes b) { return _mm512_xor_si512(a, b); }
-// 32x32 -> 64-bit products of every lane by m, as low and high words (vpmuludq takes the even
-// lanes; the odd ones are shifted down for a second one).
-FLASH_INLINE void mul_hi_lo(Lanes m, Lanes x, Lanes& hi, Lanes& lo) {
-  const Lanes even = _mm512_mul_epu32(m, x);
-  const Lanes odd = _mm512_mul_epu32(m, _mm512_srli_epi64(x, 32));
-  lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
-  hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+// The keep bits of columns 8 group0 .. 8 group0 + 127 of row `row` of head (b, h): bit j of
+// bits[j / 64] for column 8 group0 + j. Call group0 + l runs in 64-bit lane l % 8 of register
+// l / 8, its words in the low halves: a 32 x 32-bit product is then one vpmuludq, its high word
+// one shift, and the high halves' leftovers never reach a low half (vpmuludq reads only the low
+// ones). Two registers side by side: one chain of ten rounds is latency-bound.
+FLASH_INLINE void keep_bits_128(uint32_t group0, uint32_t row, uint32_t h, uint32_t b,
+                                const DropoutDraw& draw, uint64_t (&bits)[2]) {
+  const __m512i mul0 = _mm512_set1_epi64(0xD2511F53u), mul1 = _mm512_set1_epi64(0xCD9E8D57u);
+  const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  __m512i x0[2] = {_mm512_add_epi64(_mm512_set1_epi64(group0), lane),
+                   _mm512_add_epi64(_mm512_set1_epi64(group0 + 8), lane)};
+  __m512i x1[2] = {_mm512_set1_epi64(row), _mm512_set1_epi64(row)};
+  __m512i x2[2] = {_mm512_set1_epi64(h), _mm512_set1_epi64(h)};
+  __m512i x3[2] = {_mm512_set1_epi64(b), _mm512_set1_epi64(b)};
+  uint32_t key0 = draw.key0, key1 = draw.key1;
+  for (int round = 0; round < 10; ++round) {
+    for (int r = 0; r < 2; ++r) {
+      const __m512i product0 = _mm512_mul_epu32(mul0, x0[r]), product1 = _mm512_mul_epu32(mul1, x2[r]);
+      x0[r] =
+          _mm512_ternarylogic_epi64(_mm512_srli_epi64(product1, 32), x1[r], _mm512_set1_epi64(key0), 0x96);
+      x1[r] = product1;
+      x2[r] =
+          _mm512_ternarylogic_epi64(_mm512_srli_epi64(product0, 32), x3[r], _mm512_set1_epi64(key1), 0x96);
+      x3[r] = product0;
+    }
+    key0 += 0x9E3779B9u;
+    key1 += 0xBB67AE85u;
+  }
+  // Per lane, words 0 and 1 are columns 0..3 of the call, words 2 and 3 columns 4..7; the two
+  // permutes put the calls' 64-bit halves in column order, 32 pieces per register.
+  const __m512i threshold = _mm512_set1_epi16(static_cast<int16_t>(draw.threshold));
+  for (int r = 0; r < 2; ++r) {
+    const __m512i first_half = _mm512_mask_blend_epi32(0xAAAA, x0[r], _mm512_slli_epi64(x1[r], 32));
+    const __m512i second_half = _mm512_mask_blend_epi32(0xAAAA, x2[r], _mm512_slli_epi64(x3[r], 32));
+    const __m512i calls_0_3 =
+        _mm512_permutex2var_epi64(first_half, _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), second_half);
+    const __m512i calls_4_7 =
+        _mm512_permutex2var_epi64(first_half, _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15), second_half);
+    bits[r] = static_cast<uint64_t>(_mm512_cmpge_epu16_mask(calls_0_3, threshold)) |
+              static_cast<uint64_t>(_mm512_cmpge_epu16_mask(calls_4_7, threshold)) << 32;
+  }
 }
-FLASH_INLINE Lanes counting_from(uint32_t x) {
-  return _mm512_add_epi32(lanes_of(x),
-                          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-}
-FLASH_INLINE void store_lanes(uint32_t* p, Lanes x) { _mm512_storeu_si512(p, x); }
-#else
-constexpr int kDropoutLanes = 8;
+#elif defined(__AVX2__)
 using Lanes = __m256i;
 FLASH_INLINE Lanes lanes_of(uint32_t x) { return _mm256_set1_epi32(static_cast<int>(x)); }
-FLASH_INLINE Lanes lanes_xor(Lanes a, Lanes b) { return _mm256_xor_si256(a, b); }
+// 32x32 -> 64-bit products of every lane by m, as low and high words (vpmuludq takes the even
+// lanes; the odd ones are shifted down for a second one).
 FLASH_INLINE void mul_hi_lo(Lanes m, Lanes x, Lanes& hi, Lanes& lo) {
   const Lanes even = _mm256_mul_epu32(m, x);
   const Lanes odd = _mm256_mul_epu32(m, _mm256_srli_epi64(x, 32));
   lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
   hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
 }
-FLASH_INLINE Lanes counting_from(uint32_t x) {
-  return _mm256_add_epi32(lanes_of(x), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-FLASH_INLINE void store_lanes(uint32_t* p, Lanes x) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), x); }
-#endif
 
-// Philox4x32-10 (orchard/philox.h) of counters (group0 + lane, row, h, b), word w of lane l at
-// words[w][l]: the same bits as one call per counter.
-FLASH_INLINE void dropout_words(uint32_t group0, uint32_t row, uint32_t h, uint32_t b, uint32_t key0,
-                                uint32_t key1, uint32_t (&words)[4][kDropoutLanes]) {
+// The keep bits of columns 8 group0 .. 8 group0 + 63 (bit j for column 8 group0 + j): Philox
+// (orchard/philox.h) of counters (group0 + l, row, h, b) in lane l, then lane l's byte, bit
+// 2w + half for piece 2w + half of its call, is column 8l + 2w + half.
+FLASH_INLINE uint64_t keep_bits_64(uint32_t group0, uint32_t row, uint32_t h, uint32_t b,
+                                   const DropoutDraw& draw) {
   const Lanes mul0 = lanes_of(0xD2511F53u), mul1 = lanes_of(0xCD9E8D57u);
-  Lanes x0 = counting_from(group0), x1 = lanes_of(row), x2 = lanes_of(h), x3 = lanes_of(b);
+  Lanes x[4] = {_mm256_add_epi32(lanes_of(group0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), lanes_of(row),
+                lanes_of(h), lanes_of(b)};
+  uint32_t key0 = draw.key0, key1 = draw.key1;
   for (int round = 0; round < 10; ++round) {
     Lanes hi0, lo0, hi1, lo1;
-    mul_hi_lo(mul0, x0, hi0, lo0);
-    mul_hi_lo(mul1, x2, hi1, lo1);
-    x0 = lanes_xor(lanes_xor(hi1, x1), lanes_of(key0));
-    x1 = lo1;
-    x2 = lanes_xor(lanes_xor(hi0, x3), lanes_of(key1));
-    x3 = lo0;
+    mul_hi_lo(mul0, x[0], hi0, lo0);
+    mul_hi_lo(mul1, x[2], hi1, lo1);
+    x[0] = _mm256_xor_si256(_mm256_xor_si256(hi1, x[1]), lanes_of(key0));
+    x[1] = lo1;
+    x[2] = _mm256_xor_si256(_mm256_xor_si256(hi0, x[3]), lanes_of(key1));
+    x[3] = lo0;
     key0 += 0x9E3779B9u;
     key1 += 0xBB67AE85u;
   }
-  store_lanes(words[0], x0);
-  store_lanes(words[1], x1);
-  store_lanes(words[2], x2);
-  store_lanes(words[3], x3);
-}
-#else
-constexpr int kDropoutLanes = 4;
-FLASH_INLINE void dropout_words(uint32_t group0, uint32_t row, uint32_t h, uint32_t b, uint32_t key0,
-                                uint32_t key1, uint32_t (&words)[4][kDropoutLanes]) {
-  for (int l = 0; l < kDropoutLanes; ++l) {
-    const std::array<uint32_t, 4> w = orchard::philox4x32_10({group0 + l, row, h, b}, {key0, key1});
-    for (int i = 0; i < 4; ++i) words[i][l] = w[i];
+  // Pieces are below 2^16, so a signed compare with threshold - 1 (-1 for 0) is >= threshold.
+  const Lanes below = lanes_of(draw.threshold - 1);
+  Lanes bytes = _mm256_setzero_si256();
+  for (int w = 0; w < 4; ++w) {
+    const Lanes low = _mm256_and_si256(x[w], lanes_of(0xFFFFu)), high = _mm256_srli_epi32(x[w], 16);
+    bytes = _mm256_or_si256(bytes, _mm256_and_si256(_mm256_cmpgt_epi32(low, below), lanes_of(1u << 2 * w)));
+    bytes = _mm256_or_si256(bytes, _mm256_and_si256(_mm256_cmpgt_epi32(high, below), lanes_of(2u << 2 * w)));
   }
+  // Byte 0 of each lane, in lane order: four in each 128-bit half.
+  const Lanes gathered = _mm256_shuffle_epi8(
+      bytes, _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1,
+                              -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1));
+  return static_cast<uint32_t>(_mm256_cvtsi256_si32(gathered)) |
+         static_cast<uint64_t>(static_cast<uint32_t>(_mm256_extract_epi32(gathered, 4))) << 32;
+}
+
+FLASH_INLINE void keep_bits_128(uint32_t group0, uint32_t row, uint32_t h, uint32_t b,
+                                const DropoutDraw& draw, uint64_t (&bits)[2]) {
+  bits[0] = keep_bits_64(group0, row, h, b, draw);
+  bits[1] = keep_bits_64(group0 + 8, row, h, b, draw);
 }
 #endif
 
@@ -382,24 +416,58 @@ FLASH_INLINE void dropout_words(uint32_t group0, uint32_t row, uint32_t h, uint3
 // call for group (col0 + j) / 8 is at least p * 2^16 (attention.h).
 template <class A>
 void apply_dropout(A* p, int64_t n, const Dropout& dropout, int64_t b, int64_t h, int64_t row, int64_t col0) {
-  const auto threshold = static_cast<uint32_t>(dropout.p * kDropoutSteps);
+  const DropoutDraw draw{static_cast<uint32_t>(dropout.seed), static_cast<uint32_t>(dropout.seed >> 32),
+                         static_cast<uint32_t>(dropout.p * kDropoutSteps)};
   const A keep_scale = static_cast<A>(1.0 / (1.0 - dropout.p));
-  const auto key0 = static_cast<uint32_t>(dropout.seed), key1 = static_cast<uint32_t>(dropout.seed >> 32);
-  uint32_t words[4][kDropoutLanes];
-  uint32_t pieces[8 * kDropoutLanes];  // the 16-bit pieces in column order
-  for (int64_t j0 = 0; j0 < n; j0 += 8 * kDropoutLanes) {
-    dropout_words(static_cast<uint32_t>((col0 + j0) / 8), static_cast<uint32_t>(row),
-                  static_cast<uint32_t>(h), static_cast<uint32_t>(b), key0, key1, words);
-    for (int l = 0; l < kDropoutLanes; ++l) {
+#if defined(__AVX2__)
+  uint64_t bits[2];
+  for (int64_t j0 = 0; j0 < n; j0 += 64) {
+    if (j0 % 128 == 0) {
+      keep_bits_128(static_cast<uint32_t>((col0 + j0) / 8), static_cast<uint32_t>(row),
+                    static_cast<uint32_t>(h), static_cast<uint32_t>(b), draw, bits);
+    }
+    const uint64_t keep = bits[j0 % 128 / 64];
+    const int64_t count = imin(64, n - j0);
+    A* q = p + j0;
+    int64_t c = 0;
+    if constexpr (__is_same(A, float)) {
+#if defined(__AVX512F__)
+      const __m512 scale = _mm512_set1_ps(keep_scale);
+      for (; c < count; c += 16) {
+        const __mmask16 valid = count - c >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (count - c)) - 1);
+        const __m512 x = _mm512_maskz_loadu_ps(valid, q + c);
+        _mm512_mask_storeu_ps(q + c, valid, _mm512_maskz_mul_ps(static_cast<__mmask16>(keep >> c), x, scale));
+      }
+#else
+      const __m256 scale = _mm256_set1_ps(keep_scale);
+      const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+      for (; c + 8 <= count; c += 8) {
+        const __m256i mine = _mm256_and_si256(_mm256_set1_epi32(static_cast<int>(keep >> c & 0xFF)), bit);
+        const __m256 factor = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(mine, bit)), scale);
+        _mm256_storeu_ps(q + c, _mm256_mul_ps(_mm256_loadu_ps(q + c), factor));
+      }
+#endif
+    }
+    for (; c < count; ++c) q[c] *= (keep >> c & 1) ? keep_scale : A(0);
+  }
+#else
+  constexpr int kCalls = 4;  // 32 columns at once: the compare-and-scale loop vectorizes
+  for (int64_t j0 = 0; j0 < n; j0 += 8 * kCalls) {
+    uint32_t pieces[8 * kCalls];
+    for (int l = 0; l < kCalls; ++l) {
+      const std::array<uint32_t, 4> words =
+          orchard::philox4x32_10({static_cast<uint32_t>((col0 + j0) / 8 + l), static_cast<uint32_t>(row),
+                                  static_cast<uint32_t>(h), static_cast<uint32_t>(b)},
+                                 {draw.key0, draw.key1});
       for (int w = 0; w < 4; ++w) {
-        pieces[8 * l + 2 * w] = words[w][l] & 0xFFFFu;
-        pieces[8 * l + 2 * w + 1] = words[w][l] >> 16;
+        pieces[8 * l + 2 * w] = words[w] & 0xFFFFu;
+        pieces[8 * l + 2 * w + 1] = words[w] >> 16;
       }
     }
-    const int64_t count = imin(8 * kDropoutLanes, n - j0);
-    A* q = p + j0;
-    for (int64_t j = 0; j < count; ++j) q[j] *= pieces[j] >= threshold ? keep_scale : A(0);
+    const int64_t count = imin(8 * kCalls, n - j0);
+    for (int64_t j = 0; j < count; ++j) p[j0 + j] *= pieces[j] >= draw.threshold ? keep_scale : A(0);
   }
+#endif
 }
 
 // The keep mask of a whole (batch, heads, len_q, len_k) problem as 0/1 bytes, for tests.
