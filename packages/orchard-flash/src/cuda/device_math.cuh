@@ -120,6 +120,50 @@ __device__ __forceinline__ void query_major_keep(uint32_t (&keep)[(kTiles + 7) /
   }
 }
 
+// Bits 15 and 31: whether the low and high 16-bit pieces of `word` are at or above the threshold
+// whose two copies `pair` holds. Both compared at once: with the top bits set, the low 15 bits of
+// each half minus the threshold's cannot borrow across halves, and the top bit of each half is
+// the word's where it differs from the threshold's, else the difference's.
+__device__ __forceinline__ uint32_t pieces_at_least(uint32_t word, uint32_t pair) {
+  const uint32_t difference = (word | 0x80008000u) - (pair & 0x7FFF7FFFu);
+  return (word & ~pair) | (~(word ^ pair) & difference);
+}
+
+// 0xFFFF in each 16-bit half of the result whose top bit (15 or 31) is set in `bits`, else 0:
+// a byte permute that replicates the sign of bytes 1 and 3.
+__device__ __forceinline__ uint32_t halves_from_top_bits(uint32_t bits) {
+  uint32_t halves;
+  asm("prmt.b32 %0, %1, 0, 0xBB99;" : "=r"(halves) : "r"(bits));
+  return halves;
+}
+
+// Dropout on the A fragments of P in a query-major block (pf[kk][r]: row rows[r % 2], columns
+// n0 + 8 (2kk + r / 2) + 2t and + 1, its low and high halves): the dropped halves zeroed. Those
+// two columns are pieces 2t and 2t + 1 of the row's call for the tile, that is its word t, so each
+// lane needs one word of every call its row makes. Lane t of a row makes call 4kk + t (row
+// rows[t % 2], tile 2kk + t / 2), compares its four words at once and packs the results (word w
+// at bits 12 + w and 28 + w); two transpose rounds over the four lanes give lane t word t of
+// each. Warp-uniform: all 32 lanes must call it.
+template <int kTiles>
+__device__ __forceinline__ void drop_fragments(uint32_t (&pf)[kTiles / 2][4], const DropoutDraw& drop,
+                                               const int64_t (&rows)[2], int64_t n0, int64_t h, int64_t b,
+                                               int t) {
+  static_assert(kTiles % 2 == 0, "A fragments span two tiles");
+  const int64_t row = (t & 1) ? rows[1] : rows[0];  // a select: an indexed array would go to local memory
+  const uint32_t pair = drop.threshold * 0x10001u;
+#pragma unroll
+  for (int kk = 0; kk < kTiles / 2; ++kk) {
+    const philox::Words w = drop.words(n0 + (2 * kk + t / 2) * 8, row, h, b);
+    uint32_t bits =
+        (pieces_at_least(w.x, pair) >> 3 & 0x10001000u) | (pieces_at_least(w.y, pair) >> 2 & 0x20002000u) |
+        (pieces_at_least(w.z, pair) >> 1 & 0x40004000u) | (pieces_at_least(w.w, pair) & 0x80008000u);
+    bits = swap_fields(bits, 0xC000C000u, 2, t & 2, 2);
+    bits = swap_fields(bits, 0xA000A000u, 1, t & 1, 1);  // bits 12 + r, 28 + r: call 4kk + r's word t
+#pragma unroll
+    for (int r = 0; r < 4; ++r) pf[kk][r] &= halves_from_top_bits(bits << (3 - r));
+  }
+}
+
 inline DropoutDraw dropout_draw(const Args& args) {
   return DropoutDraw{static_cast<uint32_t>(args.dropout_p * kDropoutSteps), static_cast<uint32_t>(args.seed),
                      static_cast<uint32_t>(args.seed >> 32)};

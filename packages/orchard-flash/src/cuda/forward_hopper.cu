@@ -180,9 +180,10 @@ __global__ void __launch_bounds__(HopperForwardConfig<kD>::kThreads, 1)
     };
     // P (dropped) as the A operand of the next P V.
     auto make_fragments = [&](int nb, float (&s)[kBlockN / 8][4]) {
-      if constexpr (kDropout) drop_probabilities(s, drop, rows, static_cast<int64_t>(nb) * kBlockN, h, b, t);
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk) probability_fragment<T>(pf[kk], s, kk);
+      if constexpr (kDropout)
+        drop_fragments<kBlockN / 8>(pf, drop, rows, static_cast<int64_t>(nb) * kBlockN, h, b, t);
       fence_registers(o);  // written before the next product's fence, not sunk past it
       fence_fragments(pf);
     };
