@@ -103,22 +103,23 @@ def recorded(monkeypatch) -> list[str]:
 @pytest.mark.parametrize("spec", ["cpu", "cuda:0", "meta"])
 def test_only_mps_waits(recorded, spec):
     # CPU kernels are done when they return and CUDA kernels queue on torch's stream: no wait.
-    with attention._synchronized(torch.device(spec)):
-        recorded.append("kernels")
+    attention._synchronized(torch.device(spec), recorded.append, "kernels")
     assert recorded == ["kernels"]
 
 
 def test_mps_waits_for_torch_before_and_for_orchard_after(recorded):
-    with attention._synchronized(MPS):
-        recorded.append("kernels")
+    attention._synchronized(MPS, recorded.append, "kernels")
     assert recorded == ["torch waits", "kernels", "orchard waits (metal)"]
 
 
 def test_mps_waits_for_orchard_when_the_kernels_raise(recorded):
     # Work queued before the error may still use torch's memory, which torch frees on the way out.
-    with pytest.raises(ValueError, match="refused"), attention._synchronized(MPS):
-        recorded.append("kernels")
+    def kernels(event: str) -> None:
+        recorded.append(event)
         raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        attention._synchronized(MPS, kernels, "kernels")
     assert recorded == ["torch waits", "kernels", "orchard waits (metal)"]
 
 
@@ -130,28 +131,54 @@ def test_eager_kernels_allocate_then_wait_run_and_wait(metal_kernels, recorded, 
 
     filled = {}
 
-    def forward(*tensors, out, lse, **options):
+    # Stand-ins for orchard-flash's binding, with its positional signature.
+    def forward(q, k, v, causal, scale, alignment, dropout_p, seed, out, lse, stream):
         recorded.append("orchard-flash forward")
-        filled.update(out=out, lse=lse, stream=options.get("stream"))
+        filled.update(out=out, lse=lse, stream=stream)
 
-    def backward(*tensors, dq, dk, dv, **options):
+    def backward(
+        dout,
+        q,
+        k,
+        v,
+        out,
+        lse,
+        causal,
+        scale,
+        alignment,
+        dropout_p,
+        seed,
+        dlse,
+        dq,
+        dk,
+        dv,
+        deterministic,
+        stream,
+    ):
         recorded.append("orchard-flash backward")
         filled.update(dq=dq, dk=dk, dv=dv)
 
-    monkeypatch.setattr(orchard_flash, "forward", forward)
-    monkeypatch.setattr(orchard_flash, "backward", backward)
+    monkeypatch.setattr(attention, "_kernels", SimpleNamespace(_forward=forward, _backward=backward))
     # Fake tensors have no memory to share: the stand-ins above get the torch tensors themselves.
     monkeypatch.setattr(attention, "_orchard", lambda t: t)
     with FakeTensorMode():
         q, k, v = (torch.empty(1, 2, 8, 16, device=MPS) for _ in range(3))
         seed = torch.tensor(5)  # a constant, which int() reads under FakeTensorMode
-        allocate = torch.empty
+        inside = []  # fake tensors' empty_like calls torch.empty: one record per outer call
 
-        def recording_empty(*args, **kwargs):
-            recorded.append("torch allocates")
-            return allocate(*args, **kwargs)
+        for name in ("empty", "empty_like"):
+            allocate = getattr(torch, name)
 
-        monkeypatch.setattr(torch, "empty", recording_empty)
+            def recording(*args, allocate=allocate, **kwargs):
+                if not inside:
+                    recorded.append("torch allocates")
+                inside.append(True)
+                try:
+                    return allocate(*args, **kwargs)
+                finally:
+                    inside.pop()
+
+            monkeypatch.setattr(torch, name, recording)
         out, lse = attention._flash_forward(q, k, v, 0.0, False, 0.25, seed)
         assert recorded == [
             *["torch allocates"] * 2,
@@ -160,7 +187,7 @@ def test_eager_kernels_allocate_then_wait_run_and_wait(metal_kernels, recorded, 
             "orchard waits (metal)",
         ]
         assert filled["out"] is out and filled["lse"] is lse
-        assert filled["stream"] is None  # no CUDA stream: Metal work goes on orchard's own queue
+        assert filled["stream"] == 0  # no CUDA stream: Metal work goes on orchard's own queue
         recorded.clear()
         grads = attention._flash_backward(out, None, q, k, v, out, lse, 0.0, False, 0.25, seed)
         assert recorded == [

@@ -18,13 +18,13 @@ stream; MPS tensors its Metal kernels, on orchard's own Metal queue between two 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import orchard_core
 import orchard_flash
 import torch
+from orchard_flash import _flash as _kernels
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 # PyTorch's is_causal: query row i sees keys 0..i (orchard-flash's "top_left" alignment).
@@ -122,6 +122,14 @@ def _check_seed(seed: torch.Tensor) -> None:
         raise ValueError(f"orchard flash_attention: seed must hold one value, got shape {tuple(seed.shape)}")
 
 
+def _seed_value(seed: torch.Tensor) -> int:
+    _check_seed(seed)
+    value = int(seed)
+    if value < 0:
+        raise ValueError(f"orchard flash_attention: seed must be an int in [0, 2**64), got {value}")
+    return value
+
+
 def _orchard(t: torch.Tensor) -> orchard_core.Tensor:
     """An orchard tensor sharing ``t``'s memory: torch's DLPack export called directly, without
     ``Tensor.__dlpack__``'s Python-level checks (which refuse tensors that require grad; the
@@ -142,23 +150,14 @@ def _row_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _options(q: torch.Tensor, dropout_p: float, is_causal: bool, scale: float) -> dict[str, Any]:
-    """orchard_flash.forward/backward's keyword arguments; on CUDA, torch's current stream."""
-    options: dict[str, Any] = {
-        "causal": is_causal,
-        "causal_alignment": _ALIGNMENT,
-        "scale": scale,
-        "dropout_p": dropout_p,
-    }
-    if q.device.type == "cuda":
-        # The kernels are queued on the stream torch would use for this device, without a sync.
-        options["stream"] = _current_stream(q.device)
-    return options
+def _stream(device: torch.device) -> int:
+    """The cudaStream_t the kernels go on: torch's current stream on a CUDA device, without a
+    sync; 0 (none) elsewhere."""
+    return _current_stream(device) if device.type == "cuda" else 0
 
 
-@contextmanager
-def _synchronized(device: torch.device) -> Iterator[None]:
-    """Orders orchard's kernels on ``device`` with torch's work around them.
+def _synchronized(device: torch.device, kernels: Callable[..., object], *args: Any) -> None:
+    """Runs ``kernels(*args)`` ordered with torch's work on ``device``.
 
     CPU work is done when the call returns, and CUDA kernels go on torch's current stream. On
     MPS, orchard-flash's Metal kernels run on orchard's own command queue, which torch cannot
@@ -168,13 +167,48 @@ def _synchronized(device: torch.device) -> Iterator[None]:
     outputs or reuses any of the memory, whether the kernels succeeded or raised.
     """
     if device.type != "mps":
-        yield
+        kernels(*args)
         return
     torch.mps.synchronize()
     try:
-        yield
+        kernels(*args)
     finally:
         orchard_core.synchronize("metal")
+
+
+def _run_forward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    dropout_p: float,
+    is_causal: bool,
+    scale: float,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernels on checked inputs: torch allocates the outputs, orchard-flash fills them.
+
+    orchard-flash's binding is called directly: ``orchard_flash.forward``'s argument checks
+    repeat ``_check``'s, and cost host time on every call (this package pins orchard-flash's
+    version, so the binding's signature is known)."""
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    lse = torch.empty(q.shape[:3], dtype=_row_dtype(q.dtype), device=q.device)
+    # After torch allocated the outputs: on MPS, the wait covers their memory's past use too.
+    _synchronized(
+        q.device,
+        _kernels._forward,
+        _orchard(q),
+        _orchard(k),
+        _orchard(v),
+        is_causal,
+        scale,
+        _ALIGNMENT,
+        dropout_p,
+        seed,
+        _orchard(out),
+        _orchard(lse),
+        _stream(q.device),
+    )
+    return out, lse
 
 
 def _flash_forward(
@@ -187,22 +221,7 @@ def _flash_forward(
     seed: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     _check(q, k, v, dropout_p)
-    _check_seed(seed)
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    lse = torch.empty(q.shape[:3], dtype=_row_dtype(q.dtype), device=q.device)
-    options = _options(q, dropout_p, is_causal, scale)
-    # Entered after torch allocated the outputs: on MPS, the wait covers their memory's past use too.
-    with _synchronized(q.device):
-        orchard_flash.forward(
-            _orchard(q),
-            _orchard(k),
-            _orchard(v),
-            seed=int(seed),
-            out=_orchard(out),
-            lse=_orchard(lse),
-            **options,
-        )
-    return out, lse
+    return _run_forward(q, k, v, dropout_p, is_causal, scale, _seed_value(seed))
 
 
 # The eager kernels are plain functions too, so their order of allocations and waits is testable
@@ -225,6 +244,41 @@ def _forward_fake(
     return q.new_empty(q.shape), q.new_empty(q.shape[:3], dtype=_row_dtype(q.dtype))
 
 
+def _run_backward(
+    dout: torch.Tensor,
+    dlse: torch.Tensor | None,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    dropout_p: float,
+    is_causal: bool,
+    scale: float,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    dq, dk, dv = (torch.empty_like(t, memory_format=torch.contiguous_format) for t in (q, k, v))
+    # As torch's own attention backends: dq summed by atomics (faster, last bits varying from
+    # run to run) unless torch.use_deterministic_algorithms(True) asks for bitwise repeatability.
+    _synchronized(
+        q.device,
+        _kernels._backward,
+        *(_orchard(t) for t in (dout, q, k, v, out, lse)),
+        is_causal,
+        scale,
+        _ALIGNMENT,
+        dropout_p,
+        seed,
+        None if dlse is None else _orchard(dlse),
+        _orchard(dq),
+        _orchard(dk),
+        _orchard(dv),
+        torch.are_deterministic_algorithms_enabled(),
+        _stream(q.device),
+    )
+    return dq, dk, dv
+
+
 def _flash_backward(
     dout: torch.Tensor,
     dlse: torch.Tensor | None,
@@ -238,25 +292,7 @@ def _flash_backward(
     scale: float,
     seed: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    _check_seed(seed)
-    grads = [torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v)]
-    options = _options(q, dropout_p, is_causal, scale)
-    tensors = [_orchard(t) for t in (dout, q, k, v, out, lse)]
-    # As torch's own attention backends: dq summed by atomics (faster, last bits varying from
-    # run to run) unless torch.use_deterministic_algorithms(True) asks for bitwise repeatability.
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    with _synchronized(q.device):
-        orchard_flash.backward(
-            *tensors,
-            seed=int(seed),
-            dlse=None if dlse is None else _orchard(dlse),
-            dq=_orchard(grads[0]),
-            dk=_orchard(grads[1]),
-            dv=_orchard(grads[2]),
-            deterministic=deterministic,
-            **options,
-        )
-    return grads[0], grads[1], grads[2]
+    return _run_backward(dout, dlse, q, k, v, out, lse, dropout_p, is_causal, scale, _seed_value(seed))
 
 
 _backward = torch.library.custom_op("orchard::flash_attention_backward", mutates_args=())(_flash_backward)
@@ -288,58 +324,58 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor
     ctx.set_materialize_grads(False)
 
 
-def _gradients(
-    ctx: Any, dout: torch.Tensor | None, dlse: torch.Tensor | None, backward: Any
-) -> tuple[Any, ...]:
+def _autograd_backward(ctx: Any, dout: torch.Tensor | None, dlse: torch.Tensor | None) -> tuple[Any, ...]:
     q, k, v, out, lse, seed = ctx.saved_tensors
     if dout is None:  # only lse was used
         dout = torch.zeros_like(out)
-    dq, dk, dv = backward(dout, dlse, q, k, v, out, lse, *ctx.options, seed)
+    dq, dk, dv = _backward(dout, dlse, q, k, v, out, lse, *ctx.options, seed)
     return dq, dk, dv, None, None, None, None
-
-
-def _autograd_backward(ctx: Any, dout: torch.Tensor | None, dlse: torch.Tensor | None) -> tuple[Any, ...]:
-    return _gradients(ctx, dout, dlse, _backward)
 
 
 _forward.register_autograd(_autograd_backward, setup_context=_setup_context)
 
 
 class _EagerAttention(torch.autograd.Function):
-    """The custom op's forward and backward in eager mode, without the dispatcher round trips."""
+    """The custom op's kernels in eager mode, without the dispatcher round trips: inputs checked
+    once (by ``flash_attention``) and the seed a Python int, drawn as the op's is."""
 
     @staticmethod
-    def forward(ctx: Any, *inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        output = _flash_forward(*inputs)
-        _setup_context(ctx, inputs, output)
-        return output
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        dropout_p: float,
+        is_causal: bool,
+        scale: float,
+        seed: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out, lse = _run_forward(q, k, v, dropout_p, is_causal, scale, seed)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.options = (dropout_p, is_causal, scale, seed)
+        ctx.set_materialize_grads(False)
+        return out, lse
 
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor | None, dlse: torch.Tensor | None) -> tuple[Any, ...]:  # type: ignore[override]
-        return _gradients(ctx, dout, dlse, _flash_backward)
+        q, k, v, out, lse = ctx.saved_tensors
+        if dout is None:  # only lse was used
+            dout = torch.zeros_like(out)
+        dq, dk, dv = _run_backward(dout, dlse, q, k, v, out, lse, *ctx.options)
+        return dq, dk, dv, None, None, None, None
 
 
-def _attention_op(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    dropout_p: float,
-    is_causal: bool,
-    scale: float,
-    seed: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``torch.ops.orchard.flash_attention``, through ``_EagerAttention`` for plain tensors on a
-    real device in eager mode; the op itself while torch.compile traces, under a dispatch mode
-    (which expects to see the op: FakeTensorMode, FlopCounterMode, recorders) and for anything
-    else (meta and fake tensors, tensor subclasses), which its registrations handle."""
-    if (
+def _runs_eagerly(q: torch.Tensor) -> bool:
+    """Whether a call takes ``_EagerAttention``: plain tensors on a real device in eager mode. The op
+    itself runs while torch.compile traces, under a dispatch mode (which expects to see the op:
+    FakeTensorMode, FlopCounterMode, recorders) and for anything else (meta and fake tensors,
+    tensor subclasses), which its registrations handle."""
+    return (
         type(q) is torch.Tensor
         and q.device.type != "meta"
         and not torch.compiler.is_compiling()
         and not is_in_torch_dispatch_mode()
-    ):
-        return _EagerAttention.apply(q, k, v, dropout_p, is_causal, scale, seed)
-    return _forward(q, k, v, dropout_p, is_causal, scale, seed)
+    )
 
 
 def flash_attention(
@@ -368,11 +404,14 @@ def flash_attention(
     _check(query, key, value, dropout_p)
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1])
-    # The seed is a CPU tensor whatever the inputs' device: drawn from torch's default CPU generator
-    # (torch.manual_seed reproduces it), and read by the op without a device-to-host copy.
+    dropout_p, is_causal, scale = float(dropout_p), bool(is_causal), float(scale)
+    # The seed comes from torch's default CPU generator whatever the inputs' device
+    # (torch.manual_seed reproduces it), and the op reads it without a device-to-host copy.
+    if _runs_eagerly(query):
+        seed = int(torch.randint(0, 2**62, (), dtype=torch.int64, device="cpu")) if dropout_p > 0 else 0
+        return _EagerAttention.apply(query, key, value, dropout_p, is_causal, scale, seed)[0]
     if dropout_p > 0:
-        seed = torch.randint(0, 2**62, (), dtype=torch.int64, device="cpu")
+        seed_tensor = torch.randint(0, 2**62, (), dtype=torch.int64, device="cpu")
     else:
-        seed = torch.zeros((), dtype=torch.int64, device="cpu")
-    out, _ = _attention_op(query, key, value, float(dropout_p), bool(is_causal), float(scale), seed)
-    return out
+        seed_tensor = torch.zeros((), dtype=torch.int64, device="cpu")
+    return _forward(query, key, value, dropout_p, is_causal, scale, seed_tensor)[0]
