@@ -165,6 +165,11 @@ def cuda(session: nox.Session) -> None:
     run_tests(session)
 
 
+# Under ASan, freed CPU blocks go back to the allocator, which poisons them: a use after free of a
+# large tensor is then caught, where the host block cache would keep the memory valid.
+NO_HOST_CACHE = {"ORCHARD_HOST_CACHE_MB": "0"}
+
+
 def sanitizer_env(session: nox.Session) -> dict[str, str]:
     """The environment a process needs to load orchard built with the sanitizers.
 
@@ -202,6 +207,7 @@ def sanitizer_env(session: nox.Session) -> dict[str, str]:
         "LD_PRELOAD": f"{runtime('libasan.so')} {runtime('libstdc++.so')}",
         "ASAN_OPTIONS": options(asan, "ASAN_OPTIONS"),
         "UBSAN_OPTIONS": options(ubsan, "UBSAN_OPTIONS"),
+        **NO_HOST_CACHE,
     }
 
 
@@ -287,6 +293,7 @@ def metal(session: nox.Session) -> None:
         "LD_PRELOAD": asan_runtime,
         "ASAN_OPTIONS": "abort_on_error=1:detect_leaks=0:allocator_may_return_null=1",
         "ORCHARD_METAL_HARNESS_ASAN": "1",
+        **NO_HOST_CACHE,
     }
     install_metal_packages(
         session, ["-Csetup-args=-Db_sanitize=address", "-Csetup-args=-Db_lundef=false"], asan

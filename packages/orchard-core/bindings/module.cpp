@@ -90,8 +90,8 @@ void bind_devices(py::module_& m) {
         return std::move(out);
       },
       py::arg("device"),
-      "Bytes of a caching allocator (CUDA's pool): in use by live tensors and held in all, now "
-      "and at their peak; None for devices without one.");
+      "Bytes of a caching allocator (CUDA's pool, the CPU's host block cache): in use by live "
+      "tensors and held in all, now and at their peak; None for devices without one.");
   // Private: what the CUDA tests ask of this build (the names exist in every build).
   m.attr("_built_with_cuda") = has_backend(DeviceType::CUDA);
   // How this build runs Metal kernels, for packages that build their own against it

@@ -111,7 +111,8 @@ def supports(device: _DeviceLike, op: str, dtype: _DTypeLike) -> builtins.bool:
     """
 
 def memory_stats(device: _DeviceLike) -> dict[str, int] | None:
-    """Bytes of a caching allocator (CUDA's pool), in use and held, now and at peak; else None."""
+    """Bytes of a caching allocator (CUDA's pool, the CPU's host block cache), in use and held, now and
+    at peak; else None."""
 
 # Private: what the CUDA tests ask of this build (present in every build).
 _built_with_cuda: builtins.bool

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "backend/backends.h"
+#include "backend/cpu/host_block_cache.h"
 #include "backend/cpu/host_runtime.h"
 #include "orchard/error.h"
 
@@ -11,23 +12,41 @@ namespace orchard::backend {
 
 DataPtr allocate_host(size_t nbytes, Device device) {
   if (nbytes == 0) return DataPtr(nullptr, nullptr, device);
-  // Blocks glibc always maps afresh (32 MiB and more: its largest mmap threshold) sit on
-  // 2 MiB boundaries and ask for transparent huge pages: a fresh 64 MiB result then costs 32
-  // page faults instead of 16,384, which dominate memory-bound ops. Smaller ones stay plain:
-  // glibc recycles their pages from its heap, while 2 MiB-aligned ones it maps and faults in
-  // anew each time (a 4 MiB result took 4.6 ms instead of 0.07).
-  constexpr size_t kHugePage = size_t{2} << 20;
-  const bool huge = nbytes >= 16 * kHugePage;
-  const size_t alignment = huge ? kHugePage : 64;
-  void* data = nullptr;
-  if (posix_memalign(&data, alignment, nbytes) != 0) {
-    fail<OutOfMemoryError>("out of memory: cannot allocate ", nbytes, " bytes (",
-                           static_cast<double>(nbytes) / (1 << 30), " GiB) on ", device.str());
-  }
+  HostBlockCache& cache = host_block_cache();
+  const size_t bytes = HostBlockCache::size_class(nbytes);
+  const bool large = bytes >= HostBlockCache::kMinBytes;
+  void* data = large ? cache.take(bytes) : nullptr;
+  if (data == nullptr) {
+    // Blocks glibc always maps afresh (32 MiB and more: its largest mmap threshold) sit on
+    // 2 MiB boundaries and ask for transparent huge pages: a fresh 64 MiB result then costs 32
+    // page faults instead of 16,384. Smaller ones stay plain: 2 MiB-aligned ones glibc maps and
+    // faults in anew each time (a 4 MiB result took 4.6 ms instead of 0.07).
+    constexpr size_t kHugePage = size_t{2} << 20;
+    const bool huge = bytes >= 16 * kHugePage;
+    if (posix_memalign(&data, huge ? kHugePage : 64, bytes) != 0) {
+      cache.release_all();  // what the cache keeps may be what is missing
+      if (posix_memalign(&data, huge ? kHugePage : 64, bytes) != 0) {
+        fail<OutOfMemoryError>("out of memory: cannot allocate ", nbytes, " bytes (",
+                               static_cast<double>(nbytes) / (1 << 30), " GiB) on ", device.str());
+      }
+    }
 #ifdef MADV_HUGEPAGE
-  if (huge) madvise(data, nbytes, MADV_HUGEPAGE);  // a hint: failure only costs speed
+    if (huge) madvise(data, bytes, MADV_HUGEPAGE);  // a hint: failure only costs speed
 #endif
-  return DataPtr(data, [](void* p) { std::free(p); }, device);
+  }
+  cache.note_allocated(bytes);
+  return DataPtr(
+      data,
+      [bytes, large](void* p) {
+        HostBlockCache& cache = host_block_cache();
+        cache.note_freed(bytes);
+        if (large) {
+          cache.give_back(p, bytes);
+        } else {
+          std::free(p);
+        }
+      },
+      device);
 }
 
 HostRuntime::HostRuntime(Device device, std::string description, bool every_op)
@@ -46,6 +65,11 @@ void HostRuntime::copy_from_host(void* dst, const void* src, size_t nbytes) {
 
 void HostRuntime::copy_on_device(void* dst, const void* src, size_t nbytes) {
   if (nbytes > 0) std::memmove(dst, src, nbytes);
+}
+
+std::optional<MemoryStats> HostRuntime::memory_stats() const {
+  if (device_.type != DeviceType::CPU) return std::nullopt;
+  return host_block_cache().stats();
 }
 
 DeviceRuntime& cpu_runtime() {

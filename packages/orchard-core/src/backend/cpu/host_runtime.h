@@ -26,6 +26,8 @@ class HostRuntime final : public DeviceRuntime {
   void copy_to_host(void* dst, const void* src, size_t nbytes) override;
   void copy_from_host(void* dst, const void* src, size_t nbytes) override;
   void copy_on_device(void* dst, const void* src, size_t nbytes) override;
+  // The CPU's: host memory in use and kept by host_block_cache.h's cache, stand-ins' included.
+  std::optional<MemoryStats> memory_stats() const override;
 
  private:
   class HostAllocator final : public Allocator {
