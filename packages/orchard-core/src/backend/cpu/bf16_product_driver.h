@@ -8,10 +8,14 @@
 //                             padded_pairs x kRows of A, padded_pairs x kPanelCols of B);
 //   pack_a(a, first_row, rows, padded_pairs, dst)
 //                             packs rows first_row..first_row + rows - 1 of A (rows <= kRows);
-//   block(padded_pairs, a_panel, b_panel, bias, out, ld, rows, cols)
-//                             out (rows x cols, rows ld apart) = the panels' product + bias;
+//   block(scope, padded_pairs, a_panel, b_panel, bias, out, ld, rows, cols)
+//                             out (rows x cols, rows ld apart) = the panels' product + bias,
+//                             written by the time the thread's scope ends;
+//   kRowsOuterBytes           a packed A panel of at most this many bytes makes each task walk
+//                             its row panels outside and its column panels inside (0: never);
 //   ThreadScope               constructed on each thread before its first block, destroyed
-//                             after its last (AMX's tile configuration).
+//                             after its last (AMX's tile configuration, and its stores still
+//                             pending), and handed to each block.
 #pragma once
 
 #include <algorithm>
@@ -45,6 +49,7 @@ void drive_product(const Operand& a, const Operand& b, const float* bias, BFloat
   packing.b_source = b.data;
 
   const int64_t block_row_panels = std::max<int64_t>(1, kBlockBytesA / (a_panel_words * 4));
+  const bool rows_outer = a_panel_words * 4 <= Kernel::kRowsOuterBytes;
   const int64_t row_blocks = ceil_div(row_panels, block_row_panels);
   const int64_t col_blocks = ceil_div(n, kBlockCols);
   // Packing tasks: each panel of A, then B's panels in groups of kPackGroup.
@@ -65,21 +70,26 @@ void drive_product(const Operand& a, const Operand& b, const float* bias, BFloat
       isa_avx512_bf16::pack_b_panels(b, first, std::min(col_panels, first + kPackGroup), padded_pairs,
                                      packed_b);
     }
-    [[maybe_unused]] const typename Kernel::ThreadScope scope;
+    typename Kernel::ThreadScope scope;
 #pragma omp for schedule(dynamic)
     for (int64_t task = 0; task < row_blocks * col_blocks; ++task) {
       const int64_t first_row_panel = task / col_blocks * block_row_panels;
       const int64_t last_row_panel = std::min(row_panels, first_row_panel + block_row_panels);
       const int64_t first_col = task % col_blocks * kBlockCols;
       const int64_t last_col = std::min(n, first_col + kBlockCols);
-      for (int64_t col = first_col; col < last_col; col += kCols) {
-        const uint32_t* b_panel = packed_b + col / kCols * b_panel_words;
-        const int cols = static_cast<int>(std::min<int64_t>(kCols, n - col));
-        for (int64_t panel = first_row_panel; panel < last_row_panel; ++panel) {
-          const int64_t row = panel * kRows;
-          Kernel::block(padded_pairs, packed_a + panel * a_panel_words, b_panel, bias ? bias + col : nullptr,
-                        out + row * n + col, n, static_cast<int>(std::min<int64_t>(kRows, m - row)), cols);
-        }
+      const auto run_block = [&](int64_t panel, int64_t col) {
+        const int64_t row = panel * kRows;
+        Kernel::block(scope, padded_pairs, packed_a + panel * a_panel_words,
+                      packed_b + col / kCols * b_panel_words, bias ? bias + col : nullptr,
+                      out + row * n + col, n, static_cast<int>(std::min<int64_t>(kRows, m - row)),
+                      static_cast<int>(std::min<int64_t>(kCols, n - col)));
+      };
+      if (rows_outer) {  // a row's outputs written left to right: whole lines, in order
+        for (int64_t panel = first_row_panel; panel < last_row_panel; ++panel)
+          for (int64_t col = first_col; col < last_col; col += kCols) run_block(panel, col);
+      } else {  // each column panel of B reused across the row panels while it is in cache
+        for (int64_t col = first_col; col < last_col; col += kCols)
+          for (int64_t panel = first_row_panel; panel < last_row_panel; ++panel) run_block(panel, col);
       }
     }
   }

@@ -166,8 +166,12 @@ struct Kernel {
     pack_panel<kRows>(a.data + first_row * a.row_stride, a.row_stride, a.col_stride, rows, a.cols,
                       padded_pairs, dst);
   }
-  static constexpr auto block = tile;
+  static constexpr int64_t kRowsOuterBytes = 0;
   struct ThreadScope {};
+  static void block(ThreadScope&, int64_t padded_pairs, const uint32_t* a, const uint32_t* b,
+                    const float* bias, BFloat16* out, int64_t ld, int rows, int cols) {
+    tile(padded_pairs, a, b, bias, out, ld, rows, cols);
+  }
 };
 
 }  // namespace
