@@ -1,7 +1,12 @@
-"""Host cost per call of Orchard attention on CUDA, layer by layer, next to torch's SDPA.
+"""Host cost per call of Orchard attention, layer by layer, next to torch's SDPA.
 
     python packages/orchard-torch-bridge/benchmarks/bench_host_overhead.py \\
         --out docs/benchmarks/host_overhead_cuda.md
+    python packages/orchard-torch-bridge/benchmarks/bench_host_overhead.py --device cpu \\
+        --out docs/benchmarks/host_overhead_cpu.md
+
+On the CPU (``--device cpu``) the kernels themselves take host time: part 1 runs at B1 H1 L8
+D64, where they take microseconds, and part 2 (a GPU shape) is left out.
 
 Part 1, the layers. At B1 H1 L128 D64 (bf16, causal) a kernel takes microseconds, so a loop of
 calls runs at the host's pace: wall time per call over a long loop (synchronized once at the
@@ -15,7 +20,7 @@ end) is what the host spends per call. Each layer is timed on its own, from the 
 
 Part 2, the issue's shape. B4 H12 L1024 D64, bf16, causal, forward + backward through autograd,
 dropout 0 and 0.1: wall time per call next to the GPU time of the same calls (CUDA events), so
-the host's share is visible.
+the host's share is visible (CUDA only).
 
 Part 3: cProfile of the bridge's forward + backward at the small shape, the functions that
 take the most time of their own.
@@ -43,16 +48,25 @@ from pathlib import Path
 
 import torch  # first, as users import it
 
+DEVICE = "cuda"  # set by --device
+
+
+def synchronize() -> None:
+    """Waits for the device's queued work (CPU work is done when a call returns)."""
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
 SCRIPT = "python packages/orchard-torch-bridge/benchmarks/bench_host_overhead.py"
 
 
 def per_call_us(fn: Callable[[], object], calls: int) -> float:
     """Wall microseconds per call over `calls` calls, the device drained before and after."""
-    torch.cuda.synchronize()
+    synchronize()
     start = time.perf_counter()
     for _ in range(calls):
         fn()
-    torch.cuda.synchronize()
+    synchronize()
     return (time.perf_counter() - start) / calls * 1e6
 
 
@@ -80,9 +94,9 @@ def interleaved(cases: dict[str, Callable[[], object]], calls: int, rounds: int)
 
 
 def inputs(shape: tuple[int, int, int, int], grad: bool) -> list[torch.Tensor]:
-    gen = torch.Generator("cuda").manual_seed(0)
+    gen = torch.Generator(DEVICE).manual_seed(0)
     return [
-        torch.randn(shape, generator=gen, device="cuda", dtype=torch.bfloat16).requires_grad_(grad)
+        torch.randn(shape, generator=gen, device=DEVICE, dtype=torch.bfloat16).requires_grad_(grad)
         for _ in range(3)
     ]
 
@@ -98,8 +112,8 @@ def layer_cases(shape: tuple[int, int, int, int]) -> dict[str, Callable[[], obje
     q, k, v = inputs(shape, grad=True)
     do = torch.randn_like(q)
     qd, kd, vd = (t.detach() for t in (q, k, v))
-    out, lse = torch.empty_like(qd), torch.empty(shape[:3], device="cuda", dtype=torch.float32)
-    stream = torch.cuda.current_stream().cuda_stream
+    out, lse = torch.empty_like(qd), torch.empty(shape[:3], device=DEVICE, dtype=torch.float32)
+    stream = torch.cuda.current_stream().cuda_stream if DEVICE == "cuda" else 0
     scale = 1.0 / math.sqrt(shape[-1])
     oq, ok, ov, oout, olse = (orchard_core.from_dlpack(t) for t in (qd, kd, vd, out, lse))
 
@@ -173,11 +187,11 @@ def spread(values: list[float]) -> str:
 
 def profile_top(fn: Callable[[], object], calls: int, top: int) -> str:
     profiler = cProfile.Profile()
-    torch.cuda.synchronize()
+    synchronize()
     profiler.enable()
     for _ in range(calls):
         fn()
-    torch.cuda.synchronize()
+    synchronize()
     profiler.disable()
     text = io.StringIO()
     stats = pstats.Stats(profiler, stream=text)
@@ -194,18 +208,23 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="write a Markdown report here")
     parser.add_argument("--calls", type=int, default=200, help="calls per timed loop")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    global DEVICE
+    DEVICE = args.device
+    if DEVICE == "cuda" and not torch.cuda.is_available():
         print(f"no CUDA GPU visible to torch {torch.__version__}: nothing measured")
         return 0
     import orchard_flash
 
-    small, issue_shape = (1, 1, 128, 64), (4, 12, 1024, 64)
+    small = (1, 1, 128, 64) if DEVICE == "cuda" else (1, 1, 8, 64)
+    issue_shape = (4, 12, 1024, 64)
+    machine = f"GPU: {torch.cuda.get_device_name()}; host " if DEVICE == "cuda" else "CPU tensors; "
     lines = [
-        "# Host cost per call of Orchard attention on CUDA",
+        f"# Host cost per call of Orchard attention on {DEVICE.upper()}",
         "",
         f"Command: `{' '.join([SCRIPT, shlex.join(sys.argv[1:])]).rstrip()}`  ",
-        f"GPU: {torch.cuda.get_device_name()}; host CPU: {cpu_name()}, {os.cpu_count()} cores; "
+        f"{machine}CPU: {cpu_name()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; "
         f"torch {torch.__version__}; orchard-flash "
         f"{getattr(orchard_flash, '__version__', '?')}; "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}.  ",
@@ -221,21 +240,22 @@ def main() -> int:
         lines.append(f"| {name} | {spread(values)} |")
         print(lines[-1], flush=True)
 
-    b, h, n, d = issue_shape
-    lines += [
-        "",
-        f"## B{b} H{h} L{n} D{d}, forward + backward through autograd",
-        "",
-        "| dropout | implementation | wall µs per call | GPU µs per call |",
-        "|---|---|---|---|",
-    ]
-    for p in (0.0, 0.1):
-        cases = shape_cases(issue_shape, p)
-        calls = max(20, args.calls // 4)
-        walls = interleaved(cases, calls, args.rounds)
-        for name, fn in cases.items():
-            lines.append(f"| {p:g} | {name} | {spread(walls[name])} | {gpu_us(fn, calls):.1f} |")
-            print(lines[-1], flush=True)
+    if DEVICE == "cuda":
+        b, h, n, d = issue_shape
+        lines += [
+            "",
+            f"## B{b} H{h} L{n} D{d}, forward + backward through autograd",
+            "",
+            "| dropout | implementation | wall µs per call | GPU µs per call |",
+            "|---|---|---|---|",
+        ]
+        for p in (0.0, 0.1):
+            cases = shape_cases(issue_shape, p)
+            calls = max(20, args.calls // 4)
+            walls = interleaved(cases, calls, args.rounds)
+            for name, fn in cases.items():
+                lines.append(f"| {p:g} | {name} | {spread(walls[name])} | {gpu_us(fn, calls):.1f} |")
+                print(lines[-1], flush=True)
 
     bridge = layer_cases(small)["bridge flash_attention forward+backward, autograd"]
     lines += [
