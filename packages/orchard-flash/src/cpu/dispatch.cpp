@@ -13,9 +13,11 @@ namespace orchard::flash::cpu {
 int64_t forward_workspace(const AttentionShape& s) {
   return 2 * kBlockQ * padded(s.dim) + kBlockQ * kBlockK + 2 * kBlockQ;
 }
-// The backward's last kBlockQ * kBlockK / 2 is the bfloat16 pair products' P^T and dS^T.
+// The backward's last kBlockK * kRowPairSlots + 2 * kRowPairSlots * dim_p are the bfloat16 pair
+// products' P^T (then dS^T), q and dO by pairs of rows.
 int64_t backward_workspace(const AttentionShape& s) {
-  return 3 * kBlockQ * padded(s.dim) + 3 * kBlockQ * kBlockK + kBlockQ * kBlockK / 2;
+  const int64_t dim_p = padded(s.dim);
+  return 3 * kBlockQ * dim_p + 3 * kBlockQ * kBlockK + kBlockK * kRowPairSlots + 2 * kRowPairSlots * dim_p;
 }
 int64_t forward_shared(const AttentionShape& s) {
   const int64_t keys = key_slots(s.len_k);

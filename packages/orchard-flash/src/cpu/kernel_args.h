@@ -15,6 +15,9 @@ enum class Element { Float32, Float64, BFloat16, Float16 };
 constexpr int64_t kBlockQ = 72;
 constexpr int64_t kBlockK = 128;
 constexpr int64_t kPad = 16;
+// A block's query rows by pairs, as the bfloat16 pair products over them take them (P^T dO,
+// dS^T Q): room for whole chunks of 16 pairs, AMX's tile depth.
+constexpr int64_t kRowPairSlots = (kBlockQ / 2 + 15) / 16 * 16;
 
 constexpr int64_t padded(int64_t n) { return (n + kPad - 1) / kPad * kPad; }
 constexpr int64_t key_slots(int64_t len_k) { return (len_k + kBlockK - 1) / kBlockK * kBlockK; }

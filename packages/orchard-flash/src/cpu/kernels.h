@@ -35,6 +35,12 @@ constexpr int kVectorBytes = ORCHARD_FLASH_VECTOR_BYTES;
 // The register tile of the block products: kTileRows rows by kTileVectors vectors of C.
 constexpr int kTileRows = ORCHARD_FLASH_TILE_ROWS;
 constexpr int kTileVectors = ORCHARD_FLASH_TILE_VECTORS;
+// Whether bfloat16's pair products run on AMX's tiles (in chunks of 16 pairs).
+#if defined(ORCHARD_FLASH_AMX)
+constexpr bool kTiles = true;
+#else
+constexpr bool kTiles = false;
+#endif
 
 template <class A>
 struct Simd;
@@ -283,22 +289,85 @@ FLASH_INLINE A row_max(const A* x, int64_t n) {
   return best;
 }
 
-template <class A>
-A row_sum(const A* x, int64_t n) {
-  using V = typename Simd<A>::V;
-  constexpr int64_t L = kLanes<A>;
-  V acc{};
-  int64_t j = 0;
-  for (; j + L <= n; j += L) acc += load<V>(x + j);
-  A total = lanes_sum<A>(acc);
-  for (; j < n; ++j) total += x[j];
-  return total;
+// a > b ? a : b lane by lane, b where either is NaN: one vmaxps (vminps for lower), where GCC
+// makes a compare and a blend of the expression.
+template <class V>
+FLASH_INLINE V greater_or_second(V a, V b) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(V) == 64)
+    return reinterpret_cast<V>(_mm512_max_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
+#endif
+#if defined(__AVX__)
+  if constexpr (sizeof(V) == 32)
+    return reinterpret_cast<V>(_mm256_max_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
+#endif
+  return a > b ? a : b;
+}
+template <class V>
+FLASH_INLINE V lower_or_second(V a, V b) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(V) == 64)
+    return reinterpret_cast<V>(_mm512_min_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
+#endif
+#if defined(__AVX__)
+  if constexpr (sizeof(V) == 32)
+    return reinterpret_cast<V>(_mm256_min_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
+#endif
+  return a < b ? a : b;
 }
 
-// x[j] = 2^(x[j] - shift) for j < n (a loop that vectorizes).
+// exp2_of on every lane (a NaN stays NaN through the clamps: it is their second operand).
+template <class V>
+FLASH_INLINE V exp2_lanes(V x) {
+  typedef int32_t I __attribute__((vector_size(sizeof(V))));
+  constexpr float shifter = 12582912.0f;  // 1.5 * 2^23: x + shifter holds round(x) in its low bits
+  x = lower_or_second(splat<V>(127.0f), greater_or_second(splat<V>(-126.0f), x));
+  const V shifted = x + shifter;
+  const V f = x - (shifted - shifter);
+  V p = splat<V>(1.5403530393381606e-4f);
+  p = p * f + 1.3333558146428443e-3f;
+  p = p * f + 9.6181291076284772e-3f;
+  p = p * f + 5.5504108664821580e-2f;
+  p = p * f + 2.4022650695910071e-1f;
+  p = p * f + 6.9314718055994531e-1f;
+  p = p * f + 1.0f;
+  const I exponent = (__builtin_bit_cast(I, shifted) - (0x4B400000 - 127)) << 23;
+  return p * __builtin_bit_cast(V, exponent);
+}
+
+// x[j] = 2^(x[j] * scale - shift) for j < seen and 0 for seen <= j < n (n a multiple of the
+// lanes); returns the sum of the first seen. One pass over the row where scaling, 2^x, zeroing
+// and summing took four (exp2_of's values, to the bit, of the fused x[j] * scale - shift).
 template <class A>
-void exp2_row(A* x, int64_t n, A shift) {
-  for (int64_t j = 0; j < n; ++j) x[j] = exp2_of<A>(x[j] - shift);
+A exp2_row_sum(A* x, int64_t seen, int64_t n, A scale, A shift) {
+  if constexpr (__is_same(A, float)) {
+    using V = Simd<float>::V;
+    typedef int32_t I __attribute__((vector_size(sizeof(V))));
+    constexpr int64_t L = kLanes<float>;
+    V acc{};
+    int64_t j = 0;
+    for (; j + L <= seen; j += L) {
+      const V e = exp2_lanes(load<V>(x + j) * scale - shift);
+      acc += e;
+      store(x + j, e);
+    }
+    if (j < seen) {  // the lanes past seen are zeros
+      I lane;
+      for (int l = 0; l < L; ++l) lane[l] = l;
+      const V e = exp2_lanes(load<V>(x + j) * scale - shift);
+      const V kept = lane < static_cast<int32_t>(seen - j) ? e : V{};
+      acc += kept;
+      store(x + j, kept);
+      j += L;
+    }
+    for (; j < n; j += L) store(x + j, V{});
+    return lanes_sum<float>(acc);
+  } else {
+    A total = 0;
+    for (int64_t j = 0; j < seen; ++j) total += x[j] = exp2_of<A>(fused_multiply_add(x[j], scale, -shift));
+    for (int64_t j = seen; j < n; ++j) x[j] = 0;
+    return total;
+  }
 }
 
 template <class A>
@@ -802,8 +871,36 @@ bool pack_pairs_of_rows(const Operand& t, int64_t b, int64_t h, int64_t i0, int6
                         int64_t dim, uint32_t* dst) {
   const int64_t dim_p = padded(dim);
   bool finite = true;
+  // Word j of a pair row: element j of the even row (low half), of the odd row (high half), for
+  // 16 consecutive j of 32-element pieces `even` and `odd` (first and second 16 of them).
+  alignas(64) static constexpr uint16_t kFirst[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,
+                                                      37, 6,  38, 7,  39, 8,  40, 9,  41, 10, 42,
+                                                      11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+  alignas(64) static constexpr uint16_t kSecond[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21,
+                                                       53, 22, 54, 23, 55, 24, 56, 25, 57, 26, 58,
+                                                       27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+  const __m512i first = _mm512_load_si512(kFirst), second = _mm512_load_si512(kSecond);
+  const __m512i exponent = _mm512_set1_epi16(0x7f80);
   for (int64_t u = 0; u < slots / 2; ++u) {
     uint32_t* out = dst + u * dim_p;
+    if (t.s3 == 1) {  // 32 elements of each row at a time, interleaved by one permute per 16 words
+      const int64_t even_row = 2 * u, odd_row = 2 * u + 1;
+      for (int64_t d = 0; d < dim_p; d += 32) {
+        const __mmask32 lanes =
+            dim - d >= 32 ? ~__mmask32{0} : (dim > d ? (__mmask32{1} << (dim - d)) - 1 : 0);
+        const __m512i even = even_row < rows
+                                 ? _mm512_maskz_loadu_epi16(lanes, row_of<BF16>(t, b, h, i0 + even_row) + d)
+                                 : _mm512_setzero_si512();
+        const __m512i odd = odd_row < rows
+                                ? _mm512_maskz_loadu_epi16(lanes, row_of<BF16>(t, b, h, i0 + odd_row) + d)
+                                : _mm512_setzero_si512();
+        finite &= _mm512_cmpeq_epi16_mask(_mm512_and_si512(even, exponent), exponent) == 0;
+        finite &= _mm512_cmpeq_epi16_mask(_mm512_and_si512(odd, exponent), exponent) == 0;
+        _mm512_storeu_si512(out + d, _mm512_permutex2var_epi16(even, first, odd));
+        if (d + 16 < dim_p) _mm512_storeu_si512(out + d + 16, _mm512_permutex2var_epi16(even, second, odd));
+      }
+      continue;
+    }
     fill_row<uint32_t>(out, dim_p, 0u);
     for (int64_t half = 0; half < 2; ++half) {
       if (2 * u + half >= rows) break;
@@ -817,27 +914,58 @@ bool pack_pairs_of_rows(const Operand& t, int64_t b, int64_t h, int64_t i0, int6
   }
   return finite;
 }
+// The 16 x 16 words of w transposed in place: w[j] word u becomes w[u] word j. Pairs of rows
+// interleave by words, then by 64-bit halves (4 x 4 blocks within each 128-bit lane), then the
+// lanes trade places in two rounds.
+FLASH_INLINE void transpose_words(__m512i (&w)[16]) {
+  __m512i t[16];
+  for (int g = 0; g < 4; ++g) {
+    const __m512i* r = w + 4 * g;
+    const __m512i lo01 = _mm512_unpacklo_epi32(r[0], r[1]), hi01 = _mm512_unpackhi_epi32(r[0], r[1]);
+    const __m512i lo23 = _mm512_unpacklo_epi32(r[2], r[3]), hi23 = _mm512_unpackhi_epi32(r[2], r[3]);
+    // t[4g + c], lane k: word c + 4k of rows 4g .. 4g + 3
+    t[4 * g] = _mm512_unpacklo_epi64(lo01, lo23);
+    t[4 * g + 1] = _mm512_unpackhi_epi64(lo01, lo23);
+    t[4 * g + 2] = _mm512_unpacklo_epi64(hi01, hi23);
+    t[4 * g + 3] = _mm512_unpackhi_epi64(hi01, hi23);
+  }
+  for (int c = 0; c < 4; ++c) {  // word c + 4k of every row: lane k of t[c], t[4 + c], ...
+    const __m512i even01 = _mm512_shuffle_i32x4(t[c], t[4 + c], 0x88);  // lanes 0, 2 of each
+    const __m512i odd01 = _mm512_shuffle_i32x4(t[c], t[4 + c], 0xdd);   // lanes 1, 3 of each
+    const __m512i even23 = _mm512_shuffle_i32x4(t[8 + c], t[12 + c], 0x88);
+    const __m512i odd23 = _mm512_shuffle_i32x4(t[8 + c], t[12 + c], 0xdd);
+    w[c] = _mm512_shuffle_i32x4(even01, even23, 0x88);
+    w[c + 8] = _mm512_shuffle_i32x4(even01, even23, 0xdd);
+    w[c + 4] = _mm512_shuffle_i32x4(odd01, odd23, 0x88);
+    w[c + 12] = _mm512_shuffle_i32x4(odd01, odd23, 0xdd);
+  }
+}
+
 // x^T (x: rows x n floats, rows ld apart) rounded to bfloat16 as pair_gemm's A for products
-// over x's rows (P^T dO, dS^T Q): column j's words pair rows 2u and 2u + 1, at dst[j * am + u];
-// a missing last row is zero.
-void pack_transposed_pairs(const float* x, int64_t ld, int64_t rows, int64_t n, uint32_t* dst, int64_t am) {
+// over x's rows (P^T dO, dS^T Q): column j's words pair rows 2u and 2u + 1, at
+// dst[j * kRowPairSlots + u] for u < row_slots (a multiple of 16), zero past the rows; columns
+// up to n padded to 16. By blocks of 16 x 16 words transposed in registers (a scatter per
+// vector of words took a fifth of the backward).
+void pack_transposed_pairs(const float* x, int64_t ld, int64_t rows, int64_t n, uint32_t* dst,
+                           int64_t row_slots) {
   alignas(64) static constexpr uint16_t kInterleave[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
                                                            21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
                                                            11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
   const __m512i interleave = _mm512_load_si512(kInterleave);
-  const __m512i columns =
-      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                         _mm512_set1_epi32(static_cast<int>(am)));
-  for (int64_t u = 0; 2 * u < rows; ++u) {
-    const float* even = x + 2 * u * ld;
-    const bool odd = 2 * u + 1 < rows;
-    for (int64_t j = 0; j < n; j += 16) {
-      const __mmask16 live = n - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - j)) - 1);
-      const __m512 e = _mm512_maskz_loadu_ps(live, even + j);
-      const __m512 o = odd ? _mm512_maskz_loadu_ps(live, even + ld + j) : _mm512_setzero_ps();
-      const __m512i words =
-          _mm512_permutexvar_epi16(interleave, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(o, e)));
-      _mm512_mask_i32scatter_epi32(dst + j * am + u, live, columns, words, 4);
+  for (int64_t j0 = 0; j0 < n; j0 += 16) {
+    const __mmask16 live = n - j0 >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - j0)) - 1);
+    for (int64_t u0 = 0; u0 < row_slots; u0 += 16) {
+      __m512i w[16];
+      for (int u = 0; u < 16; ++u) {
+        const int64_t row = 2 * (u0 + u);
+        const __m512 even = row < rows ? _mm512_maskz_loadu_ps(live, x + row * ld + j0) : _mm512_setzero_ps();
+        const __m512 odd =
+            row + 1 < rows ? _mm512_maskz_loadu_ps(live, x + (row + 1) * ld + j0) : _mm512_setzero_ps();
+        w[u] =
+            _mm512_permutexvar_epi16(interleave, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(odd, even)));
+      }
+      transpose_words(w);
+      for (int j = 0; j < 16; ++j) _mm512_storeu_si512(dst + (j0 + j) * kRowPairSlots + u0, w[j]);
     }
   }
 }
@@ -854,7 +982,8 @@ bool pack_key_pairs(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t 
                     uint32_t* dst);
 bool pack_pairs_of_rows(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t slots,
                         int64_t dim, uint32_t* dst);
-void pack_transposed_pairs(const float* x, int64_t ld, int64_t rows, int64_t n, uint32_t* dst, int64_t am);
+void pack_transposed_pairs(const float* x, int64_t ld, int64_t rows, int64_t n, uint32_t* dst,
+                           int64_t row_slots);
 #endif
 
 // ---- forward -------------------------------------------------------------------------------
@@ -880,6 +1009,7 @@ void forward_block(const KernelArgs& args, PackedKV<A> kv, int64_t b, int64_t h,
   // bfloat16 on pair products: q's words unscaled (exact), the scale applied to the scores.
   constexpr bool pairs = kPairProducts && __is_same(In, BF16);
   const A q_scale = static_cast<A>(s.scale * kLog2e);
+  const A score_scale = pairs ? q_scale : A(1);
   auto* q_words = reinterpret_cast<uint32_t*>(q);
   if constexpr (pairs) {
     finite &= pack_row_pairs(args.q, b, h, q0, rows, dim, q_words, dim / 2);
@@ -890,6 +1020,7 @@ void forward_block(const KernelArgs& args, PackedKV<A> kv, int64_t b, int64_t h,
   fill_row<A>(m, rows, -INFINITY);
   fill_row<A>(l, rows, A(0));
   int64_t seen[kBlockQ];  // keys of the block each row sees
+  A top[kBlockQ];         // the largest scaled score each row sees (-inf: none)
   A alpha[kBlockQ];       // 2^(old max - new max): what the row's sums so far are scaled by
   const int64_t end = key_end(s, q0, rows);
   for (int64_t k0 = 0; k0 < end; k0 += kBlockK) {
@@ -902,17 +1033,15 @@ void forward_block(const KernelArgs& args, PackedKV<A> kv, int64_t b, int64_t h,
     }
     // Every row's pass of one kind before the next kind, so that the rows' chains of dependent
     // operations (a horizontal max, 2^x of it, a horizontal sum) overlap out of order, where a
-    // row at a time waited on each in turn.
+    // row at a time waited on each in turn. The scale is positive: the largest scaled score is
+    // the largest score, scaled.
     for (int64_t i = 0; i < rows; ++i) {
-      A* pi = p + i * kBlockK;
       seen[i] = visible_keys(s, q0 + i, k0, cols);
-      if (seen[i] == 0) continue;
-      if constexpr (pairs) {
-        for (int64_t j = 0; j < seen[i]; ++j) pi[j] *= q_scale;
-      }
-      const A top = row_max<A>(pi, seen[i]);
-      const A m_new = top > m[i] ? top : m[i];
-      alpha[i] = exp2_of<A>(m[i] - m_new);  // 0 on a row's first block (m = -inf)
+      top[i] = seen[i] == 0 ? -INFINITY : row_max<A>(p + i * kBlockK, seen[i]) * score_scale;
+    }
+    for (int64_t i = 0; i < rows; ++i) {  // vectorizes: no row's exp2_of alone
+      const A m_new = top[i] > m[i] ? top[i] : m[i];
+      alpha[i] = exp2_of<A>(m[i] - m_new);  // ~0 on a row's first block (m = -inf); unused if unseen
       m[i] = m_new;
     }
     for (int64_t i = 0; i < rows; ++i) {
@@ -921,17 +1050,12 @@ void forward_block(const KernelArgs& args, PackedKV<A> kv, int64_t b, int64_t h,
         fill_row<A>(pi, cols_p, A(0));
         continue;
       }
-      exp2_row<A>(pi, seen[i], m[i]);
-      fill_row<A>(pi + seen[i], cols_p - seen[i], A(0));
-      l[i] = l[i] * alpha[i] + row_sum<A>(pi, seen[i]);
-    }
-    for (int64_t i = 0; i < rows; ++i) {
-      if (seen[i] == 0) continue;
+      l[i] = l[i] * alpha[i] + exp2_row_sum<A>(pi, seen[i], cols_p, score_scale, m[i]);
       if (alpha[i] != A(1)) {
         A* oi = o + i * dim_p;
         for (int64_t d = 0; d < dim_p; ++d) oi[d] *= alpha[i];
       }
-      if (args.dropout.p > 0) apply_dropout<A>(p + i * kBlockK, seen[i], args.dropout, b, h, q0 + i, k0);
+      if (args.dropout.p > 0) apply_dropout<A>(pi, seen[i], args.dropout, b, h, q0 + i, k0);
     }
     if constexpr (pairs) {
       for (int64_t i = 0; i < rows; ++i) round_to_pairs(p + i * kBlockK, cols_p);
@@ -1033,17 +1157,20 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
     // by pairs of rows, in q's and dout's room; P^T and dS^T by pairs of rows after dp.
     constexpr bool pairs = kPairProducts && __is_same(In, BF16);
     const A q_scale = static_cast<A>(s.scale * kLog2e);
-    const int64_t row_pairs = (rows + 1) / 2;
+    // The products over the rows run over row_pairs pairs, on AMX whole tiles' depth of them
+    // (their padding zeros in both operands).
+    const int64_t row_pairs = (rows + 1) / 2, row_slots = (row_pairs + 15) / 16 * 16;
+    const int64_t depth_pairs = kTiles ? row_slots : row_pairs;
     auto* q_by_d = reinterpret_cast<uint32_t*>(q);
-    auto* q_by_rows = q_by_d + kBlockQ * dim / 2;
     auto* dout_by_d = reinterpret_cast<uint32_t*>(dout);
-    auto* dout_by_rows = dout_by_d + kBlockQ * dim / 2;
-    auto* transposed = reinterpret_cast<uint32_t*>(dp + kBlockQ * kBlockK);  // kBlockK x kBlockQ / 2
+    auto* transposed = reinterpret_cast<uint32_t*>(dp + kBlockQ * kBlockK);  // kBlockK x kRowPairSlots
+    auto* q_by_rows = transposed + kBlockK * kRowPairSlots;                  // kRowPairSlots x dim_p
+    auto* dout_by_rows = q_by_rows + kRowPairSlots * dim_p;
     if constexpr (pairs) {
       finite &= pack_row_pairs(args.q, b, h, q0, rows, dim, q_by_d, dim / 2);
-      pack_pairs_of_rows(args.q, b, h, q0, rows, 2 * row_pairs, dim, q_by_rows);
+      pack_pairs_of_rows(args.q, b, h, q0, rows, 2 * row_slots, dim, q_by_rows);
       finite &= pack_row_pairs(args.dout, b, h, q0, rows, dim, dout_by_d, dim / 2);
-      pack_pairs_of_rows(args.dout, b, h, q0, rows, 2 * row_pairs, dim, dout_by_rows);
+      pack_pairs_of_rows(args.dout, b, h, q0, rows, 2 * row_slots, dim, dout_by_rows);
     } else {
       finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, q_scale, q, dim_p);
       finite &= pack_rows<In, A>(args.dout, b, h, q0, rows, dim, A(1), dout, dim_p);
@@ -1066,11 +1193,8 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
         A* pi = p + i * kBlockK;
         A* dpi = dp + i * kBlockK;
         const int64_t seen = visible_keys(s, q0 + i, k0, cols);
-        if constexpr (pairs) {
-          for (int64_t j = 0; j < seen; ++j) pi[j] *= q_scale;  // the forward's scores, to the bit
-        }
-        exp2_row<A>(pi, seen, static_cast<A>(lse[i] * kLog2e));
-        fill_row<A>(pi + seen, cols_p - seen, A(0));
+        // The forward's scores, to the bit (q scaled as it was packed, or the same fused scaling).
+        exp2_row_sum<A>(pi, seen, cols_p, pairs ? q_scale : A(1), static_cast<A>(lse[i] * kLog2e));
         if (dropout) {
           // The kept probabilities Z * P feed dV, and dP of them is Z * (dO V^T), Z the scaled mask.
           A* zi = pd + i * kBlockK;
@@ -1089,12 +1213,12 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
       }
       const A* pv = dropout ? pd : p;
       if constexpr (pairs) {  // P and dS rounded to bfloat16 for their products, as FlashAttention-2's
-        const int64_t am = kBlockQ / 2;
-        pack_transposed_pairs(pv, kBlockK, rows, cols, transposed, am);
-        pair_gemm(cols, dim_p, row_pairs, transposed, am, dout_by_rows, dim_p, kv.dv + at * dim_p, dim_p,
-                  true);
-        pack_transposed_pairs(dp, kBlockK, rows, cols, transposed, am);
-        pair_gemm(cols, dim_p, row_pairs, transposed, am, q_by_rows, dim_p, kv.dk + at * dim_p, dim_p, true);
+        pack_transposed_pairs(pv, kBlockK, rows, cols, transposed, row_slots);
+        pair_gemm(cols, dim_p, depth_pairs, transposed, kRowPairSlots, dout_by_rows, dim_p,
+                  kv.dv + at * dim_p, dim_p, true);
+        pack_transposed_pairs(dp, kBlockK, rows, cols, transposed, row_slots);
+        pair_gemm(cols, dim_p, depth_pairs, transposed, kRowPairSlots, q_by_rows, dim_p, kv.dk + at * dim_p,
+                  dim_p, true);
         for (int64_t i = 0; i < rows; ++i) round_to_pairs(dp + i * kBlockK, cols_p);
         pair_gemm(rows, dim_p, cols_p / 2, reinterpret_cast<const uint32_t*>(dp), kBlockK,
                   reinterpret_cast<const uint32_t*>(kv.k) + at / 2 * dim_p, dim_p, dq, dim_p, true);
