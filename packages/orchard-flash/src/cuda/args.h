@@ -34,8 +34,8 @@ struct Args {
   Rows lse_in, dlse;
   void* delta = nullptr;  // backward scratch, contiguous: rowsum(dout * out) - dlse
   // Backward scratch of the fast, non-deterministic path: dQ summed in float32 by reductions in
-  // the kernel's own layout (hopper_dq_accum_bytes), zeroed by the host; null for the
-  // deterministic kernels.
+  // the kernel's own layout (hopper_dq_accum_bytes, 16-byte aligned), zeroed by the delta kernel
+  // that runs first; null for the deterministic kernels.
   float* dq_accum = nullptr;
   // Tensor-core kernels need 16-byte aligned rows with unit head-dim stride; set by the host.
   bool aligned = false;

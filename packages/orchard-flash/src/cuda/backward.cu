@@ -256,11 +256,6 @@ __global__ void __launch_bounds__(DkvConfig<kD>::kWarps * 32)
   write_gradient<T>(dv, static_cast<T*>(a.dv.data) + key0 * a.dim, keys, a.len_k, dim, 1.0f, t);
 }
 
-template <class Kernel>
-cudaError_t allow_shared(Kernel kernel, int bytes) {
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-}
-
 template <class T, int kD>
 cudaError_t launch(const Args& a, cudaStream_t stream) {
   const float scale_log2 = static_cast<float>(a.scale * kLog2e);
@@ -269,7 +264,9 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
   {
     using Config = DqConfig<kD>;
     const auto kernel = dq_kernel<T, kD>;
-    if (const cudaError_t status = allow_shared(kernel, Config::kSharedBytes); status != cudaSuccess)
+    if (const cudaError_t status =
+            allow_dynamic_shared(reinterpret_cast<const void*>(kernel), Config::kSharedBytes);
+        status != cudaSuccess)
       return status;
     const dim3 grid(static_cast<unsigned>((a.len_q + Config::kBlockM - 1) / Config::kBlockM),
                     static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
@@ -278,7 +275,9 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
   }
   using Config = DkvConfig<kD>;
   const auto kernel = dkdv_kernel<T, kD>;
-  if (const cudaError_t status = allow_shared(kernel, Config::kSharedBytes); status != cudaSuccess)
+  if (const cudaError_t status =
+          allow_dynamic_shared(reinterpret_cast<const void*>(kernel), Config::kSharedBytes);
+      status != cudaSuccess)
     return status;
   const dim3 grid(static_cast<unsigned>((a.len_k + Config::kBlockN - 1) / Config::kBlockN),
                   static_cast<unsigned>(a.heads_kv), static_cast<unsigned>(a.batch));

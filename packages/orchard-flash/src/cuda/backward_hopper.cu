@@ -172,7 +172,7 @@ template <int kD>
 constexpr int kDqColumns = kD / 2;
 
 template <int kD>
-int64_t dq_accum_floats(const Args& a) {
+__host__ __device__ int64_t dq_accum_floats(const Args& a) {
   return a.batch * a.heads * ((a.len_q + 63) / 64) * 64 * kD;
 }
 
@@ -403,11 +403,16 @@ __global__ void __launch_bounds__(HopperDkvConfig<kD>::kThreads, 1)
 
 // delta = rowsum(dout * out) - dlse (the atomic path's first kernel): kD / 8 threads per row,
 // 16 bytes of each operand per thread (16-bit rows with unit column stride, as the Hopper path
-// requires).
+// requires). It also zeroes dq_accum, which the next kernel's reductions add to: one launch
+// less than a memset, and no host call for it.
 template <class T, int kD>
 __global__ void __launch_bounds__(256) hopper_delta(Args a) {
   constexpr int kLanes = kD / 8;
-  const int64_t r = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kLanes;
+  const int64_t thread = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t accum_float4s = dq_accum_floats<kD>(a) / 4;
+  for (int64_t e = thread; e < accum_float4s; e += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    reinterpret_cast<float4*>(a.dq_accum)[e] = make_float4(0.f, 0.f, 0.f, 0.f);
+  const int64_t r = thread / kLanes;
   const int col = threadIdx.x % kLanes * 8;
   const bool real = r < a.batch * a.heads * a.len_q;
   const int64_t b = r / (a.heads * a.len_q), h = r / a.len_q % a.heads, i = r % a.len_q;
@@ -462,8 +467,7 @@ template <class Kernel>
 cudaError_t launch_kernel(Kernel kernel, dim3 grid, int threads, int shared, cudaStream_t stream,
                           const Maps& maps, const Args& a, const DropoutDraw& drop, float scale_log2,
                           float keep_scale) {
-  if (const cudaError_t status =
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared);
+  if (const cudaError_t status = allow_dynamic_shared(reinterpret_cast<const void*>(kernel), shared);
       status != cudaSuccess)
     return status;
   kernel<<<grid, threads, shared, stream>>>(maps.q, maps.dout, maps.k, maps.v, a, drop, scale_log2,
@@ -492,9 +496,7 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
   const DropoutDraw drop = dropout_draw(a);
   using Dq = HopperDqConfig<kD>;
   using Dkv = HopperDkvConfig<kD>;
-  Maps dq_maps, dkv_maps;
-  if (const cudaError_t status = make_maps(dq_maps, a, Dq::kBlockM, Dq::kBlockN); status != cudaSuccess)
-    return status;
+  Maps dkv_maps;
   if (const cudaError_t status = make_maps(dkv_maps, a, Dkv::kBlockM, Dkv::kBlockN); status != cudaSuccess)
     return status;
   const dim3 dkv_grid(static_cast<unsigned>((a.len_k + Dkv::kBlockN - 1) / Dkv::kBlockN),
@@ -514,6 +516,9 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
         static_cast<int>(a.len_q), static_cast<int>(a.dim), static_cast<float>(a.scale));
     return cudaGetLastError();
   }
+  Maps dq_maps;
+  if (const cudaError_t status = make_maps(dq_maps, a, Dq::kBlockM, Dq::kBlockN); status != cudaSuccess)
+    return status;
   const dim3 dq_grid(static_cast<unsigned>((a.len_q + Dq::kBlockM - 1) / Dq::kBlockM),
                      static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
   if (const cudaError_t status =

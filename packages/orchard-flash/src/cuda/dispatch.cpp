@@ -126,15 +126,16 @@ void backward(const BackwardInputs& in, const AttentionShape& shape, const Dropo
   a.dv = operand(grads.dv);
   a.lse_in = rows_of(in.lse);
   if (in.dlse) a.dlse = rows_of(*in.dlse);
-  const Tensor delta =
-      Tensor::empty({shape.batch, shape.heads, shape.len_q}, accumulation(in.q.dtype()), device);
-  a.delta = delta.data_ptr();
-  Tensor dq_accum;
-  if (!deterministic && backward_tier(a) == Tier::Hopper) {
-    const int64_t floats = (hopper_dq_accum_bytes(a) + sizeof(float) - 1) / sizeof(float);
-    dq_accum = Tensor::zeros({floats}, DType::Float32, device);
-    a.dq_accum = static_cast<float*>(dq_accum.data_ptr());
-  }
+  // Scratch in one allocation: delta's rows, then on the atomic path the float32 dq accumulator
+  // (16-byte aligned, zeroed by the path's first kernel). Hopper's 16-bit inputs accumulate in
+  // float32.
+  const int64_t rows = shape.batch * shape.heads * shape.len_q;
+  const bool atomic_dq = !deterministic && backward_tier(a) == Tier::Hopper;
+  const int64_t delta_items = atomic_dq ? (rows + 3) / 4 * 4 : rows;
+  const int64_t accum_floats = atomic_dq ? (hopper_dq_accum_bytes(a) + 15) / 16 * 4 : 0;
+  const Tensor scratch = Tensor::empty({delta_items + accum_floats}, accumulation(in.q.dtype()), device);
+  a.delta = scratch.data_ptr();
+  if (atomic_dq) a.dq_accum = static_cast<float*>(scratch.data_ptr()) + delta_items;
   ORCHARD_CUDA_CHECK(launch_backward(a, stream), device);
 }
 

@@ -134,7 +134,7 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
   using Config = ForwardConfig<kD>;
   const auto kernel = forward_kernel<T, kD>;
   if (const cudaError_t status =
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Config::kSharedBytes);
+          allow_dynamic_shared(reinterpret_cast<const void*>(kernel), Config::kSharedBytes);
       status != cudaSuccess)
     return status;
   const dim3 grid(static_cast<unsigned>((a.len_q + Config::kBlockM - 1) / Config::kBlockM),

@@ -260,7 +260,7 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
   }
   const auto kernel = hopper_forward_kernel<T, kD, kDropout>;
   if (const cudaError_t status =
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Config::kSharedBytes);
+          allow_dynamic_shared(reinterpret_cast<const void*>(kernel), Config::kSharedBytes);
       status != cudaSuccess)
     return status;
   const int64_t tiles = (a.len_q + Config::kBlockM - 1) / Config::kBlockM * a.heads * a.batch;

@@ -38,8 +38,12 @@ bool hopper_backward_supported(const Args& args);
 // The tier launch_backward will run for `args` on the current device.
 Tier backward_tier(const Args& args);
 cudaError_t launch_hopper_backward(const Args& args, cudaStream_t stream);
-// Bytes of the zeroed dq_accum scratch the Hopper backward's atomic path needs (see args.h).
+// Bytes of the dq_accum scratch the Hopper backward's atomic path needs (see args.h); its delta
+// kernel zeroes it.
 int64_t hopper_dq_accum_bytes(const Args& args);
+// Lets `kernel` use `bytes` of dynamic shared memory on the current device: cudaFuncSetAttribute
+// once per kernel and device (each call costs microseconds of host time).
+cudaError_t allow_dynamic_shared(const void* kernel, int bytes);
 // Compute capability major of the current device (cached per device).
 int current_device_major();
 // Multiprocessors of the current device (cached per device): the persistent kernels' grid.

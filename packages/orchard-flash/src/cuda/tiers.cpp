@@ -4,6 +4,9 @@
 
 #include <array>
 #include <atomic>
+#include <mutex>
+#include <set>
+#include <tuple>
 
 #include "cuda/launch.h"
 
@@ -42,6 +45,18 @@ int current_device_multiprocessors() {
   if (count == 0 && cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) == cudaSuccess)
     counts[device].store(count);
   return count > 0 ? count : 1;
+}
+
+cudaError_t allow_dynamic_shared(const void* kernel, int bytes) {
+  static std::mutex mutex;
+  static std::set<std::tuple<const void*, int, int>> allowed;  // (kernel, device, bytes)
+  int device = 0;
+  if (const cudaError_t status = cudaGetDevice(&device); status != cudaSuccess) return status;
+  const std::lock_guard lock(mutex);
+  if (allowed.contains({kernel, device, bytes})) return cudaSuccess;
+  const cudaError_t status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (status == cudaSuccess) allowed.insert({kernel, device, bytes});
+  return status;
 }
 
 cudaError_t launch_forward(const Args& a, cudaStream_t stream) {
