@@ -33,7 +33,7 @@ KeyChunks backward_chunks(const AttentionShape& s) {
 int64_t backward_shared(const AttentionShape& s) {
   const KeyChunks chunks = backward_chunks(s);
   const int64_t rows = s.batch * s.heads * s.len_q;
-  const int64_t per_chunk = 2 * s.dim * chunks.keys + 3 * chunks.keys * padded(s.dim);
+  const int64_t per_chunk = chunks.floats(s.dim);
   const int64_t dq_shares = chunks.count > 1 ? chunks.count * rows * padded(s.dim) : 0;
   return s.batch * s.heads_kv * chunks.count * per_chunk + rows + dq_shares;
 }

@@ -58,6 +58,14 @@ struct KernelArgs {
 struct KeyChunks {
   int64_t count = 1;  // chunks per (batch, kv head)
   int64_t keys = 0;   // key slots per chunk, a multiple of kBlockK
+  // Row length of the dK^T and dV^T accumulators of bfloat16 pair products: kPad past the keys,
+  // so that their rows are not a multiple of 4 KiB apart (16 of them in one L1 set spilled).
+  int64_t stride() const { return keys + kPad; }
+  // Shared scratch per chunk: K^T and V^T (dim x keys), K (keys x padded dim), and the dK and dV
+  // accumulators (padded dim x stride(), or keys x padded dim).
+  int64_t floats(int64_t dim) const {
+    return 2 * dim * keys + keys * padded(dim) + 2 * stride() * padded(dim);
+  }
 };
 KeyChunks backward_chunks(const AttentionShape& s);
 

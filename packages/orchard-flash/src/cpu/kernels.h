@@ -914,7 +914,7 @@ bool pack_pairs_of_rows(const Operand& t, int64_t b, int64_t h, int64_t i0, int6
   }
   return finite;
 }
-// The 16 x 16 words of w transposed in place: w[j] word u becomes w[u] word j. Pairs of rows
+// The 16 x 16 words of w transposed in place: w[i] word j becomes w[j] word i. Pairs of rows
 // interleave by words, then by 64-bit halves (4 x 4 blocks within each 128-bit lane), then the
 // lanes trade places in two rounds.
 FLASH_INLINE void transpose_words(__m512i (&w)[16]) {
@@ -941,31 +941,39 @@ FLASH_INLINE void transpose_words(__m512i (&w)[16]) {
   }
 }
 
-// x^T (x: rows x n floats, rows ld apart) rounded to bfloat16 as pair_gemm's A for products
-// over x's rows (P^T dO, dS^T Q): column j's words pair rows 2u and 2u + 1, at
-// dst[j * kRowPairSlots + u] for u < row_slots (a multiple of 16), zero past the rows; columns
-// up to n padded to 16. By blocks of 16 x 16 words transposed in registers (a scatter per
-// vector of words took a fifth of the backward).
-void pack_transposed_pairs(const float* x, int64_t ld, int64_t rows, int64_t n, uint32_t* dst,
-                           int64_t row_slots) {
+// Rows of x (rows x n floats, rows ld apart, n a multiple of 16) rounded to bfloat16 as pair_gemm's
+// B for products over x's rows (dV^T = dO^T P, dK^T = q^T dS): row pair u's word for column j,
+// (x[2u][j], x[2u + 1][j]), at dst[u * kBlockK + j] for u < row_slots, zero past the rows.
+void pair_rows(const float* x, int64_t ld, int64_t rows, int64_t n, int64_t row_slots, uint32_t* dst) {
   alignas(64) static constexpr uint16_t kInterleave[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
                                                            21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
                                                            11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
   const __m512i interleave = _mm512_load_si512(kInterleave);
-  for (int64_t j0 = 0; j0 < n; j0 += 16) {
-    const __mmask16 live = n - j0 >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - j0)) - 1);
-    for (int64_t u0 = 0; u0 < row_slots; u0 += 16) {
+  for (int64_t u = 0; u < row_slots; ++u) {
+    const int64_t row = 2 * u;
+    for (int64_t j = 0; j < n; j += 16) {
+      const __m512 even = row < rows ? _mm512_loadu_ps(x + row * ld + j) : _mm512_setzero_ps();
+      const __m512 odd = row + 1 < rows ? _mm512_loadu_ps(x + (row + 1) * ld + j) : _mm512_setzero_ps();
+      const __m512i words = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(odd, even));
+      _mm512_storeu_si512(dst + u * kBlockK + j, _mm512_permutexvar_epi16(interleave, words));
+    }
+  }
+}
+
+// Rows i0 .. i0 + rows of an operand by pairs, transposed, as pair_gemm's A for products over its
+// rows: word (d, u) = (x[2u][d], x[2u + 1][d]) at dst[d * kRowPairSlots + u] for d < padded(dim)
+// and u < row_slots (a multiple of 16), zero past dim and past the rows. Paired first into
+// `scratch` (row_slots x padded(dim) words), then transposed by blocks of 16 x 16.
+void pack_pairs_of_rows_transposed(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows,
+                                   int64_t row_slots, int64_t dim, uint32_t* scratch, uint32_t* dst) {
+  const int64_t dim_p = padded(dim);
+  pack_pairs_of_rows(t, b, h, i0, rows, 2 * row_slots, dim, scratch);
+  for (int64_t u0 = 0; u0 < row_slots; u0 += 16) {
+    for (int64_t d0 = 0; d0 < dim_p; d0 += 16) {
       __m512i w[16];
-      for (int u = 0; u < 16; ++u) {
-        const int64_t row = 2 * (u0 + u);
-        const __m512 even = row < rows ? _mm512_maskz_loadu_ps(live, x + row * ld + j0) : _mm512_setzero_ps();
-        const __m512 odd =
-            row + 1 < rows ? _mm512_maskz_loadu_ps(live, x + (row + 1) * ld + j0) : _mm512_setzero_ps();
-        w[u] =
-            _mm512_permutexvar_epi16(interleave, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(odd, even)));
-      }
+      for (int u = 0; u < 16; ++u) w[u] = _mm512_loadu_si512(scratch + (u0 + u) * dim_p + d0);
       transpose_words(w);
-      for (int j = 0; j < 16; ++j) _mm512_storeu_si512(dst + (j0 + j) * kRowPairSlots + u0, w[j]);
+      for (int d = 0; d < 16; ++d) _mm512_storeu_si512(dst + (d0 + d) * kRowPairSlots + u0, w[d]);
     }
   }
 }
@@ -982,8 +990,9 @@ bool pack_key_pairs(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t 
                     uint32_t* dst);
 bool pack_pairs_of_rows(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t slots,
                         int64_t dim, uint32_t* dst);
-void pack_transposed_pairs(const float* x, int64_t ld, int64_t rows, int64_t n, uint32_t* dst,
-                           int64_t row_slots);
+void pair_rows(const float* x, int64_t ld, int64_t rows, int64_t n, int64_t row_slots, uint32_t* dst);
+void pack_pairs_of_rows_transposed(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows,
+                                   int64_t row_slots, int64_t dim, uint32_t* scratch, uint32_t* dst);
 #endif
 
 // ---- forward -------------------------------------------------------------------------------
@@ -1124,10 +1133,11 @@ bool forward(const KernelArgs& args) {
 // ---- backward ------------------------------------------------------------------------------
 
 // Shared scratch of one chunk of keys [begin, end) of a (batch, kv head): K^T, V^T (dim x key
-// slots, by blocks), K and the dK and dV accumulators (key slots x dim padded).
+// slots, by blocks), K and the dK and dV accumulators (key slots x dim padded; on bfloat16 pair
+// products dK^T and dV^T, dim padded x key slots).
 template <class A>
 struct PackedKVGrad {
-  int64_t begin, end;
+  int64_t begin, end, stride;  // stride: the dK^T and dV^T rows' length (KeyChunks::stride)
   A* kt;
   A* vt;
   A* k;
@@ -1153,24 +1163,26 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
     A* p = dout + 2 * kBlockQ * dim_p;  // kBlockQ x kBlockK: probabilities
     A* pd = p + kBlockQ * kBlockK;      // the same after dropout
     A* dp = pd + kBlockQ * kBlockK;     // kBlockQ x kBlockK: dP, then dS
-    // bfloat16 on pair products (as the forward): q and dO unscaled as words by pairs of d and
-    // by pairs of rows, in q's and dout's room; P^T and dS^T by pairs of rows after dp.
+                                     // bfloat16 on pair products (as the forward): q and dO unscaled as words
+                                     // by pairs of d, in
+    // q's and dout's room, and by pairs of rows transposed (d x row pairs) for dK^T = q^T dS and
+    // dV^T = dO^T P, whose B (P and dS by pairs of rows) needs no transposing. Those products run
+    // over row_pairs pairs, on AMX whole tiles' depth of them (padding zeros in both operands).
     constexpr bool pairs = kPairProducts && __is_same(In, BF16);
     const A q_scale = static_cast<A>(s.scale * kLog2e);
-    // The products over the rows run over row_pairs pairs, on AMX whole tiles' depth of them
-    // (their padding zeros in both operands).
     const int64_t row_pairs = (rows + 1) / 2, row_slots = (row_pairs + 15) / 16 * 16;
     const int64_t depth_pairs = kTiles ? row_slots : row_pairs;
     auto* q_by_d = reinterpret_cast<uint32_t*>(q);
     auto* dout_by_d = reinterpret_cast<uint32_t*>(dout);
-    auto* transposed = reinterpret_cast<uint32_t*>(dp + kBlockQ * kBlockK);  // kBlockK x kRowPairSlots
-    auto* q_by_rows = transposed + kBlockK * kRowPairSlots;                  // kRowPairSlots x dim_p
-    auto* dout_by_rows = q_by_rows + kRowPairSlots * dim_p;
+    auto* by_rows = reinterpret_cast<uint32_t*>(dp + kBlockQ * kBlockK);  // kRowPairSlots x kBlockK
+    auto* q_t = by_rows + kRowPairSlots * kBlockK;                        // dim_p x kRowPairSlots
+    auto* dout_t = q_t + dim_p * kRowPairSlots;
     if constexpr (pairs) {
+      auto* scratch = reinterpret_cast<uint32_t*>(p);  // free until the first block of keys
       finite &= pack_row_pairs(args.q, b, h, q0, rows, dim, q_by_d, dim / 2);
-      pack_pairs_of_rows(args.q, b, h, q0, rows, 2 * row_slots, dim, q_by_rows);
+      pack_pairs_of_rows_transposed(args.q, b, h, q0, rows, row_slots, dim, scratch, q_t);
       finite &= pack_row_pairs(args.dout, b, h, q0, rows, dim, dout_by_d, dim / 2);
-      pack_pairs_of_rows(args.dout, b, h, q0, rows, 2 * row_slots, dim, dout_by_rows);
+      pack_pairs_of_rows_transposed(args.dout, b, h, q0, rows, row_slots, dim, scratch, dout_t);
     } else {
       finite &= pack_rows<In, A>(args.q, b, h, q0, rows, dim, q_scale, q, dim_p);
       finite &= pack_rows<In, A>(args.dout, b, h, q0, rows, dim, A(1), dout, dim_p);
@@ -1213,12 +1225,12 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
       }
       const A* pv = dropout ? pd : p;
       if constexpr (pairs) {  // P and dS rounded to bfloat16 for their products, as FlashAttention-2's
-        pack_transposed_pairs(pv, kBlockK, rows, cols, transposed, row_slots);
-        pair_gemm(cols, dim_p, depth_pairs, transposed, kRowPairSlots, dout_by_rows, dim_p,
-                  kv.dv + at * dim_p, dim_p, true);
-        pack_transposed_pairs(dp, kBlockK, rows, cols, transposed, row_slots);
-        pair_gemm(cols, dim_p, depth_pairs, transposed, kRowPairSlots, q_by_rows, dim_p, kv.dk + at * dim_p,
-                  dim_p, true);
+        pair_rows(pv, kBlockK, rows, cols_p, row_slots, by_rows);
+        pair_gemm(dim_p, cols_p, depth_pairs, dout_t, kRowPairSlots, by_rows, kBlockK, kv.dv + at, kv.stride,
+                  true);
+        pair_rows(dp, kBlockK, rows, cols_p, row_slots, by_rows);
+        pair_gemm(dim_p, cols_p, depth_pairs, q_t, kRowPairSlots, by_rows, kBlockK, kv.dk + at, kv.stride,
+                  true);
         for (int64_t i = 0; i < rows; ++i) round_to_pairs(dp + i * kBlockK, cols_p);
         pair_gemm(rows, dim_p, cols_p / 2, reinterpret_cast<const uint32_t*>(dp), kBlockK,
                   reinterpret_cast<const uint32_t*>(kv.k) + at / 2 * dim_p, dim_p, dq, dim_p, true);
@@ -1243,7 +1255,7 @@ bool backward(const KernelArgs& args) {
   const AttentionShape& s = args.shape;
   const int64_t dim = s.dim, dim_p = padded(dim);
   const KeyChunks chunks = backward_chunks(s);
-  const int64_t per_chunk = 2 * dim * chunks.keys + 3 * chunks.keys * dim_p;
+  const int64_t per_chunk = chunks.floats(dim);
   const int64_t group = s.heads / s.heads_kv;
   const int64_t items = s.batch * s.heads_kv * chunks.count;
   const int64_t all_rows = s.batch * s.heads * s.len_q;
@@ -1289,11 +1301,12 @@ bool backward(const KernelArgs& args) {
       A* rows_base = base + 2 * dim * chunks.keys;
       const PackedKVGrad<A> kv{begin,
                                begin + keys,
+                               chunks.stride(),
                                base,
                                base + dim * chunks.keys,
                                rows_base,
                                rows_base + chunks.keys * dim_p,
-                               rows_base + 2 * chunks.keys * dim_p};
+                               rows_base + chunks.keys * dim_p + chunks.stride() * dim_p};
       if constexpr (pairs) {  // words, in at most the floats' room
         finite &= pack_key_pairs(args.k, b, hk, begin, keys, dim, reinterpret_cast<uint32_t*>(kv.kt));
         finite &= pack_key_pairs(args.v, b, hk, begin, keys, dim, reinterpret_cast<uint32_t*>(kv.vt));
@@ -1305,7 +1318,7 @@ bool backward(const KernelArgs& args) {
         pack_rows<In, A>(args.k, b, hk, begin, keys, dim, A(1), kv.k, dim_p);
         fill_row<A>(kv.k + keys * dim_p, (chunks.keys - keys) * dim_p, A(0));
       }
-      fill_row<A>(kv.dk, 2 * chunks.keys * dim_p, A(0));
+      fill_row<A>(kv.dk, 2 * chunks.stride() * dim_p, A(0));
       A* dq_share = dq_shares ? dq_shares + chunk * all_rows * dim_p : nullptr;
       for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
         for (int64_t qb = 0; qb < q_blocks; ++qb) {
@@ -1314,10 +1327,12 @@ bool backward(const KernelArgs& args) {
       }
       In* dk = static_cast<In*>(args.dk.data) + (pair * s.len_k + begin) * dim;
       In* dv = static_cast<In*>(args.dv.data) + (pair * s.len_k + begin) * dim;
+      // Accumulated as dK^T and dV^T on pair products.
+      const int64_t key_step = pairs ? 1 : dim_p, d_step = pairs ? chunks.stride() : 1;
       for (int64_t j = 0; j < keys; ++j) {
         for (int64_t d = 0; d < dim; ++d) {
-          dk[j * dim + d] = narrow<In, A>(kv.dk[j * dim_p + d] * dk_scale);
-          dv[j * dim + d] = narrow<In, A>(kv.dv[j * dim_p + d]);
+          dk[j * dim + d] = narrow<In, A>(kv.dk[j * key_step + d * d_step] * dk_scale);
+          dv[j * dim + d] = narrow<In, A>(kv.dv[j * key_step + d * d_step]);
         }
       }
     }
