@@ -960,6 +960,48 @@ void pair_rows(const float* x, int64_t ld, int64_t rows, int64_t n, int64_t row_
   }
 }
 
+// One pair of a block's query rows in the backward without dropout: from the scores s and dP
+// (kBlockK floats a row), P = 2^(s * scale - shift) (zero from column `seen` on) and
+// dS = P (dP - delta) ln 2 over cols_p columns (a multiple of 16), written only as bfloat16
+// words: P and dS paired by rows (pair_rows's row u, at p_pairs and ds_pairs), and each row's dS
+// paired by columns over the start of its own dP row (round_to_pairs's layout). One pass where
+// exp2_row_sum, the dS loop, pair_rows twice and round_to_pairs took five; the same values.
+struct ScoreRow {
+  const float* s;
+  float* dp;
+  int64_t seen;
+  float shift, delta;
+};
+void softmax_grad_pair(const ScoreRow& even, const ScoreRow* odd, int64_t cols_p, float scale,
+                       uint32_t* p_pairs, uint32_t* ds_pairs) {
+  using V = Simd<float>::V;
+  typedef int32_t I __attribute__((vector_size(sizeof(V))));
+  alignas(64) static constexpr uint16_t kInterleave[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
+                                                           21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
+                                                           11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i interleave = _mm512_load_si512(kInterleave);
+  I lane;
+  for (int l = 0; l < 16; ++l) lane[l] = l;
+  const auto terms = [&](const ScoreRow& row, int64_t j, __m512& p, __m512& ds) {
+    const V e = exp2_lanes(load<V>(row.s + j) * scale - row.shift);
+    p = reinterpret_cast<__m512>(lane < static_cast<int32_t>(row.seen - j) ? e : V{});
+    const __m512 centred = _mm512_sub_ps(_mm512_loadu_ps(row.dp + j), _mm512_set1_ps(row.delta));
+    ds = _mm512_mul_ps(_mm512_mul_ps(p, centred), _mm512_set1_ps(static_cast<float>(kLn2)));
+    // dS by columns, over floats [j / 2, j / 2 + 8) of the row: read already (j >= 0).
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(reinterpret_cast<uint32_t*>(row.dp) + j / 2),
+                        reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(ds)));
+  };
+  for (int64_t j = 0; j < cols_p; j += 16) {
+    __m512 p_even, ds_even, p_odd = _mm512_setzero_ps(), ds_odd = _mm512_setzero_ps();
+    terms(even, j, p_even, ds_even);
+    if (odd) terms(*odd, j, p_odd, ds_odd);
+    const __m512i p_words = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(p_odd, p_even));
+    const __m512i ds_words = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(ds_odd, ds_even));
+    _mm512_storeu_si512(p_pairs + j, _mm512_permutexvar_epi16(interleave, p_words));
+    _mm512_storeu_si512(ds_pairs + j, _mm512_permutexvar_epi16(interleave, ds_words));
+  }
+}
+
 // Rows i0 .. i0 + rows of an operand by pairs, transposed, as pair_gemm's A for products over its
 // rows: word (d, u) = (x[2u][d], x[2u + 1][d]) at dst[d * kRowPairSlots + u] for d < padded(dim)
 // and u < row_slots (a multiple of 16), zero past dim and past the rows. Paired first into
@@ -991,6 +1033,14 @@ bool pack_key_pairs(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t 
 bool pack_pairs_of_rows(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t slots,
                         int64_t dim, uint32_t* dst);
 void pair_rows(const float* x, int64_t ld, int64_t rows, int64_t n, int64_t row_slots, uint32_t* dst);
+struct ScoreRow {
+  const float* s;
+  float* dp;
+  int64_t seen;
+  float shift, delta;
+};
+void softmax_grad_pair(const ScoreRow& even, const ScoreRow* odd, int64_t cols_p, float scale,
+                       uint32_t* p_pairs, uint32_t* ds_pairs);
 void pack_pairs_of_rows_transposed(const Operand& t, int64_t b, int64_t h, int64_t i0, int64_t rows,
                                    int64_t row_slots, int64_t dim, uint32_t* scratch, uint32_t* dst);
 #endif
@@ -1201,7 +1251,29 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
         gemm<A>(rows, cols_p, dim, q, dim_p, 1, kv.kt + at * dim, kBlockK, p, kBlockK, false);
         gemm<A>(rows, cols_p, dim, dout, dim_p, 1, kv.vt + at * dim, kBlockK, dp, kBlockK, false);
       }
-      for (int64_t i = 0; i < rows; ++i) {
+      // bfloat16 pair products without dropout: P and dS go straight to words, two rows at a time
+      // (dS by rows in pd's room).
+      const bool fused = pairs && !dropout;
+      auto* ds_by_rows = reinterpret_cast<uint32_t*>(pd);
+      if constexpr (pairs) {
+        for (int64_t u = 0; fused && u < row_slots; ++u) {
+          const int64_t i = 2 * u;
+          if (i >= rows) {
+            fill_row<uint32_t>(by_rows + u * kBlockK, cols_p, 0u);
+            fill_row<uint32_t>(ds_by_rows + u * kBlockK, cols_p, 0u);
+            continue;
+          }
+          const auto row = [&](int64_t r) {
+            return ScoreRow{p + r * kBlockK, dp + r * kBlockK, visible_keys(s, q0 + r, k0, cols),
+                            static_cast<float>(lse[r] * kLog2e), delta_rows[r]};
+          };
+          const ScoreRow even = row(i);
+          const ScoreRow odd = i + 1 < rows ? row(i + 1) : ScoreRow{};
+          softmax_grad_pair(even, i + 1 < rows ? &odd : nullptr, cols_p, q_scale, by_rows + u * kBlockK,
+                            ds_by_rows + u * kBlockK);
+        }
+      }
+      for (int64_t i = 0; i < rows && !fused; ++i) {
         A* pi = p + i * kBlockK;
         A* dpi = dp + i * kBlockK;
         const int64_t seen = visible_keys(s, q0 + i, k0, cols);
@@ -1225,13 +1297,14 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
       }
       const A* pv = dropout ? pd : p;
       if constexpr (pairs) {  // P and dS rounded to bfloat16 for their products, as FlashAttention-2's
-        pair_rows(pv, kBlockK, rows, cols_p, row_slots, by_rows);
+        if (!fused) pair_rows(pv, kBlockK, rows, cols_p, row_slots, by_rows);
         pair_gemm(dim_p, cols_p, depth_pairs, dout_t, kRowPairSlots, by_rows, kBlockK, kv.dv + at, kv.stride,
                   true);
-        pair_rows(dp, kBlockK, rows, cols_p, row_slots, by_rows);
-        pair_gemm(dim_p, cols_p, depth_pairs, q_t, kRowPairSlots, by_rows, kBlockK, kv.dk + at, kv.stride,
+        uint32_t* ds_pairs = fused ? ds_by_rows : by_rows;
+        if (!fused) pair_rows(dp, kBlockK, rows, cols_p, row_slots, ds_pairs);
+        pair_gemm(dim_p, cols_p, depth_pairs, q_t, kRowPairSlots, ds_pairs, kBlockK, kv.dk + at, kv.stride,
                   true);
-        for (int64_t i = 0; i < rows; ++i) round_to_pairs(dp + i * kBlockK, cols_p);
+        for (int64_t i = 0; i < rows && !fused; ++i) round_to_pairs(dp + i * kBlockK, cols_p);
         pair_gemm(rows, dim_p, cols_p / 2, reinterpret_cast<const uint32_t*>(dp), kBlockK,
                   reinterpret_cast<const uint32_t*>(kv.k) + at / 2 * dim_p, dim_p, dq, dim_p, true);
       } else {
