@@ -1340,25 +1340,40 @@ bool backward(const KernelArgs& args) {
   constexpr bool pairs = kPairProducts && __is_same(In, BF16);
   const A dk_scale = pairs ? static_cast<A>(s.scale * kLog2e) : A(1);
   bool finite = true;
+  // Each row's delta is one fused multiply-add chain whatever the strides, so results do not
+  // depend on layout; kDeltaRows rows' chains side by side keep the FMA units busy (a row at a
+  // time waited on each multiply-add's latency).
+  constexpr int64_t kDeltaRows = 8;
 #pragma omp parallel for num_threads(args.threads) reduction(&& : finite)
-  for (int64_t r = 0; r < all_rows; ++r) {
-    const int64_t b = r / (s.heads * s.len_q), h = r / s.len_q % s.heads, i = r % s.len_q;
-    const In* o = row_of<In>(args.out, b, h, i);
-    const In* g = row_of<In>(args.dout, b, h, i);
-    // One fused multiply-add chain whatever the strides, so results do not depend on layout.
-    A total = 0;
-    for (int64_t d = 0; d < dim; ++d)
-      total = fused_multiply_add(widen<A>(o[d * args.out.s3]), widen<A>(g[d * args.dout.s3]), total);
-    // lse is -inf on rows that see no key, never NaN or +inf.
-    const A lse = static_cast<const A*>(args.lse)[r];
-    finite &= total - total == 0 && lse == lse && lse != A(INFINITY);
-    // d lse / d s = P, so a gradient of lse enters dS = P (dP - delta) as -dlse.
-    if (args.dlse) {
-      const A dlse = static_cast<const A*>(args.dlse)[r];
-      finite &= dlse - dlse == 0;
-      total -= dlse;
+  for (int64_t r0 = 0; r0 < all_rows; r0 += kDeltaRows) {
+    const In* o[kDeltaRows];
+    const In* g[kDeltaRows];
+    A totals[kDeltaRows];
+    for (int64_t k = 0; k < kDeltaRows; ++k) {
+      const int64_t r = imin(r0 + k, all_rows - 1);  // past the last row: a copy of it, unused
+      const int64_t b = r / (s.heads * s.len_q), h = r / s.len_q % s.heads, i = r % s.len_q;
+      o[k] = row_of<In>(args.out, b, h, i);
+      g[k] = row_of<In>(args.dout, b, h, i);
+      totals[k] = 0;
     }
-    delta[r] = total;
+    for (int64_t d = 0; d < dim; ++d) {
+      for (int64_t k = 0; k < kDeltaRows; ++k)
+        totals[k] =
+            fused_multiply_add(widen<A>(o[k][d * args.out.s3]), widen<A>(g[k][d * args.dout.s3]), totals[k]);
+    }
+    for (int64_t r = r0; r < imin(r0 + kDeltaRows, all_rows); ++r) {
+      A total = totals[r - r0];
+      // lse is -inf on rows that see no key, never NaN or +inf.
+      const A lse = static_cast<const A*>(args.lse)[r];
+      finite &= total - total == 0 && lse == lse && lse != A(INFINITY);
+      // d lse / d s = P, so a gradient of lse enters dS = P (dP - delta) as -dlse.
+      if (args.dlse) {
+        const A dlse = static_cast<const A*>(args.dlse)[r];
+        finite &= dlse - dlse == 0;
+        total -= dlse;
+      }
+      delta[r] = total;
+    }
   }
   const int64_t q_blocks = (s.len_q + kBlockQ - 1) / kBlockQ;
 #pragma omp parallel num_threads(args.threads) reduction(&& : finite)
