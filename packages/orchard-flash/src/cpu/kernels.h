@@ -328,7 +328,8 @@ FLASH_INLINE V exp2_polynomial(V f) {
   return p * f + 1.0f;
 }
 
-// exp2_of on every lane (a NaN stays NaN through the clamps: it is their second operand).
+// exp2_of on every lane (a NaN stays NaN through the clamps: it is their second operand); on
+// AVX-512 the results below 2^-126 are the true ones, not exp2_of's floor of about 2^-126.
 template <class V>
 FLASH_INLINE V exp2_lanes(V x) {
 #if defined(__AVX512F__)
