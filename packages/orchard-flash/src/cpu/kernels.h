@@ -783,7 +783,7 @@ void tiled_pair_gemm(int64_t rows, int64_t n, int64_t chunks, const uint32_t* a,
 }
 
 // pair_gemm on the tiles over whole chunks of 16 pairs, the pairs past them on vdpbf16ps. The
-// rows past the last whole tile (a query block's 72 = 4 x 16 + 8) take one more tile, through
+// rows past the last whole tile (a sequence's last query block) take one more tile, through
 // zero-padded copies of their rows of A and C, so that no row past m is read or written.
 void pair_gemm(int64_t m, int64_t n, int64_t pairs, const uint32_t* a, int64_t am, const uint32_t* b,
                int64_t ldb, float* c, int64_t ldc, bool add) {
