@@ -355,7 +355,7 @@ FLASH_INLINE V exp2_lanes(V x) {
 
 // x[j] = 2^(x[j] * scale - shift) for j < seen and 0 for seen <= j < n (n a multiple of the
 // lanes); returns the sum of the first seen. One pass over the row where scaling, 2^x, zeroing
-// and summing took four (exp2_of's values, to the bit, of the fused x[j] * scale - shift).
+// and summing took four (exp2_lanes' values of the fused x[j] * scale - shift).
 template <class A>
 A exp2_row_sum(A* x, int64_t seen, int64_t n, A scale, A shift) {
   if constexpr (__is_same(A, float)) {
@@ -983,7 +983,7 @@ void pair_rows(const float* x, int64_t ld, int64_t rows, int64_t n, int64_t row_
 // dS = P (dP - delta) ln 2 over cols_p columns (a multiple of 16), written only as bfloat16
 // words: P and dS paired by rows (pair_rows's row u, at p_pairs and ds_pairs), and each row's dS
 // paired by columns over the start of its own dP row (round_to_pairs's layout). One pass where
-// exp2_row_sum, the dS loop, pair_rows twice and round_to_pairs took five; the same values.
+// exp2_row_sum, the dS loop, pair_rows twice and round_to_pairs took five, with the same values.
 struct ScoreRow {
   const float* s;
   float* dp;
