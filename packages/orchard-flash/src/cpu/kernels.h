@@ -289,33 +289,6 @@ FLASH_INLINE A row_max(const A* x, int64_t n) {
   return best;
 }
 
-// a > b ? a : b lane by lane, b where either is NaN: one vmaxps (vminps for lower), where GCC
-// makes a compare and a blend of the expression.
-template <class V>
-FLASH_INLINE V greater_or_second(V a, V b) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(V) == 64)
-    return reinterpret_cast<V>(_mm512_max_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
-#endif
-#if defined(__AVX__)
-  if constexpr (sizeof(V) == 32)
-    return reinterpret_cast<V>(_mm256_max_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
-#endif
-  return a > b ? a : b;
-}
-template <class V>
-FLASH_INLINE V lower_or_second(V a, V b) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(V) == 64)
-    return reinterpret_cast<V>(_mm512_min_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
-#endif
-#if defined(__AVX__)
-  if constexpr (sizeof(V) == 32)
-    return reinterpret_cast<V>(_mm256_min_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
-#endif
-  return a < b ? a : b;
-}
-
 // exp2_of's polynomial, 2^f for |f| <= 1/2, on every lane.
 template <class V>
 FLASH_INLINE V exp2_polynomial(V f) {
@@ -346,11 +319,21 @@ FLASH_INLINE V exp2_lanes(V x) {
 #endif
   typedef int32_t I __attribute__((vector_size(sizeof(V))));
   constexpr float shifter = 12582912.0f;  // 1.5 * 2^23: x + shifter holds round(x) in its low bits
-  x = lower_or_second(splat<V>(127.0f), greater_or_second(splat<V>(-126.0f), x));
+  const V lo = splat<V>(-126.0f), hi = splat<V>(127.0f);
+  x = lo > x ? lo : x;
+  x = hi < x ? hi : x;
   const V shifted = x + shifter;
   const V p = exp2_polynomial(x - (shifted - shifter));
   const I exponent = (__builtin_bit_cast(I, shifted) - (0x4B400000 - 127)) << 23;
   return p * __builtin_bit_cast(V, exponent);
+}
+
+// v's lanes below n, zeros from lane n on.
+FLASH_INLINE Simd<float>::V first_lanes(Simd<float>::V v, int64_t n) {
+  typedef int32_t I __attribute__((vector_size(kVectorBytes)));
+  I lane;
+  for (int l = 0; l < kLanes<float>; ++l) lane[l] = l;
+  return lane < static_cast<int32_t>(n) ? v : Simd<float>::V{};
 }
 
 // x[j] = 2^(x[j] * scale - shift) for j < seen and 0 for seen <= j < n (n a multiple of the
@@ -360,7 +343,6 @@ template <class A>
 A exp2_row_sum(A* x, int64_t seen, int64_t n, A scale, A shift) {
   if constexpr (__is_same(A, float)) {
     using V = Simd<float>::V;
-    typedef int32_t I __attribute__((vector_size(sizeof(V))));
     constexpr int64_t L = kLanes<float>;
     V acc{};
     int64_t j = 0;
@@ -370,10 +352,7 @@ A exp2_row_sum(A* x, int64_t seen, int64_t n, A scale, A shift) {
       store(x + j, e);
     }
     if (j < seen) {  // the lanes past seen are zeros
-      I lane;
-      for (int l = 0; l < L; ++l) lane[l] = l;
-      const V e = exp2_lanes(load<V>(x + j) * scale - shift);
-      const V kept = lane < static_cast<int32_t>(seen - j) ? e : V{};
+      const V kept = first_lanes(exp2_lanes(load<V>(x + j) * scale - shift), seen - j);
       acc += kept;
       store(x + j, kept);
       j += L;
@@ -959,14 +938,17 @@ FLASH_INLINE void transpose_words(__m512i (&w)[16]) {
   }
 }
 
+// vpermw's indices that turn vcvtne2ps2bf16(odd, even) (even's 16 bfloat16, then odd's) into
+// 16 words (even[j], odd[j]).
+alignas(64) constexpr uint16_t kPairInterleave[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
+                                                      21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
+                                                      11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+
 // Rows of x (rows x n floats, rows ld apart, n a multiple of 16) rounded to bfloat16 as pair_gemm's
 // B for products over x's rows (dV^T = dO^T P, dK^T = q^T dS): row pair u's word for column j,
 // (x[2u][j], x[2u + 1][j]), at dst[u * kBlockK + j] for u < row_slots, zero past the rows.
 void pair_rows(const float* x, int64_t ld, int64_t rows, int64_t n, int64_t row_slots, uint32_t* dst) {
-  alignas(64) static constexpr uint16_t kInterleave[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
-                                                           21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
-                                                           11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-  const __m512i interleave = _mm512_load_si512(kInterleave);
+  const __m512i interleave = _mm512_load_si512(kPairInterleave);
   for (int64_t u = 0; u < row_slots; ++u) {
     const int64_t row = 2 * u;
     for (int64_t j = 0; j < n; j += 16) {
@@ -993,16 +975,10 @@ struct ScoreRow {
 void softmax_grad_pair(const ScoreRow& even, const ScoreRow* odd, int64_t cols_p, float scale,
                        uint32_t* p_pairs, uint32_t* ds_pairs) {
   using V = Simd<float>::V;
-  typedef int32_t I __attribute__((vector_size(sizeof(V))));
-  alignas(64) static constexpr uint16_t kInterleave[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
-                                                           21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
-                                                           11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-  const __m512i interleave = _mm512_load_si512(kInterleave);
-  I lane;
-  for (int l = 0; l < 16; ++l) lane[l] = l;
+  const __m512i interleave = _mm512_load_si512(kPairInterleave);
   const auto terms = [&](const ScoreRow& row, int64_t j, __m512& p, __m512& ds) {
-    const V e = exp2_lanes(load<V>(row.s + j) * scale - row.shift);
-    p = reinterpret_cast<__m512>(lane < static_cast<int32_t>(row.seen - j) ? e : V{});
+    p = reinterpret_cast<__m512>(
+        first_lanes(exp2_lanes(load<V>(row.s + j) * scale - row.shift), row.seen - j));
     const __m512 centred = _mm512_sub_ps(_mm512_loadu_ps(row.dp + j), _mm512_set1_ps(row.delta));
     ds = _mm512_mul_ps(_mm512_mul_ps(p, centred), _mm512_set1_ps(static_cast<float>(kLn2)));
     // dS by columns, over floats [j / 2, j / 2 + 8) of the row: read already (j >= 0).
@@ -1231,8 +1207,7 @@ void backward_block(const KernelArgs& args, const PackedKVGrad<A>& kv, const A* 
     A* p = dout + 2 * kBlockQ * dim_p;  // kBlockQ x kBlockK: probabilities
     A* pd = p + kBlockQ * kBlockK;      // the same after dropout
     A* dp = pd + kBlockQ * kBlockK;     // kBlockQ x kBlockK: dP, then dS
-                                     // bfloat16 on pair products (as the forward): q and dO unscaled as words
-                                     // by pairs of d, in
+    // bfloat16 on pair products (as the forward): q and dO unscaled as words by pairs of d, in
     // q's and dout's room, and by pairs of rows transposed (d x row pairs) for dK^T = q^T dS and
     // dV^T = dO^T P, whose B (P and dS by pairs of rows) needs no transposing. Those products run
     // over row_pairs pairs, on AMX whole tiles' depth of them (padding zeros in both operands).
