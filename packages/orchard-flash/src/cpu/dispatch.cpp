@@ -14,7 +14,7 @@ int64_t forward_workspace(const AttentionShape& s) {
   return 2 * kBlockQ * padded(s.dim) + kBlockQ * kBlockK + 2 * kBlockQ;
 }
 // The backward's last kBlockK * kRowPairSlots + 2 * kRowPairSlots * dim_p are the bfloat16 pair
-// products' P^T (then dS^T), q and dO by pairs of rows.
+// products' P (then dS) paired by rows, and q and dO paired by rows, transposed.
 int64_t backward_workspace(const AttentionShape& s) {
   const int64_t dim_p = padded(s.dim);
   return 3 * kBlockQ * dim_p + 3 * kBlockQ * kBlockK + kBlockK * kRowPairSlots + 2 * kRowPairSlots * dim_p;
