@@ -92,6 +92,10 @@ class Engine:
             self.save(self.model.state_dict(), weights)
         else:
             self.model.load_state_dict(self.load(weights))
+        self.device = options.get("device", "cpu")
+        self.model.to(self.device)
+        # bfloat16: products in bfloat16 under the library's autocast, float32 master weights.
+        self.autocast = options.get("dtype", "float32") == "bfloat16"
         self.optimizer = lib.optim.AdamW(
             self.model.parameters(), lr=options["lr"], weight_decay=0.1, betas=(0.9, 0.95)
         )
@@ -123,8 +127,13 @@ class Engine:
 
         return load_file(path)
 
+    def precision(self) -> Any:
+        """torch.autocast or orchard_core.autocast to bfloat16 when asked for, else nothing."""
+        device_type = self.device.split(":")[0]
+        return self.lib.autocast(device_type, dtype=self.lib.bfloat16, enabled=self.autocast)
+
     def tensor(self, values: np.ndarray) -> Any:
-        return self.lib.from_numpy(np.ascontiguousarray(values))
+        return self.lib.from_numpy(np.ascontiguousarray(values)).to(self.device)
 
     def step(self, index: int, lr: float) -> dict[str, Any]:
         lib, model, optimizer = self.lib, self.model, self.optimizer
@@ -133,7 +142,8 @@ class Engine:
         batch = self.train_batches[index]
         tick = time.perf_counter()
         inputs, targets = self.tensor(batch[:, :-1]), self.tensor(batch[:, 1:])
-        loss = model(inputs, targets)
+        with self.precision():
+            loss = model(inputs, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         lib.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -143,7 +153,7 @@ class Engine:
 
     def evaluate(self) -> dict[str, Any]:
         self.model.eval()  # no dropout, so no random draws
-        with self.lib.no_grad():
+        with self.lib.no_grad(), self.precision():
             losses = [
                 self.model(self.tensor(b[:, :-1]), self.tensor(b[:, 1:])).item() for b in self.val_batches
             ]

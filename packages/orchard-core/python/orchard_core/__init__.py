@@ -14,6 +14,7 @@ from . import _load  # noqa: F401 - first: loads the native module with its envi
 
 # isort: split
 from . import _core, autograd, profile
+from ._autocast import autocast, matmul
 from ._core import (
     OutOfMemoryError,
     Tensor,
@@ -73,7 +74,6 @@ from ._core import (
     lt,
     manual_seed,
     masked_fill,
-    matmul,
     max,  # noqa: A004 - the reduction, named as in torch
     maximum,
     mean,
@@ -187,6 +187,7 @@ __all__ = [
     "argmax",
     "argmin",
     "argsort",
+    "autocast",
     "autograd",
     "bfloat16",
     "bool",

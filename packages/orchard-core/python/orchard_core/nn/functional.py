@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import _core
+from .._autocast import to_float32, to_low
 from .._core import Tensor
 
 __all__ = [
@@ -25,8 +26,8 @@ __all__ = [
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002 - torch's name
-    """input @ weight.T + bias, fused (orchard_core.linear)."""
-    return _core.linear(input, weight, bias)
+    """input @ weight.T + bias, fused (orchard_core.linear); 16-bit inside autocast."""
+    return _core.linear(*to_low(input, weight, bias))
 
 
 def layer_norm(
@@ -36,8 +37,10 @@ def layer_norm(
     bias: Tensor | None = None,
     eps: float = 1e-5,
 ) -> Tensor:
-    """Normalises over the trailing ``normalized_shape`` dims (orchard_core.layer_norm)."""
-    return _core.layer_norm(input, normalized_shape, weight, bias, eps)
+    """Normalises over the trailing ``normalized_shape`` dims (orchard_core.layer_norm); float32
+    inside autocast."""
+    x, w, b = to_float32(input, weight, bias)
+    return _core.layer_norm(x, normalized_shape, w, b, eps)
 
 
 def cross_entropy(
@@ -55,8 +58,9 @@ def cross_entropy(
         raise NotImplementedError("cross_entropy: per-class weight is not supported")
     if size_average is not None or reduce is not None:
         raise NotImplementedError("cross_entropy: size_average and reduce are deprecated; use reduction")
+    (logits,) = to_float32(input)
     return _core.cross_entropy(
-        input, target, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
+        logits, target, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
     )
 
 
@@ -88,13 +92,13 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:  # noqa: A002
     if dim is None:
         raise TypeError("softmax: dim must be given (torch's implicit choice is deprecated)")
-    return _core.softmax(input, dim, dtype=dtype)
+    return _core.softmax(*to_float32(input), dim, dtype=dtype)
 
 
 def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:  # noqa: A002
     if dim is None:
         raise TypeError("log_softmax: dim must be given (torch's implicit choice is deprecated)")
-    return _core.log_softmax(input, dim, dtype=dtype)
+    return _core.log_softmax(*to_float32(input), dim, dtype=dtype)
 
 
 def embedding(
@@ -171,6 +175,7 @@ def scaled_dot_product_attention(
     if scale is not None and not math.isfinite(scale):
         raise ValueError(f"scaled_dot_product_attention: scale must be finite, got {scale}")
     flash_attention = _flash_attention()
+    query, key, value = to_low(query, key, value)
     three_d = query.ndim == 3
     if three_d:
         query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)

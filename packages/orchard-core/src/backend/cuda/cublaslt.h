@@ -39,11 +39,8 @@ inline constexpr int kCompute64F = 70;
 inline constexpr int32_t kOpN = 0;
 inline constexpr int32_t kOpT = 1;
 // cublasLtMatmulDescAttributes_t
-inline constexpr int kDescTransA = 3;         // int32_t
-inline constexpr int kDescTransB = 4;         // int32_t
-inline constexpr int kDescEpilogue = 7;       // uint32_t
-inline constexpr int kDescBiasPointer = 8;    // const void*
-inline constexpr uint32_t kEpilogueBias = 4;  // cublasLtEpilogue_t: D = op(A) op(B) + bias per row of D
+inline constexpr int kDescTransA = 3;  // int32_t
+inline constexpr int kDescTransB = 4;  // int32_t
 // cublasLtMatrixLayoutAttribute_t
 inline constexpr int kLayoutBatchCount = 5;   // int32_t
 inline constexpr int kLayoutBatchStride = 6;  // int64_t, in elements

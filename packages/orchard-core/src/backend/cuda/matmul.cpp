@@ -1,12 +1,15 @@
-// Matmul on CUDA through cuBLASLt (cublaslt.h): one strided-batched product per call, linear's
-// bias added in the product's epilogue. cuBLASLt is column-major, so a row-major out [M, N]
-// is computed as its transpose, out^T = b^T a^T: each operand is handed over as stored, with
-// a transpose flag where its rows rather than its columns are contiguous.
+// Matmul on CUDA through cuBLASLt (cublaslt.h): one strided-batched product per call. cuBLASLt is
+// column-major, so a row-major out [M, N] is computed as its transpose, out^T = b^T a^T: each
+// operand is handed over as stored, with a transpose flag where its rows rather than its columns
+// are contiguous. linear's bias enters as the product's C matrix (D = A B + 1 * C) with a
+// leading dim of 0, so every column of out^T reads the same vector: it is added to the float32
+// sums before the one rounding to out's dtype, as on the CPU. (cuBLASLt's bias epilogue adds a
+// 16-bit bias after rounding the product to 16 bits on some algorithms, a second rounding.)
 #include <climits>
 #include <cstdint>
 #include <map>
 #include <mutex>
-#include <tuple>
+#include <utility>
 
 #include "backend/cuda/cublaslt.h"
 #include "backend/cuda/kernels.h"
@@ -34,6 +37,7 @@ cudaDataType_t data_type(DType dtype) {
 struct Operand {
   int32_t op = lt::kOpN;
   int64_t rows = 0, cols = 0, ld = 0, batch_stride = 0;
+  auto operator<=>(const Operand&) const = default;
 };
 
 // The column-major view of the transpose of a row-major [r, c] matrix with strides (sr, sc),
@@ -60,14 +64,22 @@ uint32_t alignment(const void* address) {
 }
 
 // What a product's plan depends on; pointers enter only through their alignments.
-using PlanKey = std::tuple<int, DType, int32_t, int32_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                           int64_t, int64_t, int64_t, int32_t, bool, uint32_t, uint32_t, uint32_t, uint32_t>;
+struct PlanKey {
+  int device;
+  DType dtype;
+  Operand a, b;  // cuBLASLt's A and B: the views of b and a
+  int64_t m, n;
+  int32_t batch;
+  bool with_bias;
+  uint32_t align_a, align_b, align_c, align_d;
+  auto operator<=>(const PlanKey&) const = default;
+};
 
 // Descriptors and the algorithm cuBLASLt's heuristic picked, made once per key and kept for the
 // process (they hold no device memory).
 struct Plan {
   lt::MatmulDesc desc = nullptr;
-  lt::MatrixLayout a = nullptr, b = nullptr, d = nullptr;
+  lt::MatrixLayout a = nullptr, b = nullptr, c = nullptr, d = nullptr;
   lt::HeuristicResult choice{};
 };
 
@@ -99,6 +111,58 @@ lt::Handle handle_for(const Launch& launch) {
 
 // Largest workspace a plan may ask for: what cuBLAS itself uses on Hopper.
 constexpr uint64_t kMaxWorkspaceBytes = uint64_t{32} << 20;
+
+// The descriptors of a product and cuBLASLt's choice of algorithm for them. D is out^T (n x m,
+// leading dim n); C is D itself, or the bias: n x m with leading dim 0.
+void make_plan(Plan& plan, const PlanKey& key, lt::Handle handle) {
+  const lt::Api& api = lt::api();
+  const bool wide = key.dtype == DType::Float64;
+  const Operand d_view{lt::kOpN, key.n, key.m, key.n, key.m * key.n};
+  try {
+    lt::check(
+        api.desc_create(&plan.desc, wide ? lt::kCompute64F : lt::kCompute32F, wide ? CUDA_R_64F : CUDA_R_32F),
+        "cublasLtMatmulDescCreate");
+    lt::check(api.desc_set(plan.desc, lt::kDescTransA, &key.a.op, sizeof key.a.op),
+              "cublasLtMatmulDescSetAttribute");
+    lt::check(api.desc_set(plan.desc, lt::kDescTransB, &key.b.op, sizeof key.b.op),
+              "cublasLtMatmulDescSetAttribute");
+    plan.a = make_layout(key.dtype, key.a, key.batch);
+    plan.b = make_layout(key.dtype, key.b, key.batch);
+    plan.d = make_layout(key.dtype, d_view, key.batch);
+    plan.c =
+        key.with_bias ? make_layout(key.dtype, Operand{lt::kOpN, key.n, key.m, 0, 0}, key.batch) : plan.d;
+    lt::Preference preference = nullptr;
+    lt::check(api.preference_create(&preference), "cublasLtMatmulPreferenceCreate");
+    const std::pair<int, uint32_t> aligns[4] = {{lt::kPrefAlignmentA, key.align_a},
+                                                {lt::kPrefAlignmentB, key.align_b},
+                                                {lt::kPrefAlignmentC, key.align_c},
+                                                {lt::kPrefAlignmentD, key.align_d}};
+    lt::Status status =
+        api.preference_set(preference, lt::kPrefMaxWorkspace, &kMaxWorkspaceBytes, sizeof kMaxWorkspaceBytes);
+    for (const auto& [attribute, align] : aligns) {
+      if (status == lt::kSuccess) status = api.preference_set(preference, attribute, &align, sizeof align);
+    }
+    int found = 0;
+    if (status == lt::kSuccess) {
+      status = api.heuristic(handle, plan.desc, plan.a, plan.b, plan.c, plan.d, preference, 1, &plan.choice,
+                             &found);
+    }
+    api.preference_destroy(preference);
+    lt::check(status, "cublasLtMatmulAlgoGetHeuristic");
+    if (found == 0) {
+      fail<NotImplementedError>("matmul on cuda: cuBLASLt has no algorithm for ", dtype_name(key.dtype), " ",
+                                key.m, " x ", key.n, " products (batch ", key.batch,
+                                key.with_bias ? ", with a bias" : "", ")");
+    }
+  } catch (...) {
+    if (plan.desc) api.desc_destroy(plan.desc);
+    if (plan.c && plan.c != plan.d) api.layout_destroy(plan.c);
+    for (lt::MatrixLayout layout : {plan.a, plan.b, plan.d}) {
+      if (layout) api.layout_destroy(layout);
+    }
+    throw;
+  }
+}
 
 // out[z] = a[z] @ b[z] (+ bias on every row) for the z of out's batch dims, out contiguous.
 void product(Tensor a, Tensor b, Tensor bias, const Tensor& out) {
@@ -139,104 +203,55 @@ void product(Tensor a, Tensor b, Tensor bias, const Tensor& out) {
   }
   if (bias.defined() && bias.strides()[0] != 1) bias = bias.contiguous();
 
-  // out^T (n x m, ld n) = op(b's view) (n x k) * op(a's view) (k x m).
-  const Operand d_view{lt::kOpN, n, m, n, m * n};
+  // out^T (n x m) = op(b's view) (n x k) * op(a's view) (k x m) [+ bias on every column].
   const Launch launch(out);
   const PlanKey key{launch.device().index,
                     out.dtype(),
-                    b_view.op,
-                    a_view.op,
+                    b_view,
+                    a_view,
                     m,
                     n,
-                    k,
-                    a_view.ld,
-                    b_view.ld,
-                    a_view.batch_stride,
-                    b_view.batch_stride,
-                    a_view.rows,
-                    b_view.rows,
                     batch,
                     bias.defined(),
-                    alignment(a.data_ptr()),
                     alignment(b.data_ptr()),
-                    alignment(out.data_ptr()),
-                    bias.defined() ? alignment(bias.data_ptr()) : 0};
-  const lt::Api& api = lt::api();
+                    alignment(a.data_ptr()),
+                    alignment(bias.defined() ? bias.data_ptr() : out.data_ptr()),
+                    alignment(out.data_ptr())};
   const lt::Handle handle = handle_for(launch);
-  static std::mutex mutex;
-  static std::map<PlanKey, Plan> plans;
-  const std::lock_guard lock(mutex);  // the plan's descriptor takes this call's bias pointer
-  auto [entry, made] = plans.try_emplace(key);
-  Plan& plan = entry->second;
-  const bool wide = out.dtype() == DType::Float64;
-  if (made) {
-    try {
-      lt::check(api.desc_create(&plan.desc, wide ? lt::kCompute64F : lt::kCompute32F,
-                                wide ? CUDA_R_64F : CUDA_R_32F),
-                "cublasLtMatmulDescCreate");
-      lt::check(api.desc_set(plan.desc, lt::kDescTransA, &b_view.op, sizeof b_view.op),
-                "cublasLtMatmulDescSetAttribute");
-      lt::check(api.desc_set(plan.desc, lt::kDescTransB, &a_view.op, sizeof a_view.op),
-                "cublasLtMatmulDescSetAttribute");
-      if (bias.defined()) {
-        const void* pointer = bias.data_ptr();
-        lt::check(api.desc_set(plan.desc, lt::kDescEpilogue, &lt::kEpilogueBias, sizeof lt::kEpilogueBias),
-                  "cublasLtMatmulDescSetAttribute");
-        lt::check(api.desc_set(plan.desc, lt::kDescBiasPointer, &pointer, sizeof pointer),
-                  "cublasLtMatmulDescSetAttribute");
+  const Plan* plan = nullptr;
+  {
+    static std::mutex mutex;
+    static std::map<PlanKey, Plan> plans;
+    const std::lock_guard lock(mutex);
+    auto [entry, made] = plans.try_emplace(key);
+    if (made) {
+      try {
+        make_plan(entry->second, key, handle);
+      } catch (...) {
+        plans.erase(entry);
+        throw;
       }
-      plan.a = make_layout(out.dtype(), b_view, batch);
-      plan.b = make_layout(out.dtype(), a_view, batch);
-      plan.d = make_layout(out.dtype(), d_view, batch);
-      lt::Preference preference = nullptr;
-      lt::check(api.preference_create(&preference), "cublasLtMatmulPreferenceCreate");
-      const uint32_t aligns[4] = {std::get<16>(key), std::get<15>(key), std::get<17>(key), std::get<17>(key)};
-      const int align_attributes[4] = {lt::kPrefAlignmentA, lt::kPrefAlignmentB, lt::kPrefAlignmentC,
-                                       lt::kPrefAlignmentD};
-      lt::Status status = api.preference_set(preference, lt::kPrefMaxWorkspace, &kMaxWorkspaceBytes,
-                                             sizeof kMaxWorkspaceBytes);
-      for (int i = 0; i < 4 && status == lt::kSuccess; ++i) {
-        status = api.preference_set(preference, align_attributes[i], &aligns[i], sizeof aligns[i]);
-      }
-      int found = 0;
-      if (status == lt::kSuccess) {
-        status = api.heuristic(handle, plan.desc, plan.a, plan.b, plan.d, plan.d, preference, 1, &plan.choice,
-                               &found);
-      }
-      api.preference_destroy(preference);
-      lt::check(status, "cublasLtMatmulAlgoGetHeuristic");
-      if (found == 0) {
-        fail<NotImplementedError>("matmul on cuda: cuBLASLt has no algorithm for ", dtype_name(out.dtype()),
-                                  " ", m, "x", k, " @ ", k, "x", n, " (batch ", batch, ")");
-      }
-    } catch (...) {
-      if (plan.desc) api.desc_destroy(plan.desc);
-      for (lt::MatrixLayout layout : {plan.a, plan.b, plan.d}) {
-        if (layout) api.layout_destroy(layout);
-      }
-      plans.erase(entry);
-      throw;
     }
-  } else if (bias.defined()) {
-    const void* pointer = bias.data_ptr();
-    lt::check(api.desc_set(plan.desc, lt::kDescBiasPointer, &pointer, sizeof pointer),
-              "cublasLtMatmulDescSetAttribute");
+    plan = &entry->second;  // map entries stay where they are
   }
   // The workspace comes from the stream-ordered pool, so it is free for reuse once queued work
   // on this stream has read it.
-  const Tensor workspace = plan.choice.workspace_size > 0
-                               ? Tensor::empty({static_cast<int64_t>((plan.choice.workspace_size + 7) / 8)},
-                                               DType::Int64, out.device())
-                               : Tensor();
+  const size_t workspace_size = plan->choice.workspace_size;
+  const Tensor workspace =
+      workspace_size > 0
+          ? Tensor::empty({static_cast<int64_t>((workspace_size + 7) / 8)}, DType::Int64, out.device())
+          : Tensor();
   const double one64 = 1.0, zero64 = 0.0;
   const float one32 = 1.0f, zero32 = 0.0f;
-  const void* alpha = wide ? static_cast<const void*>(&one64) : &one32;
-  const void* beta = wide ? static_cast<const void*>(&zero64) : &zero32;
-  lt::check(api.matmul(handle, plan.desc, alpha, b.data_ptr(), plan.a, a.data_ptr(), plan.b, beta,
-                       out.data_ptr(), plan.d, out.data_ptr(), plan.d, &plan.choice.algo,
-                       workspace.defined() ? workspace.data_ptr() : nullptr, plan.choice.workspace_size,
-                       launch.stream()),
-            "cublasLtMatmul");
+  const bool wide = out.dtype() == DType::Float64;
+  const void* one = wide ? static_cast<const void*>(&one64) : &one32;
+  const void* zero = wide ? static_cast<const void*>(&zero64) : &zero32;
+  lt::check(
+      lt::api().matmul(handle, plan->desc, one, b.data_ptr(), plan->a, a.data_ptr(), plan->b,
+                       bias.defined() ? one : zero, bias.defined() ? bias.data_ptr() : out.data_ptr(),
+                       plan->c, out.data_ptr(), plan->d, &plan->choice.algo,
+                       workspace.defined() ? workspace.data_ptr() : nullptr, workspace_size, launch.stream()),
+      "cublasLtMatmul");
 }
 
 class CudaLinalgKernels final : public LinalgKernels {

@@ -8,6 +8,7 @@
 // __fadd_rn...: never fused) wherever the CPU rounds it.
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 
 #include "backend/cuda/kernels/common.cuh"
@@ -30,6 +31,44 @@ __device__ __forceinline__ void element_offsets(const StridedWalk& walk, int64_t
   } else {
     walk_offsets(walk, i, offsets);
   }
+}
+
+// ---- contiguous operands in packs -----------------------------------------------------------
+// Where the walk is one dim, the output contiguous and each input contiguous or one value
+// broadcast (stride 0), each thread takes kPack<T> consecutive elements (16 bytes of T) through
+// single wide loads and stores; the last numel % kPack elements go one by one.
+
+template <class T>
+inline constexpr int kPack = static_cast<int>(16 / sizeof(T));
+
+template <class T, int N>
+struct alignas(sizeof(T) * N) Pack {
+  T v[N];
+};
+
+// Pack `pack` of an operand walked with `step` 1 (contiguous) or 0 (one value).
+template <int N, class T>
+__device__ __forceinline__ Pack<T, N> read_pack(const T* data, int64_t step, int64_t pack) {
+  if (step != 0) return reinterpret_cast<const Pack<T, N>*>(data)[pack];
+  Pack<T, N> values;
+#pragma unroll
+  for (int j = 0; j < N; ++j) values.v[j] = data[0];
+  return values;
+}
+
+// Whether a launch may take the packed path: a one-dim walk whose output (operand 0) is
+// contiguous and `out_align`-byte aligned, and whose inputs (operands 1..) each step by 0 or by
+// 1 from a 16-byte aligned start.
+bool packs(const StridedWalk& walk, const void* out, size_t out_align,
+           std::initializer_list<const void*> inputs) {
+  if (walk.ndim != 1 || walk.strides[0][0] != 1 || reinterpret_cast<uintptr_t>(out) % out_align != 0)
+    return false;
+  int k = 1;
+  for (const void* input : inputs) {
+    const int64_t step = walk.strides[k++][0];
+    if (step != 0 && (step != 1 || reinterpret_cast<uintptr_t>(input) % 16 != 0)) return false;
+  }
+  return true;
 }
 
 // ---- float32 exp, tanh, sigmoid and gelu: include/orchard/cpu/vector_math.h step for step, so
@@ -262,17 +301,40 @@ __device__ __forceinline__ auto binary_value(A x, A y) {
 template <BinaryOp kOp, class T>
 inline constexpr bool runs_binary = kOp != BinaryOp::Div || is_floating_storage<T>;
 
+// One element of the result, in out's type: bool for comparisons.
+template <BinaryOp kOp, class T>
+__device__ __forceinline__ auto binary_result(T x, T y) {
+  const auto value = binary_value<kOp>(load(x), load(y));
+  if constexpr (compares<kOp>) {
+    return value;
+  } else {
+    return store<T>(value);
+  }
+}
+
 template <BinaryOp kOp, class T, class Out>
 __global__ void binary_kernel(const T* a, const T* b, Out* out, StridedWalk walk) {
   for (int64_t i = first_element(); i < walk.numel; i += element_stride()) {
     int64_t offsets[3];
     element_offsets(walk, i, offsets);
-    const auto value = binary_value<kOp>(load(a[offsets[1]]), load(b[offsets[2]]));
-    if constexpr (compares<kOp>) {
-      out[offsets[0]] = value;
-    } else {
-      out[offsets[0]] = store<T>(value);
-    }
+    out[offsets[0]] = binary_result<kOp>(a[offsets[1]], b[offsets[2]]);
+  }
+}
+
+template <BinaryOp kOp, class T, class Out>
+__global__ void binary_packed_kernel(const T* a, const T* b, Out* out, int64_t numel, int64_t a_step,
+                                     int64_t b_step) {
+  constexpr int N = kPack<T>;
+  const int64_t packs = numel / N;
+  for (int64_t p = first_element(); p < packs; p += element_stride()) {
+    const Pack<T, N> x = read_pack<N>(a, a_step, p), y = read_pack<N>(b, b_step, p);
+    Pack<Out, N> result;
+#pragma unroll
+    for (int j = 0; j < N; ++j) result.v[j] = binary_result<kOp>(x.v[j], y.v[j]);
+    reinterpret_cast<Pack<Out, N>*>(out)[p] = result;
+  }
+  for (int64_t i = packs * N + first_element(); i < numel; i += element_stride()) {
+    out[i] = binary_result<kOp>(a[i * a_step], b[i * b_step]);
   }
 }
 
@@ -364,6 +426,22 @@ __global__ void unary_kernel(const T* a, T* out, StridedWalk walk) {
   }
 }
 
+template <UnaryOp kOp, class T>
+__global__ void unary_packed_kernel(const T* a, T* out, int64_t numel, int64_t a_step) {
+  constexpr int N = kPack<T>;
+  const int64_t packs = numel / N;
+  for (int64_t p = first_element(); p < packs; p += element_stride()) {
+    const Pack<T, N> x = read_pack<N>(a, a_step, p);
+    Pack<T, N> result;
+#pragma unroll
+    for (int j = 0; j < N; ++j) result.v[j] = store<T>(unary_value<kOp>(load(x.v[j])));
+    reinterpret_cast<Pack<T, N>*>(out)[p] = result;
+  }
+  for (int64_t i = packs * N + first_element(); i < numel; i += element_stride()) {
+    out[i] = store<T>(unary_value<kOp>(load(a[i * a_step])));
+  }
+}
+
 // ---- where -----------------------------------------------------------------------------------
 
 template <class T>
@@ -419,6 +497,30 @@ __global__ void pointwise_kernel(const T* a, const T* b, const T* c, compute_t<T
   }
 }
 
+// c null: a lerp by the number `value`.
+template <Op kOp, class T>
+__global__ void pointwise_packed_kernel(const T* a, const T* b, const T* c, compute_t<T> value, T* out,
+                                        int64_t numel, int64_t a_step, int64_t b_step, int64_t c_step) {
+  constexpr int N = kPack<T>;
+  const int64_t packs = numel / N;
+  for (int64_t p = first_element(); p < packs; p += element_stride()) {
+    const Pack<T, N> x = read_pack<N>(a, a_step, p), y = read_pack<N>(b, b_step, p);
+    Pack<T, N> z;
+    if (c != nullptr) z = read_pack<N>(c, c_step, p);
+    Pack<T, N> result;
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      const compute_t<T> weight = c != nullptr ? load(z.v[j]) : value;
+      result.v[j] = store<T>(pointwise_value<kOp>(load(x.v[j]), load(y.v[j]), weight, value));
+    }
+    reinterpret_cast<Pack<T, N>*>(out)[p] = result;
+  }
+  for (int64_t i = packs * N + first_element(); i < numel; i += element_stride()) {
+    const compute_t<T> weight = c != nullptr ? load(c[i * c_step]) : value;
+    out[i] = store<T>(pointwise_value<kOp>(load(a[i * a_step]), load(b[i * b_step]), weight, value));
+  }
+}
+
 // ---- isnan, isinf, isfinite --------------------------------------------------------------------
 
 template <Op kOp, class T>
@@ -469,6 +571,12 @@ void launch_binary(BinaryOp op, DType dtype, const StridedWalk& walk, const void
       constexpr BinaryOp kOp = decltype(op_tag)::value;
       if constexpr (runs_binary<kOp, T>) {
         using Out = std::conditional_t<compares<kOp>, bool, T>;
+        if (packs(walk, out, sizeof(Out) * kPack<T>, {a, b})) {
+          binary_packed_kernel<kOp, T><<<element_blocks(walk.numel / kPack<T>), kElementBlock, 0, stream>>>(
+              static_cast<const T*>(a), static_cast<const T*>(b), static_cast<Out*>(out), walk.numel,
+              walk.strides[1][0], walk.strides[2][0]);
+          return;
+        }
         binary_kernel<kOp, T><<<element_blocks(walk.numel), kElementBlock, 0, stream>>>(
             static_cast<const T*>(a), static_cast<const T*>(b), static_cast<Out*>(out), walk);
       }
@@ -483,6 +591,11 @@ void launch_unary(UnaryOp op, DType dtype, const StridedWalk& walk, const void* 
       using T = decltype(tag);
       constexpr UnaryOp kOp = decltype(op_tag)::value;
       if constexpr (runs_unary<kOp, T>) {
+        if (packs(walk, out, 16, {a})) {
+          unary_packed_kernel<kOp, T><<<element_blocks(walk.numel / kPack<T>), kElementBlock, 0, stream>>>(
+              static_cast<const T*>(a), static_cast<T*>(out), walk.numel, walk.strides[1][0]);
+          return;
+        }
         unary_kernel<kOp, T><<<element_blocks(walk.numel), kElementBlock, 0, stream>>>(
             static_cast<const T*>(a), static_cast<T*>(out), walk);
       }
@@ -510,6 +623,14 @@ void launch_pointwise(Op op, DType dtype, const StridedWalk& walk, const void* a
         using A = compute_t<T>;
         const A number =
             is_floating_storage<T> ? static_cast<A>(value.floating) : static_cast<A>(value.integral);
+        if (packs(walk, out, 16, {a, b, c != nullptr ? c : a})) {
+          pointwise_packed_kernel<kOp, T>
+              <<<element_blocks(walk.numel / kPack<T>), kElementBlock, 0, stream>>>(
+                  static_cast<const T*>(a), static_cast<const T*>(b), static_cast<const T*>(c), number,
+                  static_cast<T*>(out), walk.numel, walk.strides[1][0], walk.strides[2][0],
+                  walk.strides[3][0]);
+          return;
+        }
         pointwise_kernel<kOp, T><<<element_blocks(walk.numel), kElementBlock, 0, stream>>>(
             static_cast<const T*>(a), static_cast<const T*>(b), static_cast<const T*>(c), number,
             static_cast<T*>(out), walk);

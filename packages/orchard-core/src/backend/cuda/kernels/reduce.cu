@@ -70,10 +70,30 @@ __device__ __forceinline__ int64_t row_stride(const RowThread& t) {
   return static_cast<int64_t>(gridDim.x) * t.per_block;
 }
 
-// The lanes of each row combine their values in a tree; every lane gets the row's result.
+// The lanes of each row combine their values; every lane gets the row's result, the same for
+// every run. Numbers whose lanes are consecutive threads combine within each warp by shuffles
+// (each step pairs lanes i and i ^ offset, and both get combine(x, y) == combine(y, x), which
+// the combines here are for numbers), then across the row's warps in warp order; anything else
+// (column layouts, value-and-index pairs) in a tree over shared memory.
 template <class V, class Combine>
 __device__ V reduce_lanes(V* scratch, V value, const RowThread& t, int lanes, Combine combine) {
   const int tid = static_cast<int>(threadIdx.x);
+  if constexpr (std::is_arithmetic_v<V>) {
+    if (t.unit == 1) {
+      const int width = lanes < 32 ? lanes : 32;
+      for (int offset = width / 2; offset > 0; offset /= 2) {
+        value = combine(value, __shfl_xor_sync(0xffffffffu, value, offset, width));
+      }
+      if (lanes <= 32) return value;
+      __syncthreads();  // the previous reduction's readers are done with scratch
+      if (tid % 32 == 0) scratch[tid / 32] = value;
+      __syncthreads();
+      const int first_warp = t.lead / 32;
+      V result = scratch[first_warp];
+      for (int w = 1; w < lanes / 32; ++w) result = combine(result, scratch[first_warp + w]);
+      return result;
+    }
+  }
   scratch[tid] = value;
   for (int step = lanes / 2; step > 0; step /= 2) {
     __syncthreads();
