@@ -62,7 +62,7 @@ def host_case(rng, numel: int) -> Case:
         return run
 
     return Case(
-        f"add, {numel} elements (host cost, per call)",
+        f"add, {numel} element{'s' if numel != 1 else ''} (host cost, per call)",
         synced(issue(a, b), "orchard"),
         synced(issue(ta, tb), "torch"),
     )
