@@ -151,6 +151,22 @@ class Engine:
         value = loss.item()
         return {"loss": value, "seconds": time.perf_counter() - tick}
 
+    def profile(self, index: int, lr: float) -> dict[str, Any]:
+        """One more training step under the library's profiler: its ops by self time. orchard's
+        times are the host's (an op's call to return); torch's add the GPU's kernel times."""
+        on_gpu = self.device != "cpu"
+        if self.name == "orchard":
+            recorder, sort_by = self.lib.profiler.profile(), "self_cpu_time_total"
+        else:
+            from torch.profiler import ProfilerActivity, profile
+
+            activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if on_gpu else [])]
+            recorder = profile(activities=activities)
+            sort_by = "self_cuda_time_total" if on_gpu else "self_cpu_time_total"
+        with recorder:
+            seconds = self.step(index, lr)["seconds"]
+        return {"table": recorder.key_averages().table(sort_by=sort_by, row_limit=30), "seconds": seconds}
+
     def evaluate(self) -> dict[str, Any]:
         self.model.eval()  # no dropout, so no random draws
         with self.lib.no_grad(), self.precision():
@@ -172,6 +188,8 @@ def serve(engine: Engine) -> None:
                 reply = engine.setup(command["options"])
             elif command["cmd"] == "step":
                 reply = engine.step(command["step"], command["lr"])
+            elif command["cmd"] == "profile":
+                reply = engine.profile(command["step"], command["lr"])
             elif command["cmd"] == "eval":
                 reply = engine.evaluate()
             else:

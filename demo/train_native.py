@@ -14,6 +14,9 @@ orchard/stock ratio is the median over steps of stock's step time divided by orc
 
 Outputs, in ``--out``: ``loss.png`` (loss curves, their difference, per-step tokens/s) and
 ``summary.json``. ``--engine orchard --no-stock`` trains orchard alone (no torch needed).
+``--profile`` runs one more step of each engine under its library's profiler and writes the ops'
+table to ``profile_<run>.txt``. ``--device cuda`` trains both on the GPU; ``--dtype bfloat16``
+under each library's autocast.
 
     python demo/train_native.py --steps 50 --size tiny --out /tmp/native-demo
 """
@@ -140,6 +143,13 @@ def train(args: argparse.Namespace, workers: list[Worker], weights: Path) -> dic
             postfix[w.run] = f"loss {w.train_curve[-1][1]:.3f}, {tokens_per_step / median:,.0f} tok/s"
         bar.set_postfix(postfix, refresh=False)
     bar.close()
+    if args.profile:  # one more step of each, under its library's profiler
+        for worker in workers:
+            reply = worker.ask({"cmd": "profile", "step": args.steps - 1, "lr": lr})
+            path = Path(args.out) / f"profile_{worker.run}.txt"
+            header = f"one step, {reply['seconds'] * 1e3:.1f} ms"
+            path.write_text(f"{header}\n\n{reply['table']}\n", encoding="utf-8")
+            print(f"wrote {path}")
     return about
 
 
@@ -195,6 +205,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--dropout", type=float, default=DROPOUT, help=f"dropout probability (default {DROPOUT})"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after training, one more step of each engine under its profiler: profile_<run>.txt in --out",
     )
     parser.add_argument("--threads", type=int, help="threads of both engines (default: each library's own)")
     parser.add_argument("--out", default="demo-output-native", help="directory for loss.png and summary.json")

@@ -54,6 +54,21 @@ def test_orchard_trains_without_torch_beside_stock(both_run):
 def test_bad_arguments_are_refused():
     with pytest.raises(SystemExit):
         train_native.parse_args(["--n-embd", "60", "--n-head", "4"])  # head dim 15
+    with pytest.raises(SystemExit):
+        train_native.parse_args(["--device", "gpu"])
+    with pytest.raises(SystemExit):
+        train_native.parse_args(["--dropout", "1"])
+
+
+def test_bfloat16_autocast_and_profiles(tmp_path):
+    """--dtype bfloat16 trains under orchard_core.autocast; --profile writes each engine's table."""
+    options = ["--no-stock", "--dtype", "bfloat16", "--profile", "--out", str(tmp_path)]
+    summary = train_native.main([*TINY, *options])
+    orchard = summary["runs"]["orchard"]
+    assert all(math.isfinite(loss) for _, loss in orchard["train_loss"])
+    assert summary["config"]["dtype"] == "bfloat16"
+    table = (tmp_path / "profile_orchard.txt").read_text()
+    assert table.startswith("one step, ") and "linear" in table and "Optimizer.step" in table
 
 
 def copy_weights(source: torch.nn.Module, target) -> None:
