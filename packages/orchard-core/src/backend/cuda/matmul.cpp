@@ -5,6 +5,7 @@
 // leading dim of 0, so every column of out^T reads the same vector: it is added to the float32
 // sums before the one rounding to out's dtype, as on the CPU. (cuBLASLt's bias epilogue adds a
 // 16-bit bias after rounding the product to 16 bits on some algorithms, a second rounding.)
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <map>
@@ -90,11 +91,13 @@ lt::MatrixLayout make_layout(DType dtype, const Operand& operand, int32_t batch)
                               static_cast<uint64_t>(operand.cols), operand.ld),
             "cublasLtMatrixLayoutCreate");
   if (batch > 1) {
-    lt::check(api.layout_set(layout, lt::kLayoutBatchCount, &batch, sizeof batch),
-              "cublasLtMatrixLayoutSetAttribute");
-    lt::check(
-        api.layout_set(layout, lt::kLayoutBatchStride, &operand.batch_stride, sizeof operand.batch_stride),
-        "cublasLtMatrixLayoutSetAttribute");
+    lt::Status status = api.layout_set(layout, lt::kLayoutBatchCount, &batch, sizeof batch);
+    if (status == lt::kSuccess) {
+      status =
+          api.layout_set(layout, lt::kLayoutBatchStride, &operand.batch_stride, sizeof operand.batch_stride);
+    }
+    if (status != lt::kSuccess) api.layout_destroy(layout);
+    lt::check(status, "cublasLtMatrixLayoutSetAttribute");
   }
   return layout;
 }
