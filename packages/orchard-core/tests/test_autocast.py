@@ -25,30 +25,38 @@ def test_products_run_in_bfloat16_and_norms_in_float32(rng, device):
         residual = x[:, :3] + projected  # promotes: float32 + bfloat16
     assert projected.dtype == product.dtype == oc.bfloat16
     assert normed.dtype == probabilities.dtype == loss.dtype == residual.dtype == oc.float32
-    # torch's under its autocast: both round the operands to bfloat16, sum in float32 and round
-    # once (the sums' order may differ, so a rounding apart at most).
+    # The casts autocast makes, by hand, give the same bits.
+    by_hand = F.linear(x.to(oc.bfloat16), w.to(oc.bfloat16))
+    np.testing.assert_array_equal(
+        projected.to("cpu").to(oc.float32).numpy(), by_hand.to("cpu").to(oc.float32).numpy()
+    )
+    # torch's under its autocast: both round the operands to bfloat16, sum 8 products in float32
+    # (in their own orders) and round to bfloat16 once.
     tx, tw = (torch.from_numpy(t.to("cpu").numpy()) for t in (x, w))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        want = torch.nn.functional.linear(tx, tw)
-    have = projected.to("cpu").to(oc.float32).numpy()
-    np.testing.assert_allclose(have, want.float().numpy(), rtol=2.0**-7, atol=1e-6)
+        want = torch.nn.functional.linear(tx, tw).double().numpy()
+    rounded = [t.bfloat16().double().numpy() for t in (tx, tw)]
+    magnitude = np.abs(rounded[0]) @ np.abs(rounded[1]).T
+    bound = 2.0**-7 * np.abs(want) + 2 * 8 * 2.0**-24 * magnitude
+    have = projected.to("cpu").to(oc.float64).numpy()
+    assert np.all(np.abs(have - want) <= bound), np.max(np.abs(have - want) - bound)
 
 
 def test_gradients_reach_float32_parameters(rng, device):
+    """Under autocast, a step is the step written with the casts by hand: the same values and
+    gradients, bit for bit, landing on the float32 parameters in float32."""
     layer = oc.nn.Linear(8, 4).to(device)
+    by_hand = oc.nn.Linear(8, 4).to(device)
+    by_hand.load_state_dict(layer.state_dict())
     x = oc.tensor(random_array(rng, (6, 8), "float32"), device=device)
+    target = oc.tensor([0, 1, 2, 3, 0, 1], device=device)
     with oc.autocast(oc.device(device).type):
-        loss = F.cross_entropy(layer(x), oc.tensor([0, 1, 2, 3, 0, 1], device=device))
-    loss.backward()
-    assert layer.weight.dtype == layer.weight.grad.dtype == oc.float32
-    assert layer.bias.grad.dtype == oc.float32
-    # Against the same step without autocast: bfloat16 operands, so about 2^-8 apart.
-    reference = oc.nn.Linear(8, 4).to(device)
-    reference.load_state_dict(layer.state_dict())
-    F.cross_entropy(reference(x), oc.tensor([0, 1, 2, 3, 0, 1], device=device)).backward()
-    np.testing.assert_allclose(
-        layer.weight.grad.to("cpu").numpy(), reference.weight.grad.to("cpu").numpy(), rtol=0.05, atol=0.02
-    )
+        F.cross_entropy(layer(x), target).backward()
+    low = [t.to(oc.bfloat16) for t in (x, by_hand.weight, by_hand.bias)]
+    F.cross_entropy(F.linear(*low).to(oc.float32), target).backward()
+    for ours, theirs in ((layer.weight, by_hand.weight), (layer.bias, by_hand.bias)):
+        assert ours.grad.dtype == oc.float32
+        np.testing.assert_array_equal(ours.grad.to("cpu").numpy(), theirs.grad.to("cpu").numpy())
 
 
 def test_contexts_nest_and_leave_other_devices_alone(rng):
