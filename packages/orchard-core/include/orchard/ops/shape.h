@@ -24,10 +24,18 @@ std::vector<Tensor> chunk(const Tensor& input, int64_t chunks, int64_t dim = 0);
 Tensor index_select(const Tensor& input, int64_t dim, const Tensor& index);
 // out[i...] = input[i with i[dim] replaced by index[i...]]; index is int64.
 Tensor gather(const Tensor& input, int64_t dim, const Tensor& index);
+// Whether scatter_add checks its index's bounds (Run) or is told they hold (Done): for backward
+// functions whose index the forward checked against the same size, or produced itself, and
+// autograd saved unmodified (SavedTensor checks its version). On a GPU the check waits for the
+// device; skipping it there keeps the host queueing ahead of the GPU.
+enum class IndexCheck : bool { Run, Done };
+
 // A copy of `input` with src added at the positions `index` names along dim.
-Tensor scatter_add(const Tensor& input, int64_t dim, const Tensor& index, const Tensor& src);
+Tensor scatter_add(const Tensor& input, int64_t dim, const Tensor& index, const Tensor& src,
+                   IndexCheck check = IndexCheck::Run);
 // In-place scatter_add into `self`; returns it.
-const Tensor& scatter_add_(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src);
+const Tensor& scatter_add_(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src,
+                           IndexCheck check = IndexCheck::Run);
 // Rows of `weight` at `indices` (int32/int64): shape indices.shape + [weight.size(1)].
 Tensor embedding(const Tensor& indices, const Tensor& weight);
 // int64 one-hot rows; num_classes = -1 means max(indices) + 1.

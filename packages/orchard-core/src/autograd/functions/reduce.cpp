@@ -67,8 +67,8 @@ ValuesIndices record_extreme_dim(const char* name, const Tensor& input, int64_t 
            const Tensor& g = grads[0];
            if (in.empty()) return Node::Grads{g};  // a 0-d input is its own extreme
            Tensor grad_input = Tensor::zeros(in, g.dtype(), g.device());
-           orchard::scatter_add_(grad_input, dim, unreduce(idx.unpack(), keep_shape),
-                                 unreduce(g, keep_shape));
+           orchard::scatter_add_(grad_input, dim, unreduce(idx.unpack(), keep_shape), unreduce(g, keep_shape),
+                                 IndexCheck::Done);  // the forward's own indices
            return Node::Grads{grad_input};
          });
   return result;

@@ -24,7 +24,8 @@ std::vector<Tensor> split_pieces(const Tensor& input, int64_t dim, std::vector<T
 }
 
 // Adds the rows of `grad` (entries along dim, one per index) into zeros of `shape` at
-// `index` (1-d) along dim.
+// `index` (1-d) along dim. The forward checked index against shape's dim, and autograd saved it
+// unmodified: no check again.
 Tensor index_add_into_zeros(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& grad) {
   const Shape base_shape = shape.empty() ? Shape{1} : shape;  // 0-d acts as 1-d, as in the forward
   const int64_t d = shape::wrap_dim(dim, static_cast<int64_t>(base_shape.size()));
@@ -34,7 +35,7 @@ Tensor index_add_into_zeros(const Shape& shape, int64_t dim, const Tensor& index
   index_shape[d] = index.numel();
   const Tensor positions = index.to(DType::Int64).reshape(index_shape).expand(grad_shape);
   const Tensor base = Tensor::zeros(base_shape, grad.dtype(), grad.device());
-  orchard::scatter_add_(base, d, positions, grad.reshape(grad_shape));
+  orchard::scatter_add_(base, d, positions, grad.reshape(grad_shape), IndexCheck::Done);
   return base.reshape(shape);
 }
 
@@ -125,7 +126,7 @@ Tensor gather(const Tensor& input, int64_t dim, const Tensor& index) {
          [dim, saved_index = SavedTensor(index), in = input.shape()](const Node::Grads& grads) {
            const Tensor& g = grads[0];
            const Tensor base = Tensor::zeros(in, g.dtype(), g.device());
-           orchard::scatter_add_(base, dim, saved_index.unpack(), g);
+           orchard::scatter_add_(base, dim, saved_index.unpack(), g, IndexCheck::Done);  // checked by gather
            return Node::Grads{base};
          });
   return out;

@@ -12,7 +12,8 @@ namespace {
 // The gradient of values gathered from `input` along `dim` at `indices`, as a gradient of input.
 Tensor scatter_back(const Tensor& grad, int64_t dim, const Tensor& indices, const Shape& input_shape) {
   if (input_shape.empty()) return grad.reshape({});
-  return orchard::scatter_add(Tensor::zeros(input_shape, grad.dtype(), grad.device()), dim, indices, grad);
+  return orchard::scatter_add(Tensor::zeros(input_shape, grad.dtype(), grad.device()), dim, indices, grad,
+                              IndexCheck::Done);  // sort's own indices
 }
 
 void record_values(const char* name, const Tensor& input, const ValuesIndices& result, int64_t dim) {

@@ -22,6 +22,11 @@ constexpr int64_t kSplitBelowOutputs = 128;
 constexpr int64_t kSplitChunk = int64_t{32} * kRowBlock;
 // Column layouts give a block at least this many rows (a warp's worth of adjacent loads).
 constexpr int64_t kColumnRows = 32;
+// Column sums split their rows into pieces when a piece still gives each thread this many
+// elements and the GPU would otherwise get fewer blocks than this (a bias's gradient: 768
+// columns of 8192 elements make 24 blocks).
+constexpr int64_t kColumnPieceTerms = 64;
+constexpr int64_t kColumnBlocksWanted = 512;
 
 Shape slice(const Shape& s, int64_t begin, int64_t end) { return Shape(s.begin() + begin, s.begin() + end); }
 
@@ -69,31 +74,45 @@ ReduceRows reduce_rows(Op op, const Tensor& src, int64_t kept, const Tensor* dst
   return rows;
 }
 
+// How many pieces each row of a sum is cut into (1: none), for the two-pass path.
+int64_t sum_splits(const ReduceRows& rows) {
+  if (!rows.columns) {
+    if (rows.outputs >= kSplitBelowOutputs || rows.length <= kSplitChunk) return 1;
+    return (rows.length + kSplitChunk - 1) / kSplitChunk;
+  }
+  const int64_t blocks = (rows.outputs * rows.lanes + kRowBlock - 1) / kRowBlock;
+  const int64_t most = rows.length / (kColumnPieceTerms * rows.lanes);
+  return std::max<int64_t>(1, std::min((kColumnBlocksWanted + blocks - 1) / blocks, most));
+}
+
 class CudaReduceKernels final : public ReduceKernels {
  public:
   void sum(const Tensor& src, const Tensor& dst, double scale) const override {
     if (dst.numel() == 0) return;
     const Launch launch(dst);
     ReduceRows rows = reduce_rows(Op::Sum, src, dst.ndim());
-    if (rows.outputs >= kSplitBelowOutputs || rows.length <= kSplitChunk) {
+    const int64_t splits = sum_splits(rows);
+    if (splits == 1) {
       launch_sum(src.dtype(), dst.dtype(), rows, src.data_ptr(), dst.data_ptr(), scale, launch.stream());
       launch.check("sum");
       return;
     }
-    // Pieces of each row summed apart (in double, or int64), then the pieces' sums summed.
+    // Pieces of each row summed apart (in double, or int64), then the pieces' sums summed. Row
+    // layouts put a row's pieces side by side ([count, splits]); column layouts put each piece's
+    // rows side by side ([splits, count]), so that adjacent threads still read adjacent rows.
     const int64_t count = rows.outputs;
-    const int64_t splits = (rows.length + kSplitChunk - 1) / kSplitChunk;
     const DType partial_dtype = is_floating(src.dtype()) ? DType::Float64 : DType::Int64;
-    const Tensor partials = Tensor::empty({count, splits}, partial_dtype, dst.device());
+    const Tensor partials = rows.columns ? Tensor::empty({splits, count}, partial_dtype, dst.device())
+                                         : Tensor::empty({count, splits}, partial_dtype, dst.device());
     rows.outputs = count * splits;
     rows.splits = splits;
-    rows.chunk = kSplitChunk;
-    rows.lanes = kRowBlock;
-    rows.columns = false;
+    rows.chunk = (rows.length + splits - 1) / splits;
+    if (!rows.columns) rows.lanes = kRowBlock;
     launch_sum(src.dtype(), partial_dtype, rows, src.data_ptr(), partials.data_ptr(), 1.0, launch.stream());
     launch.check("sum");
-    launch_sum(partial_dtype, dst.dtype(), reduce_rows(Op::Sum, partials, 1), partials.data_ptr(),
-               dst.data_ptr(), scale, launch.stream());
+    const Tensor by_row = rows.columns ? partials.transpose(0, 1) : partials;
+    launch_sum(partial_dtype, dst.dtype(), reduce_rows(Op::Sum, by_row, 1), by_row.data_ptr(), dst.data_ptr(),
+               scale, launch.stream());
     launch.check("sum");
   }
 

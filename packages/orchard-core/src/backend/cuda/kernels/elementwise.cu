@@ -21,18 +21,6 @@ namespace {
 template <class T>
 inline constexpr bool is_floating_storage = std::is_floating_point_v<compute_t<T>>;
 
-// The offsets of element i in the first N operands; a one-dim walk (contiguous operands, or any
-// that share a layout) without walk_offsets' divisions.
-template <int N>
-__device__ __forceinline__ void element_offsets(const StridedWalk& walk, int64_t i, int64_t (&offsets)[N]) {
-  if (walk.ndim == 1) {
-#pragma unroll
-    for (int k = 0; k < N; ++k) offsets[k] = i * walk.strides[k][0];
-  } else {
-    walk_offsets(walk, i, offsets);
-  }
-}
-
 // ---- contiguous operands in packs -----------------------------------------------------------
 // Where the walk is one dim, the output contiguous and each input contiguous or one value
 // broadcast (stride 0), each thread takes kPack<T> consecutive elements (16 bytes of T) through
@@ -316,7 +304,7 @@ template <BinaryOp kOp, class T, class Out>
 __global__ void binary_kernel(const T* a, const T* b, Out* out, StridedWalk walk) {
   for (int64_t i = first_element(); i < walk.numel; i += element_stride()) {
     int64_t offsets[3];
-    element_offsets(walk, i, offsets);
+    walk_offsets(walk, i, offsets);
     out[offsets[0]] = binary_result<kOp>(a[offsets[1]], b[offsets[2]]);
   }
 }
@@ -421,7 +409,7 @@ template <UnaryOp kOp, class T>
 __global__ void unary_kernel(const T* a, T* out, StridedWalk walk) {
   for (int64_t i = first_element(); i < walk.numel; i += element_stride()) {
     int64_t offsets[2];
-    element_offsets(walk, i, offsets);
+    walk_offsets(walk, i, offsets);
     out[offsets[0]] = store<T>(unary_value<kOp>(load(a[offsets[1]])));
   }
 }
@@ -448,7 +436,7 @@ template <class T>
 __global__ void where_kernel(const bool* condition, const T* a, const T* b, T* out, StridedWalk walk) {
   for (int64_t i = first_element(); i < walk.numel; i += element_stride()) {
     int64_t offsets[4];
-    element_offsets(walk, i, offsets);
+    walk_offsets(walk, i, offsets);
     out[offsets[0]] = condition[offsets[1]] ? a[offsets[2]] : b[offsets[3]];
   }
 }
@@ -491,7 +479,7 @@ __global__ void pointwise_kernel(const T* a, const T* b, const T* c, compute_t<T
                                  StridedWalk walk) {
   for (int64_t i = first_element(); i < walk.numel; i += element_stride()) {
     int64_t offsets[4];
-    element_offsets(walk, i, offsets);
+    walk_offsets(walk, i, offsets);
     const compute_t<T> z = c != nullptr ? load(c[offsets[3]]) : value;
     out[offsets[0]] = store<T>(pointwise_value<kOp>(load(a[offsets[1]]), load(b[offsets[2]]), z, value));
   }
@@ -528,7 +516,7 @@ __global__ void classify_kernel(const T* a, bool* out, StridedWalk walk) {
   using A = compute_t<T>;
   for (int64_t i = first_element(); i < walk.numel; i += element_stride()) {
     int64_t offsets[2];
-    element_offsets(walk, i, offsets);
+    walk_offsets(walk, i, offsets);
     const A x = load(a[offsets[1]]);
     const bool infinite = x == A(INFINITY) || x == A(-INFINITY);
     if constexpr (kOp == Op::IsNan) out[offsets[0]] = x != x;

@@ -21,16 +21,11 @@ unsigned row_blocks(const ReduceRows& a) {
   return static_cast<unsigned>(blocks < kMaxBlocks ? (blocks > 0 ? blocks : 1) : kMaxBlocks);
 }
 
-// The offset (in elements) of element i of a walk in operand k; most walks are one dim.
+// The offset (in elements) of element i of a walk in operand k.
 __device__ __forceinline__ int64_t walk_offset(const StridedWalk& walk, int k, int64_t i) {
-  if (walk.ndim == 1) return i * walk.strides[k][0];
-  int64_t offset = 0;
-  for (int d = walk.ndim - 1; d >= 0; --d) {
-    const int64_t size = walk.shape[d];
-    offset += (i % size) * walk.strides[k][d];
-    i /= size;
-  }
-  return offset;
+  int64_t offset[1];
+  walk_offsets(walk, i, offset, k);
+  return offset[0];
 }
 
 // Which lane of which of its block's rows a thread is; `lead` is the thread of lane 0 and
@@ -149,8 +144,13 @@ __global__ void __launch_bounds__(kRowBlock) sum_kernel(const T* src, O* out, Re
     const int64_t output = first + t.slot;
     A total = A(0);
     if (output < a.outputs) {
-      const int64_t start = walk_offset(a.rows, 0, output / a.splits);
-      const int64_t begin = (output % a.splits) * a.chunk;
+      // Output k is piece k % splits of row k / splits, or in column layouts (whose pieces are
+      // [splits, rows]) piece k / rows of row k % rows.
+      const int64_t rows = a.rows.numel;
+      const int64_t row = a.columns ? output % rows : output / a.splits;
+      const int64_t piece = a.columns ? output / rows : output % a.splits;
+      const int64_t start = walk_offset(a.rows, 0, row);
+      const int64_t begin = piece * a.chunk;
       const int64_t end = begin + a.chunk < a.length ? begin + a.chunk : a.length;
       for (int64_t i = begin + t.lane; i < end; i += a.lanes) {
         total += static_cast<A>(load(src[start + walk_offset(a.reduced, 0, i)]));

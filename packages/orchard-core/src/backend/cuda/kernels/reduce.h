@@ -29,7 +29,8 @@ struct ReduceRows {
   int64_t outputs = 0;
   int64_t length = 0;
   // sum: each row cut into `splits` pieces of `chunk` elements, an output each (outputs is
-  // rows * splits): partial sums for a second pass when rows are few and long.
+  // rows * splits, piece-major in column layouts): partial sums for a second pass when rows are
+  // few and long.
   int64_t splits = 1;
   int64_t chunk = 0;
   // Threads per row: a power of two dividing kRowBlock. With `columns`, a block's consecutive
@@ -45,7 +46,7 @@ inline DType sort_key_dtype(DType dtype) {
   return dtype == DType::BFloat16 || dtype == DType::Float16 ? DType::Float32 : dtype;
 }
 
-// out[k] = scale * the sum of row k (output k: piece k % splits of row k / splits). A floating
+// out[k] = scale * the sum of row k (with splits, of a piece: see ReduceRows). A floating
 // source sums in double into a floating `out_dtype` (float64 for partial sums); integers and
 // bool sum in int64 into int64, never scaled.
 void launch_sum(DType src_dtype, DType out_dtype, const ReduceRows& rows, const void* src, void* out,
