@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch  # first: its profiler's CUPTI must see the context from the start
+import torch  # noqa: F401 - first: its profiler's CUPTI must see the CUDA context from its start
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "demo"))
@@ -104,11 +104,12 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if args.device != "cpu" else [])]) as recorder:
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if args.device != "cpu" else [])]
+    with profile(activities=activities) as recorder:
         engine.step(2, 1e-4)
     events = recorder.key_averages()
     kernels = sum(e.self_device_time_total for e in events) / 1e3
-    table = events.table(sort_by="self_cuda_time_total", row_limit=45)
+    table = events.table(sort_by="self_cuda_time_total", row_limit=45, max_name_column_width=100)
     (out / "profile_kernels.txt").write_text(f"GPU kernel time in the step: {kernels:.1f} ms\n\n{table}\n")
     print(f"GPU kernel time in one step: {kernels:.1f} ms")
     print(table)

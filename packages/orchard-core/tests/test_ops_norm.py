@@ -25,7 +25,14 @@ from orchard_core.autograd import gradcheck
 
 EPS = {"float32": 2.0**-23, "float64": 2.0**-52, "bfloat16": 2.0**-8, "float16": 2.0**-11}
 # Row lengths of no vector width or threadgroup size: short, odd, longer than 256 and 1024.
-LN_SHAPES = [((7, 13), (13,)), ((3, 5, 37), (37,)), ((4, 3, 11), (3, 11)), ((2, 1031), (1031,)), ((9,), (9,))]
+LN_SHAPES = [
+    ((7, 13), (13,)),
+    ((3, 5, 37), (37,)),
+    ((4, 3, 11), (3, 11)),
+    ((2, 1031), (1031,)),
+    ((19, 1000), (1000,)),
+    ((9,), (9,)),
+]
 CE_SHAPES = [(9, 11), (4, 1029), (1, 3), (17,)]
 
 

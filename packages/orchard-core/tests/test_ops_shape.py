@@ -73,6 +73,17 @@ def test_cat_promotes_dtypes_like_torch(rng, device):
     assert_matches_torch(oc.cat([a, c]), torch.cat([ta, tc]))
 
 
+def test_cat_of_many_inputs_of_mixed_sizes(rng, device):
+    """More inputs than one launch takes (CUDA copies up to 32 a launch, in the widest unit all of
+    them allow): sizes whose byte counts are odd, even and multiples of 16, some empty, 0-d ones
+    stacked as clip_grad_norm_ stacks its per-parameter norms."""
+    for dtype in MOVE_DTYPES:
+        pairs = [make_pair(rng, (2, int(n)), dtype, device) for n in rng.integers(0, 40, 75)]
+        assert_matches_torch(oc.cat([p[0] for p in pairs], dim=1), torch.cat([p[1] for p in pairs], dim=1))
+        pairs = [make_pair(rng, (), dtype, device) for _ in range(70)]
+        assert_matches_torch(oc.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]))
+
+
 STACK_CASES = [((3, 5), 3, 0), ((3, 5), 2, 2), ((3, 5), 4, -1), ((1, 0, 3), 2, 1), ((), 5, 0), ((7,), 1, -2)]
 
 

@@ -58,18 +58,40 @@ class CudaIndexKernels final : public IndexKernels {
     const int64_t inner = product(dst.shape(), dim + 1, dst.ndim());
     const int64_t dst_row = dst.shape()[dim] * inner * item;  // bytes, as chunk and offset
     const Launch launch(dst);
+    // Up to kCatBatch inputs a launch, in the widest unit all of them allow (an input that would
+    // narrow it starts a new launch); sizes in bytes until then.
+    CatInputs batch;
+    uint64_t unit_bits = static_cast<uint64_t>(dst_row) | address(dst.data_ptr());
+    const auto flush = [&] {
+      if (batch.count == 0) return;
+      const int unit = copy_unit({unit_bits});
+      for (int k = 0; k < batch.count; ++k) {
+        batch.units[k] /= unit;
+        batch.chunk[k] /= unit;
+        batch.offset[k] /= unit;
+      }
+      launch_cat(unit, batch, dst_row / unit, dst.data_ptr(), launch.stream());
+      launch.check("cat");
+      batch.count = 0;
+      unit_bits = static_cast<uint64_t>(dst_row) | address(dst.data_ptr());
+    };
     int64_t offset = 0;  // bytes into each dst row where the current input starts
     for (const Tensor& t : inputs) {
       const int64_t chunk = t.shape()[dim] * inner * item;
       if (chunk == 0) continue;
-      const int unit =
-          copy_unit({static_cast<uint64_t>(chunk), static_cast<uint64_t>(dst_row),
-                     static_cast<uint64_t>(offset), address(t.data_ptr()), address(dst.data_ptr())});
-      launch_cat(unit, static_cast<int64_t>(t.nbytes()) / unit, chunk / unit, dst_row / unit, offset / unit,
-                 t.data_ptr(), dst.data_ptr(), launch.stream());
-      launch.check("cat");
+      const uint64_t bits =
+          static_cast<uint64_t>(chunk) | static_cast<uint64_t>(offset) | address(t.data_ptr());
+      if (copy_unit({unit_bits | bits}) < copy_unit({unit_bits})) flush();  // keep the others' wide unit
+      const int k = batch.count++;
+      batch.src[k] = t.data_ptr();
+      batch.units[k] = static_cast<int64_t>(t.nbytes());
+      batch.chunk[k] = chunk;
+      batch.offset[k] = offset;
+      unit_bits |= bits;
+      if (batch.count == kCatBatch) flush();
       offset += chunk;
     }
+    flush();
   }
 
   // A thread per unit of dst.

@@ -2,6 +2,7 @@
 // triangles (encoded by ../index.cpp). Data moves bit for bit, in units as wide as alignment
 // allows; scatter_add adds every destination's terms in index order, without atomics, so its
 // sums round exactly as the CPU backend's do.
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <type_traits>
@@ -123,9 +124,12 @@ __global__ void __launch_bounds__(kBoundsBlock)
 // ---- data movement --------------------------------------------------------------------------
 
 template <class U>
-__global__ void cat_kernel(const U* src, U* dst, int64_t units, int64_t chunk, int64_t dst_row,
-                           int64_t offset) {
-  for (int64_t i = first_element(); i < units; i += element_stride()) {
+__global__ void cat_kernel(const CatInputs inputs, U* dst, int64_t dst_row) {
+  const int k = static_cast<int>(blockIdx.y);  // the input of this row of blocks
+  const U* src = static_cast<const U*>(inputs.src[k]);
+  const int64_t chunk = inputs.chunk[k];
+  const int64_t offset = inputs.offset[k];
+  for (int64_t i = first_element(); i < inputs.units[k]; i += element_stride()) {
     const int64_t row = i / chunk;
     dst[row * dst_row + offset + (i - row * chunk)] = src[i];
   }
@@ -276,12 +280,13 @@ void launch_index_bounds(DType index_dtype, const StridedWalk& walk, const void*
   if (blocks > 1) index_bounds_merge_kernel<<<1, kBoundsBlock, 0, stream>>>(partials, blocks, scratch);
 }
 
-void launch_cat(int unit_bytes, int64_t units, int64_t chunk, int64_t dst_row, int64_t offset,
-                const void* src, void* dst, cudaStream_t stream) {
+void launch_cat(int unit_bytes, const CatInputs& inputs, int64_t dst_row, void* dst, cudaStream_t stream) {
+  int64_t most = 0;
+  for (int k = 0; k < inputs.count; ++k) most = std::max(most, inputs.units[k]);
+  const dim3 grid(element_blocks(most), static_cast<unsigned>(inputs.count));
   visit_unit(unit_bytes, [&](auto tag) {
     using U = decltype(tag);
-    cat_kernel<<<element_blocks(units), kElementBlock, 0, stream>>>(
-        static_cast<const U*>(src), static_cast<U*>(dst), units, chunk, dst_row, offset);
+    cat_kernel<U><<<grid, kElementBlock, 0, stream>>>(inputs, static_cast<U*>(dst), dst_row);
   });
 }
 

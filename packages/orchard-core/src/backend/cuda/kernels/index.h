@@ -19,10 +19,19 @@ int64_t index_bounds_scratch(int64_t numel);
 void launch_index_bounds(DType index_dtype, const StridedWalk& walk, const void* index, int64_t* scratch,
                          cudaStream_t stream);
 
-// cat of one input: its `units` units, rows of `chunk` units, each row to dst `dst_row` units
-// after the previous one, from unit `offset` of dst's row on.
-void launch_cat(int unit_bytes, int64_t units, int64_t chunk, int64_t dst_row, int64_t offset,
-                const void* src, void* dst, cudaStream_t stream);
+// Inputs one cat launch copies (by value in the kernel's parameters; stack of many small
+// tensors, say a gradient norm per parameter, takes a launch per kCatBatch of them). Input k:
+// its `units` units, rows of `chunk` units, each row to dst `dst_row` units after the previous
+// one, from unit `offset` of dst's row on.
+inline constexpr int kCatBatch = 32;
+struct CatInputs {
+  const void* src[kCatBatch];
+  int64_t units[kCatBatch];
+  int64_t chunk[kCatBatch];
+  int64_t offset[kCatBatch];
+  int32_t count = 0;
+};
+void launch_cat(int unit_bytes, const CatInputs& inputs, int64_t dst_row, void* dst, cudaStream_t stream);
 
 // dst [outer, count, inner] = src [outer, src_rows, inner] with rows picked by the int32/int64
 // `index` of `count` entries; both contiguous, `inner` counted in units, `units` dst's total.

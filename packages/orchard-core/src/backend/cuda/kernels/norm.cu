@@ -1,8 +1,9 @@
-// layer_norm and cross_entropy (encoded by ../norm.cpp): one block per row, its threads
-// striding over the row with partials in the compute type (float for 16-bit floats), combined
-// across the block in double by warp shuffles in a fixed tree, so the results depend on the
-// sizes alone; blocks stride over the rows. The weight and bias gradients of layer_norm sum
-// fixed chunks of rows per column into a scratch, then the chunks in order: no atomics.
+// layer_norm and cross_entropy (encoded by ../norm.cpp): one block per row (a warp for
+// layer_norm's rows of up to 1024 elements, below), its threads striding over the row with
+// partials in the compute type (float for 16-bit floats), combined across the block in double
+// by warp shuffles in a fixed tree, so the results depend on the sizes alone; blocks stride over
+// the rows. The weight and bias gradients of layer_norm sum fixed chunks of rows per column into
+// a scratch, then the chunks in order: no atomics.
 #include <algorithm>
 #include <cmath>
 
@@ -120,6 +121,68 @@ __global__ void layer_norm_kernel(const T* src, const T* weight, const T* bias, 
   }
 }
 
+// Rows of at most kWarpRowMax elements take a warp each, the row held in registers (one read
+// of memory) and combined by shuffles alone: no block barriers, so many rows are in flight at
+// once where a block per row left the GPU waiting on each row's barriers.
+constexpr int64_t kWarpRowMax = 1024;
+constexpr int kPerLane = static_cast<int>(kWarpRowMax / kWarp);
+constexpr int kWarpRowBlock = 256;
+
+unsigned warp_row_blocks(int64_t rows) {
+  constexpr int64_t per_block = kWarpRowBlock / kWarp;
+  return static_cast<unsigned>(std::min((rows + per_block - 1) / per_block, kMaxRowBlocks));
+}
+
+__device__ __forceinline__ int64_t first_warp_row() {
+  return static_cast<int64_t>(blockIdx.x) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
+}
+__device__ __forceinline__ int64_t warp_row_stride() {
+  return static_cast<int64_t>(gridDim.x) * (blockDim.x / kWarp);
+}
+
+// layer_norm_kernel's arithmetic, a warp per row: element lane + k * 32 in v[k].
+template <class T>
+__global__ void __launch_bounds__(kWarpRowBlock)
+    layer_norm_warp_kernel(const T* src, const T* weight, const T* bias, T* out, compute_t<T>* mean_out,
+                           compute_t<T>* rstd_out, int64_t rows, int64_t n, compute_t<T> eps) {
+  using C = compute_t<T>;
+  const int lane = static_cast<int>(threadIdx.x % kWarp);
+  for (int64_t row = first_warp_row(); row < rows; row += warp_row_stride()) {
+    const T* x = src + row * n;
+    C v[kPerLane];
+    C total = 0;
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const int64_t i = lane + k * kWarp;
+      v[k] = i < n ? load(x[i]) : C{0};
+      if (i < n) total += v[k];
+    }
+    const C mean = static_cast<C>(warp_reduce(total, Add{}) / static_cast<double>(n));
+    C squares = 0;
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const C d = v[k] - mean;
+      if (lane + k * kWarp < n) squares += d * d;
+    }
+    const C var = static_cast<C>(warp_reduce(squares, Add{}) / static_cast<double>(n));
+    const C rstd = C{1} / sqrt_of(var + eps);
+    if (lane == 0) {
+      mean_out[row] = mean;
+      rstd_out[row] = rstd;
+    }
+    T* y = out + row * n;
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const int64_t i = lane + k * kWarp;
+      if (i >= n) break;
+      C value = (v[k] - mean) * rstd;
+      if (weight != nullptr) value *= load(weight[i]);
+      if (bias != nullptr) value += load(bias[i]);
+      y[i] = store<T>(value);
+    }
+  }
+}
+
 // dx = rstd * (gw - mean(gw) - h * mean(gw * h)), h = (x - mean) * rstd, gw = g * weight.
 template <class T>
 __global__ void layer_norm_backward_kernel(const T* grad, const T* src, const T* weight,
@@ -146,6 +209,46 @@ __global__ void layer_norm_backward_kernel(const T* grad, const T* src, const T*
     T* dx = grad_src + row * n;
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
       dx[i] = store<T>(r * (gw(i) - a - (load(x[i]) - m) * r * c));
+    }
+  }
+}
+
+// layer_norm_backward_kernel's arithmetic, a warp per row: gw and h of element lane + k * 32
+// in registers.
+template <class T>
+__global__ void __launch_bounds__(kWarpRowBlock)
+    layer_norm_backward_warp_kernel(const T* grad, const T* src, const T* weight, const compute_t<T>* mean,
+                                    const compute_t<T>* rstd, T* grad_src, int64_t rows, int64_t n) {
+  using C = compute_t<T>;
+  const int lane = static_cast<int>(threadIdx.x % kWarp);
+  const double scale = 1.0 / static_cast<double>(n);
+  for (int64_t row = first_warp_row(); row < rows; row += warp_row_stride()) {
+    const T* g = grad + row * n;
+    const T* x = src + row * n;
+    const C m = mean[row];
+    const C r = rstd[row];
+    C gw[kPerLane];
+    C h[kPerLane];
+    C sum_gw = 0;
+    C sum_gwh = 0;
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const int64_t i = lane + k * kWarp;
+      gw[k] = h[k] = 0;
+      if (i >= n) continue;
+      gw[k] = weight != nullptr ? load(g[i]) * load(weight[i]) : load(g[i]);
+      h[k] = (load(x[i]) - m) * r;
+      sum_gw += gw[k];
+      sum_gwh += gw[k] * h[k];
+    }
+    const C a = static_cast<C>(warp_reduce(sum_gw, Add{}) * scale);
+    const C c = static_cast<C>(warp_reduce(sum_gwh, Add{}) * scale);
+    T* dx = grad_src + row * n;
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const int64_t i = lane + k * kWarp;
+      if (i >= n) break;
+      dx[i] = store<T>(r * (gw[k] - a - h[k] * c));
     }
   }
 }
@@ -280,6 +383,12 @@ void launch_layer_norm(DType dtype, int64_t rows, int64_t n, const void* src, co
   visit_floating(dtype, [&](auto tag) {
     using T = decltype(tag);
     using C = compute_t<T>;
+    if (n <= kWarpRowMax) {
+      layer_norm_warp_kernel<<<warp_row_blocks(rows), kWarpRowBlock, 0, stream>>>(
+          static_cast<const T*>(src), static_cast<const T*>(weight), static_cast<const T*>(bias),
+          static_cast<T*>(out), static_cast<C*>(mean), static_cast<C*>(rstd), rows, n, static_cast<C>(eps));
+      return;
+    }
     layer_norm_kernel<<<row_blocks(rows), row_width(n), 0, stream>>>(
         static_cast<const T*>(src), static_cast<const T*>(weight), static_cast<const T*>(bias),
         static_cast<T*>(out), static_cast<C*>(mean), static_cast<C*>(rstd), rows, n, static_cast<C>(eps));
@@ -293,6 +402,12 @@ void launch_layer_norm_backward(DType dtype, int64_t rows, int64_t n, const void
   visit_floating(dtype, [&](auto tag) {
     using T = decltype(tag);
     using C = compute_t<T>;
+    if (n <= kWarpRowMax) {
+      layer_norm_backward_warp_kernel<<<warp_row_blocks(rows), kWarpRowBlock, 0, stream>>>(
+          static_cast<const T*>(grad), static_cast<const T*>(src), static_cast<const T*>(weight),
+          static_cast<const C*>(mean), static_cast<const C*>(rstd), static_cast<T*>(grad_src), rows, n);
+      return;
+    }
     layer_norm_backward_kernel<<<row_blocks(rows), row_width(n), 0, stream>>>(
         static_cast<const T*>(grad), static_cast<const T*>(src), static_cast<const T*>(weight),
         static_cast<const C*>(mean), static_cast<const C*>(rstd), static_cast<T*>(grad_src), rows, n);
