@@ -10,6 +10,7 @@ import pytest
 import torch
 from _core_helpers import host_values, torch_values
 from orchard_core import nn, optim
+from orchard_core.nn import utils as clip_utils
 from orchard_core.optim import lr_scheduler
 
 SHAPES = [(5, 3), (7,), (1, 9)]
@@ -243,9 +244,12 @@ def _clip_inputs(rng, lib):
     return params
 
 
-@pytest.mark.parametrize("norm_type", [2.0, 1.0, math.inf, 3.0])
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, math.inf, -math.inf, 0.0, 3.0])
 @pytest.mark.parametrize("max_norm", [0.5, 1e4])
-def test_clip_grad_norm_matches_torch(seed, norm_type, max_norm):
+@pytest.mark.parametrize("group_cap", [1 << 24, 16])
+def test_clip_grad_norm_matches_torch(seed, monkeypatch, norm_type, max_norm, group_cap):
+    """group_cap 16 splits SHAPES' gradients into a group of one and one of two."""
+    monkeypatch.setattr(clip_utils, "_NORM_GROUP_ELEMENTS", group_cap)
     ours = _clip_inputs(np.random.default_rng(seed), oc)
     theirs = _clip_inputs(np.random.default_rng(seed), torch)
     total = nn.utils.clip_grad_norm_(ours, max_norm, norm_type=norm_type)
