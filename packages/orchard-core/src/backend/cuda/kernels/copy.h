@@ -16,5 +16,9 @@ void launch_fill(DType dtype, const StridedWalk& walk, void* out, uint64_t value
 // dst = cast(src) over the walk (operand 0 dst, 1 src).
 void launch_copy(DType src_dtype, DType dst_dtype, const StridedWalk& walk, const void* src, void* dst,
                  cudaStream_t stream);
+// dst = src over a walk counted in units of `unit_bytes` (1, 2, 4, 8 or 16): a same-dtype copy
+// whose rows are contiguous moves them in the widest unit they allow.
+void launch_copy_units(int unit_bytes, const StridedWalk& walk, const void* src, void* dst,
+                       cudaStream_t stream);
 
 }  // namespace orchard::cuda

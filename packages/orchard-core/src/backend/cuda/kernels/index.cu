@@ -17,27 +17,6 @@ namespace {
 constexpr int kWarp = 32;
 constexpr unsigned kFullMask = 0xffffffffu;
 
-// Calls f(U{}) with U the unsigned integer of `bytes` (1, 2, 4 or 8) bytes: one element moved as bits.
-template <class F>
-void visit_item(int bytes, F&& f) {
-  switch (bytes) {
-    case 8: f(uint64_t{}); return;
-    case 4: f(uint32_t{}); return;
-    case 2: f(uint16_t{}); return;
-    default: f(uint8_t{}); return;
-  }
-}
-
-// visit_item, with 16 bytes (uint4) too: the widest unit a contiguous copy moves per thread.
-template <class F>
-void visit_unit(int bytes, F&& f) {
-  if (bytes == 16) {
-    f(uint4{});
-  } else {
-    visit_item(bytes, f);
-  }
-}
-
 // ---- bounds ---------------------------------------------------------------------------------
 
 // index_bounds: threads per block, elements each thread reads before another block is worth its

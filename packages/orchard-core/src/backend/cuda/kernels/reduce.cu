@@ -136,6 +136,8 @@ constexpr bool is_floating_storage = std::is_floating_point_v<T> || is_half_floa
 
 // ---- sum ---------------------------------------------------------------------------------------
 
+constexpr int kSumLoads = 8;
+
 template <class T, class A, class O>
 __global__ void __launch_bounds__(kRowBlock) sum_kernel(const T* src, O* out, ReduceRows a, double scale) {
   __shared__ A scratch[kRowBlock];
@@ -152,9 +154,22 @@ __global__ void __launch_bounds__(kRowBlock) sum_kernel(const T* src, O* out, Re
       const int64_t start = walk_offset(a.rows, 0, row);
       const int64_t begin = piece * a.chunk;
       const int64_t end = begin + a.chunk < a.length ? begin + a.chunk : a.length;
-      for (int64_t i = begin + t.lane; i < end; i += a.lanes) {
-        total += static_cast<A>(load(src[start + walk_offset(a.reduced, 0, i)]));
+      int64_t i = begin + t.lane;
+      if (a.reduced.ndim == 1) {
+        // kSumLoads loads in flight before their adds, which keep the loop's order: one at a
+        // time left column sums (a bias's gradient) waiting on memory.
+        const T* row_start = src + start;
+        const int64_t step = a.reduced.strides[0][0];
+        for (; i + (kSumLoads - 1) * a.lanes < end; i += kSumLoads * a.lanes) {
+          A values[kSumLoads];
+#pragma unroll
+          for (int k = 0; k < kSumLoads; ++k)
+            values[k] = static_cast<A>(load(row_start[(i + k * a.lanes) * step]));
+#pragma unroll
+          for (int k = 0; k < kSumLoads; ++k) total += values[k];
+        }
       }
+      for (; i < end; i += a.lanes) total += static_cast<A>(load(src[start + walk_offset(a.reduced, 0, i)]));
     }
     total = reduce_lanes(scratch, total, t, a.lanes, Add{});
     if (output < a.outputs && t.lane == 0) {
