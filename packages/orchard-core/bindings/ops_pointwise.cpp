@@ -1,4 +1,5 @@
-// lerp, addcmul and addcdiv (and their in-place forms) as functions and Tensor methods.
+// lerp, addcmul and addcdiv (and their in-place forms) as functions and Tensor methods, and the
+// fused optimizer step adam_step_ that orchard_core.optim.Adam calls.
 #include <utility>
 
 #include "convert.h"
@@ -74,6 +75,31 @@ void bind_pointwise(py::module_& m, py::class_<Tensor>& cls) {
   }
   bind_addc(m, cls, "addcmul", autograd::addcmul, autograd::addcmul_);
   bind_addc(m, cls, "addcdiv", autograd::addcdiv, autograd::addcdiv_);
+  m.def(
+      "adam_step_",
+      [](const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, double lr,
+         double beta1, double beta2, double eps, double weight_decay, bool decoupled_weight_decay,
+         bool maximize, double step_size, double bias_correction2_sqrt) {
+        // No backward formula: optimizers step under no_grad().
+        if (autograd::any_requires_grad({&param, &grad, &exp_avg, &exp_avg_sq})) {
+          fail<RuntimeError>(
+              "adam_step_: an operand requires grad while gradients are recorded; call it under no_grad()");
+        }
+        const AdamStepOptions options{.lr = lr,
+                                      .beta1 = beta1,
+                                      .beta2 = beta2,
+                                      .eps = eps,
+                                      .weight_decay = weight_decay,
+                                      .decoupled_weight_decay = decoupled_weight_decay,
+                                      .maximize = maximize,
+                                      .step_size = step_size,
+                                      .bias_correction2_sqrt = bias_correction2_sqrt};
+        without_gil([&] { adam_step_(param, grad, exp_avg, exp_avg_sq, options); });
+      },
+      py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"), py::kw_only(),
+      py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
+      py::arg("decoupled_weight_decay"), py::arg("maximize"), py::arg("step_size"),
+      py::arg("bias_correction2_sqrt"));
 }
 
 }  // namespace orchard::bindings

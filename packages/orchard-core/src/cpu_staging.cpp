@@ -81,6 +81,14 @@ class StagedElementwise final : public ElementwiseKernels {
     cpu().elementwise.classify(op, in(a), o.host());
     o.finish();
   }
+  void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                 const AdamStepNumbers& numbers) const override {
+    const Staged p(param), m(exp_avg), v(exp_avg_sq);
+    cpu().elementwise.adam_step(p.host(), in(grad), m.host(), v.host(), numbers);
+    p.finish();
+    m.finish();
+    v.finish();
+  }
 };
 
 class StagedReduce final : public ReduceKernels {

@@ -103,6 +103,10 @@ void ElementwiseKernels::where(const Tensor&, const Tensor& a, const Tensor&, co
   unsupported(Op::Where, a);
 }
 void ElementwiseKernels::classify(Op op, const Tensor& a, const Tensor&) const { unsupported(op, a); }
+void ElementwiseKernels::adam_step(const Tensor& param, const Tensor&, const Tensor&, const Tensor&,
+                                   const AdamStepNumbers&) const {
+  unsupported(Op::AdamStep, param);
+}
 void ElementwiseKernels::pointwise(Op op, const Tensor& a, const Tensor&, const Tensor&, const Scalar&,
                                    const Tensor&) const {
   unsupported(op, a);

@@ -33,6 +33,16 @@ def _grad(fn, x: oc.Tensor) -> oc.Tensor:
     return leaf.grad
 
 
+def _adam_step(t: oc.Tensor) -> oc.Tensor:
+    """optim.Adam's fused step (L2 decay, maximize) from state cut from t: the three updated."""
+    param, exp_avg, exp_avg_sq = t.clone(), t.tanh(), t * t
+    _core.adam_step_(
+        param, t.sigmoid(), exp_avg, exp_avg_sq, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1,
+        decoupled_weight_decay=False, maximize=True, step_size=0.1, bias_correction2_sqrt=0.05,
+    )  # fmt: skip
+    return oc.cat([param, exp_avg, exp_avg_sq])
+
+
 # Every operation with a per-instruction-set float32 loop (isa_rows.cpp), applied to a tensor.
 ELEMENTWISE = {
     "exp": oc.exp,
@@ -48,6 +58,7 @@ ELEMENTWISE = {
     "lerp_number": lambda t: t.lerp(t.tanh(), 0.75),
     "addcmul": lambda t: oc.addcmul(t, t.tanh(), t, value=0.3),
     "addcdiv": lambda t: t.addcdiv(t.tanh(), t.sigmoid(), value=-0.7),
+    "adam_step": _adam_step,
 }
 # Reductions sum in an order fixed by the layout (rows or columns), the same in every variant.
 REDUCTIONS = {

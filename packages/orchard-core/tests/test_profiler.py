@@ -129,7 +129,7 @@ def test_optimizer_step_and_record_function_are_events(rng):
     assert step.depth == outer.depth + 1
     # AdamW's fused updates ran inside the step, one per parameter.
     inside = [e for e in events if e.depth > step.depth and e.start_us >= step.start_us]
-    assert Counter(e.name for e in inside)["lerp_"] == 2
+    assert Counter(e.name for e in inside)["adam_step_"] == 2
 
 
 def test_an_op_that_raises_leaves_no_open_scope(rng):

@@ -69,6 +69,7 @@
   X(IsNan, "isnan", "")              \
   X(IsInf, "isinf", "")              \
   X(IsFinite, "isfinite", "")        \
+  X(AdamStep, "adam_step", "")       \
   ORCHARD_NORM_OPS(X)
 
 // layer_norm and cross_entropy (orchard/kernels/norm.h).

@@ -10,6 +10,7 @@
 #include "orchard/kernels.h"
 #include "orchard/ops/elementwise.h"
 #include "orchard/ops/matmul.h"
+#include "orchard/ops/optimizer.h"
 #include "orchard/ops/pointwise.h"
 #include "orchard/ops/random.h"
 #include "orchard/ops/reduce.h"

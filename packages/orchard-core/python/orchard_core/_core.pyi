@@ -644,6 +644,25 @@ def addcdiv(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value: _Scalar =
 def isnan(input: Tensor) -> Tensor: ...
 def isinf(input: Tensor) -> Tensor: ...
 def isfinite(input: Tensor) -> Tensor: ...
+def adam_step_(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: builtins.bool,
+    maximize: builtins.bool,
+    step_size: float,
+    bias_correction2_sqrt: float,
+) -> None:
+    """One Adam (AdamW with decoupled_weight_decay) step of param, exp_avg and exp_avg_sq in place, in
+    one kernel: the bits of optim.Adam's unfused in-place ops; step_size is lr / bias_correction1."""
+
 def promote_types(type1: _DTypeLike, type2: _DTypeLike) -> dtype:
     """The smallest dtype both promote to, like torch.promote_types."""
 

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "orchard/kernels/optimizer.h"
 #include "orchard/op.h"
 #include "orchard/scalar.h"
 
@@ -31,6 +32,11 @@ class ElementwiseKernels {
   // out (bool) = isnan(a), isinf(a) or isfinite(a) for op IsNan, IsInf or IsFinite; a is floating,
   // of out's shape.
   virtual void classify(Op op, const Tensor& a, const Tensor& out) const;
+  // One Adam step in place (Op::AdamStep): param, exp_avg and exp_avg_sq updated from grad with
+  // the bits of optim/adam.py's unfused ops (AdamStepNumbers). All four share one floating dtype
+  // and shape (any strides, grad's may be zero); the three written never overlap each other or grad.
+  virtual void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                         const Tensor& exp_avg_sq, const AdamStepNumbers& numbers) const;
 };
 
 }  // namespace orchard

@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "backend/cpu/bf16_products.h"
+#include "backend/cpu/pointwise_rows.h"
+#include "orchard/dtype.h"
 
 namespace orchard::backend {
 
@@ -52,6 +54,13 @@ struct CpuRowKernels {
   void (*lerp_scalar)(const float* a, const float* b, float w, float* out, int64_t n);
   void (*addcmul)(const float* a, const float* b, const float* c, float value, float* out, int64_t n);
   void (*addcdiv)(const float* a, const float* b, const float* c, float value, float* out, int64_t n);
+  // pointwise_rows.h's adam_step over n elements of four distinct float arrays, rounding as the
+  // storage type does: float32, bfloat16 or float16 (whose values the arrays hold).
+  using AdamRow = void (*)(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
+                           const pointwise::AdamScalars<float>& k, int64_t n);
+  AdamRow adam_step_float;
+  AdamRow adam_step_bfloat16;
+  AdamRow adam_step_float16;
   // bfloat16 matmul on the CPU's bfloat16 instructions; null where BLAS computes it in float.
   bf16::Product bf16_product = nullptr;
 };

@@ -300,6 +300,10 @@ class CpuElementwiseKernels final : public ElementwiseKernels {
     cpu_pointwise(op, a, b, c, value, out);
   }
   void classify(Op op, const Tensor& a, const Tensor& out) const override { cpu_classify(op, a, out); }
+  void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                 const AdamStepNumbers& numbers) const override {
+    cpu_adam_step(param, grad, exp_avg, exp_avg_sq, numbers);
+  }
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "orchard/kernels/optimizer.h"
 #include "orchard/parallel.h"
 #include "orchard/tensor.h"
 
@@ -130,5 +131,8 @@ void cpu_pointwise(Op op, const Tensor& a, const Tensor& b, const Tensor& c, con
                    const Tensor& out);
 // ElementwiseKernels::classify on the CPU (pointwise_kernels.cpp).
 void cpu_classify(Op op, const Tensor& a, const Tensor& out);
+// ElementwiseKernels::adam_step on the CPU (pointwise_kernels.cpp).
+void cpu_adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                   const AdamStepNumbers& numbers);
 
 }  // namespace orchard::backend::elementwise_loop

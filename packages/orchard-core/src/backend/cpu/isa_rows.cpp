@@ -95,6 +95,19 @@ void addcdiv_row(const float* a, const float* b, const float* c, float value, fl
             n);
 }
 
+// adam_step_ refuses overlapping operands (and its callers' buffers are distinct): __restrict
+// lets the loop vectorize.
+template <class T>
+void adam_step_row(float* __restrict param, const float* __restrict grad, float* __restrict exp_avg,
+                   float* __restrict exp_avg_sq, const pointwise::AdamScalars<float>& scalars, int64_t n) {
+  const pointwise::AdamScalars<float> k = scalars;
+  pointwise::with_adam_mode(k, [&](auto decay, auto maximize) {
+    for (int64_t i = 0; i < n; ++i) {
+      pointwise::adam_step<T, decay(), maximize()>(param[i], grad[i], exp_avg[i], exp_avg_sq[i], k);
+    }
+  });
+}
+
 constexpr CpuRowKernels kRowKernels{
     ORCHARD_STRINGIFY(ORCHARD_CPU_ISA),
     map_row<[](float x) { return vm::exp(x); }>,
@@ -118,6 +131,9 @@ constexpr CpuRowKernels kRowKernels{
     lerp_scalar_row,
     addcmul_row,
     addcdiv_row,
+    adam_step_row<float>,
+    adam_step_row<BFloat16>,
+    adam_step_row<Float16>,
 };
 
 }  // namespace

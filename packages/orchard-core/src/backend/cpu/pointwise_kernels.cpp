@@ -1,6 +1,7 @@
-// CPU kernels of the fused optimizer ops (lerp, addcmul, addcdiv): one pass over memory. Floats
-// of every width and layout go through the per-ISA float rows (cpu_isa.h), contiguous float32
-// rows directly and the rest through small float buffers, so all get the same bits.
+// CPU kernels of the fused optimizer ops (lerp, addcmul, addcdiv, adam_step): one pass over
+// memory. Floats of every width and layout go through the per-ISA float rows (cpu_isa.h),
+// contiguous float32 rows directly and the rest through small float buffers, so all get the same
+// bits; adam_step's rows round each step to the storage dtype as the unfused ops do.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -103,6 +104,55 @@ void run_wide(Op op, const Tensor& a, const Tensor& b, const Tensor& c, T v, con
 }
 
 template <class T>
+CpuRowKernels::AdamRow adam_row(const CpuRowKernels& rows) {
+  if constexpr (std::is_same_v<T, float>) return rows.adam_step_float;
+  if constexpr (std::is_same_v<T, BFloat16>) return rows.adam_step_bfloat16;
+  if constexpr (std::is_same_v<T, Float16>) return rows.adam_step_float16;
+}
+
+// float32, bfloat16 and float16: contiguous float32 rows directly, the rest through float buffers.
+template <class T>
+void run_adam_rows(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                   const pointwise::AdamScalars<float>& k) {
+  const CpuRowKernels::AdamRow row = adam_row<T>(cpu_row_kernels());
+  constexpr int64_t kChunk = 256;
+  for_each_pointwise_row<T>(grad, exp_avg, exp_avg_sq, param, [&](const Row<T>& r, int64_t count) {
+    // Row's out, a, b, c: param, grad, exp_avg, exp_avg_sq (the last two written too).
+    auto* m = const_cast<T*>(r.b);
+    auto* v = const_cast<T*>(r.c);
+    if constexpr (std::is_same_v<T, float>) {
+      if (r.so == 1 && r.sa == 1 && r.sb == 1 && r.sc == 1) return row(r.out, r.a, m, v, k, count);
+    }
+    float p[kChunk], g[kChunk], fm[kChunk], fv[kChunk];
+    for (int64_t begin = 0; begin < count; begin += kChunk) {
+      const int64_t n = std::min(kChunk, count - begin);
+      for (int64_t i = 0; i < n; ++i) p[i] = float(r.out[(begin + i) * r.so]);
+      for (int64_t i = 0; i < n; ++i) g[i] = float(r.a[(begin + i) * r.sa]);
+      for (int64_t i = 0; i < n; ++i) fm[i] = float(m[(begin + i) * r.sb]);
+      for (int64_t i = 0; i < n; ++i) fv[i] = float(v[(begin + i) * r.sc]);
+      row(p, g, fm, fv, k, n);
+      for (int64_t i = 0; i < n; ++i) r.out[(begin + i) * r.so] = T(p[i]);
+      for (int64_t i = 0; i < n; ++i) m[(begin + i) * r.sb] = T(fm[i]);
+      for (int64_t i = 0; i < n; ++i) v[(begin + i) * r.sc] = T(fv[i]);
+    }
+  });
+}
+
+void run_adam_double(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                     const pointwise::AdamScalars<double>& k) {
+  for_each_pointwise_row<double>(grad, exp_avg, exp_avg_sq, param, [&](const Row<double>& r, int64_t count) {
+    auto* m = const_cast<double*>(r.b);
+    auto* v = const_cast<double*>(r.c);
+    pointwise::with_adam_mode(k, [&](auto decay, auto maximize) {
+      for (int64_t i = 0; i < count; ++i) {
+        pointwise::adam_step<double, decay(), maximize()>(r.out[i * r.so], r.a[i * r.sa], m[i * r.sb],
+                                                          v[i * r.sc], k);
+      }
+    });
+  });
+}
+
+template <class T>
 void run_classify(Op op, const Tensor& a, const Tensor& out) {
   const Geometry<2> g(out.shape(), {&out.strides(), &a.strides()});
   bool* o = typed<bool>(out);
@@ -128,6 +178,20 @@ void cpu_classify(Op op, const Tensor& a, const Tensor& out) {
     } else {
       fail<TypeError>(op_name(op), " kernel got dtype ", dtype_name(a.dtype()),
                       "; the operator answers integers");
+    }
+  });
+}
+
+void cpu_adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                   const AdamStepNumbers& numbers) {
+  visit_dtype(param.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, double>) {
+      run_adam_double(param, grad, exp_avg, exp_avg_sq, pointwise::AdamScalars<double>(numbers));
+    } else if constexpr (std::is_same_v<Acc<T>, float>) {
+      run_adam_rows<T>(param, grad, exp_avg, exp_avg_sq, pointwise::AdamScalars<float>(numbers));
+    } else {
+      fail<TypeError>("adam_step kernel got dtype ", dtype_name(param.dtype()), "; the operator refuses it");
     }
   });
 }

@@ -1,9 +1,11 @@
 // Elementwise family on CUDA: binary ops, comparisons, unary ops, where, the fused
 // lerp/addcmul/addcdiv and isnan/isinf/isfinite, one thread per element over strided, broadcast
-// operands (kernels/elementwise.cu), with the CPU backend's dtype rules and results.
+// operands (kernels/elementwise.cu), with the CPU backend's dtype rules and results; and the
+// fused Adam step (kernels/optimizer.cu).
 #include "backend/cuda/kernels/elementwise.h"
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kernels/optimizer.h"
 #include "backend/cuda/launch.h"
 
 namespace orchard::cuda {
@@ -77,6 +79,22 @@ class CudaElementwiseKernels final : public ElementwiseKernels {
                     a.data_ptr(), out.data_ptr(), launch.stream());
     launch.check(op_name(op));
   }
+
+  void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                 const AdamStepNumbers& numbers) const override {
+    if (!elementwise_supports(Op::AdamStep, param.dtype())) {
+      return ElementwiseKernels::adam_step(param, grad, exp_avg, exp_avg_sq, numbers);
+    }
+    if (param.numel() == 0) return;
+    const Launch launch(param);
+    launch_adam_step(
+        param.dtype(),
+        strided_walk(Op::AdamStep, param.shape(),
+                     {&param.strides(), &grad.strides(), &exp_avg.strides(), &exp_avg_sq.strides()}),
+        param.data_ptr(), grad.data_ptr(), exp_avg.data_ptr(), exp_avg_sq.data_ptr(), numbers,
+        launch.stream());
+    launch.check(in_place_name(Op::AdamStep));
+  }
 };
 
 }  // namespace
@@ -88,7 +106,7 @@ const ElementwiseKernels& elementwise_kernels() {
 
 // The CPU kernels' dtype rules: binary ops and comparisons take every dtype but division the
 // floating ones; unary ops take the floating dtypes, neg, abs and relu every one; where every
-// dtype; addcmul all but bool, lerp, addcdiv and the classifications the floating ones.
+// dtype; addcmul all but bool, lerp, addcdiv, the classifications and adam_step the floating ones.
 bool elementwise_supports(Op op, DType dtype) {
   const bool floating = is_floating(dtype);
   const int code = static_cast<int>(op);
@@ -102,7 +120,8 @@ bool elementwise_supports(Op op, DType dtype) {
     case Op::Addcdiv:
     case Op::IsNan:
     case Op::IsInf:
-    case Op::IsFinite: return floating;
+    case Op::IsFinite:
+    case Op::AdamStep: return floating;
     default: return false;
   }
 }

@@ -47,7 +47,7 @@ bool supports(Op op, DType dtype) {
     case Op::LayerNormBackward:
     case Op::CrossEntropy:
     case Op::CrossEntropyBackward: return norm_supports(op, dtype);
-    default: return elementwise_supports(op, dtype);  // binary, unary, where, pointwise, classify
+    default: return elementwise_supports(op, dtype);  // binary, unary, where, pointwise, classify, adam_step
   }
 }
 
