@@ -66,11 +66,15 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     parser.add_argument("--device", default="cuda")
+    parser.add_argument(
+        "--deterministic", action="store_true", help="orchard_core.use_deterministic_algorithms(True)"
+    )
     parser.add_argument("--steps", type=int, default=6, help="timed steps after two warm-up steps")
     parser.add_argument("--out", default=".", help="folder for the profiler tables")
     args = parser.parse_args()
 
     engine = Engine("orchard")
+    engine.lib.use_deterministic_algorithms(args.deterministic)
     with tempfile.TemporaryDirectory() as folder:
         engine.setup(
             {

@@ -79,3 +79,32 @@ def test_empty_input(device):
     out = oc.dropout(x, 0.5)
     out.backward(oc.zeros(0, 3, dtype=oc.float64, device=device))
     assert x.grad.shape == (0, 3)
+
+
+@pytest.mark.parametrize("dtype", [oc.float32, oc.bfloat16, oc.float16])
+def test_gradient_bits_are_the_gradient_times_the_calls_scales(rng, device, dtype):
+    """The backward reruns the draw on the gradient (no mask kept): each element is the gradient
+    times its scale in float32, rounded once, for a gradient of any layout."""
+    shape = (7, 33)
+    oc.manual_seed(5)
+    x = oc.tensor(rng.standard_normal(shape), dtype=dtype, device=device).requires_grad_()
+    out = oc.dropout(x, 0.3)
+    g = oc.tensor(rng.standard_normal((shape[1], shape[0])), dtype=dtype, device=device).mT  # strided
+    out.backward(g)
+    oc.manual_seed(5)
+    scale = np.asarray(oc.dropout(oc.ones(*shape, dtype=oc.float32), 0.3))
+    want = oc.tensor(np.asarray(g.to("cpu").to(oc.float32)) * scale, dtype=oc.float32).to(dtype)
+    np.testing.assert_array_equal(
+        np.asarray(x.grad.to("cpu").to(oc.float32)), np.asarray(want.to(oc.float32))
+    )
+
+
+def test_the_stream_advances_once_per_call(rng):
+    """The backward reuses the call's counters: later draws are those after a plain dropout."""
+    x = _leaf(rng.standard_normal((4, 25)))
+    oc.manual_seed(3)
+    oc.dropout(x, 0.5).sum().backward()
+    after_training = np.asarray(oc.rand(8))
+    oc.manual_seed(3)
+    oc.dropout(oc.tensor(rng.standard_normal((4, 25))), 0.5)
+    np.testing.assert_array_equal(after_training, np.asarray(oc.rand(8)))

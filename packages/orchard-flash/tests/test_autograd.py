@@ -197,3 +197,24 @@ def test_the_profiler_sees_both_passes_inside_the_autograd_node(rng):
     assert names.count("flash_attention backward") == 1
     node = next(e for e in events if e.name == "flash_attention backward")
     assert node.depth >= 2  # inside the autograd node, inside backward()
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_deterministic_reaches_the_backward(rng, monkeypatch, deterministic):
+    """flash_attention's ``deterministic`` is backward's (the kernels' atomic dq path on Hopper,
+    tested in test_cuda.py); the gradients are backward's either way."""
+    from orchard_flash import _attention
+
+    seen = []
+    original = _attention.backward
+
+    def backward(*args, **kwargs):
+        seen.append(kwargs["deterministic"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_attention, "backward", backward)
+    q, k, v = leaves(rng, (1, 2, 2, 9, 11, 8))
+    of.flash_attention(q, k, v, causal=True, deterministic=deterministic).sum().backward()
+    assert seen == [deterministic]
+    with pytest.raises(TypeError, match="deterministic"):
+        of.flash_attention(q, k, v, deterministic=1)

@@ -116,6 +116,7 @@ from ._core import (
     zeros,
 )
 from ._creation import tensor
+from ._deterministic import are_deterministic_algorithms_enabled, use_deterministic_algorithms
 from ._shape_ops import (
     empty_like,
     flatten,
@@ -184,6 +185,7 @@ __all__ = [
     "addcdiv",
     "addcmul",
     "arange",
+    "are_deterministic_algorithms_enabled",
     "argmax",
     "argmin",
     "argsort",
@@ -303,6 +305,7 @@ __all__ = [
     "triu",
     "unbind",
     "unflatten",
+    "use_deterministic_algorithms",
     "var",
     "where",
     "zeros",

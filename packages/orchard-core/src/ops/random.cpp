@@ -42,6 +42,11 @@ void require_floating(const char* op, DType dtype) {
   if (!is_floating(dtype)) fail<TypeError>(op, ": dtype must be floating point, got ", dtype_name(dtype));
 }
 
+void check_dropout(const Tensor& input, double p) {
+  if (!(p >= 0.0 && p < 1.0)) fail<ValueError>("dropout: probability p=", p, " must be in [0, 1)");
+  require_floating("dropout", input.dtype());
+}
+
 }  // namespace
 
 void manual_seed(uint64_t seed) {
@@ -88,13 +93,18 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, DType dtype, Devic
 }
 
 Tensor dropout(const Tensor& input, double p, bool training) {
-  const trace::Scope scope(Op::Dropout);
-  if (!(p >= 0.0 && p < 1.0)) fail<ValueError>("dropout: probability p=", p, " must be in [0, 1)");
-  require_floating("dropout", input.dtype());
+  check_dropout(input, p);
   if (!training || p == 0.0) return input;
+  return dropout_with_draw(input, p, reserve(input.numel()));
+}
+
+PhiloxState reserve_draw(int64_t count) { return reserve(count); }
+
+Tensor dropout_with_draw(const Tensor& input, double p, PhiloxState draw) {
+  const trace::Scope scope(Op::Dropout);
+  check_dropout(input, p);
   Tensor out = Tensor::empty(input.shape(), input.dtype(), input.device());
-  if (out.numel() > 0)
-    random_kernels_for(Op::Dropout, out).dropout(input.contiguous(), out, reserve(out.numel()), p);
+  if (out.numel() > 0) random_kernels_for(Op::Dropout, out).dropout(input.contiguous(), out, draw, p);
   return out;
 }
 

@@ -242,10 +242,12 @@ class _FlashAttention(Function):
         k: orchard_core.Tensor,
         v: orchard_core.Tensor,
         options: dict[str, Any],
+        deterministic: bool,
     ) -> tuple[orchard_core.Tensor, orchard_core.Tensor]:
         out, lse = forward(q, k, v, **options)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.options = options  # type: ignore[attr-defined]
+        ctx.deterministic = deterministic  # type: ignore[attr-defined]
         return out, lse
 
     @staticmethod
@@ -253,8 +255,18 @@ class _FlashAttention(Function):
         ctx: FunctionCtx, dout: orchard_core.Tensor, dlse: orchard_core.Tensor
     ) -> tuple[Any, ...]:
         q, k, v, out, lse = ctx.saved_tensors
-        dq, dk, dv = backward(dout, q, k, v, out, lse, dlse=dlse, **ctx.options)  # type: ignore[attr-defined]
-        return dq, dk, dv, None
+        dq, dk, dv = backward(
+            dout,
+            q,
+            k,
+            v,
+            out,
+            lse,
+            dlse=dlse,
+            deterministic=ctx.deterministic,  # type: ignore[attr-defined]
+            **ctx.options,  # type: ignore[attr-defined]
+        )
+        return dq, dk, dv, None, None
 
 
 @overload
@@ -269,6 +281,7 @@ def flash_attention(
     seed: int | None = ...,
     return_lse: Literal[False] = ...,
     causal_alignment: Alignment = ...,
+    deterministic: bool = ...,
 ) -> orchard_core.Tensor: ...
 @overload
 def flash_attention(
@@ -282,6 +295,7 @@ def flash_attention(
     seed: int | None = ...,
     return_lse: Literal[True],
     causal_alignment: Alignment = ...,
+    deterministic: bool = ...,
 ) -> tuple[orchard_core.Tensor, orchard_core.Tensor]: ...
 def flash_attention(
     q: Any,
@@ -294,12 +308,13 @@ def flash_attention(
     seed: int | None = None,
     return_lse: bool = False,
     causal_alignment: Alignment = "bottom_right",
+    deterministic: bool = True,
 ) -> orchard_core.Tensor | tuple[orchard_core.Tensor, orchard_core.Tensor]:
     """Fused attention, differentiable through orchard_core's autograd.
 
     See ``forward`` for shapes and semantics. ``seed=None`` draws the dropout seed from
     ``orchard_core.manual_seed``'s generator (only when dropout_p > 0). With ``return_lse``
-    also returns the row log-sum-exp (differentiable too).
+    also returns the row log-sum-exp (differentiable too). ``deterministic`` is ``backward``'s.
     """
     p = _check_real(dropout_p, "dropout_p")
     # Checked here as well as in C++ so that a refused call draws no seed from the generator.
@@ -317,5 +332,5 @@ def flash_attention(
         "stream": _stream_handle(None, (q, k, v)),
     }
     tensors = [_as_tensor(x, name) for x, name in ((q, "q"), (k, "k"), (v, "v"))]
-    out, lse = _FlashAttention.apply(*tensors, options)
+    out, lse = _FlashAttention.apply(*tensors, options, _check_flag(deterministic, "deterministic"))
     return (out, lse) if return_lse else out

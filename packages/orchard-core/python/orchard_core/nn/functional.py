@@ -9,6 +9,7 @@ from typing import Any
 from .. import _core
 from .._autocast import to_float32, to_low
 from .._core import Tensor
+from .._deterministic import are_deterministic_algorithms_enabled
 
 __all__ = [
     "cross_entropy",
@@ -147,7 +148,9 @@ def scaled_dot_product_attention(
     """softmax(query @ key^T * scale) @ value over (batch, heads, len, dim), by orchard-flash.
 
     ``is_causal`` masks as torch does (query i sees keys j <= i). ``attn_mask`` is not
-    supported; with ``enable_gqa`` query heads may be a multiple of key/value heads.
+    supported; with ``enable_gqa`` query heads may be a multiple of key/value heads. Unless
+    ``orchard_core.use_deterministic_algorithms(True)``, the backward may sum dq with atomics
+    (Hopper GPUs: faster, dq's last bits varying from run to run), as torch's does.
     """
     if attn_mask is not None:
         raise NotImplementedError(
@@ -180,6 +183,13 @@ def scaled_dot_product_attention(
     if three_d:
         query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
     out = flash_attention(
-        query, key, value, causal=is_causal, dropout_p=dropout_p, scale=scale, causal_alignment="top_left"
+        query,
+        key,
+        value,
+        causal=is_causal,
+        dropout_p=dropout_p,
+        scale=scale,
+        causal_alignment="top_left",
+        deterministic=are_deterministic_algorithms_enabled(),
     )
     return out.squeeze(1) if three_d else out

@@ -196,14 +196,14 @@ Tensor triu(const Tensor& input, int64_t diagonal) {
 
 Tensor dropout(const Tensor& input, double p, bool training) {
   if (!training || p == 0.0 || !any_requires_grad({&input})) return orchard::dropout(input, p, training);
-  // The kept elements' scale, drawn from the same counters the plain op would use and held
-  // in its compute precision (float for float32 and below), so the output matches it bit
-  // for bit and the gradient uses exactly the mask of this call.
-  const DType compute = input.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
-  const Tensor scale = orchard::dropout(Tensor::ones(input.shape(), compute, input.device()), p, true);
-  Tensor out = orchard::mul(input, scale).to(input.dtype());
-  record("DropoutBackward", {input}, {out}, [saved_scale = SavedTensor(scale)](const Node::Grads& grads) {
-    return Node::Grads{orchard::mul(grads[0], saved_scale.unpack())};
+  // The output is the input times each element's scale (1 / (1 - p), or 0) in the compute
+  // type, so the gradient is the gradient times the same scales: the kernel again on the same
+  // counters, with no mask kept (torch keeps a byte per element).
+  orchard::dropout(input, p, false);  // checks p and the dtype before the draw takes counters
+  const PhiloxState draw = orchard::reserve_draw(input.numel());
+  Tensor out = orchard::dropout_with_draw(input, p, draw);
+  record("DropoutBackward", {input}, {out}, [p, draw](const Node::Grads& grads) {
+    return Node::Grads{orchard::dropout_with_draw(grads[0], p, draw)};
   });
   return out;
 }
