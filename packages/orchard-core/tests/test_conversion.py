@@ -141,3 +141,20 @@ def test_round_trip_through_wider_dtype_preserves_values(rng, device, dtype):
         back = ours.to(OC[wider]).to(OC[dtype])
         assert back.tolist() == ours.tolist()
         assert back.dtype == ours.dtype
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("width", "start"), [(64, 0), (24, 0), (8, 1), (3, 0)], ids=str)
+def test_contiguous_copy_of_a_transpose_with_contiguous_rows(rng, device, dtype, width, start):
+    """An attention head split, (B, L, H, D) -> (B, H, L, D): rows of `width` elements stay
+    contiguous, which CUDA moves in the widest unit (up to 16 bytes) the row bytes, strides and
+    address allow; `start` shifts the view off that alignment. Also odd casts of the same view,
+    and contiguous casts of lengths that are no multiple of a pack."""
+    values = random_array(rng, (3, 11, 5, width + start), dtype)
+    ours = oc.tensor(values, device=device).to(OC[dtype])[..., start:].permute(0, 2, 1, 3)
+    reference = torch.from_numpy(values).to(TORCH[dtype])[..., start:].permute(0, 2, 1, 3)
+    assert_matches_torch(ours.contiguous(), reference.contiguous())
+    assert_matches_torch(ours.to(oc.float32), reference.to(torch.float32))
+    head = values.reshape(-1)[: 8 * width + 5]
+    flat = oc.tensor(head, device=device).to(OC[dtype])
+    assert_matches_torch(flat.to(oc.float32), torch.from_numpy(head).to(TORCH[dtype]).to(torch.float32))

@@ -156,9 +156,11 @@ def test_sum_methods_and_dtype(rng, device):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_large_sums_use_every_path(rng, device, layout):
-    """Sizes past the block, tile and threading thresholds, full and along each dim."""
-    x, ref = make_pair(rng, (301, 2500), "float32", layout, device)
+@pytest.mark.parametrize("shape", [(301, 2500), (4100, 37)], ids=str)
+def test_large_sums_use_every_path(rng, device, layout, shape):
+    """Sizes past the block, tile and threading thresholds, full and along each dim; (4100, 37)
+    along dim 0 is a bias gradient's column sum, which CUDA cuts into pieces over two passes."""
+    x, ref = make_pair(rng, shape, "float32", layout, device)
     exact, magnitude = ref.double(), ref.double().abs()
     for dim in [None, 0, 1]:
         got = oc.sum(x) if dim is None else oc.sum(x, dim)
@@ -167,6 +169,16 @@ def test_large_sums_use_every_path(rng, device, layout):
         n = ref.numel() // max(want.numel(), 1)
         tol = 8 * math.sqrt(n) * EPS["float32"] * bound.numpy()
         np.testing.assert_array_less(np.abs(values(got) - want.numpy()), tol)
+
+
+@pytest.mark.parametrize("dtype", ["int64", "bfloat16"])
+def test_column_sums_in_pieces_are_exact(rng, device, dtype):
+    """The two-pass column sum of integers: exact in int64, and in bfloat16 the exact sum rounded
+    once (partial sums in float64 hold integers exactly)."""
+    values_ = rng.integers(-50, 50, (4100, 37))
+    got = oc.sum(oc.tensor(values_).to(OC[dtype]).to(device), 0)
+    want = oc.tensor(values_.sum(0)).to(OC[dtype])
+    np.testing.assert_array_equal(values(got), values(want))
 
 
 def test_empty_reductions(device):
