@@ -79,6 +79,17 @@ def _assert_same_bits(fused, unfused, what):
         np.testing.assert_array_equal(_bits(a), _bits(b), err_msg=f"{name}, {what}")
 
 
+def _assert_steps_agree(param, grad, exp_avg, exp_avg_sq, config, what: str) -> None:
+    """STEPS fused steps against STEPS unfused ones from copies of the same tensors, bit for bit."""
+    fused = [param.clone(), exp_avg.clone(), exp_avg_sq.clone()]
+    unfused = [param.clone(), exp_avg.clone(), exp_avg_sq.clone()]
+    for step in range(1, STEPS + 1):
+        numbers = _numbers(config, step)
+        oc._core.adam_step_(fused[0], grad, fused[1], fused[2], **numbers)
+        _unfused_step(unfused[0], grad, unfused[1], unfused[2], numbers)
+        _assert_same_bits(fused, unfused, f"step {step}{what}")
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
@@ -86,13 +97,7 @@ def test_adam_step_has_the_bits_of_the_unfused_ops(rng, device, dtype, shape, co
     if not oc.supports(device, "adam_step", dtype):
         pytest.skip(f"{device} has no adam_step kernel for {dtype}: optim.Adam runs the unfused ops there")
     param, grad, exp_avg, exp_avg_sq = _tensors(rng, shape, dtype, device)
-    fused = [param.clone(), exp_avg.clone(), exp_avg_sq.clone()]
-    unfused = [param.clone(), exp_avg.clone(), exp_avg_sq.clone()]
-    for step in range(1, STEPS + 1):
-        n = _numbers(config, step)
-        oc._core.adam_step_(fused[0], grad, fused[1], fused[2], **n)
-        _unfused_step(unfused[0], grad, unfused[1], unfused[2], n)
-        _assert_same_bits(fused, unfused, f"step {step}")
+    _assert_steps_agree(param, grad, exp_avg, exp_avg_sq, config, "")
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=str)
@@ -105,13 +110,7 @@ def test_adam_step_keeps_the_bits_of_special_values(rng, device, dtype, config):
     n = len(special)
     values = [rng.permutation(special) for _ in range(3)] + [np.abs(rng.permutation(special))]
     param, grad, exp_avg, exp_avg_sq = [oc.tensor(v.astype(np.float32)).to(dtype).to(device) for v in values]
-    fused = [param.clone(), exp_avg.clone(), exp_avg_sq.clone()]
-    unfused = [param.clone(), exp_avg.clone(), exp_avg_sq.clone()]
-    for step in range(1, STEPS + 1):
-        numbers = _numbers(config, step)
-        oc._core.adam_step_(fused[0], grad, fused[1], fused[2], **numbers)
-        _unfused_step(unfused[0], grad, unfused[1], unfused[2], numbers)
-        _assert_same_bits(fused, unfused, f"step {step} of {n} special values")
+    _assert_steps_agree(param, grad, exp_avg, exp_avg_sq, config, f" of {n} special values")
 
 
 def test_adam_step_reads_strided_and_broadcast_operands(rng, device):

@@ -47,6 +47,41 @@ __device__ __forceinline__ T store(compute_t<T> value) {
   }
 }
 
+// The compute type's math as the ops call it: float's functions for float, not double's.
+template <class A>
+__device__ __forceinline__ A fused_multiply_add(A x, A y, A z) {
+  if constexpr (std::is_same_v<A, float>) {
+    return fmaf(x, y, z);
+  } else {
+    return ::fma(x, y, z);
+  }
+}
+template <class A>
+__device__ __forceinline__ A exp_of(A x) {
+  if constexpr (std::is_same_v<A, float>) {
+    return expf(x);
+  } else {
+    return ::exp(x);
+  }
+}
+template <class A>
+__device__ __forceinline__ A sqrt_of(A x) {
+  if constexpr (std::is_same_v<A, float>) {
+    return sqrtf(x);
+  } else {
+    return ::sqrt(x);
+  }
+}
+
+// lerp as the CPU's pointwise rows compute it: start + w (end - start) for |w| < 0.5, else
+// end - (end - start)(1 - w), one fused multiply-add either way: exact at w = 0 and 1.
+template <class A>
+__device__ __forceinline__ A lerp_value(A start, A end, A weight) {
+  const A diff = end - start;
+  const bool small = (weight < A(0) ? -weight : weight) < A(0.5);
+  return fused_multiply_add(small ? weight : weight - A(1), diff, small ? start : end);
+}
+
 // Numeric cast between any two storage types, as the CPU's copy kernels cast: 16-bit floats
 // go through float, anything nonzero is true.
 template <class Dst, class Src>

@@ -443,22 +443,10 @@ __global__ void where_kernel(const bool* condition, const T* a, const T* b, T* o
 
 // ---- lerp, addcmul, addcdiv (src/backend/cpu/pointwise_rows.h) -----------------------------------
 
-template <class A>
-__device__ __forceinline__ A fused_multiply_add(A x, A y, A z) {
-  if constexpr (std::is_same_v<A, float>) {
-    return fmaf(x, y, z);
-  } else {
-    return ::fma(x, y, z);
-  }
-}
-
 template <Op kOp, class A>
 __device__ __forceinline__ A pointwise_value(A x, A y, A z, A value) {
   if constexpr (kOp == Op::Lerp) {
-    // start + w (end - start) for |w| < 0.5, else end - (end - start)(1 - w): exact at 0 and 1.
-    const A diff = y - x;
-    const bool small = (z < A(0) ? -z : z) < A(0.5);
-    return fused_multiply_add(small ? z : z - A(1), diff, small ? x : y);
+    return lerp_value(x, y, z);
   } else if constexpr (std::is_integral_v<A>) {  // addcmul; integers wrap
     using U = std::make_unsigned_t<A>;
     return static_cast<A>(static_cast<U>(x) + static_cast<U>(value) * static_cast<U>(y) * static_cast<U>(z));

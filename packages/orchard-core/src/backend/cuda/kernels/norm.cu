@@ -33,24 +33,6 @@ unsigned row_width(int64_t n) {
 
 unsigned row_blocks(int64_t rows) { return static_cast<unsigned>(std::min(rows, kMaxRowBlocks)); }
 
-// The compute type's exp and sqrt: float's for float, not double's.
-template <class C>
-__device__ __forceinline__ C exp_of(C x) {
-  if constexpr (std::is_same_v<C, float>) {
-    return expf(x);
-  } else {
-    return ::exp(x);
-  }
-}
-template <class C>
-__device__ __forceinline__ C sqrt_of(C x) {
-  if constexpr (std::is_same_v<C, float>) {
-    return sqrtf(x);
-  } else {
-    return ::sqrt(x);
-  }
-}
-
 // The larger of two values, NaN if either is (as the CPU's row_max).
 template <class V>
 __device__ __forceinline__ V max_keeping_nan(V a, V b) {

@@ -33,32 +33,6 @@ AdamScalars<A> adam_scalars(const AdamStepNumbers& n) {
           static_cast<A>(n.neg_step_size)};
 }
 
-template <class A>
-__device__ __forceinline__ A fused_multiply_add(A x, A y, A z) {
-  if constexpr (std::is_same_v<A, float>) {
-    return fmaf(x, y, z);
-  } else {
-    return ::fma(x, y, z);
-  }
-}
-
-// elementwise.cu's lerp (exact at weight 0 and 1) and addcmul.
-template <class A>
-__device__ __forceinline__ A lerp(A start, A end, A weight) {
-  const A diff = end - start;
-  const bool small = (weight < A(0) ? -weight : weight) < A(0.5);
-  return fused_multiply_add(small ? weight : weight - A(1), diff, small ? start : end);
-}
-
-template <class A>
-__device__ __forceinline__ A square_root(A x) {
-  if constexpr (std::is_same_v<A, float>) {
-    return sqrtf(x);
-  } else {
-    return ::sqrt(x);
-  }
-}
-
 // Each op's result rounded to T, as the unfused op stores it.
 template <class T>
 __device__ __forceinline__ compute_t<T> rounded(compute_t<T> x) {
@@ -74,9 +48,9 @@ __device__ __forceinline__ void adam_element(T& param, T grad, T& exp_avg, T& ex
   A p = load(param);
   if (k.decay == WeightDecay::L2) g = rounded<T>(g + rounded<T>(p * k.decay_factor));
   if (k.decay == WeightDecay::Decoupled) p = rounded<T>(p * k.decay_factor);
-  const A m = rounded<T>(lerp(load(exp_avg), g, k.avg_weight));
+  const A m = rounded<T>(lerp_value(load(exp_avg), g, k.avg_weight));
   const A v = rounded<T>(fused_multiply_add(k.sq_weight * g, g, rounded<T>(load(exp_avg_sq) * k.beta2)));
-  const A denom = rounded<T>(rounded<T>(rounded<T>(square_root(v)) / k.bias_correction2_sqrt) + k.eps);
+  const A denom = rounded<T>(rounded<T>(rounded<T>(sqrt_of(v)) / k.bias_correction2_sqrt) + k.eps);
   exp_avg = store<T>(m);
   exp_avg_sq = store<T>(v);
   param = store<T>(p + k.neg_step_size * m / denom);  // addcdiv: (value * t1) / t2, as torch orders it

@@ -336,9 +336,6 @@ struct MaxWithNan {
   }
 };
 
-__device__ __forceinline__ float exp_of(float x) { return expf(x); }
-__device__ __forceinline__ double exp_of(double x) { return exp(x); }
-
 // Softmax (or log-softmax) of a row in three passes, as the CPU's: the max; the sum of
 // exp(x - max) in double; then exp(x - max) / sum, or x - (max + log(sum)), in the compute type.
 template <class T>
