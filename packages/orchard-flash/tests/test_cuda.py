@@ -109,6 +109,24 @@ def test_dropout_matches_the_reference_with_the_cpu_mask(rng, cuda, dtype, causa
         assert max_error(g, w) <= 3 * max_error(n, w) + SLACK, name
 
 
+@pytest.mark.parametrize(("causal", "alignment"), MASKS, ids=MASK_IDS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_dropout_forward_over_many_tiles_per_cta(rng, cuda, dtype, causal, alignment):
+    # More query tiles (3 x 72 x 2) than any GPU has multiprocessors: each persistent CTA of the
+    # Hopper forward takes several, and its ring of keep bits (D = 64) runs on across them.
+    batch, heads, heads_kv, len_q, len_k, dim = 2, 72, 24, 300, 290, 64
+    q, k, v = (torch_on(x, cuda, dtype) for x in random_qkv(rng, batch, heads, heads_kv, len_q, len_k, dim))
+    p, seed = 0.25, random_seed(rng)
+    print(f"seed {seed}")
+    keep = reference_keep_mask(batch, heads, len_q, len_k, dropout_p=p, seed=seed)
+    exact = [as_numpy(x) for x in (q, k, v)]
+    ref = dict(causal=causal, alignment=alignment, keep=keep, dropout_p=p)
+    want, _ = reference(*exact, device=cuda, **ref)
+    naive, _ = reference(*exact, dtype=dtype, device=cuda, **ref)
+    out, _ = of.forward(q, k, v, causal=causal, causal_alignment=alignment, dropout_p=p, seed=seed)
+    assert max_error(out, want) <= 2 * max_error(naive, want) + SLACK
+
+
 # ---- devices and streams ---------------------------------------------------------------------
 
 
