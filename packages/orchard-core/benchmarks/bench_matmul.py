@@ -16,6 +16,7 @@ single-threaded on bands of the product spread over its own threads (orchard/par
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -76,6 +77,20 @@ BF16_PRODUCTS = {
 WIDENED = "both operands widened to float32 for BLAS, the result rounded once"
 
 
+def blas_note() -> str:
+    """orchard-core's BLAS as its library names itself (its version and the kernels it runs), and
+    the OPENBLAS_CORETYPE that chose those kernels when the environment sets one."""
+    if sys.platform == "darwin":
+        return "orchard-core's BLAS: Accelerate."
+    import scipy_openblas32
+
+    note = f"orchard-core's OpenBLAS: `{scipy_openblas32.get_openblas_config()}`"
+    chosen = os.environ.get("OPENBLAS_CORETYPE")
+    if chosen:
+        return f"{note}, its kernels chosen by OPENBLAS_CORETYPE={chosen} in the environment."
+    return note + "."
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -102,6 +117,7 @@ def main() -> None:
             "before each library's turn: numpy's OpenBLAS pool spins after a call and would otherwise "
             "slow whichever library runs next. Target: float32 1024² and 2048² within 1.1x of numpy "
             "(numpy/orchard at least 0.91).",
+            blas_note(),
             f"bfloat16 on kernels '{oc.cpu_isa()}': "
             + BF16_PRODUCTS.get(oc.cpu_isa(), WIDENED)
             + ("; target 1.0x torch." if oc.cpu_isa() in BF16_PRODUCTS else "."),
