@@ -130,6 +130,16 @@ __global__ void __launch_bounds__(HopperForwardConfig<kD>::kThreads, 1)
   // Only at D = 128 does a softmax overlap its own warpgroup's P V: at D = 64 the products are
   // short and the overlap measured slower (docs/benchmarks/flash-cuda-notes.md, v10).
   constexpr bool kOverlap = kD == 128;
+  // At D = 64 the two warpgroups take turns to issue their products (named barriers 1 and 2,
+  // one per warpgroup's turn), so that one's softmax runs while the other's products do,
+  // instead of both doing softmax at once and then leaving the tensor cores both waiting.
+  auto my_turn = [&] {
+    if constexpr (!kOverlap) sync_named(1 + consumer, 256);
+  };
+  auto next_turn = [&] {
+    if constexpr (!kOverlap) arrive_named(2 - consumer, 256);
+  };
+  if (!kOverlap && consumer == 1) arrive_named(1, 256);  // the first turn is warpgroup 0's
   int ring = 0, q_uses = 0;
   for (int64_t round = 0; round * gridDim.x < tiles; ++round) {
     const int64_t tile = round_tile(round);
@@ -192,7 +202,9 @@ __global__ void __launch_bounds__(HopperForwardConfig<kD>::kThreads, 1)
       q_stage.wait_full(q_uses);
       {
         float s[kBlockN / 8][4];
+        my_turn();
         issue_scores(0, s);
+        next_turn();
         wait<0>();
         fence_registers(s);
         float correction[2];
@@ -202,15 +214,16 @@ __global__ void __launch_bounds__(HopperForwardConfig<kD>::kThreads, 1)
       // Straight-line waits (no branch between a product and its wait): ptxas then sees that
       // no register of an unfinished product is touched.
       for (int nb = 1; nb < n_blocks && !kOverlap; ++nb) {
+        float s[kBlockN / 8][4];
+        my_turn();
         fence_operands();
         add_pv(nb - 1);
+        issue_scores(nb, s);
+        next_turn();
         wait<0>();
         fence_registers(o);
-        release(nb - 1);  // each thread, after its own reads of the stage
-        float s[kBlockN / 8][4];
-        issue_scores(nb, s);
-        wait<0>();
         fence_registers(s);
+        release(nb - 1);  // each thread, after its own reads of the stage
         float correction[2];
         softmax_block(nb, s, correction);
         rescale_rows(o, correction);
@@ -232,8 +245,10 @@ __global__ void __launch_bounds__(HopperForwardConfig<kD>::kThreads, 1)
         make_fragments(nb, s);
       }
       q_stage.release(q_uses++);  // every S of the tile is done: the next Q may come
+      my_turn();
       fence_operands();
       add_pv(n_blocks - 1);
+      next_turn();
       wait<0>();
       fence_registers(o);
       release(n_blocks - 1);

@@ -59,6 +59,10 @@ __device__ __forceinline__ void fence_shared_for_async() {
 __device__ __forceinline__ void sync_named(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
+// Arrives at named barrier `id` of `threads` threads without waiting for it.
+__device__ __forceinline__ void arrive_named(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
 
 // Stores an mma A fragment (four 8 x 8 matrices of 16-bit pairs) to shared memory: lane l gives
 // the address of row l % 8 of matrix l / 8, in the fragment's order (rows 0-7, rows 8-15 of the
