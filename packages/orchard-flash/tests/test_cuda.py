@@ -113,7 +113,8 @@ def test_dropout_matches_the_reference_with_the_cpu_mask(rng, cuda, dtype, causa
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 def test_dropout_forward_over_many_tiles_per_cta(rng, cuda, dtype, causal, alignment):
     # More query tiles (3 x 72 x 2) than any GPU has multiprocessors: each persistent CTA of the
-    # Hopper forward takes several, and its ring of keep bits (D = 64) runs on across them.
+    # Hopper forward takes several, its stage ring and (at D = 64) its warpgroups' turns running
+    # on across them, and each tile draws its own dropout.
     batch, heads, heads_kv, len_q, len_k, dim = 2, 72, 24, 300, 290, 64
     q, k, v = (torch_on(x, cuda, dtype) for x in random_qkv(rng, batch, heads, heads_kv, len_q, len_k, dim))
     p, seed = 0.25, random_seed(rng)

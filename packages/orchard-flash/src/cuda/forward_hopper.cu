@@ -3,7 +3,8 @@
 // warpgroups of 64 query rows each run S = Q K^T and O += P V as wgmma products with Q, K and
 // V read straight from the 128-byte-swizzled tiles and P from registers. CTAs are persistent
 // (one per multiprocessor, taking query tiles in turn); at D = 128 each warpgroup issues block
-// n's S together with block n - 1's P V, so its softmax overlaps its own product.
+// n's S together with block n - 1's P V, so its softmax overlaps its own product; at D = 64 the
+// two warpgroups take turns to issue theirs, so one's softmax overlaps the other's products.
 #include <algorithm>
 #include <cmath>
 #include <tuple>
