@@ -134,13 +134,14 @@ __global__ void __launch_bounds__(HopperForwardConfig<kD>::kThreads, 1)
   // At D = 64 the two warpgroups take turns to issue their products (named barriers 1 and 2,
   // one per warpgroup's turn), so that one's softmax runs while the other's products do,
   // instead of both doing softmax at once and then leaving the tensor cores both waiting.
+  constexpr int kTurnThreads = 128 * Config::kConsumers;
   auto my_turn = [&] {
-    if constexpr (!kOverlap) sync_named(1 + consumer, 256);
+    if constexpr (!kOverlap) sync_named(1 + consumer, kTurnThreads);
   };
   auto next_turn = [&] {
-    if constexpr (!kOverlap) arrive_named(2 - consumer, 256);
+    if constexpr (!kOverlap) arrive_named(2 - consumer, kTurnThreads);
   };
-  if (!kOverlap && consumer == 1) arrive_named(1, 256);  // the first turn is warpgroup 0's
+  if (!kOverlap && consumer == 1) arrive_named(1, kTurnThreads);  // the first turn is warpgroup 0's
   int ring = 0, q_uses = 0;
   for (int64_t round = 0; round * gridDim.x < tiles; ++round) {
     const int64_t tile = round_tile(round);
